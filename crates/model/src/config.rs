@@ -1,0 +1,424 @@
+//! The compiled, per-proxy configuration: what the control plane pushes and what a
+//! proxy runs.
+//!
+//! These types are the contract between `skiff control` (which produces them with
+//! [`crate::compile`]) and `skiff proxy` (which turns them into listeners, route tables
+//! and upstream pools). They are plain values: serializable (the wire carries them and
+//! `/config_dump` shows them), comparable (an unchanged proxy gets no push), and
+//! deterministic (the same input always gives byte-identical output).
+//!
+//! Naming follows Envoy where the idea is the same, so people who know Istio can read a
+//! config dump: clusters are named `outbound|<port>|<subset>|<fqdn>`, routes hold
+//! virtual hosts whose `domains` are the names an app may use for a service.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one proxy needs to serve traffic. One value per proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// Who this proxy is.
+    pub node: Node,
+    /// Outbound traffic: what the app beside this proxy may call, by destination port.
+    /// Sorted by port.
+    pub outbound: Vec<OutboundPort>,
+    /// Inbound traffic: the ports of this workload that other proxies may reach.
+    /// Sorted by port. Empty for gateways.
+    pub inbound: Vec<InboundPort>,
+    /// Gateway listeners (only for gateway proxies), from `Gateway` servers whose
+    /// selector matches this proxy. Sorted by port.
+    pub gateway: Vec<GatewayPort>,
+    /// The upstream clusters the routes above refer to, sorted by name.
+    pub clusters: Vec<Cluster>,
+}
+
+/// The identity and placement of a proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Proxy id: `<workload name>.<namespace>`, e.g. `backend-v1.prod`.
+    pub id: String,
+    /// Workload name (WorkloadEntry or Pod name).
+    pub name: String,
+    /// Namespace of the workload.
+    pub namespace: String,
+    /// Sidecar or gateway.
+    pub kind: ProxyKind,
+    /// The workload's address (its own loopback address in local mode, the pod IP in a
+    /// cluster). The proxy binds its listeners on it.
+    pub address: Option<IpAddr>,
+    /// Workload labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Kubernetes service account (defaults to `default`).
+    pub service_account: String,
+    /// SPIFFE id: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+    pub spiffe_id: String,
+}
+
+/// What kind of proxy a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ProxyKind {
+    /// Beside one workload; captures its outbound and inbound traffic.
+    #[default]
+    Sidecar,
+    /// An ingress or egress gateway: serves `Gateway` servers.
+    Gateway,
+}
+
+/// The application protocol of a port, from its name prefix or `appProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Protocol {
+    /// HTTP/1.1 (and h2c when the client asks for it).
+    Http,
+    /// HTTP/2 (`http2` prefix): upstream connections use HTTP/2.
+    Http2,
+    /// gRPC: HTTP/2 upstream.
+    Grpc,
+    /// Opaque TCP: no L7 features.
+    Tcp,
+    /// TLS passed through (routed by SNI).
+    Tls,
+    /// HTTPS terminated at a gateway, or passed through by a sidecar.
+    Https,
+    /// No protocol declared: the proxy sniffs the first bytes (HTTP/1.x, h2 preface)
+    /// and falls back to TCP.
+    Unspecified,
+}
+
+impl Protocol {
+    /// True for protocols the proxy routes at L7.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
+    }
+}
+
+/// The outbound routes for one destination port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundPort {
+    /// Destination (service) port, e.g. 80.
+    pub port: u16,
+    /// Protocol of this port. When services disagree on one port, HTTP wins if any
+    /// declares it (as Istio does), and the disagreement is a diagnostic.
+    pub protocol: Protocol,
+    /// Virtual hosts, in order. A request's authority is matched against `domains`:
+    /// exact names first, then the longest wildcard suffix, then `*`.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// For TCP ports: the route for opaque traffic to this port.
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// A set of names that share one route table, as in Envoy's RDS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHost {
+    /// Name for humans: the service FQDN and port, e.g. `backend.prod.svc.cluster.local:80`.
+    pub name: String,
+    /// Names that select this virtual host, lower-case, with and without the port:
+    /// `backend`, `backend:80`, `backend.prod`, `backend.prod.svc`,
+    /// `backend.prod.svc.cluster.local`, … (short names only from the same namespace,
+    /// as Kubernetes DNS resolves them). `*.example.com` and `*` are wildcards.
+    pub domains: Vec<String>,
+    /// Routes in order: the first whose match holds wins.
+    pub routes: Vec<Route>,
+}
+
+/// One HTTP route: from a VirtualService `http` rule, or the default route of a
+/// service that no VirtualService covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// `<namespace>/<virtualservice>/<rule index or name>`, or `default` for the
+    /// implicit route to the service itself.
+    pub name: String,
+    /// Alternatives: the route applies when any one of them holds. Empty means
+    /// "matches every request".
+    pub matches: Vec<RouteMatch>,
+    /// What to do with a matching request.
+    pub action: RouteAction,
+    /// Whole-request timeout (VirtualService `timeout`). `None` means no timeout
+    /// (Istio's default for HTTP routes).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_opt"
+    )]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// One alternative of a route's match: every condition must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// Match on the path (without the query string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StringMatch>,
+    /// Match on the method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// Match on the authority (Host header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<StringMatch>,
+    /// Match on headers: lower-case name and condition. All must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+    /// Headers that must be absent or not match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_headers: Vec<HeaderMatch>,
+    /// Query parameters that must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<HeaderMatch>,
+    /// Only requests to this destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Compare `uri` ignoring ASCII case (`ignoreUriCase`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_uri_case: bool,
+}
+
+/// A named header (or query parameter) condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderMatch {
+    /// Header name in lower case (or the query parameter name).
+    pub name: String,
+    /// The condition on its value.
+    pub value: StringMatch,
+}
+
+/// Istio's StringMatch. Regexes use RE2 syntax and must match the whole value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StringMatch {
+    /// The value equals this string.
+    Exact(String),
+    /// The value starts with this string.
+    Prefix(String),
+    /// The whole value matches this regular expression.
+    Regex(String),
+    /// Header present, any value (`{}` in a VirtualService header match).
+    Present,
+}
+
+/// What a route does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RouteAction {
+    /// Send to one of these destinations, chosen by weight.
+    Forward(Forward),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer directly with a status and body.
+    DirectResponse {
+        /// HTTP status.
+        status: u16,
+        /// Body, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+}
+
+/// Weighted forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forward {
+    /// Destinations with their weights. Weights are normalised so they sum to 100
+    /// (a single destination gets 100).
+    pub destinations: Vec<WeightedCluster>,
+    /// Retry policy, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// Rewrite of the path prefix or authority before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+}
+
+/// One weighted destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedCluster {
+    /// Name of a [`Cluster`] in [`ProxyConfig::clusters`].
+    pub cluster: String,
+    /// Relative weight, 0–100.
+    pub weight: u32,
+}
+
+/// VirtualService `retries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Number of retries (not counting the first try).
+    pub attempts: u32,
+    /// Timeout per try, if set.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_opt"
+    )]
+    pub per_try_timeout: Option<std::time::Duration>,
+    /// Conditions, as Istio spells them (`5xx`, `gateway-error`, `reset`,
+    /// `connect-failure`, `retriable-4xx`, …, or status codes).
+    pub retry_on: Vec<String>,
+}
+
+/// VirtualService `rewrite`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    /// Replace the matched path prefix with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Replace the authority with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+/// VirtualService `redirect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    /// New path, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// New authority, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// New scheme, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// New port, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Status code (Istio's default is 301).
+    pub status: u16,
+}
+
+/// Route for opaque TCP traffic on an outbound port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    /// Name for humans: the service FQDN and port, or the VirtualService rule.
+    pub name: String,
+    /// Where the bytes go, chosen by weight per connection.
+    pub destinations: Vec<WeightedCluster>,
+}
+
+/// A port of this workload that other proxies reach through the inbound listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundPort {
+    /// The port the app listens on (a Service's `targetPort`, or the service port when
+    /// no target port is given).
+    pub target_port: u16,
+    /// Protocol, from the Service port.
+    pub protocol: Protocol,
+    /// The services (FQDN:port) that reach this workload port; for telemetry and
+    /// `describe`.
+    pub services: Vec<String>,
+}
+
+/// A gateway listener (from `Gateway.servers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPort {
+    /// The server's port number, as written in the Gateway.
+    pub port: u16,
+    /// Server protocol.
+    pub protocol: Protocol,
+    /// `<namespace>/<gateway name>` of the Gateways that open this port.
+    pub gateways: Vec<String>,
+    /// Virtual hosts from VirtualServices bound to those gateways, one per host name
+    /// the servers allow.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+/// An upstream: a service port, optionally narrowed to a subset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// `outbound|<port>|<subset>|<fqdn>` (subset empty when none).
+    pub name: String,
+    /// Service FQDN.
+    pub service: String,
+    /// Service port.
+    pub port: u16,
+    /// Subset name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// Protocol used to talk to the upstream.
+    pub protocol: Protocol,
+    /// Load-balancing policy.
+    pub lb: LbPolicy,
+    /// Endpoints, sorted by address. May be empty (then requests fail with 503 UH).
+    pub endpoints: Vec<Endpoint>,
+    /// TCP connect timeout (DestinationRule `connectionPool.tcp.connectTimeout`;
+    /// Istio's default is 10s).
+    #[serde(with = "duration")]
+    pub connect_timeout: std::time::Duration,
+}
+
+/// DestinationRule `loadBalancer.simple`, the subset skiff implements today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    /// Round robin (Istio's documented default behaviour for sidecars is
+    /// LEAST_REQUEST; ROUND_ROBIN when asked).
+    RoundRobin,
+    /// Pick the less loaded of two random endpoints.
+    #[default]
+    LeastRequest,
+    /// Uniformly random.
+    Random,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The workload's address and target port: where the app listens.
+    pub address: SocketAddr,
+    /// When the workload has a sidecar: the port of its inbound listener on the same
+    /// address. The calling proxy then connects there and names the target port in
+    /// a transport header, instead of reaching the app directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_port: Option<u16>,
+    /// `<name>.<namespace>` of the workload, for logs and `describe`.
+    pub workload: String,
+    /// Load-balancing weight (WorkloadEntry `weight`, default 1).
+    pub weight: u32,
+}
+
+mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod duration_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
