@@ -1,3 +1,4 @@
 //! One module per subcommand.
 
+pub(crate) mod proxy_status;
 pub(crate) mod version;

@@ -18,11 +18,14 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Show whether each proxy runs the config the control plane has for it.
+    ProxyStatus(cmd::proxy_status::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version(args) => cmd::version::run(args),
+        Command::ProxyStatus(args) => cmd::proxy_status::run(args),
     }
 }
