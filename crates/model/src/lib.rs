@@ -6,4 +6,7 @@
 //! Everything here is pure and deterministic: no I/O, stable ordering. The control
 //! plane, `skiff analyze` and `skiff explain` all use this same code.
 
+#![warn(missing_docs)]
+
 pub mod config;
+pub mod host;
