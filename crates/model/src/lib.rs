@@ -9,4 +9,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod diagnostic;
 pub mod host;
+pub mod protocol;
