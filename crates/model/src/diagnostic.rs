@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use skiff_api::Resource;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -141,6 +142,9 @@ pub struct Diagnostic {
     /// when the finding is about one field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Where the field (or, without a field, the resource) was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Origin>,
     /// What is wrong and, where it helps, what to do, in one sentence a user can act on.
     pub message: String,
 }
@@ -158,21 +162,20 @@ impl Diagnostic {
             code,
             resource: Some(resource.clone()),
             field: None,
+            location: resource.origin.clone(),
             message: message.into(),
         }
-    }
-
-    /// The same finding, pointing at a field of the resource.
-    pub fn at(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
     }
 }
 
 /// `file:line:column: severity: Kind ns/name: field: message`, the parts that are known.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(origin) = self.resource.as_ref().and_then(|r| r.origin.as_ref()) {
+        let origin = self
+            .location
+            .as_ref()
+            .or_else(|| self.resource.as_ref().and_then(|r| r.origin.as_ref()));
+        if let Some(origin) = origin {
             write!(f, "{origin}: ")?;
         }
         write!(f, "{}: ", self.severity)?;
@@ -186,31 +189,76 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Findings collected while building the mesh, kept sorted and free of duplicates.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Diagnostics(Vec<Diagnostic>);
+/// Findings collected while building the mesh.
+#[derive(Debug, Default)]
+pub(crate) struct Findings(Vec<Diagnostic>);
 
-impl Diagnostics {
-    pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
+impl Findings {
+    /// Records a finding about `resource`, at `field` when given (its position is looked
+    /// up in the resource's document).
+    pub(crate) fn report(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        resource: &Resource,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        let mut diagnostic = Diagnostic::new(severity, code, &resource_ref(resource), message);
+        if let Some(field) = field {
+            diagnostic.field = Some(field.to_string());
+            if let Some(pos) = resource.origin.fields.lookup(field) {
+                let at = pos.key.unwrap_or(pos.value);
+                diagnostic.location = Some(Origin {
+                    file: resource.origin.file.display().to_string(),
+                    line: at.line,
+                    column: at.column,
+                });
+            }
+        }
         self.0.push(diagnostic);
     }
 
-    /// Sorted by file position, then severity and message; duplicates removed.
+    /// Sorted by place (file, line), then severity and message; duplicates removed.
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
         self.0.sort_by(|a, b| {
-            let key = |d: &Diagnostic| {
-                (
-                    d.resource.as_ref().and_then(|r| r.origin.clone()),
-                    d.resource.clone(),
-                    d.severity,
-                    d.code,
-                    d.field.clone(),
-                    d.message.clone(),
-                )
+            let place = |d: &Diagnostic| {
+                d.location
+                    .clone()
+                    .or_else(|| d.resource.as_ref().and_then(|r| r.origin.clone()))
             };
-            key(a).cmp(&key(b))
+            (
+                place(a),
+                &a.resource,
+                a.severity,
+                a.code,
+                &a.field,
+                &a.message,
+            )
+                .cmp(&(
+                    place(b),
+                    &b.resource,
+                    b.severity,
+                    b.code,
+                    &b.field,
+                    &b.message,
+                ))
         });
         self.0.dedup();
         self.0
+    }
+}
+
+/// How findings name an api resource.
+pub(crate) fn resource_ref(resource: &Resource) -> ResourceRef {
+    ResourceRef {
+        kind: resource.kind().to_string(),
+        namespace: resource.namespace().to_string(),
+        name: resource.name().to_string(),
+        origin: Some(Origin {
+            file: resource.origin.file.display().to_string(),
+            line: resource.origin.position.line,
+            column: resource.origin.position.column,
+        }),
     }
 }

@@ -32,20 +32,20 @@ impl LabelIndex {
 
     /// Workloads of `namespace` that carry every label of `selector`; every workload of
     /// the namespace when the selector is empty. Sorted by id.
-    pub(crate) fn select(
+    pub(crate) fn select<'l>(
         &self,
         namespace: &str,
         selector: &Labels,
-        labels_of: impl Fn(usize) -> &'_ Labels,
+        labels_of: impl Fn(usize) -> &'l Labels,
     ) -> Vec<usize> {
         self.select_from(Some(namespace), selector, labels_of)
     }
 
     /// Like [`LabelIndex::select`], across all namespaces.
-    pub(crate) fn select_everywhere(
+    pub(crate) fn select_everywhere<'l>(
         &self,
         selector: &Labels,
-        labels_of: impl Fn(usize) -> &'_ Labels,
+        labels_of: impl Fn(usize) -> &'l Labels,
     ) -> Vec<usize> {
         self.select_from(None, selector, labels_of)
     }
