@@ -18,11 +18,14 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Load and validate configuration files; print every error and warning.
+    Validate(cmd::validate::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version(args) => cmd::version::run(args),
+        Command::Version(args) => cmd::version::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Validate(args) => cmd::validate::run(args),
     }
 }
