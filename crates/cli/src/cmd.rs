@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub(crate) mod proxy_status;
+pub(crate) mod validate;
 pub(crate) mod version;
