@@ -20,6 +20,8 @@ enum Command {
     Version(cmd::version::Args),
     /// Load and validate configuration files; print every error and warning.
     Validate(cmd::validate::Args),
+    /// Run the control plane: watch a config directory and serve proxies over xDS.
+    Control(cmd::control::Args),
     /// Show whether each proxy runs the config the control plane has for it.
     ProxyStatus(cmd::proxy_status::Args),
 }
@@ -29,6 +31,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Version(args) => cmd::version::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Control(args) => cmd::control::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::ProxyStatus(args) => {
             cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
         }

@@ -6,6 +6,10 @@ use skiff_model::config::ProxyConfig;
 
 use crate::Finding;
 
+mod mesh;
+
+pub use mesh::MeshCompiler;
+
 /// The result of compiling a configuration directory.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {

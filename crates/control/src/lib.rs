@@ -9,7 +9,8 @@
 //!
 //! - [`ControlPlane`]: the state (current snapshot, config status, per-proxy sync state)
 //!   and [`ControlPlane::reload`].
-//! - [`ConfigCompiler`]: turns the directory into configs.
+//! - [`ConfigCompiler`]: turns the directory into configs; [`MeshCompiler`] is the real
+//!   one (`skiff-api` loading and validation, `skiff-model` compiling).
 //! - [`watch`]: reloads when the directory changes, debounced.
 //! - [`debug`]: the JSON debug endpoint (`/debug/syncz`, `/debug/config_dump`,
 //!   `/debug/configz`, `/ready`).
@@ -26,7 +27,7 @@ mod run;
 mod status;
 pub mod watch;
 
-pub use compile::{Compiled, ConfigCompiler};
+pub use compile::{Compiled, ConfigCompiler, MeshCompiler};
 pub use error::ControlError;
 pub use finding::{Finding, Severity};
 pub use plane::ControlPlane;

@@ -214,7 +214,7 @@ impl Worker {
             let result = self.session(&mut handler, &mut got_config).await;
             let error = match result {
                 Ok(()) => "the control plane closed the stream".to_owned(),
-                Err(e) => e.to_string(),
+                Err(e) => crate::error::with_causes(&e),
             };
             self.status.send_modify(|s| {
                 s.connected = false;

@@ -38,3 +38,18 @@ pub enum XdsError {
     #[error("the discovery server failed: {0}")]
     Serve(#[source] tonic::transport::Error),
 }
+
+/// An error and its causes, `outer: cause: root cause`, each said once.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
