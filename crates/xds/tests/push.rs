@@ -250,8 +250,24 @@ async fn a_nack_keeps_the_old_version_and_shows_the_reason() {
     .await;
     a.assert_no_update().await;
 
+    // Going back to the config the proxy runs: it is pushed (the server last sent the
+    // rejected version), and the client recognises its own version and ACKs without
+    // calling the handler again.
+    publish(&tx, 4, vec![config("a.prod", "1")]);
+    let row = row_until(
+        &server.sync,
+        &tx,
+        "a.prod",
+        "SYNCED on the old version",
+        |r| r.status == SyncStatus::Synced,
+    )
+    .await;
+    assert_eq!(row.sent.as_deref(), Some(good.as_str()));
+    a.assert_no_update().await;
+    assert_eq!(a.client.status().borrow().responses, 3);
+
     // A fixed config is pushed and clears the NACK.
-    publish(&tx, 4, vec![config("a.prod", "3")]);
+    publish(&tx, 5, vec![config("a.prod", "3")]);
     let fixed = a.next_update().await.version;
     let row = row_until(&server.sync, &tx, "a.prod", "SYNCED", |r| {
         r.status == SyncStatus::Synced
