@@ -220,6 +220,7 @@ impl Resource {
 /// How messages name a resource: `Kind namespace/name`, or `Kind name` for
 /// cluster-scoped kinds.
 pub fn display_name(kind: Kind, namespace: &str, name: &str) -> String {
+    let name = if name.is_empty() { "<unnamed>" } else { name };
     if kind.is_namespaced() {
         format!("{kind} {namespace}/{name}")
     } else {
