@@ -89,7 +89,7 @@ pub struct Origin {
     pub file: Arc<Path>,
     /// Index of the document in the file, from 0.
     pub document: usize,
-    /// Where the document starts.
+    /// Where the resource starts (its first line of content).
     pub position: Position,
     /// Positions of the document's fields, for messages about them.
     pub fields: Arc<FieldPositions>,
