@@ -14,7 +14,12 @@ fn every_workload_with_a_sidecar_is_a_proxy() {
     let mesh = mesh("canary");
     assert_eq!(
         mesh.proxies().collect::<Vec<_>>(),
-        ["backend-v1.prod", "backend-v2.prod", "backend-v2b.prod", "frontend.prod"]
+        [
+            "backend-v1.prod",
+            "backend-v2.prod",
+            "backend-v2b.prod",
+            "frontend.prod"
+        ]
     );
     assert_eq!(mesh.proxy_kind("frontend.prod"), Some(ProxyKind::Sidecar));
     assert!(mesh.compile("nobody.prod").is_none());
@@ -28,8 +33,17 @@ fn the_canary_header_rule_comes_first_then_the_weighted_split() {
     let port = config.outbound.iter().find(|p| p.port == 80).unwrap();
     assert_eq!(port.protocol, Protocol::Http);
     let vh = vhost(&config, 80, "backend.prod.svc.cluster.local:80");
-    for name in ["backend", "backend:80", "backend.prod", "backend.prod.svc.cluster.local:80"] {
-        assert!(vh.domains.iter().any(|d| d == name), "{name} in {:?}", vh.domains);
+    for name in [
+        "backend",
+        "backend:80",
+        "backend.prod",
+        "backend.prod.svc.cluster.local:80",
+    ] {
+        assert!(
+            vh.domains.iter().any(|d| d == name),
+            "{name} in {:?}",
+            vh.domains
+        );
     }
     assert_eq!(vh.routes.len(), 2);
 
@@ -38,7 +52,10 @@ fn the_canary_header_rule_comes_first_then_the_weighted_split() {
     assert_eq!(canary.matches.len(), 1);
     assert_eq!(
         canary.matches[0].headers,
-        [HeaderMatch { name: "x-canary".into(), value: StringMatch::Exact("true".into()) }]
+        [HeaderMatch {
+            name: "x-canary".into(),
+            value: StringMatch::Exact("true".into())
+        }]
     );
     assert_eq!(forward(canary), [(V2.to_string(), 100)]);
 
@@ -46,11 +63,22 @@ fn the_canary_header_rule_comes_first_then_the_weighted_split() {
     assert!(split.matches.is_empty());
     assert_eq!(forward(split), [(V1.to_string(), 90), (V2.to_string(), 10)]);
     assert_eq!(split.timeout, Some(Duration::from_secs(30)));
-    let RouteAction::Forward(f) = &split.action else { unreachable!() };
+    let RouteAction::Forward(f) = &split.action else {
+        unreachable!()
+    };
     let retries = f.retries.as_ref().unwrap();
     assert_eq!(retries.attempts, 3);
     assert_eq!(retries.per_try_timeout, Some(Duration::from_secs(10)));
-    assert_eq!(retries.retry_on, ["5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx"]);
+    assert_eq!(
+        retries.retry_on,
+        [
+            "5xx",
+            "gateway-error",
+            "reset",
+            "connect-failure",
+            "retriable-4xx"
+        ]
+    );
 }
 
 #[test]
@@ -71,7 +99,10 @@ fn subset_clusters_hold_the_right_workloads() {
     }
     // Only referenced clusters: the two subsets, and the frontend's default cluster.
     let names: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, [V1, V2, "outbound|80||frontend.prod.svc.cluster.local"]);
+    assert_eq!(
+        names,
+        [V1, V2, "outbound|80||frontend.prod.svc.cluster.local"]
+    );
 }
 
 #[test]
@@ -81,8 +112,16 @@ fn a_service_without_virtual_service_gets_a_default_route_with_istio_retries() {
     let vh = vhost(&config, 80, "frontend.prod.svc.cluster.local:80");
     assert_eq!(vh.routes.len(), 1);
     assert_eq!(vh.routes[0].name, "default");
-    assert_eq!(forward(&vh.routes[0]), [("outbound|80||frontend.prod.svc.cluster.local".to_string(), 100)]);
-    let RouteAction::Forward(f) = &vh.routes[0].action else { unreachable!() };
+    assert_eq!(
+        forward(&vh.routes[0]),
+        [(
+            "outbound|80||frontend.prod.svc.cluster.local".to_string(),
+            100
+        )]
+    );
+    let RouteAction::Forward(f) = &vh.routes[0].action else {
+        unreachable!()
+    };
     let retries = f.retries.as_ref().unwrap();
     assert_eq!(retries.attempts, 2);
     assert!(retries.retry_on.contains(&"503".to_string()));
@@ -98,11 +137,20 @@ fn inbound_ports_are_the_target_ports_services_use() {
     assert_eq!(config.inbound.len(), 1);
     assert_eq!(config.inbound[0].target_port, 8080);
     assert_eq!(config.inbound[0].protocol, Protocol::Http);
-    assert_eq!(config.inbound[0].services, ["backend.prod.svc.cluster.local:80"]);
+    assert_eq!(
+        config.inbound[0].services,
+        ["backend.prod.svc.cluster.local:80"]
+    );
     assert_eq!(config.node.id, "backend-v2.prod");
     assert_eq!(config.node.address, Some("127.0.0.12".parse().unwrap()));
-    assert_eq!(config.node.spiffe_id, "spiffe://cluster.local/ns/prod/sa/default");
-    assert_eq!(config.node.labels.get("version").map(String::as_str), Some("v2"));
+    assert_eq!(
+        config.node.spiffe_id,
+        "spiffe://cluster.local/ns/prod/sa/default"
+    );
+    assert_eq!(
+        config.node.labels.get("version").map(String::as_str),
+        Some("v2")
+    );
 }
 
 #[test]
