@@ -152,7 +152,7 @@ fn load_document(file: &Arc<Path>, doc: Document, out: &mut FileLoad) {
     let origin = Origin {
         file: file.clone(),
         document: doc.index,
-        position: doc.pos.min(root.pos),
+        position: root.pos,
         fields: Arc::new(index_positions(&root, "")),
     };
     let sink = Sink::default();

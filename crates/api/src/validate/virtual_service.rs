@@ -181,7 +181,7 @@ fn http_route(r: &mut Report<'_>, path: &str, h: &HttpRoute, in_delegate: bool) 
                 "delegate HTTP route cannot contain delegate",
             );
         }
-    } else if let Some(_) = &h.redirect {
+    } else if h.redirect.is_some() {
         if !h.route.is_empty() {
             r.error_at_key(
                 format!("{path}.redirect"),
@@ -381,13 +381,13 @@ fn http_route(r: &mut Report<'_>, path: &str, h: &HttpRoute, in_delegate: bool) 
         if let Some(d) = &f.delay {
             let dp = format!("{fp}.delay");
             percentage(r, &format!("{dp}.percentage"), d.percentage.as_ref());
-            if let Some(p) = d.percent {
-                if !(0..=100).contains(&p) {
-                    r.error(
-                        format!("{dp}.percent"),
-                        format!("percentage {p} is not in range 0..100"),
-                    );
-                }
+            if let Some(p) = d.percent
+                && !(0..=100).contains(&p)
+            {
+                r.error(
+                    format!("{dp}.percent"),
+                    format!("percentage {p} is not in range 0..100"),
+                );
             }
             match (&d.fixed_delay, &d.exponential_delay) {
                 (Some(fd), None) => r.check(format!("{dp}.fixedDelay"), validate_duration(fd)),

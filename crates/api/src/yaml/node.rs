@@ -208,10 +208,7 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut stack: Vec<(Frame, usize)> = Vec::new();
     let mut current: Option<Document> = None;
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = match next {
             Ok(ev) => ev,
             Err(err) => {

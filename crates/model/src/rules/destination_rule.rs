@@ -247,16 +247,7 @@ fn load_balancer(
     findings: &mut Findings,
 ) -> Option<LbPolicy> {
     let lb = lb?;
-    if lb.consistent_hash.is_some() {
-        findings.report(
-            Severity::Warning,
-            Code::NotImplemented,
-            r,
-            Some(&format!("{field}.consistentHash")),
-            "consistent-hash load balancing is not implemented yet; skiff balances with \
-             LEAST_REQUEST (or `simple` when set) instead, so there is no session affinity",
-        );
-    }
+    // `consistentHash` is reported by the loader as not implemented.
     match lb.simple? {
         SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
         SimpleLb::LeastRequest | SimpleLb::LeastConn => Some(LbPolicy::LeastRequest),

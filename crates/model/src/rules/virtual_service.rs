@@ -206,14 +206,7 @@ fn http_rule(
     let ns = vs.namespace();
     let field = format!("spec.http[{i}]");
     let action = if let Some(redirect) = &rule.redirect {
-        if redirect.derive_port.is_some() {
-            not_implemented(
-                findings,
-                r,
-                &format!("{field}.redirect.derivePort"),
-                "derivePort is not implemented; the redirect keeps the request's port unless `port` is set",
-            );
-        }
+        // `derivePort` is reported by the loader as not implemented.
         RuleAction::Redirect(Redirect {
             uri: redirect.uri.clone(),
             authority: redirect.authority.clone(),
@@ -244,14 +237,7 @@ fn http_rule(
     } else if !rule.route.is_empty() {
         let mut rewrite = None;
         if let Some(rw) = &rule.rewrite {
-            if rw.uri_regex_rewrite.is_some() {
-                not_implemented(
-                    findings,
-                    r,
-                    &format!("{field}.rewrite.uriRegexRewrite"),
-                    "uriRegexRewrite is not implemented yet; the path is forwarded unchanged",
-                );
-            }
+            // `uriRegexRewrite` is reported by the loader as not implemented.
             if rw.uri.is_some() || rw.authority.is_some() {
                 rewrite = Some(Rewrite {
                     uri: rw.uri.clone(),
