@@ -18,11 +18,14 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Run the data-plane proxy (sidecar or gateway).
+    Proxy(cmd::proxy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version(args) => cmd::version::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
     }
 }
