@@ -550,4 +550,4 @@ fn compile_route(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
