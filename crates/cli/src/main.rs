@@ -22,6 +22,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Run the control plane: watch a config directory and serve proxies over xDS.
     Control(cmd::control::Args),
+    /// Run the data-plane proxy (sidecar or gateway).
+    Proxy(cmd::proxy::Args),
     /// Show whether each proxy runs the config the control plane has for it.
     ProxyStatus(cmd::proxy_status::Args),
 }
@@ -35,5 +37,6 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::ProxyStatus(args) => {
             cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
         }
+        Command::Proxy(args) => cmd::proxy::run(args).map(|()| std::process::ExitCode::SUCCESS),
     }
 }
