@@ -18,11 +18,14 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
+    SampleApp(cmd::sample_app::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version(args) => cmd::version::run(args),
+        Command::SampleApp(args) => cmd::sample_app::run(args),
     }
 }
