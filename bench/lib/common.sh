@@ -26,9 +26,9 @@ start_bg() {
 
 # stop_pid PID: SIGTERM, then SIGKILL after 3 s. Only for processes this run started.
 stop_pid() {
-    local pid="$1" i
+    local pid="$1"
     kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 30); do
+    for _ in $(seq 30); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -72,8 +72,8 @@ PY
 # the process log when the process dies or never answers.
 wait_ready() {
     local what="$1" pid="$2"; shift 2
-    local i out
-    for i in $(seq 200); do
+    local out
+    for _ in $(seq 200); do
         if ! kill -0 "$pid" 2>/dev/null; then
             die "$what exited while starting; its log: $(tail -n 20 "$WORK/$what.log" 2>/dev/null)"
         fi

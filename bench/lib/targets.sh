@@ -120,7 +120,7 @@ run_case() {
     load "$tool" "$conns" "$rate" "$WARMUP" "$path" "$WORK/$target-$case_name.warmup" \
         || die "warm-up of $target / $case_name failed: $(tail -n 5 "$WORK/$target-$case_name.warmup")"
 
-    local before=() after=() t0 t1
+    local before=() t0 t1
     for p in "${PROXIES[@]}"; do before+=("$(cpu_ticks "${p#*:}")"); done
     t0=$(date +%s.%N)
     local raw="$WORK/$target-$case_name.out"
