@@ -26,6 +26,8 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Show whether each proxy runs the config the control plane has for it.
     ProxyStatus(cmd::proxy_status::Args),
+    /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
+    SampleApp(cmd::sample_app::Args),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -38,5 +40,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
         }
         Command::Proxy(args) => cmd::proxy::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::SampleApp(args) => {
+            cmd::sample_app::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,142 @@
+# The things under test: the backend, the chained proxy pairs, and one measured case.
+# shellcheck shell=bash
+
+# fill TEMPLATE OUT KEY=VALUE...: replaces every @KEY@ in TEMPLATE.
+fill() {
+    local template="$1" out="$2"; shift 2
+    local text pair
+    text="$(<"$template")"
+    for pair in "$@"; do
+        text="${text//@${pair%%=*}@/${pair#*=}}"
+    done
+    printf '%s\n' "$text" >"$out"
+}
+
+start_backend() {
+    local body_1k
+    body_1k="$(printf 'x%.0s' $(seq 1023))\\n"
+    mkdir -p "$WORK/nginx-tmp"
+    fill "$BENCH_DIR/conf/nginx.conf" "$WORK/nginx.conf" \
+        "WORK=$WORK" "BACKEND=$SERVER_ADDR:$BACKEND_PORT" "BODY_1K=$body_1k"
+    start_bg "$WORK/nginx.log" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+    BACKEND_PID=$BG_PID
+    wait_ready nginx "$BACKEND_PID" "$SERVER_ADDR" "$BACKEND_PORT" /small
+}
+
+stop_backend() {
+    stop_pid "$BACKEND_PID"
+}
+
+# start_pair TARGET: starts the two proxies of TARGET (none for direct). Sets ENTRY (where
+# load goes) and PROXIES ("role:pid" words).
+start_pair() {
+    local target="$1"
+    PROXIES=()
+    ENTRY="$CLIENT_ADDR:$ENTRY_PORT"
+    case "$target" in
+        direct)
+            ENTRY="$SERVER_ADDR:$BACKEND_PORT"
+            ;;
+        skiff)
+            local role id conf addr
+            for role in server client; do
+                if [[ $role == server ]]; then
+                    id=backend.bench; conf=skiff-server.json; addr=$SERVER_ADDR
+                else
+                    id=bench-client.bench; conf=skiff-client.json; addr=$CLIENT_ADDR
+                fi
+                start_bg "$WORK/skiff-$role.log" "$SKIFF_BIN" proxy --id "$id" \
+                    --config-file "$BENCH_DIR/conf/$conf" --address "$addr" \
+                    --concurrency "$THREADS" --access-log off
+                PROXIES+=("$role:$BG_PID")
+                wait_ready "skiff-$role" "$BG_PID" "$addr" 15000 /ready
+            done
+            ;;
+        haproxy)
+            fill "$BENCH_DIR/conf/haproxy.cfg" "$WORK/haproxy-server.cfg" "THREADS=$THREADS" \
+                "LISTEN=$SERVER_ADDR:$PEER_PORT" "NEXT=$SERVER_ADDR:$BACKEND_PORT"
+            fill "$BENCH_DIR/conf/haproxy.cfg" "$WORK/haproxy-client.cfg" "THREADS=$THREADS" \
+                "LISTEN=$CLIENT_ADDR:$ENTRY_PORT" "NEXT=$SERVER_ADDR:$PEER_PORT"
+            start_bg "$WORK/haproxy-server.log" haproxy -db -f "$WORK/haproxy-server.cfg"
+            PROXIES+=("server:$BG_PID")
+            wait_ready haproxy-server "$BG_PID" "$SERVER_ADDR" "$PEER_PORT" /small "$HOST_HEADER"
+            start_bg "$WORK/haproxy-client.log" haproxy -db -f "$WORK/haproxy-client.cfg"
+            PROXIES+=("client:$BG_PID")
+            ;;
+        envoy)
+            fill "$BENCH_DIR/conf/envoy.yaml" "$WORK/envoy-server.yaml" \
+                "LISTEN_ADDR=$SERVER_ADDR" "LISTEN_PORT=$PEER_PORT" \
+                "NEXT_ADDR=$SERVER_ADDR" "NEXT_PORT=$BACKEND_PORT"
+            fill "$BENCH_DIR/conf/envoy.yaml" "$WORK/envoy-client.yaml" \
+                "LISTEN_ADDR=$CLIENT_ADDR" "LISTEN_PORT=$ENTRY_PORT" \
+                "NEXT_ADDR=$SERVER_ADDR" "NEXT_PORT=$PEER_PORT"
+            local role addr
+            for role in server client; do
+                addr=$([[ $role == server ]] && echo "$SERVER_ADDR" || echo "$CLIENT_ADDR")
+                start_bg "$WORK/envoy-$role.log" "$ENVOY_BIN" -c "$WORK/envoy-$role.yaml" \
+                    --concurrency "$THREADS" --disable-hot-restart -l warning
+                PROXIES+=("$role:$BG_PID")
+                wait_ready "envoy-$role" "$BG_PID" "$addr" 15000 /ready
+            done
+            ;;
+    esac
+}
+
+stop_pair() {
+    local p
+    for p in "${PROXIES[@]}"; do
+        stop_pid "${p#*:}"
+    done
+    PROXIES=()
+}
+
+# load TOOL CONNS RATE SECONDS PATH OUT: one run of the load generator.
+load() {
+    local tool="$1" conns="$2" rate="$3" seconds="$4" path="$5" out="$6"
+    local url="http://$ENTRY$path"
+    if [[ $tool == wrk ]]; then
+        wrk -t1 -c"$conns" -d"${seconds}s" --latency -H "Host: $HOST_HEADER" "$url" >"$out" 2>&1
+    else
+        "$OHA_BIN" -z "${seconds}s" -w -c "$conns" -q "$rate" --latency-correction \
+            --no-tui --output-format json --worker-threads 1 --host "$HOST_HEADER" \
+            "$url" >"$out" 2>"$out.err"
+    fi
+}
+
+# run_case TARGET CASE PATH TOOL CONNS RATE: fresh proxies, a check that the chain
+# answers, warm-up, then the measured run with CPU readings around it.
+run_case() {
+    local target="$1" case_name="$2" path="$3" tool="$4" conns="$5" rate="$6"
+    local expect_bytes=47 answer p pid
+    [[ $path == /1k ]] && expect_bytes=1024
+    say "$target / $case_name"
+    start_pair "$target"
+    local entry_host=${ENTRY%:*} entry_port=${ENTRY#*:}
+    wait_ready "$target-chain" "$BACKEND_PID" "$entry_host" "$entry_port" "$path" "$HOST_HEADER"
+    answer="$(probe "$entry_host" "$entry_port" "$path" "$HOST_HEADER")"
+    [[ $answer == "200 $expect_bytes" ]] \
+        || die "$target answers $path with '$answer', expected '200 $expect_bytes'"
+
+    load "$tool" "$conns" "$rate" "$WARMUP" "$path" "$WORK/$target-$case_name.warmup" \
+        || die "warm-up of $target / $case_name failed: $(tail -n 5 "$WORK/$target-$case_name.warmup")"
+
+    local before=() t0 t1
+    for p in "${PROXIES[@]}"; do before+=("$(cpu_ticks "${p#*:}")"); done
+    t0=$(date +%s.%N)
+    local raw="$WORK/$target-$case_name.out"
+    load "$tool" "$conns" "$rate" "$DURATION" "$path" "$raw" \
+        || die "load on $target / $case_name failed: $(tail -n 5 "$raw" "$raw.err" 2>/dev/null)"
+    t1=$(date +%s.%N)
+    local measured=() i=0
+    for p in "${PROXIES[@]}"; do
+        pid="${p#*:}"
+        kill -0 "$pid" 2>/dev/null || die "$target ${p%%:*} proxy died during $case_name"
+        measured+=("${p%%:*}:$(( $(cpu_ticks "$pid") - before[i] )):$(hwm_kb "$pid")")
+        i=$((i + 1))
+    done
+    stop_pair
+    local IFS=,
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$case_name" "$tool" "$conns" \
+        "$rate" "$expect_bytes" "$raw" "$(awk "BEGIN { print $t1 - $t0 }")" \
+        "${measured[*]}" >>"$RESULTS"
+}
