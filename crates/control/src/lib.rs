@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod builtin;
 mod compile;
 pub mod debug;
 mod error;
@@ -27,6 +28,7 @@ mod run;
 mod status;
 pub mod watch;
 
+pub use builtin::{BUILTIN_GATEWAY_NAME, BUILTIN_GATEWAY_NAMESPACE, with_builtin_gateway};
 pub use compile::{Compiled, ConfigCompiler, MeshCompiler};
 pub use error::ControlError;
 pub use finding::{Finding, Severity};

@@ -27,6 +27,11 @@ pub(crate) struct Args {
     /// Trust domain of workload identities.
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
+    /// Add the built-in ingress gateway workload (`istio-ingressgateway` in
+    /// `istio-system`) at this address when a Gateway selects labels that no workload
+    /// has, as installing Istio would. `skiff up` sets it.
+    #[arg(long, value_name = "IP")]
+    builtin_gateway: Option<std::net::IpAddr>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -51,6 +56,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             trust_domain: args.trust_domain,
             ..MeshOptions::default()
         },
+        builtin_gateway: args.builtin_gateway,
     };
     let mut running = skiff_control::start(options, compiler)
         .await

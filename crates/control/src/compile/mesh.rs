@@ -19,6 +19,9 @@ use crate::{Compiled, ConfigCompiler, Finding, Severity};
 pub struct MeshCompiler {
     /// Mesh-wide settings (domain suffix, trust domain, inbound port).
     pub options: MeshOptions,
+    /// When set, the built-in ingress gateway workload is added at this address if a
+    /// Gateway selects labels no workload has (see [`crate::with_builtin_gateway`]).
+    pub builtin_gateway: Option<std::net::IpAddr>,
 }
 
 impl ConfigCompiler for MeshCompiler {
@@ -53,7 +56,11 @@ impl ConfigCompiler for MeshCompiler {
                 findings,
             };
         }
-        let mesh = Mesh::build(&loaded.resources, self.options.clone());
+        let resources = match self.builtin_gateway {
+            Some(address) => crate::with_builtin_gateway(loaded.resources, address),
+            None => loaded.resources,
+        };
+        let mesh = Mesh::build(&resources, self.options.clone());
         findings.extend(mesh.diagnostics().iter().map(from_model));
         let configs = mesh.proxies().filter_map(|id| mesh.compile(id)).collect();
         sort(&mut findings);
