@@ -4,6 +4,7 @@ pub(crate) mod control;
 pub(crate) mod proxy;
 pub(crate) mod proxy_status;
 pub(crate) mod sample_app;
+pub(crate) mod up;
 pub(crate) mod validate;
 pub(crate) mod version;
 

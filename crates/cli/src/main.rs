@@ -24,6 +24,9 @@ enum Command {
     Control(cmd::control::Args),
     /// Run the data-plane proxy (sidecar or gateway).
     Proxy(cmd::proxy::Args),
+    /// Run the whole mesh of a directory on this machine: control plane, proxies,
+    /// gateway and apps, on loopback addresses.
+    Up(cmd::up::Args),
     /// Show whether each proxy runs the config the control plane has for it.
     ProxyStatus(cmd::proxy_status::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::ProxyStatus(args) => {
             cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
         }
+        Command::Up(args) => cmd::up::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Proxy(args) => cmd::proxy::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::SampleApp(args) => {
             cmd::sample_app::run(args).map(|()| std::process::ExitCode::SUCCESS)

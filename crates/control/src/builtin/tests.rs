@@ -42,6 +42,9 @@ fn adds_gateway_workload_when_no_workload_has_the_labels() {
 fn leaves_configuration_alone_when_a_workload_is_selected() {
     let text = format!("{GATEWAY}---\n{GATEWAY_WORKLOAD}");
     let out = with_builtin_gateway(set(&text), "127.0.0.1".parse().unwrap());
-    let names: Vec<_> = out.workload_entries().map(|w| w.name().to_owned()).collect();
+    let names: Vec<_> = out
+        .workload_entries()
+        .map(|w| w.name().to_owned())
+        .collect();
     assert_eq!(names, ["my-gateway"]);
 }
