@@ -1,0 +1,264 @@
+//! End to end: `skiff up examples/canary` as real processes on loopback, driven from
+//! outside like a user would (curl-like requests to the gateway, `skiff proxy-status`,
+//! editing files in the config directory, killing the control plane).
+
+#[path = "support/mesh.rs"]
+mod mesh;
+
+use std::time::Duration;
+
+use mesh::{Load, Mesh, backend_version, client, get, get_path, h2_client, skiff};
+
+const VS_FILE: &str = "40-backend-virtualservice.yaml";
+
+/// Every proxy of the example, as `skiff proxy-status` names them.
+const PROXIES: [&str; 4] = [
+    "backend-v1",
+    "backend-v2",
+    "frontend",
+    "istio-ingressgateway",
+];
+
+fn proxy_status(mesh: &Mesh) -> String {
+    let out = std::process::Command::new(skiff())
+        .arg("proxy-status")
+        .arg("--control")
+        .arg(mesh.control_debug().to_string())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn all_synced(status: &str) -> bool {
+    PROXIES.iter().all(|p| {
+        status
+            .lines()
+            .any(|l| l.starts_with(p) && l.contains("SYNCED"))
+    })
+}
+
+/// Sets the weights of the backend split (v1, v2).
+fn set_split(mesh: &Mesh, v1: u32, v2: u32) {
+    let path = mesh.dir.path().join(VS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, _) = text.split_once("  - name: split").unwrap();
+    let split = format!(
+        "  - name: split\n    route:\n    - destination:\n        host: backend\n        subset: v1\n      weight: {v1}\n    - destination:\n        host: backend\n        subset: v2\n      weight: {v2}\n"
+    );
+    std::fs::write(&path, format!("{head}{split}")).unwrap();
+}
+
+/// Waits until `n` consecutive answers through the gateway all come from v2.
+async fn wait_all_v2(mesh: &Mesh, n: usize) {
+    let client = client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut run = 0;
+    while run < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "traffic never moved to v2; skiff up printed:\n{}",
+            mesh.log()
+        );
+        let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if backend_version(&body) == Some("2.0.0") {
+            run += 1;
+        } else {
+            run = 0;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_through_the_gateway_then_clean_stop() {
+    let mut mesh = Mesh::start(21);
+
+    // The gateway answers with the frontend's greeting and the backend's version.
+    let client = client();
+    let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("Hello, world!"), "{body}");
+    assert!(body.contains("Hostname: frontend"), "{body}");
+    assert!(
+        matches!(backend_version(&body), Some("1.0.0" | "2.0.0")),
+        "{body}"
+    );
+
+    // 2,000 requests split 90/10 between v1 and v2, within a binomial bound: the mean
+    // is 200 and the standard deviation 13.4, so 130..=270 is more than 5 sigma wide.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let gateway = mesh.gateway();
+        tasks.push(tokio::spawn(async move {
+            let client = mesh::client();
+            let mut v2 = 0u32;
+            for _ in 0..250 {
+                let (status, body) = get(&client, gateway, &[]).await.unwrap();
+                assert_eq!(status, 200, "{body}");
+                match backend_version(&body) {
+                    Some("2.0.0") => v2 += 1,
+                    Some("1.0.0") => {}
+                    other => panic!("unexpected backend version {other:?} in {body}"),
+                }
+            }
+            v2
+        }));
+    }
+    let mut v2 = 0;
+    for task in tasks {
+        v2 += task.await.unwrap();
+    }
+    assert!((130..=270).contains(&v2), "{v2} of 2000 went to v2");
+
+    // The header rule comes first: every canary request reaches v2.
+    for _ in 0..200 {
+        let (status, body) = get(&client, mesh.gateway(), &[("x-canary", "true")])
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(backend_version(&body), Some("2.0.0"), "{body}");
+    }
+
+    // An HTTP/2 client (h2c, prior knowledge) works too.
+    let h2 = h2_client();
+    for _ in 0..20 {
+        let (status, body) = get(&h2, mesh.gateway(), &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(backend_version(&body).is_some(), "{body}");
+    }
+
+    // Every proxy is in sync with the control plane.
+    let status = proxy_status(&mesh);
+    assert!(all_synced(&status), "{status}");
+
+    // Ctrl-C stops everything and leaves no process behind.
+    let exit = mesh.interrupt();
+    assert!(
+        exit.success(),
+        "skiff up exited with {exit}:\n{}",
+        mesh.log()
+    );
+    let left = mesh.processes();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let (status, _) = (get(&client, mesh.gateway(), &[]).await.is_err(), "gateway");
+    assert!(status, "the gateway still answers after skiff up stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shifting_all_traffic_to_v2_under_load_fails_no_request() {
+    let mesh = Mesh::start(22);
+    let load = Load::start(mesh.gateway(), 4);
+    mesh.wait_for("load to flow", Duration::from_secs(20), || load.ok() > 200);
+
+    set_split(&mesh, 0, 100);
+    wait_all_v2(&mesh, 200).await;
+    let before = load.ok();
+    mesh.wait_for("more load", Duration::from_secs(20), || {
+        load.ok() > before + 200
+    });
+
+    let (ok, failed, errors) = load.stop().await;
+    assert_eq!(failed, 0, "{failed} of {} failed: {errors:?}", ok + failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_ride_out_a_control_plane_restart() {
+    let mesh = Mesh::start(23);
+    let load = Load::start(mesh.gateway(), 4);
+    mesh.wait_for("load to flow", Duration::from_secs(20), || load.ok() > 200);
+
+    // Kill the control plane: traffic goes on with the last config.
+    let control = mesh.control_pid().expect("a control plane process");
+    mesh::signal(control, "KILL");
+    let before = load.ok();
+    mesh.wait_for(
+        "load without a control plane",
+        Duration::from_secs(20),
+        || load.ok() > before + 500,
+    );
+
+    // Start it again: the proxies reconnect and take new config.
+    let net = mesh.net;
+    let mut restarted = std::process::Command::new(skiff())
+        .arg("control")
+        .arg("--config")
+        .arg(mesh.dir.path())
+        .arg("--xds-listen")
+        .arg(format!("127.0.{net}.1:15010"))
+        .arg("--debug-listen")
+        .arg(format!("127.0.{net}.1:15014"))
+        .arg("--builtin-gateway")
+        .arg(format!("127.0.{net}.1"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    mesh.wait_for("every proxy to resync", Duration::from_secs(40), || {
+        all_synced(&proxy_status(&mesh))
+    });
+    set_split(&mesh, 0, 100);
+    wait_all_v2(&mesh, 100).await;
+
+    let (ok, failed, errors) = load.stop().await;
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert_eq!(failed, 0, "{failed} of {} failed: {errors:?}", ok + failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_is_reported_and_changes_no_proxy() {
+    let mesh = Mesh::start(24);
+    let (_, syncz_before) = get_path(mesh.control_debug(), "/debug/syncz")
+        .await
+        .unwrap();
+    let versions = |syncz: &str| -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_str(syncz).unwrap();
+        let rows = value
+            .as_array()
+            .or_else(|| value.get("proxies").and_then(|p| p.as_array()))
+            .cloned()
+            .unwrap_or_else(|| panic!("syncz lists no proxies: {syncz}"));
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|row| format!("{} {}", row["proxy"], row["sent"]))
+            .collect();
+        out.sort();
+        assert_eq!(out.len(), PROXIES.len(), "{syncz}");
+        out
+    };
+
+    // A VirtualService with a misspelt field: an error with file and line.
+    std::fs::write(
+        mesh.dir.path().join("99-broken.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: broken\n  namespace: prod\nspec:\n  hosts: [backend]\n  http:\n  - route:\n    - destination:\n        host: backend\n      wieght: 100\n",
+    )
+    .unwrap();
+    let mut configz = String::new();
+    for _ in 0..200 {
+        configz = get_path(mesh.control_debug(), "/debug/configz")
+            .await
+            .unwrap()
+            .1;
+        if configz.contains("99-broken.yaml") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(configz.contains("99-broken.yaml"), "{configz}");
+    assert!(configz.contains("wieght"), "{configz}");
+    assert!(
+        configz.contains("\"line\":12") || configz.contains("99-broken.yaml:12"),
+        "{configz}"
+    );
+
+    // Nothing was pushed, and traffic flows as before.
+    let (_, syncz_after) = get_path(mesh.control_debug(), "/debug/syncz")
+        .await
+        .unwrap();
+    assert_eq!(versions(&syncz_before), versions(&syncz_after));
+    let client = client();
+    for _ in 0..50 {
+        let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}
