@@ -92,6 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let admin_handle = admin.handle().clone();
     let result = data.block_on(async move {
         let proxy = Proxy::start(options).await?;
+        let mut xds = None;
         match (&args.config_file, &args.control) {
             (Some(path), _) => {
                 let version = skiff_proxy::file_source::apply(&proxy, path)
@@ -104,13 +105,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             (None, Some(control)) => {
-                bail!(
-                    "--control {control}: the xDS client is not built into this proxy yet; use --config-file"
-                );
+                // The xDS client runs on the admin runtime, off the data path. It hands
+                // each pushed config to the same update path as the file source: a config
+                // the proxy rejects is NACKed and the old one stays in service.
+                let target = proxy.clone();
+                let handler = move |update: skiff_xds::ConfigUpdate| {
+                    target
+                        .apply(update.version, update.config)
+                        .map_err(|e| e.to_string())
+                };
+                let _in_admin = admin_handle.enter();
+                let client = skiff_xds::connect(
+                    control,
+                    skiff_xds::NodeInfo::new(&args.id),
+                    skiff_xds::ClientOptions::default(),
+                    handler,
+                )
+                .with_context(|| format!("--control {control}"))?;
+                tracing::info!(%control, "taking config from the control plane");
+                xds = Some(client);
             }
             (None, None) => bail!("one of --control or --config-file is needed"),
         }
         wait_for_stop(&proxy).await;
+        drop(xds);
         proxy.drain().await;
         Ok(())
     });
