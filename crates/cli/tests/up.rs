@@ -244,12 +244,22 @@ async fn an_invalid_file_is_reported_and_changes_no_proxy() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(configz.contains("99-broken.yaml"), "{configz}");
-    assert!(configz.contains("wieght"), "{configz}");
+    let status: serde_json::Value = serde_json::from_str(&configz).unwrap();
+    let error = &status["errors"][0];
     assert!(
-        configz.contains("\"line\":12") || configz.contains("99-broken.yaml:12"),
+        error["file"].as_str().unwrap().ends_with("99-broken.yaml"),
         "{configz}"
     );
+    assert_eq!(error["line"], 12, "{configz}");
+    assert_eq!(error["column"], 7, "{configz}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.http[0].route[0].wieght: unknown field"),
+        "{configz}"
+    );
+    assert_eq!(status["servingGeneration"], 1, "{configz}");
 
     // Nothing was pushed, and traffic flows as before.
     let (_, syncz_after) = get_path(mesh.control_debug(), "/debug/syncz")
