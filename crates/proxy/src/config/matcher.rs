@@ -2,11 +2,18 @@
 
 use http::HeaderName;
 use http::header::HeaderMap;
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+
 use skiff_model::config::{HeaderMatch, RouteMatch, StringMatch};
 
 use crate::Error;
 use crate::route::RequestView;
+
+/// Largest compiled program one route regex may take. A proxy holds every regex of
+/// its routes, so one careless pattern (a Unicode `\w{100}` compiles to several
+/// MiB) must not swell every sidecar: such a config is rejected (NACKed) with the
+/// reason, as Envoy does with its regex program-size limit.
+pub(crate) const MAX_REGEX_PROGRAM_BYTES: usize = 1 << 20;
 
 /// A compiled `StringMatch`.
 #[derive(Debug)]
@@ -51,7 +58,11 @@ impl StrMatch {
             StringMatch::Exact(s) => StrMatch::Exact(s.as_str().into()),
             StringMatch::Prefix(s) => StrMatch::Prefix(s.as_str().into()),
             StringMatch::Regex(p) => {
-                StrMatch::Regex(Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                let anchored = format!("^(?:{p})$");
+                let compiled = RegexBuilder::new(&anchored)
+                    .size_limit(MAX_REGEX_PROGRAM_BYTES)
+                    .build();
+                StrMatch::Regex(compiled.map_err(|e| {
                     Error::InvalidRegex {
                         route: route.to_owned(),
                         pattern: p.clone(),

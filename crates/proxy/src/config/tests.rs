@@ -67,6 +67,7 @@ pub(crate) fn config(vhosts: Vec<VirtualHost>, clusters: Vec<Cluster>) -> ProxyC
         inbound: vec![],
         gateway: vec![],
         clusters,
+        ..ProxyConfig::default()
     }
 }
 
@@ -110,6 +111,17 @@ fn bad_regex_is_rejected() {
     }];
     let e = err(c);
     assert!(e.contains("regex \"/(unclosed\" does not compile"), "{e}");
+}
+
+#[test]
+fn oversized_regex_is_rejected() {
+    let mut c = simple();
+    c.outbound[0].virtual_hosts[0].routes[0].matches = vec![RouteMatch {
+        uri: Some(StringMatch::Regex(r"/\w{100}".to_owned())),
+        ..RouteMatch::default()
+    }];
+    let e = err(c);
+    assert!(e.contains("size limit"), "{e}");
 }
 
 #[test]
