@@ -272,3 +272,46 @@ async fn an_invalid_file_is_reported_and_changes_no_proxy() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_update_keeps_the_old_config_and_shows_as_nack() {
+    let mesh = Mesh::start(25);
+    let frontend_admin = std::net::SocketAddr::new(mesh.workload(10), 15000);
+    let (_, dump) = get_path(frontend_admin, "/config_dump").await.unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let running = dump["version"].as_str().unwrap().to_owned();
+
+    // Valid Istio (the control plane publishes it), but the regex compiles to more than
+    // a proxy accepts: every sidecar that routes to the backend rejects it.
+    let path = mesh.dir.path().join(VS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "  - name: split\n",
+        "  - name: long-ids\n    match:\n    - uri:\n        regex: '/\\w{100}'\n    route:\n    - destination:\n        host: backend\n        subset: v2\n  - name: split\n",
+    );
+    std::fs::write(&path, text).unwrap();
+
+    let mut status = String::new();
+    mesh.wait_for("the frontend's NACK", Duration::from_secs(30), || {
+        status = proxy_status(&mesh);
+        status
+            .lines()
+            .any(|l| l.starts_with("frontend ") && l.contains("NACK"))
+    });
+    let line = status.lines().find(|l| l.starts_with("frontend ")).unwrap();
+    assert!(line.contains("size limit"), "{status}");
+    assert!(
+        line.contains(&running),
+        "the ACKed version is the old one: {status}"
+    );
+
+    // The frontend still runs its old config, and traffic flows.
+    let (_, dump) = get_path(frontend_admin, "/config_dump").await.unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(dump["version"].as_str(), Some(running.as_str()));
+    let client = client();
+    for _ in 0..50 {
+        let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}

@@ -62,12 +62,10 @@ impl StrMatch {
                 let compiled = RegexBuilder::new(&anchored)
                     .size_limit(MAX_REGEX_PROGRAM_BYTES)
                     .build();
-                StrMatch::Regex(compiled.map_err(|e| {
-                    Error::InvalidRegex {
-                        route: route.to_owned(),
-                        pattern: p.clone(),
-                        reason: e.to_string(),
-                    }
+                StrMatch::Regex(compiled.map_err(|e| Error::InvalidRegex {
+                    route: route.to_owned(),
+                    pattern: p.clone(),
+                    reason: e.to_string(),
                 })?)
             }
             StringMatch::Present => StrMatch::Present,
