@@ -33,7 +33,20 @@ fn accepted_forms() {
 
 #[test]
 fn refused_forms() {
-    for text in ["", "s", "30", "1.5", "5x", "1d", "-1s", "1 s", "1s ", ".s", "1h-2m", "9999999999h"] {
+    for text in [
+        "",
+        "s",
+        "30",
+        "1.5",
+        "5x",
+        "1d",
+        "-1s",
+        "1 s",
+        "1s ",
+        ".s",
+        "1h-2m",
+        "9999999999h",
+    ] {
         let err = Duration::parse(text).expect_err(text);
         assert!(err.to_string().contains(&format!("{text:?}")), "{err}");
     }

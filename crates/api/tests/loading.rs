@@ -60,7 +60,9 @@ fn directories_are_read_recursively_in_sorted_order() {
     fs::create_dir_all(root.join("b/nested")).unwrap();
     fs::write(root.join("notes.txt"), "not yaml: [").unwrap();
     let svc = |name: &str| {
-        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n"
+        )
     };
     fs::write(root.join("b/nested/z.yml"), svc("z")).unwrap();
     fs::write(root.join("a.yaml"), svc("a")).unwrap();
@@ -177,12 +179,17 @@ spec:
     let loaded = skiff_api::load_str("pa.yaml", text);
     assert_eq!(
         errors(&loaded),
-        ["pa.yaml:9:5: PeerAuthentication prod/pa: spec.portLevelMtls.http: expected a number as key, found `http`"]
+        [
+            "pa.yaml:9:5: PeerAuthentication prod/pa: spec.portLevelMtls.http: expected a number as key, found `http`"
+        ]
     );
     let fixed = text.replace("    http: {mode: STRICT}\n", "");
     let loaded = skiff_api::load_str("pa.yaml", &fixed);
     let pa = loaded.resources.peer_authentications().next().unwrap();
-    assert_eq!(pa.port_level_mtls.keys().copied().collect::<Vec<_>>(), [8080, 9090]);
+    assert_eq!(
+        pa.port_level_mtls.keys().copied().collect::<Vec<_>>(),
+        [8080, 9090]
+    );
 }
 
 #[test]
@@ -200,7 +207,9 @@ spec:
     let loaded = skiff_api::load_str("dr.yaml", text);
     assert_eq!(
         errors(&loaded),
-        ["dr.yaml:8:23: DestinationRule default/backend: spec.subsets[0].labels.version: expected a string, found the number 1.0 (put it in quotes to use it as text)"]
+        [
+            "dr.yaml:8:23: DestinationRule default/backend: spec.subsets[0].labels.version: expected a string, found the number 1.0 (put it in quotes to use it as text)"
+        ]
     );
     let quoted = text.replace("1.0", "\"1.0\"");
     let loaded = skiff_api::load_str("dr.yaml", &quoted);
@@ -215,7 +224,9 @@ fn set_is_ordered_by_kind_namespace_name_and_has_typed_accessors() {
             "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{host: {name}}}\n"
         ));
     }
-    text.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n");
+    text.push_str(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+    );
     let loaded = skiff_api::load_str("x.yaml", &text);
     let order: Vec<String> = loaded
         .resources
@@ -238,7 +249,12 @@ fn set_is_ordered_by_kind_namespace_name_and_has_typed_accessors() {
         .map(|dr| dr.spec.host.as_str())
         .collect();
     assert_eq!(hosts, ["x", "y", "a", "z"]);
-    assert!(loaded.resources.get(Kind::DestinationRule, "b", "a").is_some());
+    assert!(
+        loaded
+            .resources
+            .get(Kind::DestinationRule, "b", "a")
+            .is_some()
+    );
     assert_eq!(loaded.resources.virtual_services().count(), 0);
 }
 
@@ -262,7 +278,11 @@ spec: {}
 ";
     let loaded = skiff_api::load_str("misc.yaml", text);
     assert!(!loaded.diagnostics.has_errors());
-    let warnings: Vec<&str> = loaded.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    let warnings: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
     assert_eq!(warnings.len(), 3);
     assert!(warnings[0].contains("not a mesh resource"));
     assert!(warnings[2].contains("EnvoyFilter is ignored"));
@@ -301,7 +321,10 @@ spec:
         .collect();
     assert_eq!(
         warnings,
-        ["7:5:spec.http[0].fault true", "9:5:spec.http[0].corsPolicy true"]
+        [
+            "7:5:spec.http[0].fault true",
+            "9:5:spec.http[0].corsPolicy true"
+        ]
     );
     assert_eq!(loaded.resources.len(), 1);
 }
@@ -314,7 +337,9 @@ fn specs_round_trip_through_serde() {
         let json = serde_json::to_value(&r.spec).unwrap();
         let again: Spec = match &r.spec {
             Spec::VirtualService(_) => Spec::VirtualService(serde_json::from_value(json).unwrap()),
-            Spec::DestinationRule(_) => Spec::DestinationRule(serde_json::from_value(json).unwrap()),
+            Spec::DestinationRule(_) => {
+                Spec::DestinationRule(serde_json::from_value(json).unwrap())
+            }
             Spec::Gateway(_) => Spec::Gateway(serde_json::from_value(json).unwrap()),
             Spec::PeerAuthentication(_) => {
                 Spec::PeerAuthentication(serde_json::from_value(json).unwrap())

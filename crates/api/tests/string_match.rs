@@ -144,6 +144,8 @@ fn an_empty_uri_match_is_an_error() {
     let errors: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert_eq!(
         errors,
-        ["vs.yaml:8:12: VirtualService default/vs: spec.http[0].match[0].uri: set one of `exact`, `prefix` or `regex`"]
+        [
+            "vs.yaml:8:12: VirtualService default/vs: spec.http[0].match[0].uri: set one of `exact`, `prefix` or `regex`"
+        ]
     );
 }

@@ -367,3 +367,6 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
