@@ -180,8 +180,6 @@ fn resolve_float(text: &str) -> Option<f64> {
 pub(crate) struct Document {
     /// Index in the stream, from 0.
     pub(crate) index: usize,
-    /// Where the document starts.
-    pub(crate) pos: Position,
     /// The root node; `None` for an empty document.
     pub(crate) root: Option<Node>,
     /// A syntax error that ended the document, with its position.
@@ -219,7 +217,6 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
                 };
                 let doc = current.take().unwrap_or(Document {
                     index: docs.len(),
-                    pos,
                     root: None,
                     error: None,
                 });
@@ -242,7 +239,6 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
             Event::DocumentStart(..) => {
                 current = Some(Document {
                     index: docs.len(),
-                    pos,
                     root: None,
                     error: None,
                 });
