@@ -378,8 +378,20 @@ items:
     let loaded = skiff_api::load_str("list.yaml", text);
     assert_eq!(
         errors(&loaded),
-        ["list.yaml:11:63: DestinationRule prod/a: spec.subsets[0].wieght: unknown field `wieght`, expected one of `name`, `labels` or `trafficPolicy`"]
+        [
+            "list.yaml:11:63: DestinationRule prod/a: spec.subsets[0].wieght: unknown field `wieght`, expected one of `name`, `labels` or `trafficPolicy`"
+        ]
     );
     assert_eq!(loaded.resources.len(), 1);
-    assert_eq!(loaded.resources.services().next().unwrap().origin().position.line, 4);
+    assert_eq!(
+        loaded
+            .resources
+            .services()
+            .next()
+            .unwrap()
+            .origin()
+            .position
+            .line,
+        4
+    );
 }

@@ -48,3 +48,52 @@ fn a_syntax_error_ends_only_its_document() {
     assert!(docs[0].error.is_some());
     assert!(docs[1].root.as_ref().unwrap().get("b").is_some());
 }
+
+#[test]
+fn alias_bombs_are_refused() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+    }
+    text.push_str("---\nok: true\n");
+    let docs = parse_documents(&text);
+    let (_, message) = docs[0].error.as_ref().unwrap();
+    assert!(message.contains("document too large"), "{message}");
+    assert!(docs[1].root.as_ref().unwrap().get("ok").is_some());
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let docs = parse_documents(&nested(200));
+    let (_, message) = docs[0].error.as_ref().unwrap();
+    assert!(message.contains("nested too deeply"), "{message}");
+    // Far deeper, the parser's own limit answers first; either way, no stack overflow.
+    let docs = parse_documents(&nested(100_000));
+    assert!(docs[0].error.is_some());
+    assert!(
+        parse_documents(&nested(100))
+            .first()
+            .unwrap()
+            .error
+            .is_none()
+    );
+}
+
+#[test]
+fn aliases_cannot_build_deep_nesting() {
+    // Each anchor nests the previous one 100 levels deeper.
+    let mut text = String::from("a0: &a0 x\n");
+    for i in 1..20 {
+        text.push_str(&format!(
+            "a{i}: &a{i} {}*a{}{}\n",
+            "[".repeat(100),
+            i - 1,
+            "]".repeat(100)
+        ));
+    }
+    let docs = parse_documents(&text);
+    let (_, message) = docs[0].error.as_ref().unwrap();
+    assert!(message.contains("nested too deeply"), "{message}");
+}
