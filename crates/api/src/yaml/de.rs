@@ -18,7 +18,7 @@ mod error;
 mod key;
 
 use error::unknown_field_message;
-pub(crate) use error::{DeError, list};
+pub(crate) use error::{DeError, list, suggestion};
 use key::KeyDe;
 
 /// A problem found while reading that does not stop reading.

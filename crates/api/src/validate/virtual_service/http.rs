@@ -113,6 +113,12 @@ pub(super) fn http_route(r: &mut Report<'_>, path: &str, h: &HttpRoute, in_deleg
             }
         }
         for (name, hm) in &m.query_params {
+            if let HeaderMatch::Value(crate::types::StringMatch::Prefix(_)) = hm {
+                r.warn(
+                    crate::yaml::join_key(&format!("{mp}.queryParams"), name),
+                    "prefix matching is not supported for query parameters (Istio ignores it); use exact or regex",
+                );
+            }
             if let HeaderMatch::Value(sm) = hm {
                 string_match(
                     r,

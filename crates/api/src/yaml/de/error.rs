@@ -101,7 +101,7 @@ pub(crate) fn unknown_field_message(field: &str, expected: &[&str]) -> String {
 }
 
 /// ` (did you mean `x`?)` when a candidate is close to `given`.
-fn suggestion(given: &str, candidates: &[&str]) -> String {
+pub(crate) fn suggestion(given: &str, candidates: &[&str]) -> String {
     let lower = given.to_ascii_lowercase();
     let best = candidates
         .iter()
