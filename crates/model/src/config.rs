@@ -377,7 +377,13 @@ impl Cluster {
     /// The name of the cluster for a service port and optional subset:
     /// `outbound|<port>|<subset>|<fqdn>`.
     pub fn name_for(port: u16, subset: Option<&str>, fqdn: &str) -> String {
-        format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
+        let subset = subset.unwrap_or("");
+        let port = port.to_string();
+        let mut name = String::with_capacity(12 + port.len() + subset.len() + fqdn.len());
+        for part in ["outbound|", &port, "|", subset, "|", fqdn] {
+            name.push_str(part);
+        }
+        name
     }
 }
 
