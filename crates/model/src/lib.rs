@@ -44,3 +44,32 @@ impl Default for MeshOptions {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Building a mesh from YAML text in unit tests.
+
+    use crate::{Mesh, MeshOptions};
+
+    /// Loads YAML text (failing on load errors) and builds the mesh.
+    pub(crate) fn mesh(yaml: &str) -> Mesh {
+        let loaded = skiff_api::load_str("test.yaml", yaml);
+        let errors: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect();
+        assert!(errors.is_empty(), "load errors:\n{}", errors.join("\n"));
+        Mesh::build(&loaded.resources, MeshOptions::default())
+    }
+
+    /// The messages of the mesh's diagnostics with this code.
+    pub(crate) fn messages(mesh: &Mesh, code: crate::diagnostic::Code) -> Vec<String> {
+        mesh.diagnostics()
+            .iter()
+            .filter(|d| d.code == code)
+            .map(|d| d.message.clone())
+            .collect()
+    }
+}

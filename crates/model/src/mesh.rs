@@ -34,8 +34,10 @@ impl Mesh {
         let mut proxies = BTreeMap::new();
         for (i, w) in registry.workloads().iter().enumerate() {
             let is_gateway = rules.gateways_of(i).next().is_some();
-            if w.selectable() && (w.sidecar || is_gateway) {
-                proxies.entry(w.id()).or_insert(i);
+            // Of two workloads with one id (reported), the first declared is the proxy.
+            let first = registry.workload_by_id(registry.workload_id(i)) == Some(i);
+            if first && (w.sidecar || is_gateway) {
+                proxies.insert(w.id(), i);
             }
         }
         Mesh {

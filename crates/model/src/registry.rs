@@ -401,6 +401,9 @@ impl Registry {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// Up to three names, then how many more: for messages about many workloads.
 pub(crate) fn shorten_names<S: AsRef<str>>(names: &[S]) -> String {
     let mut s = names

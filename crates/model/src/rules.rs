@@ -229,3 +229,6 @@ impl Rules {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;
