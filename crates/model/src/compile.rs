@@ -103,3 +103,6 @@ fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

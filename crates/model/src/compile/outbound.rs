@@ -86,7 +86,7 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
 /// The protocol of a port several services share. HTTP wins over opaque protocols (as
 /// in Istio); HTTP next to services that declare nothing means detection; HTTP kinds
 /// that disagree (HTTP/1.1 and HTTP/2) are HTTP; opaque kinds that disagree are TCP.
-fn port_protocol(protocols: &[Protocol]) -> Protocol {
+pub(super) fn port_protocol(protocols: &[Protocol]) -> Protocol {
     let first = protocols[0];
     if protocols.iter().all(|p| *p == first) {
         return first;

@@ -46,7 +46,11 @@ fn a_service_selects_workloads_of_its_own_namespace_only() {
     let r = mesh.registry();
     let id = r.lookup("api.a.svc.cluster.local", "a").unwrap();
     let service = &r.services()[id];
-    let names: Vec<&str> = service.endpoints.iter().map(|&w| r.workload_id(w)).collect();
+    let names: Vec<&str> = service
+        .endpoints
+        .iter()
+        .map(|&w| r.workload_id(w))
+        .collect();
     assert_eq!(names, ["api-pod.a", "api-vm.a"]);
 }
 
@@ -95,7 +99,9 @@ spec: {address: 10.0.0.5, labels: {app: api}}
     );
     assert_eq!(
         messages(&mesh, Code::UnresolvedTargetPort),
-        ["target port `web` of service api.a port 80 is not a named port of vm.a; those workloads are not endpoints of this port"]
+        [
+            "target port `web` of service api.a port 80 is not a named port of vm.a; those workloads are not endpoints of this port"
+        ]
     );
 }
 
@@ -121,12 +127,24 @@ spec:
 fn hosts_resolve_istio_style_then_kubernetes_style() {
     let mesh = mesh(SERVICE_AND_WORKLOADS);
     let r = mesh.registry();
-    assert_eq!(r.resolve_host("api", "a"), ("api.a.svc.cluster.local".to_string(), false));
-    assert_eq!(r.resolve_host("api.a", "b"), ("api.a.svc.cluster.local".to_string(), true));
-    assert_eq!(r.resolve_host("api.a.svc", "b"), ("api.a.svc.cluster.local".to_string(), true));
+    assert_eq!(
+        r.resolve_host("api", "a"),
+        ("api.a.svc.cluster.local".to_string(), false)
+    );
+    assert_eq!(
+        r.resolve_host("api.a", "b"),
+        ("api.a.svc.cluster.local".to_string(), true)
+    );
+    assert_eq!(
+        r.resolve_host("api.a.svc", "b"),
+        ("api.a.svc.cluster.local".to_string(), true)
+    );
     // Not a known service: taken literally, as Istio does.
     assert_eq!(r.resolve_host("web.a", "b"), ("web.a".to_string(), false));
-    assert_eq!(r.resolve_host("*.example.com", "b"), ("*.example.com".to_string(), false));
+    assert_eq!(
+        r.resolve_host("*.example.com", "b"),
+        ("*.example.com".to_string(), false)
+    );
 }
 
 #[test]
@@ -239,7 +257,12 @@ spec:
   containers: [{name: c}]
 "#,
     );
-    assert_eq!(mesh.proxies().count(), 0, "{:?}", mesh.proxies().collect::<Vec<_>>());
+    assert_eq!(
+        mesh.proxies().count(),
+        0,
+        "{:?}",
+        mesh.proxies().collect::<Vec<_>>()
+    );
     assert_eq!(messages(&mesh, Code::DuplicateWorkload).len(), 1);
 }
 
@@ -247,9 +270,18 @@ spec:
 fn label_index_selects_like_a_scan() {
     let mut index = LabelIndex::default();
     let workloads: Vec<(&str, Labels)> = vec![
-        ("a", Labels::from([("app".into(), "x".into()), ("v".into(), "1".into())])),
-        ("a", Labels::from([("app".into(), "x".into()), ("v".into(), "2".into())])),
-        ("b", Labels::from([("app".into(), "x".into()), ("v".into(), "1".into())])),
+        (
+            "a",
+            Labels::from([("app".into(), "x".into()), ("v".into(), "1".into())]),
+        ),
+        (
+            "a",
+            Labels::from([("app".into(), "x".into()), ("v".into(), "2".into())]),
+        ),
+        (
+            "b",
+            Labels::from([("app".into(), "x".into()), ("v".into(), "1".into())]),
+        ),
         ("a", Labels::new()),
     ];
     for (id, (ns, labels)) in workloads.iter().enumerate() {

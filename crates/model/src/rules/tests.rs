@@ -36,9 +36,18 @@ proptest! {
 #[test]
 fn gateway_references_resolve_in_the_virtual_service_namespace() {
     assert_eq!(resolve_gateway("mesh", "prod"), "mesh");
-    assert_eq!(resolve_gateway("frontend-gateway", "prod"), "prod/frontend-gateway");
-    assert_eq!(resolve_gateway("istio-system/ingress", "prod"), "istio-system/ingress");
-    assert_eq!(resolve_gateway("ingress.istio-system.svc.cluster.local", "prod"), "istio-system/ingress");
+    assert_eq!(
+        resolve_gateway("frontend-gateway", "prod"),
+        "prod/frontend-gateway"
+    );
+    assert_eq!(
+        resolve_gateway("istio-system/ingress", "prod"),
+        "istio-system/ingress"
+    );
+    assert_eq!(
+        resolve_gateway("ingress.istio-system.svc.cluster.local", "prod"),
+        "istio-system/ingress"
+    );
 }
 
 #[test]
@@ -98,14 +107,29 @@ fn destination_rules_are_chosen_by_namespace_precedence() {
     let mesh = mesh(DESTINATION_RULES);
     let rules = mesh.rules();
     let host = "api.svc.svc.cluster.local";
-    let pick = |ns: &str| rules.destination_rule(host, ns, &Labels::new(), "svc").map(|d| d.resource.name.clone());
+    let pick = |ns: &str| {
+        rules
+            .destination_rule(host, ns, &Labels::new(), "svc")
+            .map(|d| d.resource.name.clone())
+    };
     assert_eq!(pick("client").as_deref(), Some("from-client-ns"));
     assert_eq!(pick("svc").as_deref(), Some("from-service-ns"));
     assert_eq!(pick("other").as_deref(), Some("from-service-ns"));
-    let only_root = rules.destination_rule("x.other.svc.cluster.local", "other", &Labels::new(), "other");
-    assert_eq!(only_root.map(|d| d.resource.name.as_str()), Some("mesh-default"));
+    let only_root = rules.destination_rule(
+        "x.other.svc.cluster.local",
+        "other",
+        &Labels::new(),
+        "other",
+    );
     assert_eq!(
-        messages(&mesh, Code::NotImplemented).iter().filter(|m| m.contains("PASSTHROUGH")).count(),
+        only_root.map(|d| d.resource.name.as_str()),
+        Some("mesh-default")
+    );
+    assert_eq!(
+        messages(&mesh, Code::NotImplemented)
+            .iter()
+            .filter(|m| m.contains("PASSTHROUGH"))
+            .count(),
         1
     );
 }
@@ -152,10 +176,20 @@ spec:
     );
     let rules = mesh.rules();
     let host = "api.a.svc.cluster.local";
-    assert_eq!(rules.mesh_virtual_service(host, "z").unwrap().name, "just-api");
+    assert_eq!(
+        rules.mesh_virtual_service(host, "z").unwrap().name,
+        "just-api"
+    );
     // Not exported to namespace a: the wildcard one applies there.
-    assert_eq!(rules.mesh_virtual_service(host, "a").unwrap().name, "all-of-a");
-    assert!(rules.mesh_virtual_service("other.b.svc.cluster.local", "a").is_none());
+    assert_eq!(
+        rules.mesh_virtual_service(host, "a").unwrap().name,
+        "all-of-a"
+    );
+    assert!(
+        rules
+            .mesh_virtual_service("other.b.svc.cluster.local", "a")
+            .is_none()
+    );
 }
 
 #[test]
@@ -182,7 +216,9 @@ spec:
         .http
         .iter()
         .map(|r| match &r.action {
-            RuleAction::Forward { retries, .. } => retries.as_ref().map(|p| (p.attempts, p.retry_on.clone())),
+            RuleAction::Forward { retries, .. } => {
+                retries.as_ref().map(|p| (p.attempts, p.retry_on.clone()))
+            }
             _ => unreachable!(),
         })
         .collect();
@@ -190,7 +226,10 @@ spec:
     assert_eq!(retries[0], Some((2, default_on.clone())));
     assert_eq!(retries[1], None);
     assert_eq!(retries[2], Some((5, default_on)));
-    assert_eq!(retries[3], Some((1, vec!["503".to_string(), "reset".to_string()])));
+    assert_eq!(
+        retries[3],
+        Some((1, vec!["503".to_string(), "reset".to_string()]))
+    );
 }
 
 #[test]
@@ -215,13 +254,28 @@ spec:
     assert_eq!(vs.http[0].name, "a/r/old-path");
     match &vs.http[0].action {
         RuleAction::Redirect(r) => {
-            assert_eq!((r.uri.as_deref(), r.authority.as_deref(), r.status), (Some("/new"), Some("example.com"), 308));
+            assert_eq!(
+                (r.uri.as_deref(), r.authority.as_deref(), r.status),
+                (Some("/new"), Some("example.com"), 308)
+            );
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(vs.http[1].name, "a/r/1");
-    assert_eq!(vs.http[1].action, RuleAction::DirectResponse { status: 200, body: Some("pong".into()) });
-    assert_eq!(vs.http[2].action, RuleAction::DirectResponse { status: 503, body: Some("no way".into()) });
+    assert_eq!(
+        vs.http[1].action,
+        RuleAction::DirectResponse {
+            status: 200,
+            body: Some("pong".into())
+        }
+    );
+    assert_eq!(
+        vs.http[2].action,
+        RuleAction::DirectResponse {
+            status: 503,
+            body: Some("no way".into())
+        }
+    );
 }
 
 #[test]
@@ -270,5 +324,9 @@ spec:
     assert_eq!(other.mtls.from, ["istio-system/default"]);
     let conflicts = messages(&mesh, Code::ConflictingPolicies);
     assert_eq!(conflicts.len(), 2, "{conflicts:#?}");
-    assert!(conflicts.iter().any(|m| m.contains("root namespace is ignored")));
+    assert!(
+        conflicts
+            .iter()
+            .any(|m| m.contains("root namespace is ignored"))
+    );
 }
