@@ -89,7 +89,7 @@ pub struct Origin {
     pub file: Arc<Path>,
     /// Index of the document in the file, from 0.
     pub document: usize,
-    /// Where the document starts.
+    /// Where the resource starts (its first line of content).
     pub position: Position,
     /// Positions of the document's fields, for messages about them.
     pub fields: Arc<FieldPositions>,
@@ -220,6 +220,7 @@ impl Resource {
 /// How messages name a resource: `Kind namespace/name`, or `Kind name` for
 /// cluster-scoped kinds.
 pub fn display_name(kind: Kind, namespace: &str, name: &str) -> String {
+    let name = if name.is_empty() { "<unnamed>" } else { name };
     if kind.is_namespaced() {
         format!("{kind} {namespace}/{name}")
     } else {

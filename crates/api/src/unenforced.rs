@@ -187,3 +187,6 @@ pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
             _ => p == s,
         })
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,14 @@ pub const RETRY_ON_POLICIES: &[&str] = &[
     "unavailable",
 ];
 
+/// An enum value as Istio spells it (its serde name), e.g. `DNS_ROUND_ROBIN`.
+pub(crate) fn istio_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("?"),
+    }
+}
+
 /// Istio's duration rule: at least 1ms, whole milliseconds.
 pub fn validate_duration(d: &Duration) -> Result<(), String> {
     let v = d.value();
@@ -37,7 +45,7 @@ pub fn validate_duration(d: &Duration) -> Result<(), String> {
             "duration {d} is too short: it must be at least 1ms"
         ));
     }
-    if v.subsec_nanos() % 1_000_000 != 0 {
+    if !v.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(
             "duration {d}: only whole milliseconds are supported"
         ));

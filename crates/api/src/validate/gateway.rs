@@ -181,7 +181,10 @@ pub(super) fn tls_options(r: &mut Report<'_>, path: &str, tls: &ServerTlsSetting
             {
                 r.warn(
                     path,
-                    format!("{mode:?} mode does not use certificates, they will be ignored"),
+                    format!(
+                        "{} mode does not use certificates, they will be ignored",
+                        crate::validate::common::istio_name(&mode)
+                    ),
                 );
             }
         }

@@ -253,7 +253,10 @@ pub(super) fn authorization_policy(r: &mut Report<'_>, ap: &AuthorizationPolicy)
     if ap.provider.is_some() && action != AuthorizationAction::Custom {
         r.error_at_key(
             "spec.provider",
-            format!("`provider` must not be set with non CUSTOM action, found {action:?}"),
+            format!(
+                "`provider` must not be set with non CUSTOM action, found {}",
+                crate::validate::common::istio_name(&action)
+            ),
         );
     }
     if action == AuthorizationAction::Deny && ap.rules.is_empty() {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::networking::{Resolution, ServiceEntry, WorkloadEntry, WorkloadGroup};
 use crate::validate::Report;
+use crate::validate::common::istio_name;
 use crate::validate::common::{
     export_to, is_dns1123_label, is_ip, labels, selector_labels, validate_fqdn, validate_host,
     validate_ip_subnet, validate_port,
@@ -127,7 +128,7 @@ pub(super) fn validate(r: &mut Report<'_>, se: &ServiceEntry) {
             if se.endpoints.is_empty() {
                 for (i, h) in se.hosts.iter().enumerate() {
                     if validate_fqdn(h).is_err() {
-                        r.error(format!("spec.hosts[{i}]"), format!("hosts must be FQDN if no endpoints are provided for resolution mode {resolution:?}"));
+                        r.error(format!("spec.hosts[{i}]"), format!("hosts must be FQDN if no endpoints are provided for resolution mode {}", istio_name(&resolution)));
                     }
                 }
             }
@@ -154,7 +155,8 @@ pub(super) fn validate(r: &mut Report<'_>, se: &ServiceEntry) {
                 r.warn(
                     "spec.workloadSelector",
                     format!(
-                        "workloadSelector should not be set when resolution mode is {resolution:?}"
+                        "workloadSelector should not be set when resolution mode is {}",
+                        istio_name(&resolution)
                     ),
                 );
             }
