@@ -11,6 +11,7 @@
 mod compile;
 pub mod config;
 pub mod diagnostic;
+mod error;
 pub mod host;
 mod mesh;
 pub mod protocol;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod rules;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use error::Error;
 pub use mesh::Mesh;
 
 /// Mesh-wide settings the model needs (Istio's MeshConfig, the parts that matter here).

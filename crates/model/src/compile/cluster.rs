@@ -67,7 +67,14 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 };
                 cluster.endpoints.push(Endpoint {
                     address: SocketAddr::new(ip, target),
-                    proxy_port: if workload.sidecar { proxy_port } else { None },
+                    // A gateway proxy has no inbound listener: reach it directly.
+                    proxy_port: if workload.sidecar
+                        && c.mesh.rules().gateways_of(e).next().is_none()
+                    {
+                        proxy_port
+                    } else {
+                        None
+                    },
                     workload: registry.workload_id(e).to_string(),
                     weight: workload.weight,
                 });

@@ -242,6 +242,18 @@ kind: WorkloadEntry
 metadata: {name: ingress, namespace: edge}
 spec: {address: 10.0.0.9, labels: {istio: ingress}}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: ingress, namespace: edge}
+spec:
+  selector: {istio: ingress}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: caller, namespace: edge}
+spec: {address: 10.0.0.8, labels: {app: caller}}
+---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: one, namespace: edge}
@@ -266,6 +278,15 @@ spec:
     let names: Vec<&str> = vhosts[0].routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["edge/one/0", "edge/two/0"]);
     assert!(config.clusters.is_empty());
+    // A gateway has no inbound sidecar listener: callers reach it directly.
+    let caller = mesh.compile("caller.edge").unwrap();
+    let ingress = caller
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|80||ingress.edge.svc.cluster.local")
+        .unwrap();
+    assert_eq!(ingress.endpoints[0].address.to_string(), "10.0.0.9:80");
+    assert_eq!(ingress.endpoints[0].proxy_port, None);
     let mismatch = crate::testing::messages(&mesh, crate::diagnostic::Code::GatewayHostMismatch);
     assert!(mismatch.is_empty(), "{mismatch:?}");
 }
