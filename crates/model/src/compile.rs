@@ -10,8 +10,9 @@ mod gateway;
 mod inbound;
 mod outbound;
 mod route;
+mod scope;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use crate::config::{Node, ProxyConfig, ProxyKind};
 use crate::mesh::Mesh;
@@ -23,6 +24,8 @@ pub(crate) struct ClusterKey {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) subset: Option<String>,
+    /// The service the host names, when it is one (index into the registry).
+    pub(crate) service: Option<usize>,
 }
 
 impl ClusterKey {
@@ -36,15 +39,17 @@ impl ClusterKey {
 pub(crate) struct Compiler<'m> {
     pub(crate) mesh: &'m Mesh,
     pub(crate) workload: &'m Workload,
-    /// Referenced clusters, by name.
-    pub(crate) clusters: BTreeMap<String, ClusterKey>,
+    /// Referenced clusters, by name (sorted when the clusters are built).
+    pub(crate) clusters: HashMap<String, ClusterKey>,
 }
 
 impl Compiler<'_> {
     /// Notes that a route uses a cluster, and returns its name.
     pub(crate) fn use_cluster(&mut self, key: ClusterKey) -> String {
         let name = key.name();
-        self.clusters.entry(name.clone()).or_insert(key);
+        if !self.clusters.contains_key(&name) {
+            self.clusters.insert(name.clone(), key);
+        }
         name
     }
 }
@@ -60,7 +65,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
     let mut c = Compiler {
         mesh,
         workload,
-        clusters: BTreeMap::new(),
+        clusters: HashMap::new(),
     };
     let mut config = ProxyConfig {
         node: node(mesh, workload, kind),
@@ -98,3 +103,6 @@ fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

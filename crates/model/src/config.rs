@@ -310,9 +310,9 @@ pub struct Redirect {
 pub struct TcpRoute {
     /// Name for humans: the service FQDN and port, or the VirtualService rule.
     pub name: String,
-    /// Names that select this route when the proxy knows the destination by name (a
-    /// `CONNECT host:port` tunnel, or TLS SNI): the same list as a [`VirtualHost`]'s
-    /// domains. Empty means "any destination on this port".
+    /// Names that select this route when the destination is known by name (a `CONNECT
+    /// host:port` tunnel in explicit mode), in the same form as [`VirtualHost::domains`].
+    /// Empty: the route takes any name (the first such route wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
     /// Where the bytes go, chosen by weight per connection.
@@ -377,7 +377,13 @@ impl Cluster {
     /// The name of the cluster for a service port and optional subset:
     /// `outbound|<port>|<subset>|<fqdn>`.
     pub fn name_for(port: u16, subset: Option<&str>, fqdn: &str) -> String {
-        format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
+        let subset = subset.unwrap_or("");
+        let port = port.to_string();
+        let mut name = String::with_capacity(12 + port.len() + subset.len() + fqdn.len());
+        for part in ["outbound|", &port, "|", subset, "|", fqdn] {
+            name.push_str(part);
+        }
+        name
     }
 }
 

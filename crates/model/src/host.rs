@@ -130,19 +130,34 @@ pub fn service_domains(
     domain_suffix: &str,
     addresses: &[IpAddr],
 ) -> Vec<String> {
-    let fqdn = fqdn.to_ascii_lowercase();
-    let mut names = Vec::with_capacity(4);
-    if let Some((name, namespace)) = split_kubernetes_fqdn(&fqdn, domain_suffix) {
-        names.push(format!("{name}.{namespace}.svc"));
-        names.push(format!("{name}.{namespace}"));
+    let lower;
+    let fqdn = if fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = fqdn.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        fqdn
+    };
+    // Every short form of a Kubernetes name is a prefix of its FQDN.
+    let mut names: [&str; 4] = [fqdn, "", "", ""];
+    let mut count = 1;
+    if let Some((name, namespace)) = split_kubernetes_fqdn(fqdn, domain_suffix) {
+        let with_ns = name.len() + 1 + namespace.len();
+        names[1] = &fqdn[..with_ns + ".svc".len()];
+        names[2] = &fqdn[..with_ns];
+        count = 3;
         if namespace == from_namespace {
-            names.push(name.to_string());
+            names[3] = name;
+            count = 4;
         }
     }
-    let mut domains = Vec::with_capacity(2 * (1 + names.len()) + 3 * addresses.len());
-    for name in std::iter::once(fqdn).chain(names) {
-        let with_port = format!("{name}:{port}");
-        domains.push(name);
+    let port_text = port.to_string();
+    let mut domains = Vec::with_capacity(2 * count + 3 * addresses.len());
+    for name in &names[..count] {
+        domains.push((*name).to_string());
+        let mut with_port = String::with_capacity(name.len() + 1 + port_text.len());
+        with_port.push_str(name);
+        with_port.push(':');
+        with_port.push_str(&port_text);
         domains.push(with_port);
     }
     for address in addresses {

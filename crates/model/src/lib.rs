@@ -11,6 +11,7 @@
 mod compile;
 pub mod config;
 pub mod diagnostic;
+mod error;
 pub mod host;
 mod mesh;
 pub mod protocol;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod rules;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use error::Error;
 pub use mesh::Mesh;
 
 /// Mesh-wide settings the model needs (Istio's MeshConfig, the parts that matter here).
@@ -42,5 +44,34 @@ impl Default for MeshOptions {
             inbound_proxy_port: Some(15006),
             root_namespace: "istio-system".to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Building a mesh from YAML text in unit tests.
+
+    use crate::{Mesh, MeshOptions};
+
+    /// Loads YAML text (failing on load errors) and builds the mesh.
+    pub(crate) fn mesh(yaml: &str) -> Mesh {
+        let loaded = skiff_api::load_str("test.yaml", yaml);
+        let errors: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect();
+        assert!(errors.is_empty(), "load errors:\n{}", errors.join("\n"));
+        Mesh::build(&loaded.resources, MeshOptions::default())
+    }
+
+    /// The messages of the mesh's diagnostics with this code.
+    pub(crate) fn messages(mesh: &Mesh, code: crate::diagnostic::Code) -> Vec<String> {
+        mesh.diagnostics()
+            .iter()
+            .filter(|d| d.code == code)
+            .map(|d| d.message.clone())
+            .collect()
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use skiff_api::ResourceSet;
 
-use crate::MeshOptions;
 use crate::config::{ProxyConfig, ProxyKind};
 use crate::diagnostic::{Diagnostic, Findings};
 use crate::registry::Registry;
 use crate::rules::Rules;
+use crate::{Error, MeshOptions};
 
 /// One configuration snapshot of the mesh, ready to compile per-proxy configs from.
 ///
@@ -28,22 +28,34 @@ impl Mesh {
     /// Builds the mesh from validated resources. Never fails: what does not add up is a
     /// [`Diagnostic`] (see [`Mesh::diagnostics`]).
     pub fn build(resources: &ResourceSet, options: MeshOptions) -> Mesh {
+        let span = tracing::debug_span!("mesh_build", resources = resources.len());
+        let _entered = span.enter();
         let mut findings = Findings::default();
         let registry = Registry::build(resources, &options, &mut findings);
         let rules = Rules::build(resources, &registry, &options, &mut findings);
         let mut proxies = BTreeMap::new();
         for (i, w) in registry.workloads().iter().enumerate() {
             let is_gateway = rules.gateways_of(i).next().is_some();
-            if w.selectable() && (w.sidecar || is_gateway) {
-                proxies.entry(w.id()).or_insert(i);
+            // Of two workloads with one id (reported), the first declared is the proxy.
+            let first = registry.workload_by_id(registry.workload_id(i)) == Some(i);
+            if first && (w.sidecar || is_gateway) {
+                proxies.insert(w.id(), i);
             }
         }
+        let diagnostics = findings.finish();
+        tracing::debug!(
+            services = registry.services().len(),
+            workloads = registry.workloads().len(),
+            proxies = proxies.len(),
+            diagnostics = diagnostics.len(),
+            "mesh built"
+        );
         Mesh {
             options,
             registry,
             rules,
             proxies,
-            diagnostics: findings.finish(),
+            diagnostics,
         }
     }
 
@@ -67,7 +79,29 @@ impl Mesh {
     /// Deterministic: the same mesh always gives an identical value.
     pub fn compile(&self, proxy_id: &str) -> Option<ProxyConfig> {
         let &w = self.proxies.get(proxy_id)?;
+        let _span = tracing::debug_span!("compile", proxy = proxy_id).entered();
         Some(crate::compile::proxy_config(self, w))
+    }
+
+    /// Like [`Mesh::compile`], with an error that says which ids exist when the proxy
+    /// is unknown (for callers that report it to a user or a connecting proxy).
+    pub fn try_compile(&self, proxy_id: &str) -> Result<ProxyConfig, Error> {
+        self.compile(proxy_id).ok_or_else(|| {
+            let (name, namespace) = proxy_id.rsplit_once('.').unwrap_or((proxy_id, ""));
+            let suggestions = self
+                .proxies()
+                .filter(|id| {
+                    let (n, ns) = id.rsplit_once('.').unwrap_or((id, ""));
+                    n == name || (ns == namespace && (n.starts_with(name) || name.starts_with(n)))
+                })
+                .take(3)
+                .map(String::from)
+                .collect();
+            Error::UnknownProxy {
+                id: proxy_id.to_string(),
+                suggestions,
+            }
+        })
     }
 
     /// What the model found wrong or worth knowing, sorted by file position.

@@ -203,7 +203,10 @@ impl Workload {
 pub struct Registry {
     services: Vec<Service>,
     by_host: HashMap<String, Vec<usize>>,
+    wildcard_services: Vec<usize>,
+    services_by_namespace: HashMap<String, Vec<usize>>,
     workloads: Vec<Workload>,
+    workload_ids: Vec<String>,
     by_id: HashMap<String, usize>,
     index: LabelIndex,
     services_of_workload: Vec<Vec<usize>>,
@@ -234,6 +237,7 @@ impl Registry {
                 inline.insert(w.id(), id);
             }
         }
+        registry.workload_ids = workloads.iter().map(Workload::id).collect();
         registry.workloads = workloads;
 
         declared.sort_by(|a, b| {
@@ -263,7 +267,8 @@ impl Registry {
                         d.resource,
                         None,
                         format!(
-                            "host {} is also declared by {} in the same namespace;                              routes reach only that one",
+                            "host {} is also declared by {} in the same namespace; \
+                             routes reach only that one",
                             d.service.hostname, first.resource
                         ),
                     );
@@ -272,6 +277,14 @@ impl Registry {
             registry
                 .by_host
                 .entry(d.service.hostname.clone())
+                .or_default()
+                .push(id);
+            if host::is_wildcard(&d.service.hostname) {
+                registry.wildcard_services.push(id);
+            }
+            registry
+                .services_by_namespace
+                .entry(d.service.namespace.clone())
                 .or_default()
                 .push(id);
             registry.services.push(d.service);
@@ -306,6 +319,23 @@ impl Registry {
     /// All workloads, sorted by namespace and name.
     pub fn workloads(&self) -> &[Workload] {
         &self.workloads
+    }
+
+    /// The id (`<name>.<namespace>`) of a workload.
+    pub fn workload_id(&self, workload: usize) -> &str {
+        &self.workload_ids[workload]
+    }
+
+    /// Services declared in a namespace, in registry order.
+    pub fn services_in_namespace(&self, namespace: &str) -> &[usize] {
+        self.services_by_namespace
+            .get(namespace)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Services whose host is a wildcard (ServiceEntries for `*.example.com`).
+    pub fn wildcard_services(&self) -> &[usize] {
+        &self.wildcard_services
     }
 
     /// A workload by its id (`<name>.<namespace>`).
@@ -370,6 +400,9 @@ impl Registry {
         &self.domain_suffix
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Up to three names, then how many more: for messages about many workloads.
 pub(crate) fn shorten_names<S: AsRef<str>>(names: &[S]) -> String {

@@ -7,6 +7,7 @@ mod checks;
 pub mod destination_rule;
 pub mod gateway;
 pub mod policy;
+pub mod sidecar;
 pub mod virtual_service;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ pub(crate) use checks::find_service;
 pub use destination_rule::{ClusterPolicy, DestinationRuleInfo, SubsetInfo};
 pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::PolicyIndex;
+pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use virtual_service::{
     DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
 };
@@ -40,6 +42,7 @@ pub struct Rules {
     gateway_by_key: HashMap<String, usize>,
     gateways_of_workload: HashMap<usize, Vec<usize>>,
     policies: PolicyIndex,
+    sidecars: Vec<SidecarInfo>,
     root_namespace: String,
 }
 
@@ -89,6 +92,7 @@ impl Rules {
             rules.virtual_services.push(info);
         }
         rules.policies = PolicyIndex::build(resources, registry, &options.root_namespace, findings);
+        rules.sidecars = sidecar::collect(resources, registry, findings);
         checks::run(&rules, resources, registry, findings);
         rules
     }
@@ -125,6 +129,11 @@ impl Rules {
     /// The security policies.
     pub fn policies(&self) -> &PolicyIndex {
         &self.policies
+    }
+
+    /// The Sidecar that scopes a workload of `namespace` with `labels`, if any.
+    pub fn sidecar_for(&self, namespace: &str, labels: &Labels) -> Option<&SidecarInfo> {
+        sidecar::for_workload(&self.sidecars, namespace, labels, &self.root_namespace)
     }
 
     /// The VirtualServices bound to a gateway (`namespace/name`), in order.
@@ -220,3 +229,6 @@ impl Rules {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::config::{Cluster, Endpoint, LbPolicy, Protocol};
 use crate::registry::labels_match;
-use crate::rules::find_service;
 
 use super::Compiler;
 
@@ -17,8 +16,9 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
     let registry = c.mesh.registry();
     let w = c.workload;
     let proxy_port = c.mesh.options().inbound_proxy_port;
-    c.clusters
-        .iter()
+    let mut keys: Vec<(&String, &super::ClusterKey)> = c.clusters.iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    keys.into_iter()
         .map(|(name, key)| {
             let mut cluster = Cluster {
                 name: name.clone(),
@@ -30,7 +30,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 endpoints: Vec::new(),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             };
-            let Some(service) = find_service(registry, &key.host, &w.namespace) else {
+            let Some(service) = key.service.map(|id| &registry.services()[id]) else {
                 return cluster;
             };
             let dr = c.mesh.rules().destination_rule(
@@ -67,8 +67,15 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 };
                 cluster.endpoints.push(Endpoint {
                     address: SocketAddr::new(ip, target),
-                    proxy_port: if workload.sidecar { proxy_port } else { None },
-                    workload: workload.id(),
+                    // A gateway proxy has no inbound listener: reach it directly.
+                    proxy_port: if workload.sidecar
+                        && c.mesh.rules().gateways_of(e).next().is_none()
+                    {
+                        proxy_port
+                    } else {
+                        None
+                    },
+                    workload: registry.workload_id(e).to_string(),
                     weight: workload.weight,
                 });
             }

@@ -8,7 +8,7 @@ use crate::config::{OutboundPort, Protocol, TcpRoute, VirtualHost, WeightedClust
 use crate::host;
 use crate::rules::MESH;
 
-use super::{ClusterKey, Compiler};
+use super::{ClusterKey, Compiler, scope};
 
 #[derive(Default)]
 struct PortAcc {
@@ -22,14 +22,13 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
     let namespace = c.workload.namespace.as_str();
     let suffix = mesh.options().domain_suffix.as_str();
     let mut ports: BTreeMap<u16, PortAcc> = BTreeMap::new();
-    for service in mesh.registry().services() {
-        if !service.visibility.includes(namespace) {
-            continue;
-        }
+    let sidecar = mesh.rules().sidecar_for(namespace, &c.workload.labels);
+    for (id, allowed) in scope::visible_services(mesh.registry(), namespace, sidecar) {
+        let service = &mesh.registry().services()[id];
         let vs = mesh
             .rules()
             .mesh_virtual_service(&service.hostname, namespace);
-        for p in &service.ports {
+        for p in service.ports.iter().filter(|p| allowed.includes(p.port)) {
             let acc = ports.entry(p.port).or_default();
             acc.protocols.push(p.protocol);
             let name = format!("{}:{}", service.hostname, p.port);
@@ -46,7 +45,7 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
                     None => Vec::new(),
                 };
                 if routes.is_empty() {
-                    routes.push(c.default_route(&service.hostname, p.port));
+                    routes.push(c.default_route(id, p.port));
                 }
                 let acc = ports.entry(p.port).or_default();
                 acc.virtual_hosts.push(VirtualHost {
@@ -60,6 +59,7 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
                     host: service.hostname.clone(),
                     port: p.port,
                     subset: None,
+                    service: Some(id),
                 });
                 ports.entry(p.port).or_default().tcp.push(TcpRoute {
                     name,
@@ -86,7 +86,7 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
 /// The protocol of a port several services share. HTTP wins over opaque protocols (as
 /// in Istio); HTTP next to services that declare nothing means detection; HTTP kinds
 /// that disagree (HTTP/1.1 and HTTP/2) are HTTP; opaque kinds that disagree are TCP.
-fn port_protocol(protocols: &[Protocol]) -> Protocol {
+pub(super) fn port_protocol(protocols: &[Protocol]) -> Protocol {
     let first = protocols[0];
     if protocols.iter().all(|p| *p == first) {
         return first;

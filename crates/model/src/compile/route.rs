@@ -69,7 +69,9 @@ impl Compiler<'_> {
     /// The cluster of a destination: its port, else the service's only port, else the
     /// port the request came to.
     fn destination_cluster(&mut self, d: &DestinationRef, request_port: u16) -> String {
-        let service = find_service(self.mesh.registry(), &d.host, &self.workload.namespace);
+        let registry = self.mesh.registry();
+        let id = find_service(registry, &d.host, &self.workload.namespace);
+        let service = id.map(|id| &registry.services()[id]);
         let host = service.map_or_else(|| d.host.clone(), |s| s.hostname.clone());
         let port = d.port.unwrap_or_else(|| match service {
             Some(s) if s.ports.len() == 1 => s.ports[0].port,
@@ -79,15 +81,17 @@ impl Compiler<'_> {
             host,
             port,
             subset: d.subset.clone(),
+            service: id,
         })
     }
 
     /// The route of a service port that no VirtualService covers: all of it.
-    pub(crate) fn default_route(&mut self, hostname: &str, port: u16) -> Route {
+    pub(crate) fn default_route(&mut self, service: usize, port: u16) -> Route {
         let cluster = self.use_cluster(ClusterKey {
-            host: hostname.to_string(),
+            host: self.mesh.registry().services()[service].hostname.clone(),
             port,
             subset: None,
+            service: Some(service),
         });
         Route {
             name: "default".to_string(),

@@ -107,7 +107,9 @@ fn destinations(
             continue;
         };
         for d in destinations {
-            let Some(service) = find_service(registry, &d.host, &vs.namespace) else {
+            let Some(service) =
+                find_service(registry, &d.host, &vs.namespace).map(|id| &registry.services()[id])
+            else {
                 findings.report(
                     Severity::Error,
                     Code::UnknownHost,
@@ -175,20 +177,19 @@ fn destinations(
 }
 
 /// The service a destination host names: exactly, or through a wildcard ServiceEntry.
-pub(crate) fn find_service<'r>(
-    registry: &'r Registry,
-    hostname: &str,
-    namespace: &str,
-) -> Option<&'r Service> {
+pub(crate) fn find_service(registry: &Registry, hostname: &str, namespace: &str) -> Option<usize> {
     if let Some(id) = registry.lookup(hostname, namespace) {
-        return Some(&registry.services()[id]);
+        return Some(id);
     }
     registry
-        .services()
+        .wildcard_services()
         .iter()
-        .filter(|s| host::is_wildcard(&s.hostname) && host::covers(&s.hostname, hostname))
-        .filter(|s| s.visibility.includes(namespace))
-        .max_by_key(|s| s.hostname.len())
+        .copied()
+        .filter(|&id| {
+            let s = &registry.services()[id];
+            host::covers(&s.hostname, hostname) && s.visibility.includes(namespace)
+        })
+        .max_by_key(|&id| registry.services()[id].hostname.len())
 }
 
 /// A mesh VirtualService host should be a service, and HTTP routes should land on ports

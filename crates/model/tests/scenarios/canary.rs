@@ -174,3 +174,15 @@ fn the_compiled_config_round_trips_through_json() {
     let back: skiff_model::config::ProxyConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, config);
 }
+
+#[test]
+fn an_unknown_proxy_id_is_an_error_with_suggestions() {
+    let mesh = mesh("canary");
+    let err = mesh.try_compile("frontend.dev").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no proxy `frontend.dev` in the mesh: proxy ids are `<workload name>.<namespace>` of a \
+         workload with a sidecar or a gateway; did you mean frontend.prod?"
+    );
+    assert!(mesh.try_compile("frontend.prod").is_ok());
+}
