@@ -16,8 +16,10 @@ DURATION="${1:-10}"
 CONNS="${2:-32}"
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
 BIN="${SKIFF_BIN:-$ROOT/target/release/skiff}"
-CLIENT_IP=127.0.77.1
-SERVER_IP=127.0.77.2
+# Addresses from the script's pid, so parallel runs (and other users) do not collide.
+NET="127.$((100 + $$ % 150)).$((($$ / 150) % 250))"
+CLIENT_IP="$NET.1"
+SERVER_IP="$NET.2"
 BACKEND_PORT=18080
 WORK="$(mktemp -d)"
 PIDS=()
