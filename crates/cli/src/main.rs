@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Run the data-plane proxy (sidecar or gateway).
+    Proxy(cmd::proxy::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
 }
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version(args) => cmd::version::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
         Command::SampleApp(args) => cmd::sample_app::run(args),
     }
 }

@@ -303,6 +303,11 @@ pub struct Redirect {
 pub struct TcpRoute {
     /// Name for humans: the service FQDN and port, or the VirtualService rule.
     pub name: String,
+    /// Names that select this route when the destination is known by name (a `CONNECT
+    /// host:port` tunnel in explicit mode), in the same form as [`VirtualHost::domains`].
+    /// Empty: the route takes any name (the first such route wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
     /// Where the bytes go, chosen by weight per connection.
     pub destinations: Vec<WeightedCluster>,
 }

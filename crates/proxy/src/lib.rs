@@ -1,1 +1,45 @@
-//! skiff-proxy
+//! The skiff data-plane proxy: the sidecar beside each workload and the gateway at the edge.
+//!
+//! A proxy runs one [`config::Snapshot`] at a time, compiled from the per-proxy
+//! [`skiff_model::config::ProxyConfig`] that the control plane pushes (or that a file
+//! provides, see [`file_source`]). Every update goes through [`Proxy::apply`]: it is
+//! validated and compiled off the hot path, then swapped in atomically. A request keeps the
+//! snapshot it started with; a rejected update leaves the old snapshot serving and returns
+//! the reason (a NACK).
+//!
+//! The data path reads top to bottom, one file per listener:
+//!
+//! - `outbound.rs`: `:15001`, where the app sends its requests (as to an HTTP proxy, or
+//!   through a `CONNECT` tunnel for TCP);
+//! - `inbound.rs`: `:15006`, where peer proxies connect, naming the app port in a
+//!   [`transport_header`];
+//! - `gateway.rs`: one listener per gateway port;
+//! - `admin.rs`: `:15000`, readiness, config dump and drain.
+//!
+//! They share [`route`] (matching a request to a route), `upstream.rs` (clusters, load
+//! balancing, connection pools that outlive snapshots), the HTTP forwarding in `forward.rs`
+//! and the access log in `access_log.rs`.
+
+#![warn(missing_docs)]
+
+mod access_log;
+mod admin;
+mod app;
+pub mod config;
+mod drain;
+mod error;
+pub mod file_source;
+mod forward;
+mod gateway;
+mod inbound;
+mod io;
+mod outbound;
+pub mod route;
+pub mod sniff;
+mod tcp;
+pub mod transport_header;
+mod upstream;
+
+pub use access_log::AccessLogTarget;
+pub use app::{Proxy, ProxyOptions};
+pub use error::{Error, ResponseFlag};

@@ -1,0 +1,267 @@
+//! The access log: one line per HTTP request or TCP connection, in Envoy's default
+//! shape, so the people and tools that read Istio's logs read these:
+//!
+//! ```text
+//! [2024-05-01T12:00:00.123Z] "GET /path HTTP/1.1" 200 - 0 1234 5 "10.0.0.7:8080" "backend" default outbound|80||backend.prod.svc.cluster.local
+//! ```
+//!
+//! Fields: start time, request line, status, response flag, bytes received, bytes sent,
+//! duration in milliseconds, upstream host, authority, route, cluster. A line is
+//! formatted into a per-thread buffer and written with one call.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::ResponseFlag;
+use crate::upstream::EndpointState;
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, Default)]
+pub enum AccessLogTarget {
+    /// No access log (for benchmarks).
+    Off,
+    /// One line per request on standard output.
+    #[default]
+    Stdout,
+    /// Lines collected in memory, for tests and embedding.
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// The access log of one proxy.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    target: AccessLogTarget,
+}
+
+/// How many request body bytes the downstream sent.
+#[derive(Debug)]
+pub(crate) enum BytesIn {
+    /// Known up front (content-length, or no body).
+    Known(u64),
+    /// Counted as the body streams.
+    Counted(Arc<AtomicU64>),
+}
+
+/// One HTTP request's line, filled in as the request goes.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    log: Arc<AccessLog>,
+    start: SystemTime,
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    host: Option<HeaderValue>,
+    pub(crate) status: u16,
+    pub(crate) flag: ResponseFlag,
+    pub(crate) bytes_in: BytesIn,
+    pub(crate) upstream: Option<Arc<EndpointState>>,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) cluster: Option<Arc<str>>,
+}
+
+/// Writes its entry when dropped unless the entry was handed on: a request whose future
+/// is dropped (the client went away) still gets its line, flagged `DC`.
+#[derive(Debug, Default)]
+pub(crate) struct Pending(Option<Box<Entry>>);
+
+impl AccessLog {
+    pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
+        Arc::new(AccessLog { target })
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        !matches!(self.target, AccessLogTarget::Off)
+    }
+
+    /// Starts the line of a request, or nothing when the log is off.
+    pub(crate) fn begin<B>(self: &Arc<Self>, req: &http::Request<B>) -> Pending {
+        if !self.enabled() {
+            return Pending(None);
+        }
+        Pending(Some(Box::new(Entry {
+            log: self.clone(),
+            start: SystemTime::now(),
+            started: Instant::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            host: req.headers().get(http::header::HOST).cloned(),
+            status: 0,
+            flag: ResponseFlag::DownstreamConnectionTermination,
+            bytes_in: BytesIn::Known(0),
+            upstream: None,
+            route: None,
+            cluster: None,
+        })))
+    }
+
+    /// Logs a finished TCP connection.
+    #[allow(clippy::too_many_arguments, reason = "one call per field of the line")]
+    pub(crate) fn tcp(
+        &self,
+        start: SystemTime,
+        started: Instant,
+        flag: ResponseFlag,
+        bytes_in: u64,
+        bytes_out: u64,
+        upstream: Option<&str>,
+        route: &str,
+        cluster: &str,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        self.emit(|buf| {
+            write_time(buf, start);
+            let _ = write!(
+                buf,
+                " \"- - -\" 0 {flag} {bytes_in} {bytes_out} {} \"{}\" \"-\" {route} {cluster}",
+                started.elapsed().as_millis(),
+                upstream.unwrap_or("-"),
+            );
+        });
+    }
+
+    fn emit(&self, fill: impl FnOnce(&mut Vec<u8>)) {
+        thread_local! {
+            static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+        }
+        BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.clear();
+            fill(&mut buf);
+            buf.push(b'\n');
+            match &self.target {
+                AccessLogTarget::Off => {}
+                AccessLogTarget::Stdout => {
+                    let _ = std::io::stdout().lock().write_all(&buf);
+                }
+                AccessLogTarget::Memory(lines) => {
+                    let line = String::from_utf8_lossy(&buf[..buf.len() - 1]).into_owned();
+                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            }
+        });
+    }
+}
+
+impl Pending {
+    pub(crate) fn entry(&mut self) -> Option<&mut Entry> {
+        self.0.as_deref_mut()
+    }
+
+    /// Sets status and flag.
+    pub(crate) fn respond(&mut self, status: u16, flag: ResponseFlag) {
+        if let Some(e) = self.entry() {
+            e.status = status;
+            e.flag = flag;
+        }
+    }
+
+    /// Hands the entry to the response body, which writes it when the body is done.
+    pub(crate) fn take(&mut self) -> Option<Box<Entry>> {
+        self.0.take()
+    }
+
+    /// The counter for request body bytes, when the body is streamed without a length.
+    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<AtomicU64>> {
+        let e = self.entry()?;
+        if body.is_end_stream() {
+            return None;
+        }
+        if let Some(n) = body.size_hint().exact() {
+            e.bytes_in = BytesIn::Known(n);
+            return None;
+        }
+        let c = Arc::new(AtomicU64::new(0));
+        e.bytes_in = BytesIn::Counted(c.clone());
+        Some(c)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.write(0);
+        }
+    }
+}
+
+impl Entry {
+    /// Writes the line, with the response body's size.
+    pub(crate) fn write(&self, bytes_out: u64) {
+        let bytes_in = match &self.bytes_in {
+            BytesIn::Known(n) => *n,
+            BytesIn::Counted(c) => c.load(Ordering::Relaxed),
+        };
+        self.log.emit(|buf| {
+            write_time(buf, self.start);
+            let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+            let authority = match (self.uri.authority(), &self.host) {
+                (Some(a), _) => a.as_str(),
+                (None, Some(h)) => h.to_str().unwrap_or("-"),
+                (None, None) => "-",
+            };
+            let method = if self.method == Method::CONNECT {
+                // CONNECT's request target is the authority.
+                let _ = write!(buf, " \"CONNECT {authority} {:?}\"", self.version);
+                None
+            } else {
+                Some(self.method.as_str())
+            };
+            if let Some(m) = method {
+                let _ = write!(buf, " \"{m} {path} {:?}\"", self.version);
+            }
+            let _ = write!(
+                buf,
+                " {} {} {bytes_in} {bytes_out} {} \"{}\" \"{authority}\" {} {}",
+                self.status,
+                self.flag,
+                self.started.elapsed().as_millis(),
+                self.upstream.as_ref().map_or("-", |u| &u.display),
+                self.route.as_deref().unwrap_or("-"),
+                self.cluster.as_deref().unwrap_or("-"),
+            );
+        });
+    }
+}
+
+/// `[YYYY-MM-DDTHH:MM:SS.mmmZ]`, in UTC.
+fn write_time(buf: &mut Vec<u8>, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    let _ = write!(
+        buf,
+        "[{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:03}Z]",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests;

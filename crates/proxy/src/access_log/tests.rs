@@ -1,0 +1,68 @@
+use super::*;
+use std::time::Duration;
+
+#[test]
+fn dates() {
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    assert_eq!(civil_from_days(-1), (1969, 12, 31));
+}
+
+#[test]
+fn time_format() {
+    let mut b = Vec::new();
+    write_time(
+        &mut b,
+        UNIX_EPOCH + Duration::from_millis(1_714_564_800_123),
+    );
+    assert_eq!(String::from_utf8(b).unwrap(), "[2024-05-01T12:00:00.123Z]");
+}
+
+#[test]
+fn line_shape() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));
+    let req = http::Request::get("http://backend:8080/a?b=1")
+        .body(())
+        .unwrap();
+    let mut p = log.begin(&req);
+    p.respond(404, ResponseFlag::NoRoute);
+    drop(p);
+    let line = lines.lock().unwrap()[0].clone();
+    assert!(
+        line.ends_with("\"GET /a?b=1 HTTP/1.1\" 404 NR 0 0 0 \"-\" \"backend:8080\" - -"),
+        "{line}"
+    );
+    log.tcp(
+        SystemTime::now(),
+        Instant::now(),
+        ResponseFlag::None,
+        3,
+        4,
+        Some("1.2.3.4:5"),
+        "r",
+        "c",
+    );
+    let line = lines.lock().unwrap()[1].clone();
+    assert!(
+        line.ends_with("\"- - -\" 0 - 3 4 0 \"1.2.3.4:5\" \"-\" r c"),
+        "{line}"
+    );
+}
+
+#[test]
+fn dropped_request_is_dc() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));
+    let req = http::Request::get("/x")
+        .header("host", "svc")
+        .body(())
+        .unwrap();
+    drop(log.begin(&req));
+    assert!(
+        lines.lock().unwrap()[0].contains(" 0 DC "),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+}

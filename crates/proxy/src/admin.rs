@@ -1,0 +1,91 @@
+//! The admin listener (`:15000`), for people and for the tools that start proxies:
+//!
+//! - `GET /ready`: 200 once a config is in service, 503 before;
+//! - `GET /config_dump`: the config in service as JSON, with its version, the warnings
+//!   it raised and the last rejected update;
+//! - `POST /quitquitquit`: drain and exit.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::Proxy;
+
+pub(crate) async fn serve(listener: TcpListener, proxy: Proxy) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&proxy, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ready" | "/healthz/ready") => {
+            if proxy.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: no config yet\n",
+                )
+            }
+        }
+        (&Method::GET, "/config_dump") => {
+            let snapshot = proxy.snapshot();
+            let rejected = proxy.last_rejected().map(
+                |(version, reason)| serde_json::json!({ "version": version, "reason": reason }),
+            );
+            let dump = serde_json::json!({
+                "version": snapshot.as_ref().map(|s| s.version()),
+                "config": snapshot.as_ref().map(|s| s.config()),
+                "warnings": snapshot.as_ref().map(|s| s.warnings()).unwrap_or_default(),
+                "lastRejected": rejected,
+            });
+            match serde_json::to_vec_pretty(&dump) {
+                Ok(body) => {
+                    let mut r = Response::new(Full::new(Bytes::from(body)));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+            }
+        }
+        (&Method::POST, "/quitquitquit") => {
+            proxy.request_shutdown();
+            text(StatusCode::OK, "draining\n")
+        }
+        (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "endpoints: GET /ready, GET /config_dump, POST /quitquitquit\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}

@@ -1,0 +1,413 @@
+//! The proxy as a whole: its shared inputs, its listeners, config updates and drain.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use skiff_model::config::{ProxyConfig, ProxyKind};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+
+use crate::Error;
+use crate::access_log::{AccessLog, AccessLogTarget};
+use crate::config::Snapshot;
+use crate::drain::{self, DrainTrigger, DrainWatch};
+use crate::upstream::EndpointRegistry;
+
+/// How a proxy is started; the config it serves comes later, through [`Proxy::apply`].
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Proxy id (`<workload>.<namespace>`), for logs; a config for another id is
+    /// served but warned about.
+    pub id: String,
+    /// Address for every listener. Default: the config's `node.address`, else
+    /// 127.0.0.1. The admin listener, which must answer before any config, uses this
+    /// or 127.0.0.1.
+    pub address: Option<IpAddr>,
+    /// Outbound listener port (Istio: 15001). 0 picks a free port.
+    pub outbound_port: u16,
+    /// Inbound listener port (Istio: 15006). 0 picks a free port.
+    pub inbound_port: u16,
+    /// Admin port (Istio: 15000). 0 picks a free port.
+    pub admin_port: u16,
+    /// Added to every gateway port, so an unprivileged gateway can serve port 80 on
+    /// 8080.
+    pub gateway_port_offset: u16,
+    /// Where access-log lines go.
+    pub access_log: AccessLogTarget,
+    /// How long a drain waits for open connections before giving up.
+    pub drain_timeout: Duration,
+    /// Runtime for the admin listener (default: the runtime `start` runs on).
+    pub admin_runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            id: String::new(),
+            address: None,
+            outbound_port: 15001,
+            inbound_port: 15006,
+            admin_port: 15000,
+            gateway_port_offset: 0,
+            access_log: AccessLogTarget::Stdout,
+            drain_timeout: Duration::from_secs(5),
+            admin_runtime: None,
+        }
+    }
+}
+
+/// What the whole data path shares, read-mostly.
+#[derive(Debug)]
+pub(crate) struct ProxyInputs {
+    snapshot: ArcSwapOption<Snapshot>,
+    pub(crate) endpoints: EndpointRegistry,
+    pub(crate) access_log: Arc<AccessLog>,
+    pub(crate) http_server: auto::Builder<TokioExecutor>,
+}
+
+impl ProxyInputs {
+    /// The snapshot new requests use.
+    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
+    }
+}
+
+/// A running proxy. Cheap to clone; every clone is the same proxy.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inputs: Arc<ProxyInputs>,
+    options: ProxyOptions,
+    data: tokio::runtime::Handle,
+    admin_addr: SocketAddr,
+    state: Mutex<State>,
+    quit: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    listen_ip: Option<IpAddr>,
+    outbound: Option<(SocketAddr, oneshot::Sender<()>)>,
+    inbound: Option<(SocketAddr, oneshot::Sender<()>)>,
+    gateway: BTreeMap<u16, (SocketAddr, oneshot::Sender<()>)>,
+    rejected: Option<(String, String)>,
+    drain_watch: Option<DrainWatch>,
+    drain_trigger: Option<DrainTrigger>,
+}
+
+/// Which data-path listener an accept loop serves.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Outbound,
+    Inbound,
+    Gateway(u16),
+}
+
+impl Proxy {
+    /// Starts a proxy without config: the admin listener answers at once (not ready);
+    /// the data listeners open with the first accepted config. Data-path tasks run on
+    /// the runtime this is called on.
+    pub async fn start(options: ProxyOptions) -> Result<Proxy, Error> {
+        let mut http_server = auto::Builder::new(TokioExecutor::new());
+        http_server
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .http2()
+            .timer(TokioTimer::new())
+            .adaptive_window(true);
+        let inputs = Arc::new(ProxyInputs {
+            snapshot: ArcSwapOption::empty(),
+            endpoints: EndpointRegistry::default(),
+            access_log: AccessLog::new(options.access_log.clone()),
+            http_server,
+        });
+        let admin_ip = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let admin = bind(SocketAddr::new(admin_ip, options.admin_port))?;
+        let admin_addr = admin.local_addr().map_err(Error::Io)?;
+        let (trigger, watch) = drain::channel();
+        let proxy = Proxy {
+            shared: Arc::new(Shared {
+                inputs,
+                data: tokio::runtime::Handle::current(),
+                admin_addr,
+                state: Mutex::new(State {
+                    listen_ip: None,
+                    outbound: None,
+                    inbound: None,
+                    gateway: BTreeMap::new(),
+                    rejected: None,
+                    drain_watch: Some(watch),
+                    drain_trigger: Some(trigger),
+                }),
+                quit: Notify::new(),
+                options,
+            }),
+        };
+        let admin_rt = proxy
+            .shared
+            .options
+            .admin_runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        let p = proxy.clone();
+        admin_rt.spawn(async move {
+            match TcpListener::from_std(admin) {
+                Ok(l) => crate::admin::serve(l, p).await,
+                Err(e) => tracing::error!(error = %e, "admin listener failed"),
+            }
+        });
+        tracing::info!(id = %proxy.shared.options.id, admin = %admin_addr, "proxy started; waiting for config");
+        Ok(proxy)
+    }
+
+    /// Validates, compiles and swaps in a config. On error nothing changes and the
+    /// error is the reason to send back (NACK). This is the one update path for the
+    /// xDS client and the file source.
+    pub fn apply(&self, version: impl Into<String>, config: ProxyConfig) -> Result<(), Error> {
+        let version = version.into();
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.apply_locked(&mut state, version.clone(), config);
+        match &result {
+            Ok(()) => state.rejected = None,
+            Err(e) => {
+                tracing::warn!(version, reason = %e, "config rejected; keeping the previous one");
+                state.rejected = Some((version, e.to_string()));
+            }
+        }
+        result
+    }
+
+    fn apply_locked(
+        &self,
+        state: &mut State,
+        version: String,
+        config: ProxyConfig,
+    ) -> Result<(), Error> {
+        let opts = &self.shared.options;
+        let inputs = &self.shared.inputs;
+        if state.drain_watch.is_none() {
+            return Err(Error::config("proxy", "draining; no more updates"));
+        }
+        if !opts.id.is_empty() && !config.node.id.is_empty() && config.node.id != opts.id {
+            tracing::warn!(ours = %opts.id, config = %config.node.id, "config is for another proxy id");
+        }
+        let wanted_ip = opts
+            .address
+            .or(config.node.address)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let ip = *state.listen_ip.get_or_insert(wanted_ip);
+        if ip != wanted_ip {
+            tracing::warn!(%ip, %wanted_ip, "node address changed; listeners stay where they are");
+        }
+        let sidecar = config.node.kind == ProxyKind::Sidecar;
+        let snapshot = Snapshot::build(version, config, ip, &inputs.endpoints)?;
+
+        // Open what is new before swapping, so a port in use rejects the update.
+        let mut opened: Vec<(Role, std::net::TcpListener)> = Vec::new();
+        if sidecar && state.outbound.is_none() {
+            opened.push((
+                Role::Outbound,
+                bind(SocketAddr::new(ip, opts.outbound_port))?,
+            ));
+            opened.push((Role::Inbound, bind(SocketAddr::new(ip, opts.inbound_port))?));
+        }
+        let wanted: Vec<u16> = snapshot.served_gateway_ports().collect();
+        for &port in &wanted {
+            if !state.gateway.contains_key(&port) {
+                let at = port.checked_add(opts.gateway_port_offset).ok_or_else(|| {
+                    Error::config(
+                        format!("gateway port {port}"),
+                        format!(
+                            "port plus offset {} is above 65535",
+                            opts.gateway_port_offset
+                        ),
+                    )
+                })?;
+                opened.push((Role::Gateway(port), bind(SocketAddr::new(ip, at))?));
+            }
+        }
+
+        let previous = inputs.snapshot.swap(Some(Arc::new(snapshot)));
+        let current = inputs.current();
+        if let Some(s) = &current {
+            let old_warnings = previous.as_ref().map(|p| p.warnings());
+            if old_warnings != Some(s.warnings()) {
+                for w in s.warnings() {
+                    tracing::warn!(version = s.version(), "{w}");
+                }
+            }
+            tracing::info!(version = s.version(), "config applied");
+        }
+        drop(previous);
+        inputs.endpoints.prune();
+
+        let gone: Vec<u16> = state
+            .gateway
+            .keys()
+            .filter(|p| !wanted.contains(p))
+            .copied()
+            .collect();
+        for port in gone {
+            if let Some((addr, stop)) = state.gateway.remove(&port) {
+                tracing::info!(port, %addr, "gateway port closed");
+                let _ = stop.send(());
+            }
+        }
+        let Some(drain) = state.drain_watch.clone() else {
+            return Ok(()); // draining: no new listeners
+        };
+        for (role, listener) in opened {
+            let addr = listener.local_addr().map_err(Error::Io)?;
+            let (stop_tx, stop_rx) = oneshot::channel();
+            match role {
+                Role::Outbound => state.outbound = Some((addr, stop_tx)),
+                Role::Inbound => state.inbound = Some((addr, stop_tx)),
+                Role::Gateway(port) => {
+                    state.gateway.insert(port, (addr, stop_tx));
+                }
+            }
+            tracing::info!(?role, %addr, "listening");
+            let inputs = inputs.clone();
+            let drain = drain.clone();
+            let _enter = self.shared.data.enter();
+            let listener = TcpListener::from_std(listener).map_err(Error::Io)?;
+            self.shared
+                .data
+                .spawn(accept_loop(listener, role, inputs, drain, stop_rx));
+        }
+        Ok(())
+    }
+
+    /// The snapshot in service, if any config was accepted.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.shared.inputs.current()
+    }
+
+    /// Ready once a config was accepted.
+    pub fn is_ready(&self) -> bool {
+        self.shared.inputs.current().is_some()
+    }
+
+    /// The last rejected update (version, reason), until an update is accepted.
+    pub fn last_rejected(&self) -> Option<(String, String)> {
+        self.lock().rejected.clone()
+    }
+
+    /// Where the admin listener is.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.shared.admin_addr
+    }
+
+    /// Where the outbound listener is (after the first config).
+    pub fn outbound_addr(&self) -> Option<SocketAddr> {
+        self.lock().outbound.as_ref().map(|(a, _)| *a)
+    }
+
+    /// Where the inbound listener is (after the first config).
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        self.lock().inbound.as_ref().map(|(a, _)| *a)
+    }
+
+    /// Where a gateway port (as written in the Gateway) is served.
+    pub fn gateway_addr(&self, port: u16) -> Option<SocketAddr> {
+        self.lock().gateway.get(&port).map(|(a, _)| *a)
+    }
+
+    /// Asks the owner of the proxy to drain and stop (what `/quitquitquit` does).
+    pub fn request_shutdown(&self) {
+        self.shared.quit.notify_one();
+    }
+
+    /// Resolves when someone called [`Proxy::request_shutdown`].
+    pub async fn shutdown_requested(&self) {
+        self.shared.quit.notified().await;
+    }
+
+    /// Drains: listeners stop accepting, connections finish their requests and close.
+    /// Returns whether all connections closed within the drain timeout.
+    pub async fn drain(&self) -> bool {
+        let trigger = {
+            let mut state = self.lock();
+            state.drain_watch = None;
+            state.gateway.clear();
+            state.outbound = None;
+            state.inbound = None;
+            state.drain_trigger.take()
+        };
+        let Some(trigger) = trigger else { return true };
+        tracing::info!(timeout = ?self.shared.options.drain_timeout, "draining");
+        let done = trigger.drain(self.shared.options.drain_timeout).await;
+        if !done {
+            tracing::warn!("drain deadline passed with connections still open");
+        }
+        done
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Binds a listening socket with address reuse, so a restarted proxy does not wait
+/// for old connections in TIME_WAIT.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
+    let err = |source| Error::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    inputs: Arc<ProxyInputs>,
+    mut drain: DrainWatch,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(?role, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = drain.signaled() => break,
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let inputs = inputs.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            match role {
+                Role::Outbound => crate::outbound::serve(inputs, stream, peer, drain).await,
+                Role::Inbound => crate::inbound::serve(inputs, stream, peer, drain).await,
+                Role::Gateway(port) => {
+                    crate::gateway::serve(inputs, stream, peer, port, drain).await
+                }
+            }
+        });
+    }
+    tracing::debug!(?role, "listener closed");
+}

@@ -1,0 +1,553 @@
+//! Turns a [`ProxyConfig`] into the runtime [`Snapshot`] the data path reads: port tables,
+//! domain maps, compiled matchers and regexes, the cluster table with its load balancers.
+//!
+//! All validation happens here, off the hot path: an update that would fail at request
+//! time (a regex that does not compile, a route naming a missing cluster, a bad header
+//! name) is rejected as a whole with the reason, and the proxy keeps its old snapshot.
+//! Things that are accepted but not acted on yet are returned as warnings, which the
+//! caller logs loudly.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use skiff_model::config::{
+    self as model, OutboundPort, Protocol, ProxyConfig, ProxyKind, RouteAction,
+};
+
+use crate::Error;
+use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, EndpointState, UpstreamProto};
+
+mod domains;
+pub(crate) mod matcher;
+pub(crate) mod retry;
+
+pub use domains::DomainIndex;
+pub(crate) use domains::strip_port;
+pub(crate) use matcher::MatchRt;
+pub(crate) use retry::RetryRt;
+
+/// One immutable, validated, compiled version of a proxy's config. The data path holds an
+/// `Arc<Snapshot>` for the life of a request.
+#[derive(Debug)]
+pub struct Snapshot {
+    version: String,
+    config: ProxyConfig,
+    listen_ip: IpAddr,
+    pub(crate) clusters: Vec<ClusterRt>,
+    outbound: Vec<PortRoutes>,
+    pub(crate) inbound: Vec<InboundRt>,
+    gateway: Vec<PortRoutes>,
+    warnings: Vec<String>,
+}
+
+/// The HTTP route table and TCP routes for one port (outbound or gateway).
+#[derive(Debug)]
+pub struct PortRoutes {
+    /// The port.
+    pub port: u16,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Virtual hosts and how to find them.
+    pub http: RouteTable,
+    pub(crate) tcp: Vec<TcpRouteRt>,
+}
+
+/// Virtual hosts of one port with the index that finds them by authority.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub(crate) domains: DomainIndex,
+    pub(crate) vhosts: Vec<VirtualHostRt>,
+}
+
+/// A compiled virtual host.
+#[derive(Debug)]
+pub struct VirtualHostRt {
+    /// Its name, for logs.
+    pub name: Arc<str>,
+    pub(crate) routes: Vec<RouteRt>,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct RouteRt {
+    /// Its name, for the access log.
+    pub name: Arc<str>,
+    pub(crate) matches: Vec<MatchRt>,
+    pub(crate) action: ActionRt,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// What a compiled route does.
+#[derive(Debug)]
+pub(crate) enum ActionRt {
+    Forward(ForwardRt),
+    Redirect(RedirectRt),
+    Direct { status: StatusCode, body: Bytes },
+}
+
+/// Weighted forwarding, with cluster indexes resolved.
+#[derive(Debug)]
+pub(crate) struct ForwardRt {
+    pub(crate) destinations: WeightedClusters,
+    pub(crate) retries: Option<RetryRt>,
+    pub(crate) rewrite_uri: Option<Box<str>>,
+    pub(crate) rewrite_authority: Option<HeaderValue>,
+}
+
+/// Cluster indexes with cumulative weights, for a weighted pick.
+#[derive(Debug)]
+pub(crate) struct WeightedClusters {
+    /// (index into `Snapshot::clusters`, cumulative weight up to and including it).
+    entries: Vec<(usize, u32)>,
+    total: u32,
+}
+
+/// A compiled redirect.
+#[derive(Debug)]
+pub(crate) struct RedirectRt {
+    pub(crate) status: StatusCode,
+    pub(crate) uri: Option<Box<str>>,
+    pub(crate) authority: Option<Box<str>>,
+    pub(crate) scheme: Option<Box<str>>,
+    pub(crate) port: Option<u16>,
+}
+
+/// A compiled TCP route.
+#[derive(Debug)]
+pub(crate) struct TcpRouteRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) domains: Vec<Box<str>>,
+    pub(crate) destinations: WeightedClusters,
+}
+
+/// An inbound port: where the app listens, and the pool that reaches it.
+#[derive(Debug)]
+pub(crate) struct InboundRt {
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
+    pub(crate) endpoint: Arc<EndpointState>,
+    /// `inbound|<port>||`, as route and cluster name in the access log.
+    pub(crate) name: Arc<str>,
+}
+
+impl PortRoutes {
+    /// The TCP route for a destination known by name: the first whose domains hold the
+    /// name (with or without the port), else the first without domains.
+    pub(crate) fn tcp_route(&self, host: &str) -> Option<&TcpRouteRt> {
+        let host = host.to_ascii_lowercase();
+        let with_port = format!("{host}:{}", self.port);
+        self.tcp
+            .iter()
+            .find(|r| r.domains.iter().any(|d| **d == *host || **d == *with_port))
+            .or_else(|| self.tcp.iter().find(|r| r.domains.is_empty()))
+    }
+}
+
+impl WeightedClusters {
+    fn compile(
+        place: &str,
+        dests: &[model::WeightedCluster],
+        index: &std::collections::HashMap<&str, usize>,
+    ) -> Result<Self, Error> {
+        let mut entries = Vec::with_capacity(dests.len());
+        let mut total = 0u32;
+        for d in dests {
+            let Some(&i) = index.get(d.cluster.as_str()) else {
+                return Err(Error::UnknownCluster {
+                    route: place.to_owned(),
+                    cluster: d.cluster.clone(),
+                });
+            };
+            if d.weight == 0 {
+                continue;
+            }
+            total = total.saturating_add(d.weight);
+            entries.push((i, total));
+        }
+        if entries.is_empty() {
+            return Err(Error::config(place, "no destination with a weight above 0"));
+        }
+        Ok(WeightedClusters { entries, total })
+    }
+
+    /// Picks a cluster index, by weight.
+    pub(crate) fn pick(&self) -> usize {
+        if self.entries.len() == 1 {
+            return self.entries[0].0;
+        }
+        let r = crate::upstream::random_below(self.total);
+        let at = self.entries.partition_point(|&(_, cum)| cum <= r);
+        self.entries[at.min(self.entries.len() - 1)].0
+    }
+}
+
+impl Snapshot {
+    /// Validates and compiles `config`. Endpoint state (connection pools, in-flight
+    /// counts) comes from `registry`, so endpoints that survive an update keep their warm
+    /// connections. `listen_ip` is where the app's inbound ports are reached.
+    pub(crate) fn build(
+        version: String,
+        config: ProxyConfig,
+        listen_ip: IpAddr,
+        registry: &EndpointRegistry,
+    ) -> Result<Snapshot, Error> {
+        let mut warnings = Vec::new();
+        let clusters = compile_clusters(&config, registry, &mut warnings)?;
+        let index: std::collections::HashMap<&str, usize> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&*c.name, i))
+            .collect();
+
+        let mut outbound = Vec::with_capacity(config.outbound.len());
+        for port in &config.outbound {
+            if outbound.iter().any(|p: &PortRoutes| p.port == port.port) {
+                return Err(Error::config(
+                    format!("outbound port {}", port.port),
+                    "listed twice",
+                ));
+            }
+            outbound.push(compile_outbound_port(port, &index, &mut warnings)?);
+        }
+        outbound.sort_by_key(|p| p.port);
+
+        let mut inbound = Vec::with_capacity(config.inbound.len());
+        for port in &config.inbound {
+            if inbound
+                .iter()
+                .any(|p: &InboundRt| p.port == port.target_port)
+            {
+                return Err(Error::config(
+                    format!("inbound port {}", port.target_port),
+                    "listed twice",
+                ));
+            }
+            let proto = UpstreamProto::for_protocol(port.protocol);
+            let key = EndpointKey {
+                dial: SocketAddr::new(listen_ip, port.target_port),
+                target_port: None,
+                proto,
+            };
+            inbound.push(InboundRt {
+                port: port.target_port,
+                protocol: port.protocol,
+                endpoint: registry.get(key, SocketAddr::new(listen_ip, port.target_port)),
+                name: format!("inbound|{}||", port.target_port).into(),
+            });
+        }
+        inbound.sort_by_key(|p| p.port);
+
+        let mut gateway = Vec::with_capacity(config.gateway.len());
+        if config.node.kind != ProxyKind::Gateway && !config.gateway.is_empty() {
+            warnings.push(format!(
+                "{} gateway port(s) in the config of a sidecar are not served",
+                config.gateway.len()
+            ));
+        }
+        for port in &config.gateway {
+            if gateway.iter().any(|p: &PortRoutes| p.port == port.port) {
+                return Err(Error::config(
+                    format!("gateway port {}", port.port),
+                    "listed twice",
+                ));
+            }
+            if !port.protocol.is_http() {
+                warnings.push(format!(
+                    "gateway port {} ({:?}): only plain HTTP gateway servers are served; TLS \
+                     termination and TCP/TLS passthrough are not implemented, the port is not opened",
+                    port.port, port.protocol
+                ));
+            }
+            let place = format!("gateway port {}", port.port);
+            gateway.push(PortRoutes {
+                port: port.port,
+                protocol: port.protocol,
+                http: compile_table(&place, &port.virtual_hosts, &index, &mut warnings)?,
+                tcp: Vec::new(),
+            });
+        }
+        gateway.sort_by_key(|p| p.port);
+
+        Ok(Snapshot {
+            version,
+            config,
+            listen_ip,
+            clusters,
+            outbound,
+            inbound,
+            gateway,
+            warnings,
+        })
+    }
+
+    /// Compiles a config on its own, with fresh endpoint state: for tools, tests and
+    /// benchmarks that look at routing without running a proxy.
+    pub fn compile(version: impl Into<String>, config: ProxyConfig) -> Result<Snapshot, Error> {
+        let ip = config
+            .node
+            .address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        Snapshot::build(version.into(), config, ip, &EndpointRegistry::default())
+    }
+
+    /// The version this snapshot was built from.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The config this snapshot was built from.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Where this proxy's listeners and its app's inbound ports are.
+    pub fn listen_ip(&self) -> IpAddr {
+        self.listen_ip
+    }
+
+    /// Things the config asks for that this proxy accepts but does not do.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The outbound routes for a destination port.
+    pub fn outbound_port(&self, port: u16) -> Option<&PortRoutes> {
+        find_port(&self.outbound, port)
+    }
+
+    /// The routes of a gateway port (the port as written in the Gateway).
+    pub fn gateway_port(&self, port: u16) -> Option<&PortRoutes> {
+        find_port(&self.gateway, port)
+    }
+
+    /// Gateway ports this proxy serves (HTTP ones; others are warned about).
+    pub(crate) fn served_gateway_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        let gateway = self.config.node.kind == ProxyKind::Gateway;
+        self.gateway
+            .iter()
+            .filter(move |p| gateway && p.protocol.is_http())
+            .map(|p| p.port)
+    }
+
+    pub(crate) fn inbound_port(&self, port: u16) -> Option<&InboundRt> {
+        self.inbound
+            .binary_search_by_key(&port, |p| p.port)
+            .ok()
+            .map(|i| &self.inbound[i])
+    }
+}
+
+fn find_port(ports: &[PortRoutes], port: u16) -> Option<&PortRoutes> {
+    ports
+        .binary_search_by_key(&port, |p| p.port)
+        .ok()
+        .map(|i| &ports[i])
+}
+
+fn compile_clusters(
+    config: &ProxyConfig,
+    registry: &EndpointRegistry,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ClusterRt>, Error> {
+    let mut clusters: Vec<ClusterRt> = Vec::with_capacity(config.clusters.len());
+    let mut seen = std::collections::HashSet::new();
+    for c in &config.clusters {
+        if !seen.insert(c.name.as_str()) {
+            return Err(Error::config(
+                format!("cluster {}", c.name),
+                "defined twice",
+            ));
+        }
+        let proto = UpstreamProto::for_protocol(c.protocol);
+        let mut endpoints = Vec::with_capacity(c.endpoints.len());
+        for e in &c.endpoints {
+            let (dial, target_port) = match e.proxy_port {
+                Some(p) => (SocketAddr::new(e.address.ip(), p), Some(e.address.port())),
+                None => (e.address, None),
+            };
+            let key = EndpointKey {
+                dial,
+                target_port,
+                proto,
+            };
+            endpoints.push((registry.get(key, e.address), e.weight));
+        }
+        if c.endpoints.is_empty() {
+            warnings.push(format!(
+                "cluster {} has no endpoints: requests to it fail with 503 UH",
+                c.name
+            ));
+        }
+        if matches!(c.protocol, Protocol::Tls | Protocol::Https) {
+            warnings.push(format!(
+                "cluster {}: protocol {:?} is carried as opaque TCP (no TLS origination)",
+                c.name, c.protocol
+            ));
+        }
+        clusters.push(ClusterRt::new(c, endpoints));
+    }
+    Ok(clusters)
+}
+
+fn compile_outbound_port(
+    port: &OutboundPort,
+    index: &std::collections::HashMap<&str, usize>,
+    warnings: &mut Vec<String>,
+) -> Result<PortRoutes, Error> {
+    let place = format!("outbound port {}", port.port);
+    let http = compile_table(&place, &port.virtual_hosts, index, warnings)?;
+    let mut tcp = Vec::with_capacity(port.tcp.len());
+    for r in &port.tcp {
+        tcp.push(TcpRouteRt {
+            name: r.name.as_str().into(),
+            domains: r
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase().into_boxed_str())
+                .collect(),
+            destinations: WeightedClusters::compile(&r.name, &r.destinations, index)?,
+        });
+    }
+    if tcp.len() > 1 && tcp.iter().filter(|r| r.domains.is_empty()).count() > 1 {
+        warnings.push(format!(
+            "{place}: several TCP routes without domains; a CONNECT tunnel that names none of \
+             them takes the first"
+        ));
+    }
+    if !port.protocol.is_http() && !port.virtual_hosts.is_empty() && tcp.is_empty() {
+        warnings.push(format!(
+            "{place}: protocol {:?} has HTTP routes but no TCP route",
+            port.protocol
+        ));
+    }
+    Ok(PortRoutes {
+        port: port.port,
+        protocol: port.protocol,
+        http,
+        tcp,
+    })
+}
+
+fn compile_table(
+    place: &str,
+    vhosts: &[model::VirtualHost],
+    index: &std::collections::HashMap<&str, usize>,
+    warnings: &mut Vec<String>,
+) -> Result<RouteTable, Error> {
+    let mut domains = DomainIndex::builder();
+    let mut compiled = Vec::with_capacity(vhosts.len());
+    for (i, vh) in vhosts.iter().enumerate() {
+        for d in &vh.domains {
+            domains.add(d, i).map_err(|reason| {
+                Error::config(format!("{place}: virtual host {}", vh.name), reason)
+            })?;
+        }
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for r in &vh.routes {
+            routes.push(compile_route(r, index, warnings)?);
+        }
+        compiled.push(VirtualHostRt {
+            name: vh.name.as_str().into(),
+            routes,
+        });
+    }
+    Ok(RouteTable {
+        domains: domains.build(),
+        vhosts: compiled,
+    })
+}
+
+fn compile_route(
+    r: &model::Route,
+    index: &std::collections::HashMap<&str, usize>,
+    warnings: &mut Vec<String>,
+) -> Result<RouteRt, Error> {
+    let matches = r
+        .matches
+        .iter()
+        .map(|m| MatchRt::compile(&r.name, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let action = match &r.action {
+        RouteAction::Forward(f) => {
+            let rewrite = f.rewrite.clone().unwrap_or_default();
+            let rewrite_authority = match &rewrite.authority {
+                Some(a) => Some(
+                    HeaderValue::from_str(a)
+                        .ok()
+                        .filter(|_| a.parse::<http::uri::Authority>().is_ok())
+                        .ok_or_else(|| {
+                            Error::config(
+                                &r.name,
+                                format!("rewrite authority {a:?} is not a valid authority"),
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            if let Some(u) = &rewrite.uri
+                && !u.starts_with('/')
+            {
+                return Err(Error::config(
+                    &r.name,
+                    format!("rewrite uri {u:?} must start with /"),
+                ));
+            }
+            ActionRt::Forward(ForwardRt {
+                destinations: WeightedClusters::compile(&r.name, &f.destinations, index)?,
+                retries: f
+                    .retries
+                    .as_ref()
+                    .map(|p| RetryRt::compile(&r.name, p, warnings)),
+                rewrite_uri: rewrite.uri.map(String::into_boxed_str),
+                rewrite_authority,
+            })
+        }
+        RouteAction::Redirect(rd) => {
+            let status = StatusCode::from_u16(rd.status)
+                .ok()
+                .filter(|s| s.is_redirection())
+                .ok_or_else(|| {
+                    Error::config(
+                        &r.name,
+                        format!("redirect status {} is not a 3xx code", rd.status),
+                    )
+                })?;
+            if let Some(s) = &rd.scheme
+                && s.parse::<http::uri::Scheme>().is_err()
+            {
+                return Err(Error::config(
+                    &r.name,
+                    format!("redirect scheme {s:?} is not valid"),
+                ));
+            }
+            ActionRt::Redirect(RedirectRt {
+                status,
+                uri: rd.uri.clone().map(String::into_boxed_str),
+                authority: rd.authority.clone().map(String::into_boxed_str),
+                scheme: rd.scheme.clone().map(String::into_boxed_str),
+                port: rd.port,
+            })
+        }
+        RouteAction::DirectResponse { status, body } => ActionRt::Direct {
+            status: StatusCode::from_u16(*status).map_err(|_| {
+                Error::config(
+                    &r.name,
+                    format!("direct response status {status} is not valid"),
+                )
+            })?,
+            body: body.clone().map(Bytes::from).unwrap_or_default(),
+        },
+    };
+    Ok(RouteRt {
+        name: r.name.as_str().into(),
+        matches,
+        action,
+        timeout: r.timeout.filter(|t| !t.is_zero()),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,440 @@
+//! HTTP forwarding, shared by the outbound, gateway and inbound listeners. The phases of
+//! a routed request, in order:
+//!
+//! 1. take the current snapshot (kept until the response is done);
+//! 2. find the destination: the connection's own (tunnel, original destination) or the
+//!    request's authority, and its port;
+//! 3. route: port table → virtual host by authority → first matching route
+//!    (`404 NR` when none);
+//! 4. act: direct response, redirect, or forward:
+//!    pick a cluster by weight, an endpoint by the cluster's balancer (`503 UH` when
+//!    there is none), rewrite path and authority, drop hop-by-hop headers, add
+//!    `x-forwarded-proto` and `x-request-id`, send on a pooled connection under the
+//!    route timeout (`504 UT`) and retry policy (`URX`), `503 UF` when the connect
+//!    fails;
+//! 5. stream the response back; the body's end returns the connection to its pool and
+//!    writes the access-log line.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::access_log::Pending;
+use crate::app::ProxyInputs;
+use crate::config::retry::Outcome;
+use crate::config::{ActionRt, ForwardRt, RedirectRt, RetryRt, Snapshot};
+use crate::drain::DrainWatch;
+use crate::route::{RequestView, Selected, Selection, split_authority};
+use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1};
+use crate::{Error, ResponseFlag};
+
+mod body;
+mod headers;
+
+pub(crate) use body::{ReqBody, RespBody};
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenerKind {
+    /// The app's outbound traffic. `dest` is set when the connection itself names the
+    /// destination (a CONNECT tunnel, later the original destination of a captured
+    /// connection); otherwise each request's authority does.
+    Outbound { dest: Option<Destination> },
+    /// A gateway port (as written in the Gateway, before any offset).
+    Gateway { port: u16 },
+    /// From a peer proxy, for this app port.
+    Inbound { port: u16 },
+}
+
+/// A destination named by the connection rather than the request.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    pub(crate) host: Arc<str>,
+    pub(crate) port: u16,
+}
+
+/// What every request on one downstream connection shares.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) inputs: Arc<ProxyInputs>,
+    pub(crate) listener: ListenerKind,
+    pub(crate) peer: SocketAddr,
+    pub(crate) drain: DrainWatch,
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on a downstream connection until it
+/// closes, or until a drain: then in-flight requests finish and the connection closes
+/// (HTTP/1.1 after the current response, HTTP/2 with GOAWAY).
+pub(crate) async fn serve<I>(ctx: Arc<ConnCtx>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let inputs = ctx.inputs.clone();
+    let mut drain = ctx.drain.clone();
+    let peer = ctx.peer;
+    let conn = inputs
+        .http_server
+        .serve_connection_with_upgrades(TokioIo::new(io), service(ctx));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+    }
+}
+
+/// The hyper service of a downstream connection.
+pub(crate) fn service(
+    ctx: Arc<ConnCtx>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<RespBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
+> + Clone {
+    hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+    })
+}
+
+async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
+    if let ListenerKind::Outbound { dest: None } = ctx.listener
+        && req.method() == http::Method::CONNECT
+    {
+        return crate::outbound::connect(ctx, req).await;
+    }
+    let Some(snapshot) = ctx.inputs.current() else {
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy has no config yet\n",
+            Pending::default(),
+        );
+    };
+    let mut log = ctx.inputs.access_log.begin(&req);
+    if let ListenerKind::Inbound { port } = ctx.listener {
+        return crate::inbound::forward(&snapshot, port, req, log).await;
+    }
+    let default_authority = match &ctx.listener {
+        ListenerKind::Outbound { dest: Some(d) } => Some(&*d.host),
+        _ => None,
+    };
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .or(default_authority)
+        .unwrap_or("");
+    let (table, port) = match &ctx.listener {
+        ListenerKind::Outbound { dest: Some(d) } => (snapshot.outbound_port(d.port), d.port),
+        ListenerKind::Gateway { port } => (snapshot.gateway_port(*port), *port),
+        _ => {
+            let port = split_authority(authority, 80).1;
+            (snapshot.outbound_port(port), port)
+        }
+    };
+    let view = RequestView {
+        method: req.method(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        authority,
+        port,
+        headers: req.headers(),
+    };
+    let selected = match table.map(|t| t.http.select(&view)) {
+        Some(Selection::Route(s)) => s,
+        _ => {
+            tracing::debug!(authority, port, path = req.uri().path(), "no route");
+            log.respond(404, ResponseFlag::NoRoute);
+            return local(StatusCode::NOT_FOUND, "", log);
+        }
+    };
+    if let Some(e) = log.entry() {
+        e.route = Some(selected.route.name.clone());
+    }
+    match &selected.route.action {
+        ActionRt::Direct { status, body } => {
+            log.respond(status.as_u16(), ResponseFlag::None);
+            local_bytes(*status, body.clone(), log)
+        }
+        ActionRt::Redirect(rd) => redirect(rd, &req, authority, log),
+        ActionRt::Forward(f) => forward(&snapshot, selected, f, req, log).await,
+    }
+}
+
+/// Step 4 for a forwarding route.
+async fn forward(
+    snapshot: &Snapshot,
+    selected: Selected<'_>,
+    f: &ForwardRt,
+    req: Request<Incoming>,
+    mut log: Pending,
+) -> Response<RespBody> {
+    let cluster = &snapshot.clusters[f.destinations.pick()];
+    if let Some(e) = log.entry() {
+        e.cluster = Some(cluster.name.clone());
+    }
+    let (mut parts, body) = req.into_parts();
+    let path = f.rewrite_uri.as_deref().and_then(|rewrite| {
+        let new = selected.rewrite_path(rewrite, parts.uri.path());
+        let new = match parts.uri.query() {
+            Some(q) => format!("{new}?{q}"),
+            None => new,
+        };
+        PathAndQuery::try_from(new).ok()
+    });
+    let authority = f
+        .rewrite_authority
+        .clone()
+        .or_else(|| headers::authority_value(&parts));
+    headers::strip_hop_by_hop(&mut parts.headers, true);
+    headers::add_request_headers(&mut parts.headers);
+    let counter = log.count_body(&body);
+    let body = ReqBody::new(body, counter);
+    let timeout = selected.route.timeout;
+    let retries = f.retries.as_ref().filter(|r| r.attempts > 0);
+    let result = match retries {
+        Some(policy) if matches!(body, ReqBody::Empty) => {
+            with_timeout(
+                timeout,
+                send_with_retries(cluster, parts, authority, path, policy),
+            )
+            .await
+        }
+        _ => {
+            if retries.is_some() {
+                tracing::debug!(route = %selected.route.name, "request has a body: not retried");
+            }
+            with_timeout(timeout, async {
+                let ep = pick(cluster)?;
+                let mut parts = parts;
+                headers::set_target(&mut parts, ep.key.proto, authority, path);
+                send(ep, cluster, Request::from_parts(parts, body))
+                    .await
+                    .map(|(r, p, i)| (r, p, i, ResponseFlag::None))
+            })
+            .await
+        }
+    };
+    match result {
+        Ok((resp, pooled, in_flight, flag)) => {
+            upstream_response(resp, pooled, in_flight, flag, log)
+        }
+        Err(e) => error_response(&e, e.response_flag(), log),
+    }
+}
+
+type Sent = (Response<Incoming>, Option<PooledH1>, InFlight);
+
+fn pick(cluster: &ClusterRt) -> Result<&Arc<EndpointState>, Error> {
+    cluster
+        .pick()
+        .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))
+}
+
+async fn send(
+    ep: &Arc<EndpointState>,
+    cluster: &ClusterRt,
+    req: Request<ReqBody>,
+) -> Result<Sent, Error> {
+    let in_flight = InFlight::new(ep.clone());
+    let (resp, pooled) = ep.send(req, cluster.connect_timeout).await?;
+    Ok((resp, pooled, in_flight))
+}
+
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .unwrap_or(Err(Error::Timeout(t))),
+        None => fut.await,
+    }
+}
+
+/// Tries up to `1 + attempts` times (a new endpoint pick each time), for requests
+/// without a body.
+async fn send_with_retries(
+    cluster: &ClusterRt,
+    parts: http::request::Parts,
+    authority: Option<HeaderValue>,
+    path: Option<PathAndQuery>,
+    policy: &RetryRt,
+) -> Result<(Response<Incoming>, Option<PooledH1>, InFlight, ResponseFlag), Error> {
+    let mut tries = 0u32;
+    loop {
+        let last = tries >= policy.attempts;
+        let attempt = async {
+            let ep = pick(cluster)?;
+            let mut req = Request::new(ReqBody::Empty);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.headers_mut() = parts.headers.clone();
+            let (mut p, body) = req.into_parts();
+            headers::set_target(&mut p, ep.key.proto, authority.clone(), path.clone());
+            send(ep, cluster, Request::from_parts(p, body)).await
+        };
+        let result = with_timeout(policy.per_try_timeout, attempt).await;
+        let outcome = match &result {
+            Ok((resp, ..)) => Outcome::Response {
+                status: resp.status(),
+                grpc_status: resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+            },
+            Err(Error::NoHealthyUpstream(_)) => {
+                return result.map(|(r, p, i)| (r, p, i, ResponseFlag::None));
+            }
+            Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
+            Err(Error::Timeout(_)) => Outcome::Timeout,
+            Err(_) => Outcome::Reset,
+        };
+        if !policy.retriable(outcome) {
+            return result.map(|(r, p, i)| (r, p, i, ResponseFlag::None));
+        }
+        if last {
+            return match result {
+                Ok((r, p, i)) => Ok((r, p, i, ResponseFlag::UpstreamRetryLimitExceeded)),
+                Err(e) => Err(e),
+            };
+        }
+        tries += 1;
+        tracing::debug!(cluster = %cluster.name, try_number = tries, ?outcome, "retrying");
+        drop(result);
+        tokio::time::sleep(RetryRt::backoff(tries)).await;
+    }
+}
+
+/// Step 5: the upstream's response, on its way back.
+pub(crate) fn upstream_response(
+    resp: Response<Incoming>,
+    pooled: Option<PooledH1>,
+    in_flight: InFlight,
+    flag: ResponseFlag,
+    mut log: Pending,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    log.respond(parts.status.as_u16(), flag);
+    if let Some(e) = log.entry() {
+        e.upstream = Some(in_flight.endpoint().clone());
+    }
+    Response::from_parts(
+        parts,
+        RespBody::upstream(body, pooled, Some(in_flight), log.take()),
+    )
+}
+
+/// The response for a request that failed before the upstream answered.
+pub(crate) fn error_response(
+    e: &Error,
+    flag: ResponseFlag,
+    mut log: Pending,
+) -> Response<RespBody> {
+    tracing::debug!(error = %e, flag = %flag, "request failed");
+    let (status, body) = match flag {
+        ResponseFlag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+        ResponseFlag::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+        ResponseFlag::UpstreamConnectFailure => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        ),
+    };
+    log.respond(status.as_u16(), flag);
+    local(status, body, log)
+}
+
+fn redirect(
+    rd: &RedirectRt,
+    req: &Request<Incoming>,
+    authority: &str,
+    mut log: Pending,
+) -> Response<RespBody> {
+    let scheme = rd
+        .scheme
+        .as_deref()
+        .or(req.uri().scheme_str())
+        .unwrap_or("http");
+    let host = match (&rd.authority, rd.port) {
+        (Some(a), Some(p)) => format!("{}:{p}", crate::config::strip_port(a)),
+        (Some(a), None) => a.to_string(),
+        (None, Some(p)) => format!("{}:{p}", crate::config::strip_port(authority)),
+        (None, None) => authority.to_owned(),
+    };
+    let path = rd.uri.as_deref().unwrap_or(req.uri().path());
+    let location = match (req.uri().query(), path.contains('?')) {
+        (Some(q), false) => format!("{scheme}://{host}{path}?{q}"),
+        _ => format!("{scheme}://{host}{path}"),
+    };
+    log.respond(rd.status.as_u16(), ResponseFlag::None);
+    let mut resp = local(rd.status, "", log);
+    match HeaderValue::try_from(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    resp
+}
+
+/// A response made by the proxy itself.
+pub(crate) fn local(status: StatusCode, body: &'static str, log: Pending) -> Response<RespBody> {
+    local_bytes(status, Bytes::from_static(body.as_bytes()), log)
+}
+
+fn local_bytes(status: StatusCode, body: Bytes, mut log: Pending) -> Response<RespBody> {
+    let has_body = !body.is_empty();
+    let mut resp = Response::new(RespBody::full(body, log.take()));
+    *resp.status_mut() = status;
+    if has_body {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp
+}
+
+/// Forwards a request to one endpoint without routing (inbound): hop-by-hop headers
+/// out, target in the upstream's form.
+pub(crate) async fn forward_direct(
+    ep: &Arc<EndpointState>,
+    connect_timeout: Duration,
+    req: Request<Incoming>,
+    mut log: Pending,
+) -> Response<RespBody> {
+    let (mut parts, body) = req.into_parts();
+    let authority = headers::authority_value(&parts);
+    headers::strip_hop_by_hop(&mut parts.headers, true);
+    headers::set_target(&mut parts, ep.key.proto, authority, None);
+    let counter = log.count_body(&body);
+    let req = Request::from_parts(parts, ReqBody::new(body, counter));
+    let in_flight = InFlight::new(ep.clone());
+    match ep.send(req, connect_timeout).await {
+        Ok((resp, pooled)) => upstream_response(resp, pooled, in_flight, ResponseFlag::None, log),
+        Err(e) => error_response(&e, e.response_flag(), log),
+    }
+}

@@ -1,0 +1,202 @@
+//! The two body types of the data path, without boxing: what goes upstream and what
+//! goes back downstream. The downstream body also finishes the exchange when it ends:
+//! it returns the upstream connection to its pool, ends the in-flight count and writes
+//! the access-log line.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::ResponseFlag;
+use crate::access_log::Entry;
+use crate::upstream::{InFlight, PooledH1};
+
+/// A request body on its way upstream.
+#[derive(Debug)]
+pub(crate) enum ReqBody {
+    /// No body.
+    Empty,
+    /// The downstream's body, streamed; counted when its length is not known.
+    Incoming(Incoming, Option<Arc<AtomicU64>>),
+}
+
+impl ReqBody {
+    pub(crate) fn new(body: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
+        if body.is_end_stream() {
+            ReqBody::Empty
+        } else {
+            ReqBody::Incoming(body, counter)
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Incoming(body, counter) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let (Some(c), Poll::Ready(Some(Ok(frame)))) = (counter, &polled)
+                    && let Some(data) = frame.data_ref()
+                {
+                    c.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Incoming(b, _) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Incoming(b, _) => b.size_hint(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+/// A response body on its way downstream.
+pub(crate) struct RespBody {
+    inner: Inner,
+    bytes: u64,
+    pooled: Option<PooledH1>,
+    in_flight: Option<InFlight>,
+    log: Option<Box<Entry>>,
+}
+
+impl std::fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RespBody {
+    /// A body made here (errors, redirects, direct responses).
+    pub(crate) fn full(bytes: Bytes, log: Option<Box<Entry>>) -> Self {
+        RespBody {
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            bytes: 0,
+            pooled: None,
+            in_flight: None,
+            log,
+        }
+    }
+
+    /// The upstream's body, with what to release when it ends.
+    pub(crate) fn upstream(
+        body: Incoming,
+        pooled: Option<PooledH1>,
+        in_flight: Option<InFlight>,
+        log: Option<Box<Entry>>,
+    ) -> Self {
+        RespBody {
+            inner: Inner::Upstream(body),
+            bytes: 0,
+            pooled,
+            in_flight,
+            log,
+        }
+    }
+
+    fn inner_done(&self) -> bool {
+        match &self.inner {
+            Inner::Full(b) => b.is_none(),
+            Inner::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    /// Releases the connection and writes the log line; idempotent.
+    fn finish(&mut self, complete: bool) {
+        if let Some(p) = self.pooled.take()
+            && complete
+        {
+            p.release();
+        }
+        self.in_flight = None;
+        if let Some(mut e) = self.log.take() {
+            if !complete && e.flag == ResponseFlag::None {
+                e.flag = ResponseFlag::DownstreamConnectionTermination;
+            }
+            e.write(self.bytes);
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+                if this.inner_done() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(e) = this.log.as_deref_mut() {
+                    e.flag = ResponseFlag::UpstreamConnectionTermination;
+                }
+                this.finish(false)
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        let complete = self.inner_done();
+        self.finish(complete);
+    }
+}

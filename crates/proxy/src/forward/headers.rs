@@ -1,0 +1,173 @@
+//! Header handling a proxy owes both sides: hop-by-hop headers removed, Istio's
+//! request headers added, the request target put in the form the upstream expects.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Version, request};
+
+use crate::upstream::UpstreamProto;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// including those the `Connection` header names. `te: trailers` stays on requests
+/// (gRPC needs it).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, request: bool) {
+    if let Some(conn) = headers.remove(header::CONNECTION)
+        && let Ok(list) = conn.to_str()
+    {
+        for name in list.split(',') {
+            let name = name.trim();
+            if !name.eq_ignore_ascii_case("te") || !request {
+                headers.remove(name);
+            }
+        }
+    }
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::UPGRADE);
+    if request {
+        // The proxy answers `100-continue` itself (hyper does when the body is read).
+        headers.remove(header::EXPECT);
+        if headers
+            .get(header::TE)
+            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        {
+            headers.remove(header::TE);
+        }
+    } else {
+        headers.remove(header::TE);
+    }
+}
+
+/// Adds `x-forwarded-proto` and `x-request-id` when the request has none, as Istio's
+/// sidecars and gateways do.
+pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+}
+
+/// A random (version 4) UUID.
+fn request_id() -> HeaderValue {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut o = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[o] = b'-';
+            o += 1;
+        }
+        out[o] = HEX[usize::from(byte >> 4)];
+        out[o + 1] = HEX[usize::from(byte & 0xf)];
+        o += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The request's authority as a header value: the URI's (absolute form, HTTP/2) or the
+/// `Host` header.
+pub(crate) fn authority_value(parts: &request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
+}
+
+/// Puts the request target in the upstream's form: origin form plus `Host` for
+/// HTTP/1.1, absolute URI (giving `:authority`) and no `Host` for HTTP/2.
+pub(crate) fn set_target(
+    parts: &mut request::Parts,
+    proto: UpstreamProto,
+    authority: Option<HeaderValue>,
+    path: Option<PathAndQuery>,
+) {
+    let path = path
+        .or_else(|| parts.uri.path_and_query().cloned())
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match proto {
+        UpstreamProto::Http2 => {
+            let auth = authority
+                .as_ref()
+                .and_then(|a| Authority::try_from(a.as_bytes()).ok());
+            let mut p = http::uri::Parts::default();
+            if let Some(a) = auth {
+                p.scheme = Some(Scheme::HTTP);
+                p.authority = Some(a);
+            }
+            p.path_and_query = Some(path);
+            parts.uri = Uri::from_parts(p).unwrap_or_default();
+            parts.headers.remove(header::HOST);
+            parts.version = Version::HTTP_2;
+        }
+        _ => {
+            parts.uri = Uri::from(path);
+            if let Some(a) = authority {
+                parts.headers.insert(header::HOST, a);
+            }
+            parts.version = Version::HTTP_11;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-foo"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("x-bar", HeaderValue::from_static("2"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("x-bar") && h.contains_key("te"));
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h, true);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let a = request_id();
+        let s = a.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert_ne!(a, request_id());
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("keep"));
+        add_request_headers(&mut h);
+        assert_eq!(h["x-request-id"], "keep");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn targets() {
+        let (mut p, _) = http::Request::get("http://svc:80/a?b")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let a = authority_value(&p);
+        set_target(&mut p, UpstreamProto::Http1, a.clone(), None);
+        assert_eq!(p.uri, "/a?b");
+        assert_eq!(p.headers["host"], "svc:80");
+        set_target(&mut p, UpstreamProto::Http2, a, None);
+        assert_eq!(p.uri, "http://svc:80/a?b");
+        assert!(!p.headers.contains_key("host"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Upstreams: clusters and their load balancers (per snapshot), and the endpoint state
+//! that outlives snapshots: connection pools and in-flight counts, keyed by endpoint.
+//!
+//! A snapshot's cluster holds `Arc<EndpointState>`s taken from the [`EndpointRegistry`]
+//! when the snapshot is built, so a request reaches its pool without a map lookup, and a
+//! config update that keeps an endpoint keeps its warm connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rand::Rng;
+use skiff_model::config::{Cluster, Protocol};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::Error;
+use crate::forward::ReqBody;
+use crate::transport_header::TransportHeader;
+
+mod lb;
+
+/// How the proxy talks HTTP to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum UpstreamProto {
+    /// HTTP/1.1 with a pool of keep-alive connections.
+    Http1,
+    /// HTTP/2: one multiplexed connection.
+    Http2,
+    /// Opaque bytes: no HTTP pool.
+    Opaque,
+}
+
+impl UpstreamProto {
+    pub(crate) fn for_protocol(p: Protocol) -> UpstreamProto {
+        match p {
+            Protocol::Http | Protocol::Unspecified => UpstreamProto::Http1,
+            Protocol::Http2 | Protocol::Grpc => UpstreamProto::Http2,
+            Protocol::Tcp | Protocol::Tls | Protocol::Https => UpstreamProto::Opaque,
+        }
+    }
+}
+
+/// What identifies an endpoint's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct EndpointKey {
+    /// The address dialled: the app itself, or the peer proxy's inbound listener.
+    pub(crate) dial: SocketAddr,
+    /// With a peer proxy: the app port named in the transport header.
+    pub(crate) target_port: Option<u16>,
+    pub(crate) proto: UpstreamProto,
+}
+
+/// Endpoint state shared by every snapshot that contains the endpoint.
+#[derive(Default, Debug)]
+pub(crate) struct EndpointRegistry {
+    map: Mutex<HashMap<EndpointKey, Weak<EndpointState>>>,
+}
+
+impl EndpointRegistry {
+    /// The live state for `key`, or a fresh one. `app` is the workload's own address.
+    pub(crate) fn get(&self, key: EndpointKey, app: SocketAddr) -> Arc<EndpointState> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        let state = Arc::new(EndpointState::new(key, app));
+        map.insert(key, Arc::downgrade(&state));
+        state
+    }
+
+    /// Forgets endpoints no snapshot holds any more (their pools are already gone).
+    pub(crate) fn prune(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+}
+
+/// Idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE: usize = 256;
+
+/// One endpoint: its pool and load.
+pub(crate) struct EndpointState {
+    pub(crate) key: EndpointKey,
+    /// `ip:port` of the workload, as the access log shows it.
+    pub(crate) display: Box<str>,
+    active: AtomicUsize,
+    idle: Mutex<Vec<http1::SendRequest<ReqBody>>>,
+    h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
+    h2_connect: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for EndpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointState")
+            .field("key", &self.key)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointState {
+    fn new(key: EndpointKey, app: SocketAddr) -> Self {
+        EndpointState {
+            key,
+            display: app.to_string().into(),
+            active: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
+            h2_connect: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Opens a TCP connection, writing the transport header first when the endpoint is
+    /// behind a peer proxy.
+    pub(crate) async fn connect_tcp(&self, timeout: Duration) -> Result<TcpStream, Error> {
+        let addr = self.key.dial;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(Error::ConnectTimeout { addr, timeout }),
+            Ok(Err(source)) => return Err(Error::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stream = stream;
+        if let Some(port) = self.key.target_port {
+            let header = TransportHeader { target_port: port }.encode();
+            stream
+                .write_all(&header)
+                .await
+                .map_err(|source| Error::Connect { addr, source })?;
+        }
+        tracing::debug!(upstream = %addr, target_port = ?self.key.target_port, "connected");
+        Ok(stream)
+    }
+
+    /// Sends a request on a pooled connection (or a new one). For HTTP/1.1 the returned
+    /// [`PooledH1`] must be released when the response body is done, so the connection
+    /// goes back to the pool.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Option<PooledH1>), Error> {
+        match self.key.proto {
+            UpstreamProto::Http2 => Ok((self.send_h2(req, connect_timeout).await?, None)),
+            _ => self.send_h1(req, connect_timeout).await,
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Option<PooledH1>), Error> {
+        // An idle connection the server closed meanwhile hands the request back unsent;
+        // then the next one (or a new one) takes it.
+        while let Some(mut sr) = self.checkout_idle() {
+            match sr.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Some(PooledH1::new(sr, self.clone())))),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(self.reset(e.into_error())),
+                },
+            }
+        }
+        let io = self.connect_tcp(connect_timeout).await?;
+        let (mut sr, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.reset(e))?;
+        let addr = self.key.dial;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
+            }
+        });
+        match sr.send_request(req).await {
+            Ok(resp) => Ok((resp, Some(PooledH1::new(sr, self.clone())))),
+            Err(e) => Err(self.reset(e)),
+        }
+    }
+
+    fn checkout_idle(&self) -> Option<http1::SendRequest<ReqBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(sr) = idle.pop() {
+            if sr.is_ready() {
+                return Some(sr);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sr: http1::SendRequest<ReqBody>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sr);
+        }
+    }
+
+    async fn send_h2(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut sr = match self.h2_current() {
+            Some(sr) => sr,
+            None => self.connect_h2(connect_timeout).await?,
+        };
+        match sr.try_send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => match e.take_message() {
+                // The connection went away before the request was sent: one new try.
+                Some(req) => {
+                    self.forget_h2(&sr);
+                    let mut sr = self.connect_h2(connect_timeout).await?;
+                    sr.send_request(req).await.map_err(|e| self.reset(e))
+                }
+                None => Err(self.reset(e.into_error())),
+            },
+        }
+    }
+
+    fn h2_current(&self) -> Option<http2::SendRequest<ReqBody>> {
+        let h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        h2.as_ref().filter(|sr| !sr.is_closed()).cloned()
+    }
+
+    fn forget_h2(&self, _stale: &http2::SendRequest<ReqBody>) {
+        let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        if h2.as_ref().is_some_and(|sr| sr.is_closed()) {
+            *h2 = None;
+        }
+    }
+
+    async fn connect_h2(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<ReqBody>, Error> {
+        let _one_at_a_time = self.h2_connect.lock().await;
+        if let Some(sr) = self.h2_current() {
+            return Ok(sr);
+        }
+        let io = self.connect_tcp(connect_timeout).await?;
+        let (sr, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.reset(e))?;
+        let addr = self.key.dial;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
+            }
+        });
+        *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sr.clone());
+        Ok(sr)
+    }
+
+    fn reset(&self, source: hyper::Error) -> Error {
+        Error::UpstreamReset {
+            addr: self.key.dial,
+            source,
+        }
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request; back to the pool once the response is
+/// read through.
+pub(crate) struct PooledH1 {
+    sr: http1::SendRequest<ReqBody>,
+    endpoint: Arc<EndpointState>,
+}
+
+impl PooledH1 {
+    fn new(sr: http1::SendRequest<ReqBody>, endpoint: Arc<EndpointState>) -> Self {
+        PooledH1 { sr, endpoint }
+    }
+
+    /// Returns the connection to its pool: at once when it is ready for the next
+    /// request, else when it becomes ready (the connection task may not have seen the
+    /// end of the response yet).
+    pub(crate) fn release(self) {
+        let PooledH1 { mut sr, endpoint } = self;
+        if sr.is_ready() {
+            endpoint.put_idle(sr);
+        } else if !sr.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if sr.ready().await.is_ok() {
+                    endpoint.put_idle(sr);
+                }
+            });
+        }
+    }
+}
+
+/// Counts a request against its endpoint while it is in flight (for least-request).
+pub(crate) struct InFlight(Arc<EndpointState>);
+
+impl InFlight {
+    pub(crate) fn new(endpoint: Arc<EndpointState>) -> Self {
+        endpoint.active.fetch_add(1, Ordering::Relaxed);
+        InFlight(endpoint)
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<EndpointState> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A cluster of a snapshot: its endpoints and how to choose among them.
+#[derive(Debug)]
+pub(crate) struct ClusterRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) connect_timeout: Duration,
+    lb: lb::Balancer,
+}
+
+impl ClusterRt {
+    pub(crate) fn new(c: &Cluster, endpoints: Vec<(Arc<EndpointState>, u32)>) -> Self {
+        ClusterRt {
+            name: c.name.as_str().into(),
+            connect_timeout: if c.connect_timeout.is_zero() {
+                Duration::from_secs(10)
+            } else {
+                c.connect_timeout
+            },
+            lb: lb::Balancer::new(c.lb, endpoints),
+        }
+    }
+
+    /// Chooses an endpoint, or `None` when the cluster has none.
+    pub(crate) fn pick(&self) -> Option<&Arc<EndpointState>> {
+        self.lb.pick()
+    }
+}
+
+/// A uniformly random number in `0..n` (`n` > 0).
+pub(crate) fn random_below(n: u32) -> u32 {
+    rand::rng().random_range(0..n.max(1))
+}

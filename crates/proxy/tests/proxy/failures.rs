@@ -1,0 +1,115 @@
+//! The ways a request fails, and the flags they leave: UH, UF, UT, URX.
+
+use std::time::{Duration, Instant};
+
+use skiff_model::config::*;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn no_endpoints_is_503_uh() {
+    let ip = fresh_ip();
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("empty"))],
+        vec![cluster("empty", Protocol::Http, vec![])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "no healthy upstream")
+    );
+    assert!(p.log_line("\"GET / ").await.contains(" 503 UH "));
+}
+
+#[tokio::test]
+async fn connect_failure_is_503_uf() {
+    let ip = fresh_ip();
+    // Nothing listens there.
+    let closed = std::net::SocketAddr::new(ip, 9);
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("dead"))],
+        vec![cluster("dead", Protocol::Http, vec![endpoint(closed)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("connection failure"), "{}", r.body);
+    assert!(p.log_line("\"GET / ").await.contains(" 503 UF "));
+}
+
+#[tokio::test]
+async fn route_timeout_is_504_ut() {
+    let ip = fresh_ip();
+    let slow = backend("slow", ip).await;
+    let mut r = route("r", vec![], to("slow"));
+    r.timeout = Some(Duration::from_millis(200));
+    let config = one_service(
+        ip,
+        vec![r],
+        vec![cluster("slow", Protocol::Http, vec![endpoint(slow.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let started = Instant::now();
+    let r = get(p.outbound(), "http://backend/delay/3000").await;
+    assert_eq!(r.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(p.log_line("/delay/3000").await.contains(" 504 UT "));
+    // Fast requests on the same route are fine.
+    assert_eq!(
+        get(p.outbound(), "http://backend/delay/1").await.status,
+        200
+    );
+}
+
+fn retrying(attempts: u32, on: &str) -> RouteAction {
+    RouteAction::Forward(Forward {
+        destinations: vec![WeightedCluster {
+            cluster: "flaky".into(),
+            weight: 100,
+        }],
+        retries: Some(RetryPolicy {
+            attempts,
+            per_try_timeout: None,
+            retry_on: vec![on.into()],
+        }),
+        rewrite: None,
+    })
+}
+
+#[tokio::test]
+async fn retries_then_success() {
+    let ip = fresh_ip();
+    let flaky = backend("flaky", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], retrying(3, "5xx"))],
+        vec![cluster("flaky", Protocol::Http, vec![endpoint(flaky.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/flaky/2").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn retries_exhausted_is_urx() {
+    let ip = fresh_ip();
+    let flaky = backend("flaky", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], retrying(2, "gateway-error"))],
+        vec![cluster("flaky", Protocol::Http, vec![endpoint(flaky.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/status/503").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert!(p.log_line("/status/503").await.contains(" 503 URX "));
+    // A status the policy does not name is not retried.
+    let r = get(p.outbound(), "http://backend/status/500").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::Relaxed), 4);
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests of the proxy: real sockets on loopback, real HTTP backends, proxies
+//! started in process with hand-built configs.
+
+#![allow(
+    unreachable_pub,
+    reason = "a test binary: nothing here is reachable from outside"
+)]
+
+mod support;
+
+mod admin;
+mod chain;
+mod failures;
+mod protocols;
+mod routing;
+mod swap;
