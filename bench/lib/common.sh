@@ -37,11 +37,11 @@ stop_pid() {
 }
 
 cleanup() {
-    local pid
+    local status=$? pid
     for pid in "${STARTED_PIDS[@]}"; do
         stop_pid "$pid"
     done
-    if [[ ${KEEP:-0} == 1 ]]; then
+    if [[ ${KEEP:-0} == 1 || $status != 0 ]]; then
         say "kept the work directory: $WORK"
     elif [[ -n "${WORK:-}" && -d "$WORK" ]]; then
         rm -rf "$WORK"
@@ -82,7 +82,7 @@ wait_ready() {
         fi
         sleep 0.1
     done
-    die "$what did not become ready on $2:$3$4; its log: $(tail -n 20 "$WORK/$what.log" 2>/dev/null)"
+    die "$what did not answer 200 on $1:$2$3 within 20 s; its log: $(tail -n 20 "$WORK/$what.log" 2>/dev/null)"
 }
 
 # cpu_ticks PID: user + system CPU time of the whole process (all threads), in clock ticks.

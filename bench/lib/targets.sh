@@ -90,6 +90,31 @@ stop_pair() {
     PROXIES=()
 }
 
+# proxy_logs TARGET: the end of each running proxy's log, for error messages.
+proxy_logs() {
+    local p
+    for p in "${PROXIES[@]}"; do
+        printf '\n--- %s %s proxy:\n%s' "$1" "${p%%:*}" "$(tail -n 15 "$WORK/$1-${p%%:*}.log" 2>/dev/null)"
+    done
+}
+
+# wait_chain TARGET HOST PORT PATH EXPECTED: polls the whole chain for up to 20 s until
+# a GET answers EXPECTED ("status body-bytes"); fails early when a proxy exits.
+wait_chain() {
+    local target="$1" host="$2" port="$3" path="$4" expected="$5" p answer=""
+    for _ in $(seq 200); do
+        for p in "${PROXIES[@]}"; do
+            kill -0 "${p#*:}" 2>/dev/null \
+                || die "$target ${p%%:*} proxy exited while starting$(proxy_logs "$target")"
+        done
+        kill -0 "$BACKEND_PID" 2>/dev/null || die "nginx exited: $(tail -n 15 "$WORK/nginx-error.log")"
+        answer="$(probe "$host" "$port" "$path" "$HOST_HEADER" 2>&1)" || true
+        [[ $answer == "$expected" ]] && return 0
+        sleep 0.1
+    done
+    die "$target: GET $path through the chain answers '$answer', expected '$expected'$(proxy_logs "$target")"
+}
+
 # load TOOL CONNS RATE SECONDS PATH OUT: one run of the load generator.
 load() {
     local tool="$1" conns="$2" rate="$3" seconds="$4" path="$5" out="$6"
@@ -107,15 +132,12 @@ load() {
 # answers, warm-up, then the measured run with CPU readings around it.
 run_case() {
     local target="$1" case_name="$2" path="$3" tool="$4" conns="$5" rate="$6"
-    local expect_bytes=47 answer p pid
+    local expect_bytes=47 p pid
     [[ $path == /1k ]] && expect_bytes=1024
     say "$target / $case_name"
     start_pair "$target"
     local entry_host=${ENTRY%:*} entry_port=${ENTRY#*:}
-    wait_ready "$target-chain" "$BACKEND_PID" "$entry_host" "$entry_port" "$path" "$HOST_HEADER"
-    answer="$(probe "$entry_host" "$entry_port" "$path" "$HOST_HEADER")"
-    [[ $answer == "200 $expect_bytes" ]] \
-        || die "$target answers $path with '$answer', expected '200 $expect_bytes'"
+    wait_chain "$target" "$entry_host" "$entry_port" "$path" "200 $expect_bytes"
 
     load "$tool" "$conns" "$rate" "$WARMUP" "$path" "$WORK/$target-$case_name.warmup" \
         || die "warm-up of $target / $case_name failed: $(tail -n 5 "$WORK/$target-$case_name.warmup")"

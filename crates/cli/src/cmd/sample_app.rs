@@ -60,15 +60,7 @@ struct App {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    // Another subcommand path may already have set a subscriber; keep it then.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::cmd::init_tracing();
 
     let name = match args.name {
         Some(name) => name,
