@@ -31,10 +31,10 @@ async fn main() -> anyhow::Result<()> {
     let mut status = client.status();
     loop {
         let s = status.borrow_and_update().clone();
-        if !s.connected {
-            if let Some(error) = &s.last_error {
-                eprintln!("# disconnected: {error}");
-            }
+        if !s.connected
+            && let Some(error) = &s.last_error
+        {
+            eprintln!("# disconnected: {error}");
         }
         if status.changed().await.is_err() {
             return Ok(());
