@@ -216,6 +216,10 @@ fn mesh_host(
             .collect()
     };
     if services.is_empty() {
+        if !vs.gateways.is_empty() {
+            // Bound to gateways too: a host that is no service is there for them.
+            return;
+        }
         findings.report(
             Severity::Warning,
             Code::VirtualServiceHostWithoutService,
