@@ -156,7 +156,8 @@ spec:
 /// `order-api.example.com` but the gateway serves `api.example.com`.
 #[test]
 fn the_seed_examples_build_and_their_mistakes_are_found() {
-    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/fixtures/seeds");
+    let seeds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/fixtures/seeds");
     let mut dirs: Vec<_> = std::fs::read_dir(&seeds)
         .unwrap()
         .map(|e| e.unwrap().path())
