@@ -88,7 +88,7 @@ fn gateways(rules: &Rules, vs: &VirtualServiceInfo, r: &Resource, findings: &mut
                             Some(ns) => format!("{ns}/{}", h.host),
                             None => h.host.clone(),
                         })
-                        .collect::<Vec<_>>()
+                        .collect::<std::collections::BTreeSet<_>>()
                 ),
             );
         }
@@ -216,6 +216,10 @@ fn mesh_host(
             .collect()
     };
     if services.is_empty() {
+        if !vs.gateways.is_empty() {
+            // Bound to gateways too: a host that is no service is there for them.
+            return;
+        }
         findings.report(
             Severity::Warning,
             Code::VirtualServiceHostWithoutService,
@@ -254,10 +258,14 @@ fn mesh_host(
                     r,
                     Some(field),
                     format!(
-                        "port {} of {shown} has no protocol prefix in its name (`{name}`): its \
-                         HTTP routes apply only when the proxy detects HTTP; name it `http-…` \
-                         (or set appProtocol) to make it explicit",
-                        p.port
+                        "port {} of {shown} {}: its HTTP routes apply only when the proxy \
+                         detects HTTP; name it `http-…` (or set appProtocol) to make it explicit",
+                        p.port,
+                        if name.is_empty() {
+                            "has no name".to_string()
+                        } else {
+                            format!("has no protocol prefix in its name (`{name}`)")
+                        }
                     ),
                 ),
                 _ => {}

@@ -114,3 +114,67 @@ fn a_route_to_a_missing_subset_compiles_to_an_empty_cluster() {
     let c = cluster(&config, "outbound|80||backnd.prod.svc.cluster.local");
     assert!(c.endpoints.is_empty());
 }
+
+#[test]
+fn a_host_for_the_gateways_of_a_mesh_virtual_service_is_not_a_mistake() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway");
+    let loaded = skiff_api::load(&[dir]).unwrap();
+    let extra = skiff_api::load_str(
+        "extra.yaml",
+        r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: both
+  namespace: prod
+spec:
+  hosts: [frontend, www.example.com]
+  gateways: [frontend-gateway, mesh]
+  http:
+  - route:
+    - destination:
+        host: frontend
+"#,
+    );
+    let all = skiff_api::ResourceSet::new(
+        loaded
+            .resources
+            .into_vec()
+            .into_iter()
+            .chain(extra.resources.into_vec())
+            .collect(),
+    );
+    let mesh = Mesh::build(&all, MeshOptions::default());
+    assert!(findings(&mesh, Code::VirtualServiceHostWithoutService).is_empty());
+    let config = compile(&mesh, "frontend.prod");
+    let vh = vhost(&config, 80, "frontend.prod.svc.cluster.local:80");
+    assert_eq!(vh.routes[0].name, "prod/both/0");
+}
+
+/// Every seed page's examples (as the api crate keeps them) build into a mesh, and the
+/// model catches the gateway mistake in seed 002: the VirtualService is for
+/// `order-api.example.com` but the gateway serves `api.example.com`.
+#[test]
+fn the_seed_examples_build_and_their_mistakes_are_found() {
+    let seeds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/fixtures/seeds");
+    let mut dirs: Vec<_> = std::fs::read_dir(&seeds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5, "{dirs:?}");
+    for dir in dirs {
+        let loaded = skiff_api::load(&[&dir]).unwrap();
+        let mesh = Mesh::build(&loaded.resources, MeshOptions::default());
+        for id in mesh.proxies() {
+            assert!(mesh.compile(id).is_some());
+        }
+        if dir.ends_with("002-service-mesh-istio") {
+            let mismatch = findings(&mesh, Code::GatewayHostMismatch);
+            assert_eq!(mismatch.len(), 1, "{mismatch:#?}");
+            assert!(mismatch[0].message.contains("\"order-api.example.com\""));
+        }
+    }
+}
