@@ -30,13 +30,9 @@ macro_rules! rows {
 /// The table of fields skiff parses but does not enforce yet.
 pub const UNENFORCED: &[Unenforced] = rows! {
     VirtualService {
-        "spec.exportTo" => "visibility (exportTo) is not enforced: the VirtualService is visible to every namespace",
         "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
         "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
         "spec.http[*].match[*].scheme" => "matching on the scheme is not implemented: this condition is ignored",
-        "spec.http[*].match[*].sourceLabels" => "matching on source labels is not implemented: this condition is ignored",
-        "spec.http[*].match[*].gateways" => "per-match gateways are not implemented: this condition is ignored",
-        "spec.http[*].match[*].sourceNamespace" => "matching on the source namespace is not implemented: this condition is ignored",
         "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
         "spec.http[*].delegate" => "delegation to another VirtualService is not implemented: this rule is ignored",
         "spec.http[*].fault" => "fault injection: requests are neither delayed nor aborted",
@@ -54,12 +50,13 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.http[*].retries.backoff" => "a custom retry back-off is not implemented",
     }
     DestinationRule {
-        "spec.exportTo" => "visibility (exportTo) is not enforced: the rule applies in every namespace",
-        "spec.workloadSelector" => "workload-scoped DestinationRules are not implemented: the rule applies to every client",
-        "spec.trafficPolicy.connectionPool" => "connection pool limits (circuit breaking): connections and requests are not limited",
+        "spec.trafficPolicy.connectionPool.tcp.maxConnections" => "connection limits (circuit breaking): connections are not limited",
+        "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive" => "TCP keepalive settings: the defaults are used",
+        "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration" => "maxConnectionDuration: connections are not closed after a duration",
+        "spec.trafficPolicy.connectionPool.tcp.idleTimeout" => "the TCP idle timeout: it is not applied",
+        "spec.trafficPolicy.connectionPool.http" => "HTTP connection pool limits (circuit breaking): requests are not limited",
         "spec.trafficPolicy.outlierDetection" => "outlier detection: failing endpoints are not ejected",
         "spec.trafficPolicy.tls" => "client TLS settings: connections to this host do not use them",
-        "spec.trafficPolicy.portLevelSettings" => "per-port traffic policies: they are ignored",
         "spec.trafficPolicy.tunnel" => "tunnelling is not implemented",
         "spec.trafficPolicy.proxyProtocol" => "the PROXY protocol is not implemented",
         "spec.trafficPolicy.retryBudget" => "retry budgets are not implemented",
@@ -67,7 +64,42 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.trafficPolicy.loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
         "spec.trafficPolicy.loadBalancer.warmupDurationSecs" => "slow start (warm-up) is not implemented",
         "spec.trafficPolicy.loadBalancer.warmup" => "slow start (warm-up) is not implemented",
-        "spec.subsets[*].trafficPolicy" => "per-subset traffic policies: they are ignored",
+        "spec.subsets[*].trafficPolicy.connectionPool.tcp.maxConnections" => "connection limits (circuit breaking): connections are not limited",
+        "spec.subsets[*].trafficPolicy.connectionPool.tcp.tcpKeepalive" => "TCP keepalive settings: the defaults are used",
+        "spec.subsets[*].trafficPolicy.connectionPool.tcp.maxConnectionDuration" => "maxConnectionDuration: connections are not closed after a duration",
+        "spec.subsets[*].trafficPolicy.connectionPool.tcp.idleTimeout" => "the TCP idle timeout: it is not applied",
+        "spec.subsets[*].trafficPolicy.connectionPool.http" => "HTTP connection pool limits (circuit breaking): requests are not limited",
+        "spec.subsets[*].trafficPolicy.outlierDetection" => "outlier detection: failing endpoints are not ejected",
+        "spec.subsets[*].trafficPolicy.tls" => "client TLS settings: connections to this host do not use them",
+        "spec.subsets[*].trafficPolicy.tunnel" => "tunnelling is not implemented",
+        "spec.subsets[*].trafficPolicy.proxyProtocol" => "the PROXY protocol is not implemented",
+        "spec.subsets[*].trafficPolicy.retryBudget" => "retry budgets are not implemented",
+        "spec.subsets[*].trafficPolicy.loadBalancer.consistentHash" => "consistent-hash load balancing is not implemented: the default algorithm is used",
+        "spec.subsets[*].trafficPolicy.loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
+        "spec.subsets[*].trafficPolicy.loadBalancer.warmupDurationSecs" => "slow start (warm-up) is not implemented",
+        "spec.subsets[*].trafficPolicy.loadBalancer.warmup" => "slow start (warm-up) is not implemented",
+        "spec.trafficPolicy.portLevelSettings[*].connectionPool.tcp.maxConnections" => "connection limits (circuit breaking): connections are not limited",
+        "spec.trafficPolicy.portLevelSettings[*].connectionPool.tcp.tcpKeepalive" => "TCP keepalive settings: the defaults are used",
+        "spec.trafficPolicy.portLevelSettings[*].connectionPool.tcp.maxConnectionDuration" => "maxConnectionDuration: connections are not closed after a duration",
+        "spec.trafficPolicy.portLevelSettings[*].connectionPool.tcp.idleTimeout" => "the TCP idle timeout: it is not applied",
+        "spec.trafficPolicy.portLevelSettings[*].connectionPool.http" => "HTTP connection pool limits (circuit breaking): requests are not limited",
+        "spec.trafficPolicy.portLevelSettings[*].outlierDetection" => "outlier detection: failing endpoints are not ejected",
+        "spec.trafficPolicy.portLevelSettings[*].tls" => "client TLS settings: connections to this host do not use them",
+        "spec.trafficPolicy.portLevelSettings[*].loadBalancer.consistentHash" => "consistent-hash load balancing is not implemented: the default algorithm is used",
+        "spec.trafficPolicy.portLevelSettings[*].loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
+        "spec.trafficPolicy.portLevelSettings[*].loadBalancer.warmupDurationSecs" => "slow start (warm-up) is not implemented",
+        "spec.trafficPolicy.portLevelSettings[*].loadBalancer.warmup" => "slow start (warm-up) is not implemented",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].connectionPool.tcp.maxConnections" => "connection limits (circuit breaking): connections are not limited",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].connectionPool.tcp.tcpKeepalive" => "TCP keepalive settings: the defaults are used",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].connectionPool.tcp.maxConnectionDuration" => "maxConnectionDuration: connections are not closed after a duration",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].connectionPool.tcp.idleTimeout" => "the TCP idle timeout: it is not applied",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].connectionPool.http" => "HTTP connection pool limits (circuit breaking): requests are not limited",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].outlierDetection" => "outlier detection: failing endpoints are not ejected",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].tls" => "client TLS settings: connections to this host do not use them",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.consistentHash" => "consistent-hash load balancing is not implemented: the default algorithm is used",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.warmupDurationSecs" => "slow start (warm-up) is not implemented",
+        "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.warmup" => "slow start (warm-up) is not implemented",
     }
     Gateway {
         "spec.servers[*].tls" => "TLS on gateway servers: the port does not terminate TLS",
@@ -77,14 +109,15 @@ pub const UNENFORCED: &[Unenforced] = rows! {
     ServiceEntry {
         "spec.addresses" => "ServiceEntry addresses: the hosts are matched by name only",
         "spec.location" => "location (MESH_EXTERNAL/MESH_INTERNAL): it changes nothing yet",
-        "spec.exportTo" => "visibility (exportTo) is not enforced: the entry is visible to every namespace",
         "spec.subjectAltNames" => "subjectAltNames: the endpoints' identities are not verified",
     }
     WorkloadGroup {
         "spec.*" => "WorkloadGroup: workloads do not register themselves from this template",
     }
     Sidecar {
-        "spec.*" => "Sidecar: proxies keep their default listeners and see every service",
+        "spec.ingress" => "Sidecar ingress listeners are not implemented: inbound ports come from the Services",
+        "spec.outboundTrafficPolicy" => "outboundTrafficPolicy is not implemented: traffic to unknown hosts gets 404 NR",
+        "spec.inboundConnectionPool" => "inbound connection pool limits are not implemented",
     }
     PeerAuthentication {
         "spec.*" => "PeerAuthentication: traffic between proxies is not required to use mutual TLS",

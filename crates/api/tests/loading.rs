@@ -330,6 +330,44 @@ spec:
 }
 
 #[test]
+fn traffic_policy_warns_only_for_what_is_not_acted_on() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr, namespace: prod}
+spec:
+  host: backend
+  exportTo: ['.']
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool:
+      tcp: {connectTimeout: 2s, maxConnections: 10}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool:
+        http: {http1MaxPendingRequests: 5}
+      outlierDetection: {consecutive5xxErrors: 3}
+";
+    let loaded = skiff_api::load_str("dr.yaml", text);
+    let warned: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .filter_map(|d| d.path.as_deref())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+            "spec.subsets[0].trafficPolicy.connectionPool.http",
+            "spec.subsets[0].trafficPolicy.outlierDetection",
+        ]
+    );
+}
+
+#[test]
 fn specs_round_trip_through_serde() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
     let loaded = skiff_api::load(&[dir]).unwrap();
