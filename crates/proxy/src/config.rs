@@ -195,6 +195,7 @@ impl Snapshot {
         registry: &EndpointRegistry,
     ) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
+        policy_warnings(&config, &mut warnings);
         let clusters = compile_clusters(&config, registry, &mut warnings)?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
@@ -337,6 +338,32 @@ impl Snapshot {
             .binary_search_by_key(&port, |p| p.port)
             .ok()
             .map(|i| &self.inbound[i])
+    }
+}
+
+/// Security policies are computed by the control plane but not enforced here yet: say
+/// so, loudly, whenever one would change what traffic is allowed.
+fn policy_warnings(config: &ProxyConfig, warnings: &mut Vec<String>) {
+    let p = &config.policies;
+    let strict = p.mtls.mode == model::MtlsMode::Strict
+        || p.mtls.ports.values().any(|m| *m == model::MtlsMode::Strict);
+    if strict {
+        warnings.push(format!(
+            "PeerAuthentication STRICT ({}) is NOT enforced: this proxy accepts plain text",
+            p.mtls.from.join(", ")
+        ));
+    }
+    if !p.authorization.is_empty() {
+        warnings.push(format!(
+            "AuthorizationPolicy {} is NOT enforced: every request is allowed",
+            p.authorization.join(", ")
+        ));
+    }
+    if !p.request_authentication.is_empty() {
+        warnings.push(format!(
+            "RequestAuthentication {} is NOT enforced: tokens are not checked",
+            p.request_authentication.join(", ")
+        ));
     }
 }
 

@@ -382,6 +382,7 @@ pub fn sidecar(ip: IpAddr, outbound: Vec<OutboundPort>, clusters: Vec<Cluster>) 
         inbound: vec![],
         gateway: vec![],
         clusters,
+        ..Default::default()
     }
 }
 
