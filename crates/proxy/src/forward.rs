@@ -220,6 +220,7 @@ async fn forward(
     let counter = log.count_body(&body);
     let body = ReqBody::new(body, counter);
     let timeout = selected.route.timeout;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let retries = f.retries.as_ref().filter(|r| r.attempts > 0);
     let result = match retries {
         Some(policy) if matches!(body, ReqBody::Empty) => {
@@ -246,7 +247,8 @@ async fn forward(
     };
     match result {
         Ok((resp, pooled, in_flight, flag)) => {
-            upstream_response(resp, pooled, in_flight, flag, log)
+            let resp = upstream_response(resp, pooled, in_flight, flag, log);
+            resp.map(|body| body.with_deadline(deadline))
         }
         Err(e) => error_response(&e, e.response_flag(), log),
     }
