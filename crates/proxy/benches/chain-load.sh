@@ -65,10 +65,10 @@ cat > "$WORK/client.json" <<CFG
    "endpoints": [{"address": "$SERVER_IP:$BACKEND_PORT", "proxyPort": 15006, "workload": "backend.bench", "weight": 1}]}]}
 CFG
 
-"$BIN" proxy --id backend.bench --address $SERVER_IP --config-file "$WORK/server.json" --access-log off 2>"$WORK/server.log" &
+"$BIN" proxy --id backend.bench --address $SERVER_IP --config-file "$WORK/server.json" --access-log off --concurrency "${CONCURRENCY:-2}" 2>"$WORK/server.log" &
 SERVER=$!
 PIDS+=($SERVER)
-"$BIN" proxy --id client.bench --address $CLIENT_IP --config-file "$WORK/client.json" --access-log off 2>"$WORK/client.log" &
+"$BIN" proxy --id client.bench --address $CLIENT_IP --config-file "$WORK/client.json" --access-log off --concurrency "${CONCURRENCY:-2}" 2>"$WORK/client.log" &
 CLIENT=$!
 PIDS+=($CLIENT)
 for _ in $(seq 50); do

@@ -30,15 +30,15 @@ use tracing::Instrument;
 
 use crate::access_log::Pending;
 use crate::app::ProxyInputs;
-use crate::config::retry::Outcome;
-use crate::config::{ActionRt, ForwardRt, RedirectRt, RetryRt, Snapshot};
+use crate::config::{ActionRt, ForwardRt, RedirectRt, Snapshot};
 use crate::drain::DrainWatch;
 use crate::route::{RequestView, Selected, Selection, split_authority};
-use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1};
+use crate::upstream::{EndpointState, InFlight, PooledH1};
 use crate::{Error, ResponseFlag};
 
 mod body;
 mod headers;
+mod retry;
 
 pub(crate) use body::{ReqBody, RespBody};
 
@@ -217,57 +217,19 @@ async fn forward(
         .or_else(|| headers::authority_value(&parts));
     headers::strip_hop_by_hop(&mut parts.headers, true);
     headers::add_request_headers(&mut parts.headers);
+    headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = log.count_body(&body);
-    let body = ReqBody::new(body, counter);
+    let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let timeout = selected.route.timeout;
-    let retries = f.retries.as_ref().filter(|r| r.attempts > 0);
-    let result = match retries {
-        Some(policy) if matches!(body, ReqBody::Empty) => {
-            with_timeout(
-                timeout,
-                send_with_retries(cluster, parts, authority, path, policy),
-            )
-            .await
-        }
-        _ => {
-            if retries.is_some() {
-                tracing::debug!(route = %selected.route.name, "request has a body: not retried");
-            }
-            with_timeout(timeout, async {
-                let ep = pick(cluster)?;
-                let mut parts = parts;
-                headers::set_target(&mut parts, ep.key.proto, authority, path);
-                send(ep, cluster, Request::from_parts(parts, body))
-                    .await
-                    .map(|(r, p, i)| (r, p, i, ResponseFlag::None))
-            })
-            .await
-        }
-    };
-    match result {
-        Ok((resp, pooled, in_flight, flag)) => {
-            upstream_response(resp, pooled, in_flight, flag, log)
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let sent = with_timeout(timeout, retry::send(cluster, req, f.retries.as_ref())).await;
+    match sent {
+        Ok(((resp, pooled, in_flight), flag)) => {
+            let resp = upstream_response(resp, pooled, in_flight, flag, log);
+            resp.map(|body| body.with_deadline(deadline))
         }
         Err(e) => error_response(&e, e.response_flag(), log),
     }
-}
-
-type Sent = (Response<Incoming>, Option<PooledH1>, InFlight);
-
-fn pick(cluster: &ClusterRt) -> Result<&Arc<EndpointState>, Error> {
-    cluster
-        .pick()
-        .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))
-}
-
-async fn send(
-    ep: &Arc<EndpointState>,
-    cluster: &ClusterRt,
-    req: Request<ReqBody>,
-) -> Result<Sent, Error> {
-    let in_flight = InFlight::new(ep.clone());
-    let (resp, pooled) = ep.send(req, cluster.connect_timeout).await?;
-    Ok((resp, pooled, in_flight))
 }
 
 async fn with_timeout<T>(
@@ -279,60 +241,6 @@ async fn with_timeout<T>(
             .await
             .unwrap_or(Err(Error::Timeout(t))),
         None => fut.await,
-    }
-}
-
-/// Tries up to `1 + attempts` times (a new endpoint pick each time), for requests
-/// without a body.
-async fn send_with_retries(
-    cluster: &ClusterRt,
-    parts: http::request::Parts,
-    authority: Option<HeaderValue>,
-    path: Option<PathAndQuery>,
-    policy: &RetryRt,
-) -> Result<(Response<Incoming>, Option<PooledH1>, InFlight, ResponseFlag), Error> {
-    let mut tries = 0u32;
-    loop {
-        let last = tries >= policy.attempts;
-        let attempt = async {
-            let ep = pick(cluster)?;
-            let mut req = Request::new(ReqBody::Empty);
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = parts.uri.clone();
-            *req.headers_mut() = parts.headers.clone();
-            let (mut p, body) = req.into_parts();
-            headers::set_target(&mut p, ep.key.proto, authority.clone(), path.clone());
-            send(ep, cluster, Request::from_parts(p, body)).await
-        };
-        let result = with_timeout(policy.per_try_timeout, attempt).await;
-        let outcome = match &result {
-            Ok((resp, ..)) => Outcome::Response {
-                status: resp.status(),
-                grpc_status: resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok()?.parse().ok()),
-            },
-            Err(Error::NoHealthyUpstream(_)) => {
-                return result.map(|(r, p, i)| (r, p, i, ResponseFlag::None));
-            }
-            Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
-            Err(Error::Timeout(_)) => Outcome::Timeout,
-            Err(_) => Outcome::Reset,
-        };
-        if !policy.retriable(outcome) {
-            return result.map(|(r, p, i)| (r, p, i, ResponseFlag::None));
-        }
-        if last {
-            return match result {
-                Ok((r, p, i)) => Ok((r, p, i, ResponseFlag::UpstreamRetryLimitExceeded)),
-                Err(e) => Err(e),
-            };
-        }
-        tries += 1;
-        tracing::debug!(cluster = %cluster.name, try_number = tries, ?outcome, "retrying");
-        drop(result);
-        tokio::time::sleep(RetryRt::backoff(tries)).await;
     }
 }
 
@@ -445,6 +353,6 @@ pub(crate) async fn forward_direct(
     let in_flight = InFlight::new(ep.clone());
     match ep.send(req, connect_timeout).await {
         Ok((resp, pooled)) => upstream_response(resp, pooled, in_flight, ResponseFlag::None, log),
-        Err(e) => error_response(&e, e.response_flag(), log),
+        Err(e) => error_response(&e.error, e.error.response_flag(), log),
     }
 }

@@ -145,12 +145,14 @@ impl EndpointState {
 
     /// Sends a request on a pooled connection (or a new one). For HTTP/1.1 the returned
     /// [`PooledH1`] must be released when the response body is done, so the connection
-    /// goes back to the pool.
+    /// goes back to the pool. A failure before the request left (connect error, a
+    /// connection that closed first) gives the request back, so it can be retried even
+    /// with a body.
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<ReqBody>,
         connect_timeout: Duration,
-    ) -> Result<(Response<Incoming>, Option<PooledH1>), Error> {
+    ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
         match self.key.proto {
             UpstreamProto::Http2 => Ok((self.send_h2(req, connect_timeout).await?, None)),
             _ => self.send_h1(req, connect_timeout).await,
@@ -161,7 +163,7 @@ impl EndpointState {
         self: &Arc<Self>,
         mut req: Request<ReqBody>,
         connect_timeout: Duration,
-    ) -> Result<(Response<Incoming>, Option<PooledH1>), Error> {
+    ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
         // An idle connection the server closed meanwhile hands the request back unsent;
         // then the next one (or a new one) takes it.
         while let Some(mut sr) = self.checkout_idle() {
@@ -169,24 +171,30 @@ impl EndpointState {
                 Ok(resp) => return Ok((resp, Some(PooledH1::new(sr, self.clone())))),
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
-                    None => return Err(self.reset(e.into_error())),
+                    None => return Err(self.failed(self.reset(e.into_error()), None)),
                 },
             }
         }
-        let io = self.connect_tcp(connect_timeout).await?;
-        let (mut sr, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| self.reset(e))?;
+        let io = match self.connect_tcp(connect_timeout).await {
+            Ok(io) => io,
+            Err(error) => return Err(self.failed(error, Some(req))),
+        };
+        let (mut sr, conn) = match http1::Builder::new().handshake(TokioIo::new(io)).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.failed(self.reset(e), Some(req))),
+        };
         let addr = self.key.dial;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
             }
         });
-        match sr.send_request(req).await {
+        match sr.try_send_request(req).await {
             Ok(resp) => Ok((resp, Some(PooledH1::new(sr, self.clone())))),
-            Err(e) => Err(self.reset(e)),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                Err(self.failed(self.reset(e.into_error()), unsent))
+            }
         }
     }
 
@@ -211,23 +219,40 @@ impl EndpointState {
         self: &Arc<Self>,
         req: Request<ReqBody>,
         connect_timeout: Duration,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<Incoming>, SendError> {
         let mut sr = match self.h2_current() {
             Some(sr) => sr,
-            None => self.connect_h2(connect_timeout).await?,
+            None => match self.connect_h2(connect_timeout).await {
+                Ok(sr) => sr,
+                Err(error) => return Err(self.failed(error, Some(req))),
+            },
         };
-        match sr.try_send_request(req).await {
-            Ok(resp) => Ok(resp),
+        let req = match sr.try_send_request(req).await {
+            Ok(resp) => return Ok(resp),
             Err(mut e) => match e.take_message() {
                 // The connection went away before the request was sent: one new try.
                 Some(req) => {
-                    self.forget_h2(&sr);
-                    let mut sr = self.connect_h2(connect_timeout).await?;
-                    sr.send_request(req).await.map_err(|e| self.reset(e))
+                    self.forget_h2();
+                    req
                 }
-                None => Err(self.reset(e.into_error())),
+                None => return Err(self.failed(self.reset(e.into_error()), None)),
             },
+        };
+        let mut sr = match self.connect_h2(connect_timeout).await {
+            Ok(sr) => sr,
+            Err(error) => return Err(self.failed(error, Some(req))),
+        };
+        match sr.try_send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                Err(self.failed(self.reset(e.into_error()), unsent))
+            }
         }
+    }
+
+    fn failed(&self, error: Error, unsent: Option<Request<ReqBody>>) -> SendError {
+        SendError { error, unsent }
     }
 
     fn h2_current(&self) -> Option<http2::SendRequest<ReqBody>> {
@@ -235,7 +260,7 @@ impl EndpointState {
         h2.as_ref().filter(|sr| !sr.is_closed()).cloned()
     }
 
-    fn forget_h2(&self, _stale: &http2::SendRequest<ReqBody>) {
+    fn forget_h2(&self) {
         let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
         if h2.as_ref().is_some_and(|sr| sr.is_closed()) {
             *h2 = None;
@@ -273,6 +298,13 @@ impl EndpointState {
             source,
         }
     }
+}
+
+/// A request that failed, with the request itself when it never left.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub(crate) error: Error,
+    pub(crate) unsent: Option<Request<ReqBody>>,
 }
 
 /// An HTTP/1.1 connection lent to one request; back to the pool once the response is
@@ -330,6 +362,8 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub(crate) struct ClusterRt {
     pub(crate) name: Arc<str>,
+    /// How its endpoints are spoken to (all alike: it follows the cluster's protocol).
+    pub(crate) proto: UpstreamProto,
     pub(crate) connect_timeout: Duration,
     lb: lb::Balancer,
 }
@@ -338,6 +372,7 @@ impl ClusterRt {
     pub(crate) fn new(c: &Cluster, endpoints: Vec<(Arc<EndpointState>, u32)>) -> Self {
         ClusterRt {
             name: c.name.as_str().into(),
+            proto: UpstreamProto::for_protocol(c.protocol),
             connect_timeout: if c.connect_timeout.is_zero() {
                 Duration::from_secs(10)
             } else {

@@ -105,25 +105,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             (None, Some(control)) => {
-                // The xDS client runs on the admin runtime, off the data path. It hands
-                // each pushed config to the same update path as the file source: a config
-                // the proxy rejects is NACKed and the old one stays in service.
-                let target = proxy.clone();
-                let handler = move |update: skiff_xds::ConfigUpdate| {
-                    target
-                        .apply(update.version, update.config)
-                        .map_err(|e| e.to_string())
-                };
-                let _in_admin = admin_handle.enter();
-                let client = skiff_xds::connect(
-                    control,
-                    skiff_xds::NodeInfo::new(&args.id),
-                    skiff_xds::ClientOptions::default(),
-                    handler,
-                )
-                .with_context(|| format!("--control {control}"))?;
+                // The xDS client runs on the admin runtime, apart from the data path.
+                let _admin = admin_handle.enter();
+                xds = Some(
+                    skiff_proxy::xds_source::connect(&proxy, control, &args.id)
+                        .with_context(|| format!("--control {control}"))?,
+                );
                 tracing::info!(%control, "taking config from the control plane");
-                xds = Some(client);
             }
             (None, None) => bail!("one of --control or --config-file is needed"),
         }

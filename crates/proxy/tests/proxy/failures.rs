@@ -113,3 +113,64 @@ async fn retries_exhausted_is_urx() {
     assert_eq!(r.status, 500);
     assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::Relaxed), 4);
 }
+
+#[tokio::test]
+async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
+    let ip = fresh_ip();
+    let alive = backend("alive", ip).await;
+    let dead = std::net::SocketAddr::new(ip, 9);
+    let mut c = cluster(
+        "flaky",
+        Protocol::Http,
+        vec![endpoint(dead), endpoint(alive.addr)],
+    );
+    c.lb = LbPolicy::RoundRobin;
+    // Istio's default retry policy; /status goes to a cluster of the live backend only.
+    let policy = "connect-failure,refused-stream,unavailable,cancelled,503";
+    let mut only_alive = retrying(2, policy);
+    if let RouteAction::Forward(f) = &mut only_alive {
+        f.destinations[0].cluster = "alive".into();
+    }
+    let config = one_service(
+        ip,
+        vec![
+            route("status", vec![uri_prefix("/status")], only_alive),
+            route("r", vec![], retrying(2, policy)),
+        ],
+        vec![
+            c,
+            cluster("alive", Protocol::Http, vec![endpoint(alive.addr)]),
+        ],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut client = Client::connect(p.outbound()).await;
+    for i in 0..6 {
+        let body = format!("payload {i}");
+        let r = client
+            .send(
+                http::Request::post("http://backend/echo")
+                    .body(http_body_util::Full::from(body.clone()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "try {i}: {}", r.body);
+        assert_eq!(r.body, format!("alive:{body}"));
+    }
+    // A 503 after the body was sent is not retried (the body is not kept for replay),
+    // while the same request without a body is.
+    let before = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let r = client
+        .send(
+            http::Request::post("http://backend/status/503")
+                .body(http_body_util::Full::from("x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    let after_post = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after_post - before, 1);
+    let r = client.get("http://backend/status/503").await;
+    assert_eq!(r.status, 503);
+    let after_get = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after_get - after_post, 3, "first try and two retries");
+}
