@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod control;
 pub(crate) mod proxy;
+pub(crate) mod proxy_status;
 pub(crate) mod sample_app;
+pub(crate) mod validate;
 pub(crate) mod version;
 
 /// Logs to stderr (stdout carries access logs); the filter comes from `SKIFF_LOG`, then

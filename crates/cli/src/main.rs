@@ -18,17 +18,30 @@ struct Cli {
 enum Command {
     /// Print the version of skiff and the Istio API versions it reads.
     Version(cmd::version::Args),
+    /// Load and validate configuration files; print every error and warning.
+    Validate(cmd::validate::Args),
+    /// Run the control plane: watch a config directory and serve proxies over xDS.
+    Control(cmd::control::Args),
+    /// Show whether each proxy runs the config the control plane has for it.
+    ProxyStatus(cmd::proxy_status::Args),
     /// Run the data-plane proxy (sidecar or gateway).
     Proxy(cmd::proxy::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version(args) => cmd::version::run(args),
-        Command::Proxy(args) => cmd::proxy::run(args),
-        Command::SampleApp(args) => cmd::sample_app::run(args),
+        Command::Version(args) => cmd::version::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Control(args) => cmd::control::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::ProxyStatus(args) => {
+            cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => cmd::proxy::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::SampleApp(args) => {
+            cmd::sample_app::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,1 +1,35 @@
-//! skiff-control
+//! The skiff control plane: what istiod is to Istio.
+//!
+//! It reads the mesh configuration from a directory of YAML (watched for changes),
+//! compiles one [`ProxyConfig`](skiff_model::config::ProxyConfig) per proxy, and
+//! publishes the result as a [`PushSnapshot`](skiff_xds::PushSnapshot) to the push
+//! server of `skiff-xds`. A configuration with errors is reported (every error with its
+//! file and line, in the log and on the debug endpoint) and not published: proxies keep
+//! the last good configuration.
+//!
+//! - [`ControlPlane`]: the state (current snapshot, config status, per-proxy sync state)
+//!   and [`ControlPlane::reload`].
+//! - [`ConfigCompiler`]: turns the directory into configs; [`MeshCompiler`] is the real
+//!   one (`skiff-api` loading and validation, `skiff-model` compiling).
+//! - [`watch`]: reloads when the directory changes, debounced.
+//! - [`debug`]: the JSON debug endpoint (`/debug/syncz`, `/debug/config_dump`,
+//!   `/debug/configz`, `/ready`).
+//! - [`start`]: all of it, listening on real sockets.
+
+#![warn(missing_docs)]
+
+mod compile;
+pub mod debug;
+mod error;
+mod finding;
+mod plane;
+mod run;
+mod status;
+pub mod watch;
+
+pub use compile::{Compiled, ConfigCompiler, MeshCompiler};
+pub use error::ControlError;
+pub use finding::{Finding, Severity};
+pub use plane::ControlPlane;
+pub use run::{ControlOptions, Running, start};
+pub use status::ConfigStatus;

@@ -2,7 +2,7 @@
 //! proxy runs.
 //!
 //! These types are the contract between `skiff control` (which produces them with
-//! [`crate::compile`]) and `skiff proxy` (which turns them into listeners, route tables
+//! [`crate::Mesh::compile`]) and `skiff proxy` (which turns them into listeners, route tables
 //! and upstream pools). They are plain values: serializable (the wire carries them and
 //! `/config_dump` shows them), comparable (an unchanged proxy gets no push), and
 //! deterministic (the same input always gives byte-identical output).
@@ -14,6 +14,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
+
+mod policy;
+
+pub use policy::{MtlsMode, MtlsPolicy, Policies};
 
 /// Everything one proxy needs to serve traffic. One value per proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -32,6 +36,9 @@ pub struct ProxyConfig {
     pub gateway: Vec<GatewayPort>,
     /// The upstream clusters the routes above refer to, sorted by name.
     pub clusters: Vec<Cluster>,
+    /// Security policies that apply to this workload (computed, not enforced yet).
+    #[serde(default)]
+    pub policies: Policies,
 }
 
 /// The identity and placement of a proxy.
@@ -303,9 +310,9 @@ pub struct Redirect {
 pub struct TcpRoute {
     /// Name for humans: the service FQDN and port, or the VirtualService rule.
     pub name: String,
-    /// Names that select this route when the destination is known by name (a `CONNECT
-    /// host:port` tunnel in explicit mode), in the same form as [`VirtualHost::domains`].
-    /// Empty: the route takes any name (the first such route wins).
+    /// Names that select this route when the proxy knows the destination by name (a
+    /// `CONNECT host:port` tunnel, or TLS SNI): the same list as a [`VirtualHost`]'s
+    /// domains. Empty means "any destination on this port".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
     /// Where the bytes go, chosen by weight per connection.
@@ -364,6 +371,14 @@ pub struct Cluster {
     /// Istio's default is 10s).
     #[serde(with = "duration")]
     pub connect_timeout: std::time::Duration,
+}
+
+impl Cluster {
+    /// The name of the cluster for a service port and optional subset:
+    /// `outbound|<port>|<subset>|<fqdn>`.
+    pub fn name_for(port: u16, subset: Option<&str>, fqdn: &str) -> String {
+        format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
+    }
 }
 
 /// DestinationRule `loadBalancer.simple`, the subset skiff implements today.

@@ -146,6 +146,7 @@ fn mesh(services: usize) -> ProxyConfig {
         inbound: vec![],
         gateway: vec![],
         clusters,
+        ..Default::default()
     }
 }
 

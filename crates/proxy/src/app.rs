@@ -11,6 +11,7 @@ use hyper_util::server::conn::auto;
 use skiff_model::config::{ProxyConfig, ProxyKind};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
+use tracing::Instrument;
 
 use crate::Error;
 use crate::access_log::{AccessLog, AccessLogTarget};
@@ -399,15 +400,19 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let inputs = inputs.clone();
         let drain = drain.clone();
-        tokio::spawn(async move {
-            match role {
-                Role::Outbound => crate::outbound::serve(inputs, stream, peer, drain).await,
-                Role::Inbound => crate::inbound::serve(inputs, stream, peer, drain).await,
-                Role::Gateway(port) => {
-                    crate::gateway::serve(inputs, stream, peer, port, drain).await
+        let span = tracing::debug_span!("downstream", ?role, %peer);
+        tokio::spawn(
+            async move {
+                match role {
+                    Role::Outbound => crate::outbound::serve(inputs, stream, peer, drain).await,
+                    Role::Inbound => crate::inbound::serve(inputs, stream, peer, drain).await,
+                    Role::Gateway(port) => {
+                        crate::gateway::serve(inputs, stream, peer, port, drain).await
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
     tracing::debug!(?role, "listener closed");
 }

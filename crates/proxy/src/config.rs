@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use skiff_model::config::{
-    self as model, OutboundPort, Protocol, ProxyConfig, ProxyKind, RouteAction,
-};
+use skiff_model::config::{self as model, Protocol, ProxyConfig, ProxyKind};
 
 use crate::Error;
 use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, EndpointState, UpstreamProto};
 
+mod build;
 mod domains;
 pub(crate) mod matcher;
 pub(crate) mod retry;
@@ -195,7 +194,8 @@ impl Snapshot {
         registry: &EndpointRegistry,
     ) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
-        let clusters = compile_clusters(&config, registry, &mut warnings)?;
+        build::policy_warnings(&config, &mut warnings);
+        let clusters = build::compile_clusters(&config, registry, &mut warnings)?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -210,7 +210,7 @@ impl Snapshot {
                     "listed twice",
                 ));
             }
-            outbound.push(compile_outbound_port(port, &index, &mut warnings)?);
+            outbound.push(build::compile_outbound_port(port, &index, &mut warnings)?);
         }
         outbound.sort_by_key(|p| p.port);
 
@@ -265,7 +265,7 @@ impl Snapshot {
             gateway.push(PortRoutes {
                 port: port.port,
                 protocol: port.protocol,
-                http: compile_table(&place, &port.virtual_hosts, &index, &mut warnings)?,
+                http: build::compile_table(&place, &port.virtual_hosts, &index, &mut warnings)?,
                 tcp: Vec::new(),
             });
         }
@@ -345,208 +345,6 @@ fn find_port(ports: &[PortRoutes], port: u16) -> Option<&PortRoutes> {
         .binary_search_by_key(&port, |p| p.port)
         .ok()
         .map(|i| &ports[i])
-}
-
-fn compile_clusters(
-    config: &ProxyConfig,
-    registry: &EndpointRegistry,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<ClusterRt>, Error> {
-    let mut clusters: Vec<ClusterRt> = Vec::with_capacity(config.clusters.len());
-    let mut seen = std::collections::HashSet::new();
-    for c in &config.clusters {
-        if !seen.insert(c.name.as_str()) {
-            return Err(Error::config(
-                format!("cluster {}", c.name),
-                "defined twice",
-            ));
-        }
-        let proto = UpstreamProto::for_protocol(c.protocol);
-        let mut endpoints = Vec::with_capacity(c.endpoints.len());
-        for e in &c.endpoints {
-            let (dial, target_port) = match e.proxy_port {
-                Some(p) => (SocketAddr::new(e.address.ip(), p), Some(e.address.port())),
-                None => (e.address, None),
-            };
-            let key = EndpointKey {
-                dial,
-                target_port,
-                proto,
-            };
-            endpoints.push((registry.get(key, e.address), e.weight));
-        }
-        if c.endpoints.is_empty() {
-            warnings.push(format!(
-                "cluster {} has no endpoints: requests to it fail with 503 UH",
-                c.name
-            ));
-        }
-        if matches!(c.protocol, Protocol::Tls | Protocol::Https) {
-            warnings.push(format!(
-                "cluster {}: protocol {:?} is carried as opaque TCP (no TLS origination)",
-                c.name, c.protocol
-            ));
-        }
-        clusters.push(ClusterRt::new(c, endpoints));
-    }
-    Ok(clusters)
-}
-
-fn compile_outbound_port(
-    port: &OutboundPort,
-    index: &std::collections::HashMap<&str, usize>,
-    warnings: &mut Vec<String>,
-) -> Result<PortRoutes, Error> {
-    let place = format!("outbound port {}", port.port);
-    let http = compile_table(&place, &port.virtual_hosts, index, warnings)?;
-    let mut tcp = Vec::with_capacity(port.tcp.len());
-    for r in &port.tcp {
-        tcp.push(TcpRouteRt {
-            name: r.name.as_str().into(),
-            domains: r
-                .domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase().into_boxed_str())
-                .collect(),
-            destinations: WeightedClusters::compile(&r.name, &r.destinations, index)?,
-        });
-    }
-    if tcp.len() > 1 && tcp.iter().filter(|r| r.domains.is_empty()).count() > 1 {
-        warnings.push(format!(
-            "{place}: several TCP routes without domains; a CONNECT tunnel that names none of \
-             them takes the first"
-        ));
-    }
-    if !port.protocol.is_http() && !port.virtual_hosts.is_empty() && tcp.is_empty() {
-        warnings.push(format!(
-            "{place}: protocol {:?} has HTTP routes but no TCP route",
-            port.protocol
-        ));
-    }
-    Ok(PortRoutes {
-        port: port.port,
-        protocol: port.protocol,
-        http,
-        tcp,
-    })
-}
-
-fn compile_table(
-    place: &str,
-    vhosts: &[model::VirtualHost],
-    index: &std::collections::HashMap<&str, usize>,
-    warnings: &mut Vec<String>,
-) -> Result<RouteTable, Error> {
-    let mut domains = DomainIndex::builder();
-    let mut compiled = Vec::with_capacity(vhosts.len());
-    for (i, vh) in vhosts.iter().enumerate() {
-        for d in &vh.domains {
-            domains.add(d, i).map_err(|reason| {
-                Error::config(format!("{place}: virtual host {}", vh.name), reason)
-            })?;
-        }
-        let mut routes = Vec::with_capacity(vh.routes.len());
-        for r in &vh.routes {
-            routes.push(compile_route(r, index, warnings)?);
-        }
-        compiled.push(VirtualHostRt {
-            name: vh.name.as_str().into(),
-            routes,
-        });
-    }
-    Ok(RouteTable {
-        domains: domains.build(),
-        vhosts: compiled,
-    })
-}
-
-fn compile_route(
-    r: &model::Route,
-    index: &std::collections::HashMap<&str, usize>,
-    warnings: &mut Vec<String>,
-) -> Result<RouteRt, Error> {
-    let matches = r
-        .matches
-        .iter()
-        .map(|m| MatchRt::compile(&r.name, m))
-        .collect::<Result<Vec<_>, _>>()?;
-    let action = match &r.action {
-        RouteAction::Forward(f) => {
-            let rewrite = f.rewrite.clone().unwrap_or_default();
-            let rewrite_authority = match &rewrite.authority {
-                Some(a) => Some(
-                    HeaderValue::from_str(a)
-                        .ok()
-                        .filter(|_| a.parse::<http::uri::Authority>().is_ok())
-                        .ok_or_else(|| {
-                            Error::config(
-                                &r.name,
-                                format!("rewrite authority {a:?} is not a valid authority"),
-                            )
-                        })?,
-                ),
-                None => None,
-            };
-            if let Some(u) = &rewrite.uri
-                && !u.starts_with('/')
-            {
-                return Err(Error::config(
-                    &r.name,
-                    format!("rewrite uri {u:?} must start with /"),
-                ));
-            }
-            ActionRt::Forward(ForwardRt {
-                destinations: WeightedClusters::compile(&r.name, &f.destinations, index)?,
-                retries: f
-                    .retries
-                    .as_ref()
-                    .map(|p| RetryRt::compile(&r.name, p, warnings)),
-                rewrite_uri: rewrite.uri.map(String::into_boxed_str),
-                rewrite_authority,
-            })
-        }
-        RouteAction::Redirect(rd) => {
-            let status = StatusCode::from_u16(rd.status)
-                .ok()
-                .filter(|s| s.is_redirection())
-                .ok_or_else(|| {
-                    Error::config(
-                        &r.name,
-                        format!("redirect status {} is not a 3xx code", rd.status),
-                    )
-                })?;
-            if let Some(s) = &rd.scheme
-                && s.parse::<http::uri::Scheme>().is_err()
-            {
-                return Err(Error::config(
-                    &r.name,
-                    format!("redirect scheme {s:?} is not valid"),
-                ));
-            }
-            ActionRt::Redirect(RedirectRt {
-                status,
-                uri: rd.uri.clone().map(String::into_boxed_str),
-                authority: rd.authority.clone().map(String::into_boxed_str),
-                scheme: rd.scheme.clone().map(String::into_boxed_str),
-                port: rd.port,
-            })
-        }
-        RouteAction::DirectResponse { status, body } => ActionRt::Direct {
-            status: StatusCode::from_u16(*status).map_err(|_| {
-                Error::config(
-                    &r.name,
-                    format!("direct response status {status} is not valid"),
-                )
-            })?,
-            body: body.clone().map(Bytes::from).unwrap_or_default(),
-        },
-    };
-    Ok(RouteRt {
-        name: r.name.as_str().into(),
-        matches,
-        action,
-        timeout: r.timeout.filter(|t| !t.is_zero()),
-    })
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub enum Error {
         /// Why it was not usable.
         reason: String,
     },
+    /// The control plane address is not usable.
+    #[error("control plane: {0}")]
+    Control(String),
     /// The bytes at the start of an inbound connection are not a valid transport header.
     #[error("transport header: {0}")]
     TransportHeader(String),

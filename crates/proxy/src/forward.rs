@@ -26,6 +26,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use crate::access_log::Pending;
 use crate::app::ProxyInputs;
@@ -77,6 +78,14 @@ pub(crate) async fn serve<I>(ctx: Arc<ConnCtx>, io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let span = tracing::debug_span!("http", listener = ?ctx.listener);
+    serve_inner(ctx, io).instrument(span).await
+}
+
+async fn serve_inner<I>(ctx: Arc<ConnCtx>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let inputs = ctx.inputs.clone();
     let mut drain = ctx.drain.clone();
     let peer = ctx.peer;
@@ -105,9 +114,10 @@ pub(crate) fn service(
     Error = Infallible,
     Future = impl Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
 > + Clone {
-    hyper::service::service_fn(move |req| {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri());
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+        async move { Ok::<_, Infallible>(handle(ctx, req).await) }.instrument(span)
     })
 }
 
@@ -210,6 +220,7 @@ async fn forward(
     let counter = log.count_body(&body);
     let body = ReqBody::new(body, counter);
     let timeout = selected.route.timeout;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let retries = f.retries.as_ref().filter(|r| r.attempts > 0);
     let result = match retries {
         Some(policy) if matches!(body, ReqBody::Empty) => {
@@ -236,7 +247,8 @@ async fn forward(
     };
     match result {
         Ok((resp, pooled, in_flight, flag)) => {
-            upstream_response(resp, pooled, in_flight, flag, log)
+            let resp = upstream_response(resp, pooled, in_flight, flag, log);
+            resp.map(|body| body.with_deadline(deadline))
         }
         Err(e) => error_response(&e, e.response_flag(), log),
     }

@@ -2,7 +2,7 @@
 //!
 //! A proxy runs one [`config::Snapshot`] at a time, compiled from the per-proxy
 //! [`skiff_model::config::ProxyConfig`] that the control plane pushes (or that a file
-//! provides, see [`file_source`]). Every update goes through [`Proxy::apply`]: it is
+//! provides, see [`file_source`]; the control plane's, see [`xds_source`]). Every update goes through [`Proxy::apply`]: it is
 //! validated and compiled off the hot path, then swapped in atomically. A request keeps the
 //! snapshot it started with; a rejected update leaves the old snapshot serving and returns
 //! the reason (a NACK).
@@ -39,6 +39,7 @@ pub mod sniff;
 mod tcp;
 pub mod transport_header;
 mod upstream;
+pub mod xds_source;
 
 pub use access_log::AccessLogTarget;
 pub use app::{Proxy, ProxyOptions};

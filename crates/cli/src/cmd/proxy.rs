@@ -92,6 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let admin_handle = admin.handle().clone();
     let result = data.block_on(async move {
         let proxy = Proxy::start(options).await?;
+        let mut xds = None;
         match (&args.config_file, &args.control) {
             (Some(path), _) => {
                 let version = skiff_proxy::file_source::apply(&proxy, path)
@@ -104,13 +105,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             (None, Some(control)) => {
-                bail!(
-                    "--control {control}: the xDS client is not built into this proxy yet; use --config-file"
+                // The xDS client runs on the admin runtime, apart from the data path.
+                let _admin = admin_handle.enter();
+                xds = Some(
+                    skiff_proxy::xds_source::connect(&proxy, control, &args.id)
+                        .with_context(|| format!("--control {control}"))?,
                 );
+                tracing::info!(%control, "taking config from the control plane");
             }
             (None, None) => bail!("one of --control or --config-file is needed"),
         }
         wait_for_stop(&proxy).await;
+        drop(xds);
         proxy.drain().await;
         Ok(())
     });

@@ -67,6 +67,7 @@ pub(crate) fn config(vhosts: Vec<VirtualHost>, clusters: Vec<Cluster>) -> ProxyC
         inbound: vec![],
         gateway: vec![],
         clusters,
+        ..Default::default()
     }
 }
 

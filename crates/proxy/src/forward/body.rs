@@ -3,6 +3,7 @@
 //! it returns the upstream connection to its pool, ends the in-flight count and writes
 //! the access-log line.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +86,17 @@ pub(crate) struct RespBody {
     pooled: Option<PooledH1>,
     in_flight: Option<InFlight>,
     log: Option<Box<Entry>>,
+    /// The route timeout, which covers the whole response as Envoy's does.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Why a response body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("route timeout expired while the response was streaming")]
+    Timeout,
 }
 
 impl std::fmt::Debug for RespBody {
@@ -104,6 +116,7 @@ impl RespBody {
             pooled: None,
             in_flight: None,
             log,
+            deadline: None,
         }
     }
 
@@ -120,7 +133,18 @@ impl RespBody {
             pooled,
             in_flight,
             log,
+            deadline: None,
         }
+    }
+
+    /// Ends the body with an error (and flag `UT`) if it is not done by `deadline`.
+    pub(crate) fn with_deadline(mut self, deadline: Option<tokio::time::Instant>) -> Self {
+        if let Some(d) = deadline
+            && !self.inner_done()
+        {
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(d)));
+        }
+        self
     }
 
     fn inner_done(&self) -> bool {
@@ -149,17 +173,29 @@ impl RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Upstream(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::from))),
         };
+        if polled.is_pending()
+            && let Some(d) = &mut this.deadline
+            && d.as_mut().poll(cx).is_ready()
+        {
+            if let Some(e) = this.log.as_deref_mut() {
+                e.flag = ResponseFlag::UpstreamTimeout;
+            }
+            this.finish(false);
+            return Poll::Ready(Some(Err(BodyError::Timeout)));
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {

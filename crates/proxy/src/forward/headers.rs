@@ -16,6 +16,11 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// including those the `Connection` header names. `te: trailers` stays on requests
 /// (gRPC needs it).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, request: bool) {
+    // Most messages have none: one pass over the names instead of a lookup per
+    // hop-by-hop header.
+    if !headers.keys().any(|n| is_hop_by_hop(n, request)) {
+        return;
+    }
     if let Some(conn) = headers.remove(header::CONNECTION)
         && let Ok(list) = conn.to_str()
     {
@@ -42,6 +47,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     } else {
         headers.remove(header::TE);
     }
+}
+
+fn is_hop_by_hop(n: &HeaderName, request: bool) -> bool {
+    n == header::CONNECTION
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == header::TE
+        || (request && n == header::EXPECT)
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
 }
 
 /// Adds `x-forwarded-proto` and `x-request-id` when the request has none, as Istio's

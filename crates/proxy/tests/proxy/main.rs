@@ -14,3 +14,4 @@ mod failures;
 mod protocols;
 mod routing;
 mod swap;
+mod xds;

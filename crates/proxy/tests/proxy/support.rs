@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use skiff_model::config::*;
 use skiff_proxy::{AccessLogTarget, Proxy, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// A loopback address no other test (or other process of this run) uses:
 /// 127.<random>.<counter>.1, so fixed ports like 15001 never clash.
@@ -91,7 +93,7 @@ async fn answer(
     req: Request<Incoming>,
     hits: &AtomicUsize,
     flaky: &AtomicUsize,
-) -> Response<Full<Bytes>> {
+) -> Response<BackendBody> {
     hits.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
     let mut status = StatusCode::OK;
@@ -138,7 +140,26 @@ async fn answer(
         out.push(b':');
         out.extend_from_slice(&body);
     }
-    resp.body(Full::new(Bytes::from(out))).unwrap()
+    resp.body(Either::Left(Full::new(Bytes::from(out))))
+        .unwrap()
+}
+
+type BackendBody =
+    Either<Full<Bytes>, StreamBody<ReceiverStream<Result<Frame<Bytes>, Infallible>>>>;
+
+/// The backend's name now, then again after `ms` milliseconds.
+fn slow_body(name: &'static str, ms: u64) -> BackendBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
+            .await;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
+            .await;
+    });
+    Either::Right(StreamBody::new(ReceiverStream::new(rx)))
 }
 
 /// A TCP server that writes back what it reads.
@@ -382,6 +403,7 @@ pub fn sidecar(ip: IpAddr, outbound: Vec<OutboundPort>, clusters: Vec<Cluster>) 
         inbound: vec![],
         gateway: vec![],
         clusters,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,126 @@
+//! Loading resources from YAML files and directories.
+
+mod document;
+mod kinds;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::debug;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::error::Error;
+use crate::resource::{Resource, ResourceSet};
+
+pub use kinds::{IGNORED_KINDS, IgnoredKind};
+
+/// The result of a load: the resources that passed validation, and every diagnostic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    /// Resources without errors (warnings allowed), in stable order.
+    pub resources: ResourceSet,
+    /// All errors and warnings, in file and position order.
+    pub diagnostics: Diagnostics,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+    /// Number of non-empty documents read (including rejected and ignored ones).
+    pub documents: usize,
+}
+
+/// Loads every resource from files and directories.
+///
+/// Directories are searched recursively for `*.yaml` and `*.yml` files, in sorted
+/// order; files named explicitly are read whatever their extension. Each file may hold
+/// several documents separated by `---`; empty documents are skipped. Every resource is
+/// validated, alone and against the others (duplicates). A resource with an error is
+/// left out of [`Loaded::resources`]; its diagnostics say why.
+///
+/// Fails only when a path cannot be read at all.
+pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let before = files.len();
+            collect_yaml(path, &mut files)?;
+            if files.len() == before {
+                return Err(Error::NoFiles {
+                    path: path.to_owned(),
+                });
+            }
+        } else {
+            files.push(path.to_owned());
+        }
+    }
+    let mut resources = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut documents = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let loaded = document::load_file(Arc::from(file.as_path()), &text);
+        debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
+        documents += loaded.documents;
+        resources.extend(loaded.resources);
+        diagnostics.extend(loaded.diagnostics);
+    }
+    Ok(finish(resources, diagnostics, files, documents))
+}
+
+/// Loads the resources in one YAML text, as if read from a file called `name`.
+pub fn load_str(name: impl AsRef<Path>, text: &str) -> Loaded {
+    let file: Arc<Path> = Arc::from(name.as_ref());
+    let loaded = document::load_file(file, text);
+    finish(
+        loaded.resources,
+        loaded.diagnostics,
+        vec![name.as_ref().to_owned()],
+        loaded.documents,
+    )
+}
+
+fn finish(
+    resources: Vec<Resource>,
+    mut diagnostics: Vec<Diagnostic>,
+    files: Vec<PathBuf>,
+    documents: usize,
+) -> Loaded {
+    let set = ResourceSet::new(resources);
+    let (set, more) = crate::validate::validate_set(set);
+    diagnostics.extend(more);
+    let mut diagnostics = Diagnostics(diagnostics);
+    diagnostics.sort();
+    Loaded {
+        resources: set,
+        diagnostics,
+        files,
+        documents,
+    }
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let read = |p: &Path| {
+        std::fs::read_dir(p).map_err(|source| Error::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let mut entries: Vec<PathBuf> = read(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_yaml(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

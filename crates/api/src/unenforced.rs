@@ -1,0 +1,189 @@
+//! Fields skiff reads but does not act on yet.
+//!
+//! Every field set in a resource that matches a row of [`UNENFORCED`] gets a warning
+//! naming what is ignored, so nothing is silently accepted. As features land, their rows
+//! are removed. Patterns are field paths where `[*]` stands for any list index and `*`
+//! for any field name; a pattern matches the field itself (not its children, which are
+//! covered by the parent's warning). A row whose pattern is exactly `spec` applies when
+//! the spec is empty (`spec: {}`), which for some kinds has a meaning of its own.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::resource::{Kind, Resource};
+
+/// One row: kind, field path pattern, and what the user should know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unenforced {
+    /// The kind the row applies to.
+    pub kind: Kind,
+    /// Field path pattern, e.g. `spec.http[*].fault`.
+    pub pattern: &'static str,
+    /// What skiff does not do.
+    pub reason: &'static str,
+}
+
+macro_rules! rows {
+    ($($kind:ident { $($pattern:literal => $reason:literal,)* })*) => {
+        &[$($(Unenforced { kind: Kind::$kind, pattern: $pattern, reason: $reason },)*)*]
+    };
+}
+
+/// The table of fields skiff parses but does not enforce yet.
+pub const UNENFORCED: &[Unenforced] = rows! {
+    VirtualService {
+        "spec.exportTo" => "visibility (exportTo) is not enforced: the VirtualService is visible to every namespace",
+        "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
+        "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
+        "spec.http[*].match[*].scheme" => "matching on the scheme is not implemented: this condition is ignored",
+        "spec.http[*].match[*].sourceLabels" => "matching on source labels is not implemented: this condition is ignored",
+        "spec.http[*].match[*].gateways" => "per-match gateways are not implemented: this condition is ignored",
+        "spec.http[*].match[*].sourceNamespace" => "matching on the source namespace is not implemented: this condition is ignored",
+        "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
+        "spec.http[*].delegate" => "delegation to another VirtualService is not implemented: this rule is ignored",
+        "spec.http[*].fault" => "fault injection: requests are neither delayed nor aborted",
+        "spec.http[*].mirror" => "traffic mirroring is not implemented: no copies are sent",
+        "spec.http[*].mirrors" => "traffic mirroring is not implemented: no copies are sent",
+        "spec.http[*].mirrorPercentage" => "traffic mirroring is not implemented: no copies are sent",
+        "spec.http[*].mirrorPercent" => "traffic mirroring is not implemented: no copies are sent",
+        "spec.http[*].corsPolicy" => "CORS policy: no CORS headers are added and preflights are forwarded",
+        "spec.http[*].headers" => "header manipulation is not implemented: headers are forwarded unchanged",
+        "spec.http[*].route[*].headers" => "header manipulation is not implemented: headers are forwarded unchanged",
+        "spec.http[*].rewrite.uriRegexRewrite" => "regex path rewrites are not implemented: the path is forwarded unchanged",
+        "spec.http[*].redirect.derivePort" => "derivePort is not implemented: the redirect keeps the request's port",
+        "spec.http[*].retries.retryRemoteLocalities" => "locality-aware retries are not implemented",
+        "spec.http[*].retries.retryIgnorePreviousHosts" => "retryIgnorePreviousHosts is not implemented: a retry may go to the same endpoint",
+        "spec.http[*].retries.backoff" => "a custom retry back-off is not implemented",
+    }
+    DestinationRule {
+        "spec.exportTo" => "visibility (exportTo) is not enforced: the rule applies in every namespace",
+        "spec.workloadSelector" => "workload-scoped DestinationRules are not implemented: the rule applies to every client",
+        "spec.trafficPolicy.connectionPool" => "connection pool limits (circuit breaking): connections and requests are not limited",
+        "spec.trafficPolicy.outlierDetection" => "outlier detection: failing endpoints are not ejected",
+        "spec.trafficPolicy.tls" => "client TLS settings: connections to this host do not use them",
+        "spec.trafficPolicy.portLevelSettings" => "per-port traffic policies: they are ignored",
+        "spec.trafficPolicy.tunnel" => "tunnelling is not implemented",
+        "spec.trafficPolicy.proxyProtocol" => "the PROXY protocol is not implemented",
+        "spec.trafficPolicy.retryBudget" => "retry budgets are not implemented",
+        "spec.trafficPolicy.loadBalancer.consistentHash" => "consistent-hash load balancing is not implemented: the default algorithm is used",
+        "spec.trafficPolicy.loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
+        "spec.trafficPolicy.loadBalancer.warmupDurationSecs" => "slow start (warm-up) is not implemented",
+        "spec.trafficPolicy.loadBalancer.warmup" => "slow start (warm-up) is not implemented",
+        "spec.subsets[*].trafficPolicy" => "per-subset traffic policies: they are ignored",
+    }
+    Gateway {
+        "spec.servers[*].tls" => "TLS on gateway servers: the port does not terminate TLS",
+        "spec.servers[*].bind" => "binding a gateway server to an address is not implemented",
+        "spec.servers[*].defaultEndpoint" => "defaultEndpoint is not implemented",
+    }
+    ServiceEntry {
+        "spec.addresses" => "ServiceEntry addresses: the hosts are matched by name only",
+        "spec.location" => "location (MESH_EXTERNAL/MESH_INTERNAL): it changes nothing yet",
+        "spec.exportTo" => "visibility (exportTo) is not enforced: the entry is visible to every namespace",
+        "spec.subjectAltNames" => "subjectAltNames: the endpoints' identities are not verified",
+    }
+    WorkloadGroup {
+        "spec.*" => "WorkloadGroup: workloads do not register themselves from this template",
+    }
+    Sidecar {
+        "spec.*" => "Sidecar: proxies keep their default listeners and see every service",
+    }
+    PeerAuthentication {
+        "spec.*" => "PeerAuthentication: traffic between proxies is not required to use mutual TLS",
+    }
+    AuthorizationPolicy {
+        "spec" => "this AuthorizationPolicy has an empty spec, which in Istio denies every request to the workloads it selects; skiff allows these requests",
+        "spec.*" => "AuthorizationPolicy: requests are not checked against it",
+    }
+    RequestAuthentication {
+        "spec.*" => "RequestAuthentication: JWTs are not verified",
+    }
+    Telemetry {
+        "spec.*" => "Telemetry: tracing, metrics and access logs keep their defaults",
+    }
+};
+
+/// The warnings for fields of `resource` that skiff does not enforce yet, one per field
+/// set.
+pub fn warnings(resource: &Resource) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let fields = &resource.origin.fields;
+    let kind = resource.kind();
+    let rows = UNENFORCED.iter().filter(|r| r.kind == kind);
+    for row in rows {
+        if row.pattern == "spec" {
+            if spec_is_empty(resource) {
+                out.push(Diagnostic::for_key(
+                    Severity::Warning,
+                    resource,
+                    "spec",
+                    format!("parsed, not enforced yet: {}", row.reason),
+                ));
+            }
+            continue;
+        }
+        let mut matching: Vec<&String> = fields
+            .map
+            .keys()
+            .filter(|p| path_matches(row.pattern, p))
+            .collect();
+        matching.sort();
+        for path in matching {
+            out.push(Diagnostic::for_key(
+                Severity::Warning,
+                resource,
+                path.clone(),
+                format!("parsed, not enforced yet: {}", row.reason),
+            ));
+        }
+    }
+    out
+}
+
+fn spec_is_empty(resource: &Resource) -> bool {
+    !resource
+        .origin
+        .fields
+        .map
+        .keys()
+        .any(|p| p.starts_with("spec.") || p.starts_with("spec["))
+}
+
+/// Splits `spec.http[0]["a.b"].x` into `spec`, `http`, `[0]`, `a.b`, `x`.
+fn segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("[\"") {
+            // a quoted key: up to the closing `"]`
+            let end = r.find("\"]").unwrap_or(r.len());
+            out.push(r[..end].replace("\\\"", "\""));
+            rest = r.get(end + 2..).unwrap_or("");
+            continue;
+        }
+        if rest.starts_with('[') {
+            let end = rest.find(']').map_or(rest.len(), |i| i + 1);
+            out.push(rest[..end].to_owned());
+            rest = &rest[end..];
+            continue;
+        }
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        out.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Whether a field path matches a pattern (`[*]`: any index, `*`: any field name).
+pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
+    let p = segments(pattern);
+    let s = segments(path);
+    p.len() == s.len()
+        && p.iter().zip(&s).all(|(p, s)| match p.as_str() {
+            "[*]" => s.starts_with('['),
+            "*" => !s.starts_with('['),
+            _ => p == s,
+        })
+}

@@ -1,0 +1,361 @@
+//! Loading files and directories: documents, comments, anchors, typed values, order,
+//! and where every problem is reported.
+
+use std::fs;
+
+use skiff_api::types::IntOrString;
+use skiff_api::{Error, Kind, Severity, Spec};
+
+fn errors(loaded: &skiff_api::Loaded) -> Vec<String> {
+    loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn multi_document_files_with_comments_and_empty_documents() {
+    let text = "\
+# leading comment
+---
+---
+# a document with only a comment
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: prod # trailing comment
+  labels:
+    istio-injection: enabled
+---
+~
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: prod}
+spec:
+  ports: [{name: http, port: 80, targetPort: http-alt}]
+...
+";
+    let loaded = skiff_api::load_str("all.yaml", text);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+    assert_eq!(loaded.documents, 2);
+    assert_eq!(loaded.resources.len(), 2);
+    let ns = loaded.resources.namespaces().next().unwrap();
+    assert_eq!(ns.metadata().labels["istio-injection"], "enabled");
+    let svc = loaded.resources.services().next().unwrap();
+    assert_eq!(svc.origin().position.line, 15);
+    assert_eq!(
+        svc.ports[0].target_port,
+        Some(IntOrString::String("http-alt".into()))
+    );
+}
+
+#[test]
+fn directories_are_read_recursively_in_sorted_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("b/nested")).unwrap();
+    fs::write(root.join("notes.txt"), "not yaml: [").unwrap();
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n"
+        )
+    };
+    fs::write(root.join("b/nested/z.yml"), svc("z")).unwrap();
+    fs::write(root.join("a.yaml"), svc("a")).unwrap();
+    fs::write(root.join("b/m.yaml"), svc("m")).unwrap();
+    let loaded = skiff_api::load(&[root]).unwrap();
+    let files: Vec<String> = loaded
+        .files
+        .iter()
+        .map(|f| f.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert_eq!(files, ["a.yaml", "b/m.yaml", "b/nested/z.yml"]);
+    let names: Vec<&str> = loaded.resources.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["a", "m", "z"]);
+}
+
+#[test]
+fn unreadable_paths_fail_the_load() {
+    let err = skiff_api::load(&["/nonexistent/skiff/config"]).unwrap_err();
+    assert!(matches!(err, Error::Read { .. }), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = skiff_api::load(&[empty.path()]).unwrap_err();
+    assert!(matches!(err, Error::NoFiles { .. }), "{err}");
+}
+
+#[test]
+fn anchors_aliases_and_merge_keys() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: backend}
+spec:
+  host: backend
+  subsets:
+  - name: v1
+    labels: &common {app: backend, version: v1}
+  - name: v1-canary
+    labels:
+      <<: *common
+      track: canary
+";
+    let loaded = skiff_api::load_str("dr.yaml", text);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+    let dr = loaded.resources.destination_rules().next().unwrap();
+    assert_eq!(dr.subsets[1].labels.len(), 3);
+    assert_eq!(dr.subsets[1].labels["version"], "v1");
+}
+
+#[test]
+fn every_unknown_field_of_a_resource_is_reported() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: prod}
+spec:
+  host: [backend]
+  http:
+  - rout:
+    - destination: {host: backend}
+";
+    let loaded = skiff_api::load_str("vs.yaml", text);
+    assert_eq!(
+        errors(&loaded),
+        [
+            "vs.yaml:5:3: VirtualService prod/vs: spec.host: unknown field `host` (did you mean `hosts`?), expected one of `hosts`, `gateways`, `http`, `tls`, `tcp` or `exportTo`",
+            "vs.yaml:7:5: VirtualService prod/vs: spec.http[0].rout: unknown field `rout` (did you mean `route`?), expected one of `name`, `match`, `route`, `redirect`, `directResponse`, `delegate`, `rewrite`, `timeout`, `retries`, `fault`, `mirror`, `mirrors`, `mirrorPercentage`, `mirrorPercent`, `mirror_percent`, `corsPolicy` or `headers`",
+            "vs.yaml:7:5: VirtualService prod/vs: spec.http[0]: HTTP route, redirect or directResponse is required",
+        ]
+    );
+    assert!(loaded.resources.is_empty());
+}
+
+#[test]
+fn kubernetes_output_fields_are_tolerated() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: ingress
+  namespace: prod
+  uid: 1c6f1f7e-0000-4000-8000-000000000000
+  resourceVersion: \"12345\"
+  generation: 3
+  creationTimestamp: \"2024-01-01T00:00:00Z\"
+  managedFields: [{manager: kubectl, operation: Apply}]
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{}'
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [\"*\"]
+status: {}
+";
+    let loaded = skiff_api::load_str("gw.yaml", text);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+    let gw = loaded.resources.gateways().next().unwrap();
+    assert_eq!(gw.metadata().generation, Some(3));
+    assert_eq!(gw.servers[0].port.number, 80);
+}
+
+#[test]
+fn port_level_mtls_keys_are_port_numbers() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: pa, namespace: prod}
+spec:
+  selector: {matchLabels: {app: backend}}
+  portLevelMtls:
+    8080: {mode: PERMISSIVE}
+    \"9090\": {mode: DISABLE}
+    http: {mode: STRICT}
+";
+    let loaded = skiff_api::load_str("pa.yaml", text);
+    assert_eq!(
+        errors(&loaded),
+        [
+            "pa.yaml:9:5: PeerAuthentication prod/pa: spec.portLevelMtls.http: expected a number as key, found `http`"
+        ]
+    );
+    let fixed = text.replace("    http: {mode: STRICT}\n", "");
+    let loaded = skiff_api::load_str("pa.yaml", &fixed);
+    let pa = loaded.resources.peer_authentications().next().unwrap();
+    assert_eq!(
+        pa.port_level_mtls.keys().copied().collect::<Vec<_>>(),
+        [8080, 9090]
+    );
+}
+
+#[test]
+fn scalars_are_typed_by_the_schema_like_kubernetes() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: backend}
+spec:
+  host: backend
+  subsets:
+  - name: v1
+    labels: {version: 1.0}
+";
+    let loaded = skiff_api::load_str("dr.yaml", text);
+    assert_eq!(
+        errors(&loaded),
+        [
+            "dr.yaml:8:23: DestinationRule default/backend: spec.subsets[0].labels.version: expected a string, found the number 1.0 (put it in quotes to use it as text)"
+        ]
+    );
+    let quoted = text.replace("1.0", "\"1.0\"");
+    let loaded = skiff_api::load_str("dr.yaml", &quoted);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+}
+
+#[test]
+fn set_is_ordered_by_kind_namespace_name_and_has_typed_accessors() {
+    let mut text = String::new();
+    for (ns, name) in [("b", "z"), ("a", "y"), ("b", "a"), ("a", "x")] {
+        text.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{host: {name}}}\n"
+        ));
+    }
+    text.push_str(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+    );
+    let loaded = skiff_api::load_str("x.yaml", &text);
+    let order: Vec<String> = loaded
+        .resources
+        .iter()
+        .map(|r| format!("{} {}/{}", r.kind(), r.namespace(), r.name()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "Service default/s",
+            "DestinationRule a/x",
+            "DestinationRule a/y",
+            "DestinationRule b/a",
+            "DestinationRule b/z",
+        ]
+    );
+    let hosts: Vec<&str> = loaded
+        .resources
+        .destination_rules()
+        .map(|dr| dr.spec.host.as_str())
+        .collect();
+    assert_eq!(hosts, ["x", "y", "a", "z"]);
+    assert!(
+        loaded
+            .resources
+            .get(Kind::DestinationRule, "b", "a")
+            .is_some()
+    );
+    assert_eq!(loaded.resources.virtual_services().count(), 0);
+}
+
+#[test]
+fn well_known_non_mesh_kinds_are_warnings() {
+    let text = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm}
+data: {a: b}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s}
+stringData: {a: b}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: ef}
+spec: {}
+";
+    let loaded = skiff_api::load_str("misc.yaml", text);
+    assert!(!loaded.diagnostics.has_errors());
+    let warnings: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 3);
+    assert!(warnings[0].contains("not a mesh resource"));
+    assert!(warnings[2].contains("EnvoyFilter is ignored"));
+}
+
+#[test]
+fn unenforced_fields_warn_once_each_with_their_position() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [backend]
+  http:
+  - fault:
+      abort: {httpStatus: 503, percentage: {value: 5}}
+    corsPolicy:
+      allowOrigins: [{exact: https://example.com}]
+    route:
+    - destination: {host: backend}
+    timeout: 3s
+";
+    let loaded = skiff_api::load_str("vs.yaml", text);
+    let warnings: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d.position.unwrap(),
+                d.path.as_deref().unwrap_or(""),
+                d.message.starts_with("parsed, not enforced yet")
+            )
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "7:5:spec.http[0].fault true",
+            "9:5:spec.http[0].corsPolicy true"
+        ]
+    );
+    assert_eq!(loaded.resources.len(), 1);
+}
+
+#[test]
+fn specs_round_trip_through_serde() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
+    let loaded = skiff_api::load(&[dir]).unwrap();
+    for r in &loaded.resources {
+        let json = serde_json::to_value(&r.spec).unwrap();
+        let again: Spec = match &r.spec {
+            Spec::VirtualService(_) => Spec::VirtualService(serde_json::from_value(json).unwrap()),
+            Spec::DestinationRule(_) => {
+                Spec::DestinationRule(serde_json::from_value(json).unwrap())
+            }
+            Spec::Gateway(_) => Spec::Gateway(serde_json::from_value(json).unwrap()),
+            Spec::PeerAuthentication(_) => {
+                Spec::PeerAuthentication(serde_json::from_value(json).unwrap())
+            }
+            Spec::AuthorizationPolicy(_) => {
+                Spec::AuthorizationPolicy(serde_json::from_value(json).unwrap())
+            }
+            Spec::RequestAuthentication(_) => {
+                Spec::RequestAuthentication(serde_json::from_value(json).unwrap())
+            }
+            Spec::Telemetry(_) => Spec::Telemetry(serde_json::from_value(json).unwrap()),
+            Spec::Service(_) => Spec::Service(serde_json::from_value(json).unwrap()),
+            Spec::Deployment(_) => Spec::Deployment(serde_json::from_value(json).unwrap()),
+            Spec::Pod(_) => Spec::Pod(serde_json::from_value(json).unwrap()),
+            other => other.clone(),
+        };
+        assert_eq!(again, r.spec, "{}", r.display_name());
+    }
+}

@@ -1,0 +1,66 @@
+use super::*;
+
+fn row(name: &str, status: SyncStatus) -> SyncRow {
+    SyncRow {
+        proxy: format!("{name}.prod"),
+        name: name.into(),
+        namespace: "prod".into(),
+        status,
+        connected: status != SyncStatus::NotConnected,
+        connected_since_ms: None,
+        peer: None,
+        proxy_version: None,
+        desired: Some("00000000000000aa".into()),
+        sent: None,
+        acked: None,
+        nack: None,
+        last_push_ms: None,
+        last_push_age_ms: None,
+        generation: 1,
+    }
+}
+
+#[test]
+fn the_table_has_one_aligned_line_per_proxy() {
+    let mut synced = row("backend-v1", SyncStatus::Synced);
+    synced.sent = Some("00000000000000aa".into());
+    synced.acked = synced.sent.clone();
+    synced.last_push_age_ms = Some(65_000);
+    let mut nack = row("web", SyncStatus::Nack);
+    nack.sent = Some("00000000000000bb".into());
+    nack.acked = Some("00000000000000aa".into());
+    nack.nack = Some("bad regex".into());
+    nack.last_push_age_ms = Some(1_500);
+    let table = render(&[synced, nack, row("db", SyncStatus::NotConnected)]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[0].starts_with("NAME         NAMESPACE   SENT"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("SYNCED") && lines[1].ends_with("1m5s"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("NACK: bad regex") && lines[2].ends_with("1s"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("NOT CONNECTED") && lines[3].ends_with('-'),
+        "{table}"
+    );
+    // Columns line up: STATUS starts at the same offset on every line.
+    let col = lines[0].find("STATUS").unwrap();
+    assert!(lines[1][col..].starts_with("SYNCED"), "{table}");
+    assert!(lines[3][col..].starts_with("NOT CONNECTED"), "{table}");
+}
+
+#[test]
+fn ages_are_short() {
+    assert_eq!(age(850), "850ms");
+    assert_eq!(age(12_400), "12s");
+    assert_eq!(age(184_000), "3m4s");
+    assert_eq!(age(7_380_000), "2h3m");
+    assert_eq!(age(5 * 86_400_000 + 4 * 3_600_000), "5d4h");
+}

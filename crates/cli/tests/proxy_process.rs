@@ -1,0 +1,169 @@
+//! `skiff proxy --config-file` as a process: it serves the file's config, picks up a
+//! changed file, and drains and exits on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback address of this test process only, so fixed ports do not clash.
+fn own_ip() -> IpAddr {
+    let pid = std::process::id();
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        60 + (pid % 150) as u8,
+        (pid / 150 % 250) as u8,
+        7,
+    ))
+}
+
+/// A backend that answers every request with `hello from the app`.
+fn backend(ip: IpAddr) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    // Read one request head (no bodies in this test).
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = "hello from the app";
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One request, `Connection: close`; returns the whole response.
+fn request(to: SocketAddr, head: &str) -> String {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn config(ip: IpAddr, backend: SocketAddr, direct: bool) -> String {
+    let action = if direct {
+        r#"{"directResponse": {"status": 503, "body": "maintenance"}}"#.to_owned()
+    } else {
+        r#"{"forward": {"destinations": [{"cluster": "outbound|80||backend.prod.svc.cluster.local", "weight": 100}]}}"#.to_owned()
+    };
+    format!(
+        r#"{{
+  "node": {{"id": "frontend.prod", "name": "frontend", "namespace": "prod", "kind": "sidecar",
+            "address": "{ip}", "labels": {{}}, "serviceAccount": "default", "spiffeId": ""}},
+  "outbound": [{{"port": 80, "protocol": "HTTP", "tcp": [], "virtualHosts": [
+    {{"name": "backend.prod.svc.cluster.local:80", "domains": ["backend", "backend:80"],
+      "routes": [{{"name": "default", "matches": [], "action": {action}}}]}}]}}],
+  "inbound": [], "gateway": [],
+  "clusters": [{{"name": "outbound|80||backend.prod.svc.cluster.local",
+    "service": "backend.prod.svc.cluster.local", "port": 80, "protocol": "HTTP",
+    "lb": "ROUND_ROBIN", "connectTimeout": 1000,
+    "endpoints": [{{"address": "{backend}", "workload": "backend-v1.prod", "weight": 1}}]}}]
+}}"#
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serves_a_config_file_reloads_it_and_drains_on_sigterm() {
+    let ip = own_ip();
+    let app = backend(ip);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frontend.json");
+    std::fs::write(&file, config(ip, app, false)).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["proxy", "--id", "frontend.prod", "--config-file"])
+        .arg(&file)
+        .args(["--address", &ip.to_string(), "--concurrency", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("skiff runs");
+    let admin = SocketAddr::new(ip, 15000);
+    let outbound = SocketAddr::new(ip, 15001);
+    wait_for("readiness", || {
+        TcpStream::connect(admin).is_ok()
+            && request(admin, "GET /ready HTTP/1.1\r\nHost: admin").starts_with("HTTP/1.1 200")
+    });
+
+    let resp = request(
+        outbound,
+        "GET http://backend/hello HTTP/1.1\r\nHost: backend",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("hello from the app"), "{resp}");
+
+    // A changed file is applied (the watcher polls every second).
+    std::fs::write(&file, config(ip, app, true)).unwrap();
+    wait_for("the new config", || {
+        request(outbound, "GET http://backend/ HTTP/1.1\r\nHost: backend").ends_with("maintenance")
+    });
+    let dump = request(admin, "GET /config_dump HTTP/1.1\r\nHost: admin");
+    assert!(dump.contains("\"maintenance\""), "{dump}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "proxy did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let mut log = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("\"GET /hello HTTP/1.1\" 200 - 0 18 "),
+        "{log}"
+    );
+    assert!(
+        first.ends_with("\"backend\" default outbound|80||backend.prod.svc.cluster.local"),
+        "{log}"
+    );
+    assert!(log.contains(" 503 - "), "{log}");
+}

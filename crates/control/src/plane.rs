@@ -1,0 +1,158 @@
+//! The control plane's state, and reloading it from the configuration directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use skiff_xds::{PushSnapshot, SyncTable};
+use tokio::sync::watch;
+
+use crate::{ConfigCompiler, ConfigStatus, Finding, Severity};
+
+/// The control plane: the snapshot being served, the status of the configuration, and
+/// the sync state of every proxy. Share it behind an `Arc`.
+pub struct ControlPlane {
+    dir: PathBuf,
+    compiler: Box<dyn ConfigCompiler>,
+    snapshots: watch::Sender<Arc<PushSnapshot>>,
+    status: watch::Sender<Arc<ConfigStatus>>,
+    sync: SyncTable,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("dir", &self.dir)
+            .field("generation", &self.snapshots.borrow().generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// A control plane for `dir`, serving an empty snapshot (generation 0) until the
+    /// first [`reload`](Self::reload).
+    pub fn new(dir: impl Into<PathBuf>, compiler: impl ConfigCompiler) -> Self {
+        let dir = dir.into();
+        let status = ConfigStatus {
+            config_dir: dir.display().to_string(),
+            ..ConfigStatus::default()
+        };
+        ControlPlane {
+            dir,
+            compiler: Box::new(compiler),
+            snapshots: watch::Sender::new(Arc::new(PushSnapshot::default())),
+            status: watch::Sender::new(Arc::new(status)),
+            sync: SyncTable::new(),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The configuration directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The snapshot being served.
+    pub fn snapshot(&self) -> Arc<PushSnapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// Follows the snapshots; this is what the push server serves.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PushSnapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    /// The status of the latest reload.
+    pub fn status(&self) -> Arc<ConfigStatus> {
+        self.status.borrow().clone()
+    }
+
+    /// Follows the status of reloads.
+    pub fn subscribe_status(&self) -> watch::Receiver<Arc<ConfigStatus>> {
+        self.status.subscribe()
+    }
+
+    /// The per-proxy sync state (written by the push server).
+    pub fn sync(&self) -> &SyncTable {
+        &self.sync
+    }
+
+    /// Reads and compiles the configuration directory. Without blocking errors, the
+    /// result is published as a new snapshot; with them, every error is logged with
+    /// its file and line and the snapshot being served stays. Either way the status
+    /// is updated. Blocking (file I/O and compiling): call it from a blocking thread.
+    pub fn reload(&self) -> Arc<ConfigStatus> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let span = tracing::info_span!("reload", dir = %self.dir.display());
+        let _enter = span.enter();
+        let compiled = self.compiler.compile(&self.dir);
+        let previous = self.status();
+        let mut status = ConfigStatus {
+            config_dir: self.dir.display().to_string(),
+            reloads: previous.reloads + 1,
+            ok: compiled.configs.is_some(),
+            serving_generation: previous.serving_generation,
+            proxies: previous.proxies,
+            ..ConfigStatus::default()
+        };
+        for finding in compiled.findings {
+            match finding.severity {
+                Severity::Error => {
+                    tracing::error!("{finding}");
+                    status.errors.push(finding);
+                }
+                Severity::Warning => {
+                    tracing::warn!("{finding}");
+                    status.warnings.push(finding);
+                }
+                Severity::Info => {
+                    tracing::debug!("{finding}");
+                    status.infos.push(finding);
+                }
+            }
+        }
+        match compiled.configs {
+            Some(configs) => {
+                let generation = previous.serving_generation + 1;
+                let snapshot = PushSnapshot::new(generation, configs);
+                status.serving_generation = generation;
+                status.proxies = snapshot.len();
+                self.snapshots.send_replace(Arc::new(snapshot));
+                tracing::info!(
+                    generation,
+                    proxies = status.proxies,
+                    errors = status.errors.len(),
+                    warnings = status.warnings.len(),
+                    "published a new snapshot"
+                );
+            }
+            None => {
+                if status.errors.is_empty() {
+                    // A compiler that refuses without saying why would leave users
+                    // guessing: say it here.
+                    status.errors.push(Finding::new(
+                        Severity::Error,
+                        "the configuration could not be compiled (no reason given)",
+                    ));
+                }
+                tracing::error!(
+                    errors = status.errors.len(),
+                    serving_generation = status.serving_generation,
+                    "the configuration has errors; proxies keep the last good snapshot"
+                );
+            }
+        }
+        status.reload_duration_ms =
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        status.reloaded_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let status = Arc::new(status);
+        self.status.send_replace(status.clone());
+        status
+    }
+}

@@ -1,0 +1,100 @@
+//! The per-proxy compiler: from the mesh to one [`ProxyConfig`].
+//!
+//! The phases, each in its own file: `outbound` (virtual hosts and routes for every
+//! service the proxy sees), `gateway` (listeners of gateway proxies), `inbound` (the
+//! workload's own ports), `route` (VirtualService rules instantiated for a port and a
+//! place), `cluster` (only the clusters the routes name, with endpoints and policy).
+
+mod cluster;
+mod gateway;
+mod inbound;
+mod outbound;
+mod route;
+
+use std::collections::BTreeMap;
+
+use crate::config::{Node, ProxyConfig, ProxyKind};
+use crate::mesh::Mesh;
+use crate::registry::Workload;
+
+/// A cluster a route names: service host, port and subset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ClusterKey {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) subset: Option<String>,
+}
+
+impl ClusterKey {
+    /// `outbound|<port>|<subset>|<host>`.
+    pub(crate) fn name(&self) -> String {
+        crate::config::Cluster::name_for(self.port, self.subset.as_deref(), &self.host)
+    }
+}
+
+/// State while compiling one proxy.
+pub(crate) struct Compiler<'m> {
+    pub(crate) mesh: &'m Mesh,
+    pub(crate) workload: &'m Workload,
+    /// Referenced clusters, by name.
+    pub(crate) clusters: BTreeMap<String, ClusterKey>,
+}
+
+impl Compiler<'_> {
+    /// Notes that a route uses a cluster, and returns its name.
+    pub(crate) fn use_cluster(&mut self, key: ClusterKey) -> String {
+        let name = key.name();
+        self.clusters.entry(name.clone()).or_insert(key);
+        name
+    }
+}
+
+pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
+    let workload = &mesh.registry().workloads()[w];
+    let gateways: Vec<_> = mesh.rules().gateways_of(w).collect();
+    let kind = if gateways.is_empty() {
+        ProxyKind::Sidecar
+    } else {
+        ProxyKind::Gateway
+    };
+    let mut c = Compiler {
+        mesh,
+        workload,
+        clusters: BTreeMap::new(),
+    };
+    let mut config = ProxyConfig {
+        node: node(mesh, workload, kind),
+        ..ProxyConfig::default()
+    };
+    match kind {
+        ProxyKind::Sidecar => {
+            config.outbound = outbound::build(&mut c);
+            config.inbound = inbound::build(&c, w);
+        }
+        ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
+    }
+    config.clusters = cluster::build(&c);
+    config.policies = mesh
+        .rules()
+        .policies()
+        .for_workload(&workload.namespace, &workload.labels);
+    config
+}
+
+fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
+    Node {
+        id: w.id(),
+        name: w.name.clone(),
+        namespace: w.namespace.clone(),
+        kind,
+        address: w.address,
+        labels: w.labels.clone(),
+        service_account: w.service_account.clone(),
+        spiffe_id: format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            mesh.options().trust_domain,
+            w.namespace,
+            w.service_account
+        ),
+    }
+}

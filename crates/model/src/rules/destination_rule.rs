@@ -1,0 +1,358 @@
+//! DestinationRules: subsets, load balancing and connect timeouts, indexed by host.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use skiff_api::networking::{LoadBalancerSettings, SimpleLb, TrafficPolicy};
+use skiff_api::{Entry, Resource, ResourceSet};
+
+use crate::config::LbPolicy;
+use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
+use crate::host;
+use crate::registry::{Labels, Registry, Visibility, display_labels};
+
+/// The part of a traffic policy that shapes a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterPolicy {
+    /// `loadBalancer.simple`, when set to something skiff implements.
+    pub lb: Option<LbPolicy>,
+    /// `connectionPool.tcp.connectTimeout`.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl ClusterPolicy {
+    /// `self`, with the fields `over` sets taking precedence.
+    pub fn overlay(self, over: ClusterPolicy) -> ClusterPolicy {
+        ClusterPolicy {
+            lb: over.lb.or(self.lb),
+            connect_timeout: over.connect_timeout.or(self.connect_timeout),
+        }
+    }
+}
+
+/// A DestinationRule as the compiler uses it (rules for one host in one namespace
+/// merged, as Istio merges them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationRuleInfo {
+    /// The (first) resource.
+    pub resource: ResourceRef,
+    /// Namespace.
+    pub namespace: String,
+    /// The host, resolved (may be a wildcard).
+    pub host: String,
+    /// `exportTo`.
+    pub visibility: Visibility,
+    /// `workloadSelector`: only proxies of the namespace with these labels use it.
+    pub workload_selector: Option<Labels>,
+    /// Top-level policy.
+    pub policy: ClusterPolicy,
+    /// `portLevelSettings`, by port.
+    pub port_policies: Vec<(u16, ClusterPolicy)>,
+    /// Subsets, in order.
+    pub subsets: Vec<SubsetInfo>,
+}
+
+/// A subset of a DestinationRule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubsetInfo {
+    /// Name.
+    pub name: String,
+    /// Labels that narrow the service's endpoints.
+    pub labels: Labels,
+    /// The subset's own policy (over the rule's).
+    pub policy: ClusterPolicy,
+    /// The subset's own port-level settings.
+    pub port_policies: Vec<(u16, ClusterPolicy)>,
+    /// The DestinationRule that defines it (rules for one host are merged).
+    pub defined_in: ResourceRef,
+    /// Its index in that rule's `subsets`.
+    pub index: usize,
+}
+
+impl DestinationRuleInfo {
+    /// The policy for `port` of the host, narrowed to `subset`: subset port level, subset,
+    /// rule port level, rule, from strongest to weakest.
+    pub fn policy_for(&self, port: u16, subset: Option<&SubsetInfo>) -> ClusterPolicy {
+        let at_port = |list: &[(u16, ClusterPolicy)]| {
+            list.iter()
+                .find(|(p, _)| *p == port)
+                .map(|(_, c)| *c)
+                .unwrap_or_default()
+        };
+        let mut policy = self.policy.overlay(at_port(&self.port_policies));
+        if let Some(s) = subset {
+            policy = policy.overlay(s.policy).overlay(at_port(&s.port_policies));
+        }
+        policy
+    }
+
+    /// A subset by name.
+    pub fn subset(&self, name: &str) -> Option<&SubsetInfo> {
+        self.subsets.iter().find(|s| s.name == name)
+    }
+}
+
+pub(super) fn collect(
+    resources: &ResourceSet,
+    registry: &Registry,
+    findings: &mut Findings,
+) -> Vec<DestinationRuleInfo> {
+    let mut out: Vec<DestinationRuleInfo> = Vec::new();
+    let mut merged: HashMap<(String, String), usize> = HashMap::new();
+    for dr in resources.destination_rules() {
+        let r = dr.resource;
+        let (hostname, lenient) = registry.resolve_host(&dr.host, dr.namespace());
+        if lenient {
+            report_lenient(findings, r, "spec.host", &dr.host, &hostname);
+        }
+        let info = convert(&dr, hostname, findings);
+        let key = (info.namespace.clone(), info.host.clone());
+        match merged.get(&key) {
+            Some(&first)
+                if info.workload_selector.is_none() && out[first].workload_selector.is_none() =>
+            {
+                let into = &mut out[first];
+                findings.report(
+                    Severity::Info,
+                    Code::ConflictingDestinationRules,
+                    r,
+                    None,
+                    format!(
+                        "{} also configures host {}; as Istio does, their subsets are merged \
+                         and the traffic policy of the first one is used",
+                        into.resource, info.host
+                    ),
+                );
+                for s in info.subsets {
+                    if into.subset(&s.name).is_some() {
+                        findings.report(
+                            Severity::Warning,
+                            Code::ConflictingDestinationRules,
+                            r,
+                            Some(&format!("spec.subsets[{}].name", s.index)),
+                            format!(
+                                "subset {} is already defined by {}; this one is ignored",
+                                s.name, into.resource
+                            ),
+                        );
+                    } else {
+                        into.subsets.push(s);
+                    }
+                }
+            }
+            _ => {
+                merged.entry(key).or_insert(out.len());
+                out.push(info);
+            }
+        }
+    }
+    for info in &out {
+        check_subsets(info, resources, registry, findings);
+    }
+    out
+}
+
+fn convert(
+    dr: &Entry<'_, skiff_api::networking::DestinationRule>,
+    host: String,
+    findings: &mut Findings,
+) -> DestinationRuleInfo {
+    let r = dr.resource;
+    let (policy, port_policies) = match &dr.traffic_policy {
+        Some(tp) => traffic_policy(tp, r, "spec.trafficPolicy", findings),
+        None => (ClusterPolicy::default(), Vec::new()),
+    };
+    let subsets = dr
+        .subsets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (policy, port_policies) = match &s.traffic_policy {
+                Some(tp) => {
+                    traffic_policy(tp, r, &format!("spec.subsets[{i}].trafficPolicy"), findings)
+                }
+                None => (ClusterPolicy::default(), Vec::new()),
+            };
+            SubsetInfo {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+                policy,
+                port_policies,
+                defined_in: resource_ref(r),
+                index: i,
+            }
+        })
+        .collect();
+    DestinationRuleInfo {
+        resource: resource_ref(r),
+        namespace: dr.namespace().to_string(),
+        host,
+        visibility: Visibility::from_export_to(&dr.export_to, dr.namespace()),
+        workload_selector: dr
+            .workload_selector
+            .as_ref()
+            .map(|s| s.match_labels.clone()),
+        policy,
+        port_policies,
+        subsets,
+    }
+}
+
+fn traffic_policy(
+    tp: &TrafficPolicy,
+    r: &Resource,
+    field: &str,
+    findings: &mut Findings,
+) -> (ClusterPolicy, Vec<(u16, ClusterPolicy)>) {
+    let connect_timeout = |pool: &Option<skiff_api::networking::ConnectionPoolSettings>| {
+        pool.as_ref()
+            .and_then(|p| p.tcp.as_ref())
+            .and_then(|t| t.connect_timeout.as_ref())
+            .map(|d| d.value())
+    };
+    let top = ClusterPolicy {
+        lb: load_balancer(
+            tp.load_balancer.as_ref(),
+            r,
+            &format!("{field}.loadBalancer"),
+            findings,
+        ),
+        connect_timeout: connect_timeout(&tp.connection_pool),
+    };
+    let mut ports = Vec::new();
+    for (i, p) in tp.port_level_settings.iter().enumerate() {
+        let Some(port) = p
+            .port
+            .and_then(|s| s.number)
+            .and_then(|n| u16::try_from(n).ok())
+        else {
+            continue;
+        };
+        let lb_field = format!("{field}.portLevelSettings[{i}].loadBalancer");
+        ports.push((
+            port,
+            ClusterPolicy {
+                lb: load_balancer(p.load_balancer.as_ref(), r, &lb_field, findings),
+                connect_timeout: connect_timeout(&p.connection_pool),
+            },
+        ));
+    }
+    (top, ports)
+}
+
+fn load_balancer(
+    lb: Option<&LoadBalancerSettings>,
+    r: &Resource,
+    field: &str,
+    findings: &mut Findings,
+) -> Option<LbPolicy> {
+    let lb = lb?;
+    // `consistentHash` is reported by the loader as not implemented.
+    match lb.simple? {
+        SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
+        SimpleLb::LeastRequest | SimpleLb::LeastConn => Some(LbPolicy::LeastRequest),
+        SimpleLb::Random => Some(LbPolicy::Random),
+        SimpleLb::Unspecified => None,
+        SimpleLb::Passthrough => {
+            findings.report(
+                Severity::Warning,
+                Code::NotImplemented,
+                r,
+                Some(&format!("{field}.simple")),
+                "PASSTHROUGH load balancing is not implemented; skiff balances with \
+                 LEAST_REQUEST over the service's endpoints instead",
+            );
+            None
+        }
+    }
+}
+
+/// Each subset should select at least one endpoint of its service.
+fn check_subsets(
+    info: &DestinationRuleInfo,
+    resources: &ResourceSet,
+    registry: &Registry,
+    findings: &mut Findings,
+) {
+    let kind = skiff_api::Kind::DestinationRule;
+    let Some(r) = resources.get(kind, &info.namespace, &info.resource.name) else {
+        return;
+    };
+    if host::is_wildcard(&info.host) {
+        return;
+    }
+    let Some(service) = registry.lookup(&info.host, &info.namespace) else {
+        findings.report(
+            Severity::Warning,
+            Code::DestinationRuleWithoutService,
+            r,
+            Some("spec.host"),
+            format!(
+                "host {} is not a service of the mesh (no Service or ServiceEntry declares it); \
+                 this rule applies to nothing",
+                info.host
+            ),
+        );
+        return;
+    };
+    let service = &registry.services()[service];
+    let shown = host::display_name(&service.hostname, registry.domain_suffix());
+    let workloads = registry.workloads();
+    for subset in &info.subsets {
+        let Some(r) = resources.get(kind, &info.namespace, &subset.defined_in.name) else {
+            continue;
+        };
+        let selected: Vec<_> = service
+            .endpoints
+            .iter()
+            .map(|&w| &workloads[w])
+            .filter(|w| crate::registry::labels_match(&subset.labels, &w.labels))
+            .collect();
+        let message = if selected.is_empty() {
+            format!(
+                "subset {} of {shown} selects no endpoints: no workload has labels {}",
+                subset.name,
+                display_labels(&subset.labels)
+            )
+        } else if selected.iter().all(|w| w.address.is_none()) {
+            format!(
+                "subset {} of {shown} selects no endpoints: its workloads ({}) have no address",
+                subset.name,
+                selected
+                    .iter()
+                    .map(|w| w.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            continue;
+        };
+        findings.report(
+            Severity::Warning,
+            Code::SubsetWithoutEndpoints,
+            r,
+            Some(&format!("spec.subsets[{}].labels", subset.index)),
+            message,
+        );
+    }
+}
+
+/// A host read the Kubernetes way where Istio would take it literally.
+pub(super) fn report_lenient(
+    findings: &mut Findings,
+    r: &Resource,
+    field: &str,
+    written: &str,
+    resolved: &str,
+) {
+    findings.report(
+        Severity::Info,
+        Code::HostReadAsKubernetesName,
+        r,
+        Some(field),
+        format!(
+            "host `{written}` is read as {resolved}; Istio itself takes names with a dot \
+             literally, so write the full name to keep this portable"
+        ),
+    );
+}

@@ -1,0 +1,463 @@
+//! VirtualServices, translated once into route templates the compiler instantiates per
+//! proxy and port.
+
+use std::time::Duration;
+
+use skiff_api::networking::{HttpRoute, HttpRouteDestination, VirtualService};
+use skiff_api::{Entry, HeaderMatch as ApiHeaderMatch, Resource, StringMatch as ApiStringMatch};
+
+use crate::config::{HeaderMatch, Redirect, RetryPolicy, Rewrite, RouteMatch, StringMatch};
+use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
+use crate::registry::{Labels, Registry, Visibility};
+
+/// The reserved gateway name for all sidecars.
+pub const MESH: &str = "mesh";
+
+/// A VirtualService as the compiler uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualServiceInfo {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Hosts, resolved (`backend` → `backend.prod.svc.cluster.local`).
+    pub hosts: Vec<String>,
+    /// Bound to the sidecars (`gateways` empty or holding `mesh`).
+    pub mesh: bool,
+    /// Gateways it is bound to, as `namespace/name`.
+    pub gateways: Vec<String>,
+    /// `exportTo`.
+    pub visibility: Visibility,
+    /// HTTP rules, in order.
+    pub http: Vec<HttpRule>,
+}
+
+/// One HTTP rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRule {
+    /// Route name: `<namespace>/<virtualservice>/<rule name or index>`.
+    pub name: String,
+    /// Field path of the rule, `spec.http[i]`.
+    pub field: String,
+    /// Alternatives; empty matches every request.
+    pub matches: Vec<MatchCondition>,
+    /// What the rule does.
+    pub action: RuleAction,
+    /// Whole-request timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// One alternative of a rule's match, with the conditions the compiler settles per
+/// proxy rather than per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchCondition {
+    /// The per-request part.
+    pub route_match: RouteMatch,
+    /// `gateways` of the match (resolved); when not empty, replaces the VirtualService's.
+    pub gateways: Vec<String>,
+    /// `sourceLabels`: only proxies with these labels.
+    pub source_labels: Labels,
+    /// `sourceNamespace`: only proxies in this namespace.
+    pub source_namespace: Option<String>,
+}
+
+impl MatchCondition {
+    /// Whether the alternative can hold for a proxy at `place` (`mesh` or a gateway's
+    /// `namespace/name`) with these labels and namespace, on destination `port`.
+    pub fn applies(&self, place: &str, labels: &Labels, namespace: &str, port: u16) -> bool {
+        (self.gateways.is_empty() || self.gateways.iter().any(|g| g == place))
+            && crate::registry::labels_match(&self.source_labels, labels)
+            && self
+                .source_namespace
+                .as_deref()
+                .is_none_or(|ns| ns == namespace)
+            && self.route_match.port.is_none_or(|p| p == port)
+    }
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleAction {
+    /// Forward to weighted destinations.
+    Forward {
+        /// Destinations; weights already normalised to sum to 100.
+        destinations: Vec<DestinationRef>,
+        /// Retry policy (Istio's default when the rule sets none).
+        retries: Option<RetryPolicy>,
+        /// Rewrite before forwarding.
+        rewrite: Option<Rewrite>,
+    },
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer directly.
+    DirectResponse {
+        /// Status.
+        status: u16,
+        /// Body.
+        body: Option<String>,
+    },
+}
+
+/// A destination of a rule, host resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationRef {
+    /// Host, resolved.
+    pub host: String,
+    /// Subset.
+    pub subset: Option<String>,
+    /// Port, when the rule names one.
+    pub port: Option<u16>,
+    /// Weight, 0–100.
+    pub weight: u32,
+    /// Field path, `spec.http[i].route[j].destination`.
+    pub field: String,
+}
+
+/// Istio's retry policy for rules that set none: two retries on connection failures,
+/// refused streams, gRPC `unavailable`/`cancelled`, and HTTP 503.
+pub fn default_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        per_try_timeout: None,
+        retry_on: [
+            "connect-failure",
+            "refused-stream",
+            "unavailable",
+            "cancelled",
+            "503",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// Resolves a gateway reference written in namespace `namespace`: `mesh`, `ns/name`,
+/// a legacy `name.ns[.svc.…]`, or `name` in the same namespace.
+pub fn resolve_gateway(written: &str, namespace: &str) -> String {
+    let written = written.trim();
+    if written == MESH {
+        return MESH.to_string();
+    }
+    if written.contains('/') {
+        return written.to_string();
+    }
+    match written.split_once('.') {
+        Some((name, rest)) => {
+            let ns = rest.split('.').next().unwrap_or(namespace);
+            format!("{ns}/{name}")
+        }
+        None => format!("{namespace}/{written}"),
+    }
+}
+
+pub(super) fn convert(
+    vs: &Entry<'_, VirtualService>,
+    registry: &Registry,
+    findings: &mut Findings,
+) -> VirtualServiceInfo {
+    let r = vs.resource;
+    let ns = vs.namespace();
+    let mut hosts = Vec::new();
+    for (i, h) in vs.hosts.iter().enumerate() {
+        let (resolved, lenient) = registry.resolve_host(h, ns);
+        if lenient {
+            super::destination_rule::report_lenient(
+                findings,
+                r,
+                &format!("spec.hosts[{i}]"),
+                h,
+                &resolved,
+            );
+        }
+        if !hosts.contains(&resolved) {
+            hosts.push(resolved);
+        }
+    }
+    let gateways: Vec<String> = vs.gateways.iter().map(|g| resolve_gateway(g, ns)).collect();
+    let mesh = gateways.is_empty() || gateways.iter().any(|g| g == MESH);
+    let http = vs
+        .http
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| http_rule(vs, i, rule, registry, findings))
+        .collect();
+    VirtualServiceInfo {
+        resource: resource_ref(r),
+        namespace: ns.to_string(),
+        name: vs.name().to_string(),
+        hosts,
+        mesh,
+        gateways: gateways.into_iter().filter(|g| g != MESH).collect(),
+        visibility: Visibility::from_export_to(&vs.export_to, ns),
+        http,
+    }
+}
+
+fn http_rule(
+    vs: &Entry<'_, VirtualService>,
+    i: usize,
+    rule: &HttpRoute,
+    registry: &Registry,
+    findings: &mut Findings,
+) -> Option<HttpRule> {
+    let r = vs.resource;
+    let ns = vs.namespace();
+    let field = format!("spec.http[{i}]");
+    let action = if let Some(redirect) = &rule.redirect {
+        // `derivePort` is reported by the loader as not implemented.
+        RuleAction::Redirect(Redirect {
+            uri: redirect.uri.clone(),
+            authority: redirect.authority.clone(),
+            scheme: redirect.scheme.clone(),
+            port: redirect.port.and_then(|p| u16::try_from(p).ok()),
+            status: redirect
+                .redirect_code
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(301),
+        })
+    } else if let Some(direct) = &rule.direct_response {
+        let body = direct.body.as_ref().and_then(|b| match (&b.string, &b.bytes) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(bytes)) => match decode_base64(bytes).and_then(|v| String::from_utf8(v).ok()) {
+                Some(text) => Some(text),
+                None => {
+                    not_implemented(findings, r, &format!("{field}.directResponse.body.bytes"),
+                        "a binary (non UTF-8) direct response body is not supported yet; the body is left empty");
+                    None
+                }
+            },
+            (None, None) => None,
+        });
+        RuleAction::DirectResponse {
+            status: u16::try_from(direct.status).unwrap_or(500),
+            body,
+        }
+    } else if !rule.route.is_empty() {
+        let mut rewrite = None;
+        if let Some(rw) = &rule.rewrite {
+            // `uriRegexRewrite` is reported by the loader as not implemented.
+            if rw.uri.is_some() || rw.authority.is_some() {
+                rewrite = Some(Rewrite {
+                    uri: rw.uri.clone(),
+                    authority: rw.authority.clone(),
+                });
+            }
+        }
+        RuleAction::Forward {
+            destinations: destinations(&rule.route, &field, ns, registry, r, findings),
+            retries: retries(rule),
+            rewrite,
+        }
+    } else {
+        // Only a delegate (reported by the loader as not implemented), or nothing.
+        return None;
+    };
+    let matches = rule
+        .r#match
+        .iter()
+        .map(|m| MatchCondition {
+            route_match: RouteMatch {
+                uri: m.uri.as_ref().map(string_match),
+                method: m.method.as_ref().map(string_match),
+                authority: m.authority.as_ref().map(string_match),
+                headers: header_matches(&m.headers),
+                without_headers: header_matches(&m.without_headers),
+                query_params: m
+                    .query_params
+                    .iter()
+                    .map(|(k, v)| HeaderMatch {
+                        name: k.clone(),
+                        value: header_value(v),
+                    })
+                    .collect(),
+                port: m.port.and_then(|p| u16::try_from(p).ok()),
+                ignore_uri_case: m.ignore_uri_case,
+            },
+            gateways: m.gateways.iter().map(|g| resolve_gateway(g, ns)).collect(),
+            source_labels: m.source_labels.clone(),
+            source_namespace: m.source_namespace.clone(),
+        })
+        .collect();
+    let label = rule.name.clone().unwrap_or_else(|| i.to_string());
+    Some(HttpRule {
+        name: format!("{ns}/{}/{label}", vs.name()),
+        field,
+        matches,
+        action,
+        timeout: rule
+            .timeout
+            .as_ref()
+            .map(|d| d.value())
+            .filter(|d| !d.is_zero()),
+    })
+}
+
+fn destinations(
+    route: &[HttpRouteDestination],
+    field: &str,
+    ns: &str,
+    registry: &Registry,
+    r: &Resource,
+    findings: &mut Findings,
+) -> Vec<DestinationRef> {
+    let raw: Vec<u32> = route
+        .iter()
+        .map(|d| match (d.weight, route.len()) {
+            (None, 1) => 100,
+            (w, _) => w.unwrap_or(0).max(0) as u32,
+        })
+        .collect();
+    let weights = normalise_weights(&raw);
+    if raw.iter().all(|w| *w == 0) && route.len() > 1 {
+        findings.report(
+            Severity::Warning,
+            Code::NotImplemented,
+            r,
+            Some(&format!("{field}.route")),
+            "no destination has a weight; skiff splits the traffic evenly between them",
+        );
+    }
+    route
+        .iter()
+        .zip(weights)
+        .enumerate()
+        .map(|(j, (d, weight))| {
+            let dest_field = format!("{field}.route[{j}].destination");
+            let (host, lenient) = registry.resolve_host(&d.destination.host, ns);
+            if lenient {
+                super::destination_rule::report_lenient(
+                    findings,
+                    r,
+                    &format!("{dest_field}.host"),
+                    &d.destination.host,
+                    &host,
+                );
+            }
+            DestinationRef {
+                host,
+                subset: d.destination.subset.clone().filter(|s| !s.is_empty()),
+                port: d
+                    .destination
+                    .port
+                    .and_then(|p| p.number)
+                    .and_then(|n| u16::try_from(n).ok()),
+                weight,
+                field: dest_field,
+            }
+        })
+        .collect()
+}
+
+/// Scales weights to sum to 100, rounding by largest remainder (ties to the earlier
+/// destination). All zero: an even split.
+pub fn normalise_weights(raw: &[u32]) -> Vec<u32> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let total: u64 = raw.iter().map(|&w| u64::from(w)).sum();
+    let shares: Vec<u64> = if total == 0 {
+        vec![1; raw.len()]
+    } else {
+        raw.iter().map(|&w| u64::from(w)).collect()
+    };
+    let total: u64 = shares.iter().sum();
+    let mut out: Vec<u32> = shares.iter().map(|&s| (s * 100 / total) as u32).collect();
+    let mut left = 100 - out.iter().sum::<u32>();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(shares[i] * 100 % total), i));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        out[i] += 1;
+        left -= 1;
+    }
+    out
+}
+
+fn retries(rule: &HttpRoute) -> Option<RetryPolicy> {
+    let Some(retry) = &rule.retries else {
+        return Some(default_retries());
+    };
+    let attempts = retry.attempts.unwrap_or(0);
+    if attempts <= 0 {
+        return None;
+    }
+    let retry_on = match retry.retry_on.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        _ => default_retries().retry_on,
+    };
+    Some(RetryPolicy {
+        attempts: attempts as u32,
+        per_try_timeout: retry.per_try_timeout.as_ref().map(|d| d.value()),
+        retry_on,
+    })
+}
+
+fn string_match(m: &ApiStringMatch) -> StringMatch {
+    match m {
+        ApiStringMatch::Exact(s) => StringMatch::Exact(s.clone()),
+        ApiStringMatch::Prefix(s) => StringMatch::Prefix(s.clone()),
+        ApiStringMatch::Regex(s) => StringMatch::Regex(s.clone()),
+    }
+}
+
+fn header_value(m: &ApiHeaderMatch) -> StringMatch {
+    match m {
+        ApiHeaderMatch::Present => StringMatch::Present,
+        ApiHeaderMatch::Value(v) => string_match(v),
+    }
+}
+
+fn header_matches(map: &std::collections::BTreeMap<String, ApiHeaderMatch>) -> Vec<HeaderMatch> {
+    map.iter()
+        .map(|(k, v)| HeaderMatch {
+            name: k.to_ascii_lowercase(),
+            value: header_value(v),
+        })
+        .collect()
+}
+
+fn not_implemented(findings: &mut Findings, r: &Resource, field: &str, message: &str) {
+    findings.report(
+        Severity::Warning,
+        Code::NotImplemented,
+        r,
+        Some(field),
+        message,
+    );
+}
+
+/// Standard base64 (padding optional), as protobuf JSON writes `bytes`.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}

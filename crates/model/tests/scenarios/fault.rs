@@ -1,0 +1,90 @@
+//! The fault-injection examples of the seeds: parsed (the loader reports them as not
+//! enforced), and the rest of each rule compiles.
+
+use skiff_model::config::RouteAction;
+
+use super::*;
+
+#[test]
+fn fault_and_retries_are_parsed_and_reported() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault");
+    let loaded = skiff_api::load(&[dir]).unwrap();
+    let vs = loaded
+        .resources
+        .virtual_services()
+        .find(|v| v.name() == "payment-service-fault")
+        .unwrap();
+    let abort = vs.http[0].fault.as_ref().unwrap().abort.as_ref().unwrap();
+    assert_eq!(abort.http_status, Some(503));
+    assert_eq!(abort.percentage.unwrap().value, 50.0);
+    let latency = loaded
+        .resources
+        .virtual_services()
+        .find(|v| v.name() == "database-latency")
+        .unwrap();
+    let delay = latency.http[0]
+        .fault
+        .as_ref()
+        .unwrap()
+        .delay
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        delay.fixed_delay.as_ref().unwrap().value(),
+        std::time::Duration::from_secs(2)
+    );
+    let warned: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.path.as_deref().is_some_and(|p| p.ends_with(".fault")))
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+}
+
+#[test]
+fn rules_with_faults_still_route_and_attempts_zero_disables_retries() {
+    let mesh = mesh("fault");
+    let config = compile(&mesh, "database.production");
+    let payment = vhost(
+        &config,
+        8080,
+        "payment-service.production.svc.cluster.local:8080",
+    );
+    assert_eq!(payment.routes[0].name, "production/payment-service-fault/0");
+    let RouteAction::Forward(f) = &payment.routes[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        f.retries.as_ref().map(|r| r.attempts),
+        Some(2),
+        "Istio's default retries"
+    );
+    let database = vhost(
+        &config,
+        9000,
+        "database-service.production.svc.cluster.local:9000",
+    );
+    let RouteAction::Forward(f) = &database.routes[0].action else {
+        panic!()
+    };
+    assert_eq!(f.retries, None, "attempts: 0 turns retries off");
+}
+
+#[test]
+fn workload_entry_ports_resolve_named_target_ports() {
+    let mesh = mesh("fault");
+    let config = compile(&mesh, "payment-0.production");
+    let c = cluster(
+        &config,
+        "outbound|9000||database-service.production.svc.cluster.local",
+    );
+    assert_eq!(endpoints(c), ["127.0.0.30:9500"]);
+    // The payment pod has no address in local mode: its service has no endpoint.
+    let c = cluster(
+        &config,
+        "outbound|8080||payment-service.production.svc.cluster.local",
+    );
+    assert!(c.endpoints.is_empty());
+    assert_eq!(config.node.address, None);
+}

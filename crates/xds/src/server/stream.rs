@@ -1,0 +1,282 @@
+//! One proxy's stream on the push server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tonic::{Status, Streaming};
+
+use crate::proto::{DiscoveryRequest, DiscoveryResponse, Resource};
+use crate::resource::PROXY_CONFIG_TYPE_URL;
+use crate::{ProxyEntry, PushSnapshot, SyncTable};
+
+/// How many known proxy ids a `NOT_FOUND` message lists.
+const KNOWN_IDS_SHOWN: usize = 10;
+
+pub(super) struct ProxyStream {
+    pub(super) id: u64,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) requests: Streaming<DiscoveryRequest>,
+    pub(super) responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    pub(super) snapshots: watch::Receiver<Arc<PushSnapshot>>,
+    pub(super) stop: watch::Receiver<bool>,
+    pub(super) sync: SyncTable,
+}
+
+/// Why a stream ended.
+enum End {
+    /// The proxy closed its side, or went away.
+    ProxyGone,
+    /// The stream ends with this status sent to the proxy.
+    Status(Status),
+}
+
+/// What wakes a stream up.
+enum Event {
+    Request(Result<Option<DiscoveryRequest>, Status>),
+    /// A new snapshot (true), or the publisher is gone (false).
+    Snapshot(bool),
+    Stop,
+    Closed,
+}
+
+/// What this stream has sent.
+struct Sent {
+    version: String,
+    nonce: String,
+}
+
+impl ProxyStream {
+    pub(super) async fn run(mut self) {
+        let first = match self.requests.message().await {
+            Ok(Some(first)) => first,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!(%status, "stream failed before its first request");
+                return;
+            }
+        };
+        let proxy = match check_first(&first) {
+            Ok(proxy) => proxy,
+            Err(status) => {
+                tracing::warn!(message = status.message(), "refused a stream");
+                let _ = self.responses.send(Err(status)).await;
+                return;
+            }
+        };
+        tracing::Span::current().record("proxy", proxy.as_str());
+        let proxy_version = first
+            .node
+            .as_ref()
+            .and_then(|n| n.metadata.get("version").cloned());
+        tracing::info!(proxy = %proxy, version = ?proxy_version, resume = %first.version_info, "proxy connected");
+        self.sync
+            .connected(&proxy, self.id, self.peer, proxy_version);
+        let Err(end) = self.serve(&proxy, first.version_info).await;
+        self.sync.disconnected(&proxy, self.id);
+        match end {
+            End::ProxyGone => tracing::info!(proxy = %proxy, "proxy disconnected"),
+            End::Status(status) => {
+                tracing::warn!(proxy = %proxy, code = ?status.code(), message = status.message(), "ending stream");
+                let _ = self.responses.send(Err(status)).await;
+            }
+        }
+    }
+
+    /// Serves the proxy until the stream ends; the error says why it ended.
+    async fn serve(&mut self, proxy: &str, resume_version: String) -> Result<Infallible, End> {
+        let mut nonces = 0u64;
+        let snapshot = self.snapshots.borrow_and_update().clone();
+        let mut sent: Option<Sent> = None;
+        match snapshot.get(proxy) {
+            None => return Err(End::Status(unknown_proxy(proxy, &snapshot))),
+            Some(entry) if !resume_version.is_empty() && entry.version == resume_version => {
+                tracing::info!(proxy, version = %entry.version, "proxy resumed with the current version; nothing to send");
+                self.sync.resumed(proxy, self.id, &entry.version);
+                sent = Some(Sent {
+                    version: entry.version.clone(),
+                    nonce: String::new(),
+                });
+            }
+            Some(entry) => self.push(proxy, entry, &mut nonces, &mut sent).await?,
+        }
+        self.sync
+            .saw_generation(proxy, self.id, snapshot.generation());
+
+        loop {
+            let event = tokio::select! {
+                request = self.requests.message() => Event::Request(request),
+                changed = self.snapshots.changed() => Event::Snapshot(changed.is_ok()),
+                _ = self.stop.wait_for(|stop| *stop) => Event::Stop,
+                _ = self.responses.closed() => Event::Closed,
+            };
+            match event {
+                Event::Request(Ok(Some(request))) => {
+                    self.on_request(proxy, request, &mut nonces, &mut sent)
+                        .await?;
+                }
+                Event::Request(Ok(None)) | Event::Closed => return Err(End::ProxyGone),
+                Event::Request(Err(status)) => {
+                    tracing::debug!(proxy, %status, "request stream failed");
+                    return Err(End::ProxyGone);
+                }
+                Event::Snapshot(false) => {
+                    return Err(End::Status(Status::unavailable(
+                        "the control plane stopped publishing configuration",
+                    )));
+                }
+                Event::Snapshot(true) => {
+                    let snapshot = self.snapshots.borrow_and_update().clone();
+                    let Some(entry) = snapshot.get(proxy) else {
+                        return Err(End::Status(unknown_proxy(proxy, &snapshot)));
+                    };
+                    if sent.as_ref().map(|s| s.version.as_str()) != Some(entry.version.as_str()) {
+                        self.push(proxy, entry, &mut nonces, &mut sent).await?;
+                    } else {
+                        tracing::debug!(
+                            proxy,
+                            generation = snapshot.generation(),
+                            "config unchanged; no push"
+                        );
+                    }
+                    self.sync
+                        .saw_generation(proxy, self.id, snapshot.generation());
+                }
+                Event::Stop => {
+                    return Err(End::Status(Status::unavailable(
+                        "the control plane is shutting down",
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn on_request(
+        &mut self,
+        proxy: &str,
+        request: DiscoveryRequest,
+        nonces: &mut u64,
+        sent: &mut Option<Sent>,
+    ) -> Result<(), End> {
+        if !request.type_url.is_empty() && request.type_url != PROXY_CONFIG_TYPE_URL {
+            return Err(End::Status(unknown_type(&request.type_url)));
+        }
+        if request.response_nonce.is_empty() {
+            // A new subscription on the same stream: send again unless the proxy says
+            // it runs the current version.
+            let snapshot = self.snapshots.borrow().clone();
+            let Some(entry) = snapshot.get(proxy) else {
+                return Err(End::Status(unknown_proxy(proxy, &snapshot)));
+            };
+            if request.version_info != entry.version {
+                self.push(proxy, entry, nonces, sent).await?;
+            }
+            return Ok(());
+        }
+        let Some(current) = sent.as_ref().filter(|s| s.nonce == request.response_nonce) else {
+            tracing::debug!(proxy, nonce = %request.response_nonce, "stale nonce; ignored");
+            return Ok(());
+        };
+        match request.error_detail {
+            Some(error) => {
+                tracing::warn!(proxy, version = %current.version, runs = %request.version_info, reason = %error.message, "proxy rejected its config (NACK)");
+                self.sync
+                    .nacked(proxy, self.id, &current.version, &error.message);
+            }
+            None => {
+                if request.version_info != current.version {
+                    tracing::warn!(proxy, sent = %current.version, acked = %request.version_info, "ACK names another version than the one sent");
+                } else {
+                    tracing::debug!(proxy, version = %request.version_info, "ACK");
+                }
+                self.sync.acked(proxy, self.id, &request.version_info);
+            }
+        }
+        Ok(())
+    }
+
+    async fn push(
+        &mut self,
+        proxy: &str,
+        entry: &ProxyEntry,
+        nonces: &mut u64,
+        sent: &mut Option<Sent>,
+    ) -> Result<(), End> {
+        *nonces += 1;
+        let nonce = nonces.to_string();
+        let response = DiscoveryResponse {
+            type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
+            version_info: entry.version.clone(),
+            nonce: nonce.clone(),
+            resources: vec![Resource {
+                name: proxy.to_owned(),
+                version: entry.version.clone(),
+                body: entry.body.clone(),
+            }],
+        };
+        if self.responses.send(Ok(response)).await.is_err() {
+            return Err(End::ProxyGone);
+        }
+        tracing::info!(proxy, version = %entry.version, nonce = %nonce, "pushed config");
+        self.sync.pushed(proxy, self.id, &entry.version);
+        *sent = Some(Sent {
+            version: entry.version.clone(),
+            nonce,
+        });
+        Ok(())
+    }
+}
+
+/// Checks the first request of a stream and returns the proxy id it names.
+fn check_first(first: &DiscoveryRequest) -> Result<String, Status> {
+    let id = first.node.as_ref().map(|n| n.id.trim()).unwrap_or_default();
+    if id.is_empty() {
+        return Err(Status::invalid_argument(
+            "the first request of a stream must name the proxy in node.id",
+        ));
+    }
+    if first.type_url != PROXY_CONFIG_TYPE_URL {
+        return Err(unknown_type(&first.type_url));
+    }
+    if let Some(other) = first.resource_names.iter().find(|n| n.as_str() != id) {
+        return Err(Status::invalid_argument(format!(
+            "proxy {id:?} asked for resource {other:?}; a proxy can only subscribe to its own config"
+        )));
+    }
+    Ok(id.to_owned())
+}
+
+fn unknown_type(type_url: &str) -> Status {
+    Status::invalid_argument(format!(
+        "unknown resource type {type_url:?}; this control plane serves {PROXY_CONFIG_TYPE_URL}"
+    ))
+}
+
+fn unknown_proxy(proxy: &str, snapshot: &PushSnapshot) -> Status {
+    let known: Vec<&str> = snapshot
+        .proxies()
+        .map(|(id, _)| id)
+        .take(KNOWN_IDS_SHOWN)
+        .collect();
+    let more = snapshot.len().saturating_sub(known.len());
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else if more > 0 {
+        format!("{} and {more} more", known.join(", "))
+    } else {
+        known.join(", ")
+    };
+    let hint = match proxy.rsplit_once('.') {
+        Some((name, ns)) => format!(
+            "no workload named {name:?} in namespace {ns:?} runs a proxy in the mesh config"
+        ),
+        None => "proxy ids are <workload name>.<namespace>".to_owned(),
+    };
+    Status::not_found(format!(
+        "proxy {proxy:?} is unknown to the control plane: {hint}; known proxies: {known}"
+    ))
+}
+
+#[cfg(test)]
+mod tests;
