@@ -37,6 +37,7 @@ pub struct Loaded {
 ///
 /// Fails only when a path cannot be read at all.
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
+    let _span = tracing::debug_span!("load", paths = paths.len()).entered();
     let mut files = Vec::new();
     for path in paths {
         let path = path.as_ref();
@@ -64,6 +65,7 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
             path: file.clone(),
             source,
         })?;
+        let _file = tracing::debug_span!("file", file = %file.display()).entered();
         let loaded = document::load_file(Arc::from(file.as_path()), &text);
         debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
         documents += loaded.documents;

@@ -104,10 +104,21 @@ pub const UNENFORCED: &[Unenforced] = rows! {
 /// The warnings for fields of `resource` that skiff does not enforce yet, one per field
 /// set.
 pub fn warnings(resource: &Resource) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let fields = &resource.origin.fields;
     let kind = resource.kind();
-    let rows = UNENFORCED.iter().filter(|r| r.kind == kind);
+    let rows: Vec<&Unenforced> = UNENFORCED.iter().filter(|r| r.kind == kind).collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    // Split every written path once, then compare segment lists.
+    let mut fields: Vec<(&String, Vec<String>)> = resource
+        .origin
+        .fields
+        .map
+        .keys()
+        .map(|p| (p, segments(p)))
+        .collect();
+    fields.sort();
     for row in rows {
         if row.pattern == "spec" {
             if spec_is_empty(resource) {
@@ -120,19 +131,16 @@ pub fn warnings(resource: &Resource) -> Vec<Diagnostic> {
             }
             continue;
         }
-        let mut matching: Vec<&String> = fields
-            .map
-            .keys()
-            .filter(|p| path_matches(row.pattern, p))
-            .collect();
-        matching.sort();
-        for path in matching {
-            out.push(Diagnostic::for_key(
-                Severity::Warning,
-                resource,
-                path.clone(),
-                format!("parsed, not enforced yet: {}", row.reason),
-            ));
+        let pattern = segments(row.pattern);
+        for (path, segs) in &fields {
+            if segments_match(&pattern, segs) {
+                out.push(Diagnostic::for_key(
+                    Severity::Warning,
+                    resource,
+                    (*path).clone(),
+                    format!("parsed, not enforced yet: {}", row.reason),
+                ));
+            }
         }
     }
     out
@@ -177,13 +185,19 @@ fn segments(path: &str) -> Vec<String> {
 }
 
 /// Whether a field path matches a pattern (`[*]`: any index, `*`: any field name).
+#[cfg(test)]
 pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
-    let p = segments(pattern);
-    let s = segments(path);
+    segments_match(&segments(pattern), &segments(path))
+}
+
+fn segments_match(p: &[String], s: &[String]) -> bool {
     p.len() == s.len()
-        && p.iter().zip(&s).all(|(p, s)| match p.as_str() {
+        && p.iter().zip(s).all(|(p, s)| match p.as_str() {
             "[*]" => s.starts_with('['),
             "*" => !s.starts_with('['),
             _ => p == s,
         })
 }
+
+#[cfg(test)]
+mod tests;

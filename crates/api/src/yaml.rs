@@ -6,7 +6,7 @@ mod de;
 mod node;
 mod path;
 
-pub(crate) use de::{DeError, Sink, from_node};
+pub(crate) use de::{DeError, Sink, from_node, suggestion};
 pub(crate) use node::{Document, Node, Resolved, Value, parse_documents};
 pub(crate) use path::{index_positions, join_key};
 

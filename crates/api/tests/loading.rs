@@ -359,3 +359,39 @@ fn specs_round_trip_through_serde() {
         assert_eq!(again, r.spec, "{}", r.display_name());
     }
 }
+
+#[test]
+fn kubectl_lists_are_read_item_by_item() {
+    let text = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: a, namespace: prod}
+  spec: {ports: [{port: 80}]}
+- apiVersion: networking.istio.io/v1
+  kind: DestinationRule
+  metadata: {name: a, namespace: prod}
+  spec: {host: a, subsets: [{name: v1, labels: {version: v1}, wieght: 1}]}
+";
+    let loaded = skiff_api::load_str("list.yaml", text);
+    assert_eq!(
+        errors(&loaded),
+        [
+            "list.yaml:11:63: DestinationRule prod/a: spec.subsets[0].wieght: unknown field `wieght`, expected one of `name`, `labels` or `trafficPolicy`"
+        ]
+    );
+    assert_eq!(loaded.resources.len(), 1);
+    assert_eq!(
+        loaded
+            .resources
+            .services()
+            .next()
+            .unwrap()
+            .origin()
+            .position
+            .line,
+        4
+    );
+}

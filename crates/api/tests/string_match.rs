@@ -90,11 +90,11 @@ proptest! {
         let loaded = skiff_api::load_str("vs.yaml", &yaml);
         let vs = loaded.resources.virtual_services().next();
         // A regex that does not compile is rejected by validation; every other one loads.
-        if let StringMatch::Regex(re) = &m {
-            if regex::Regex::new(re).is_err() || re.is_empty() {
-                prop_assert!(vs.is_none());
-                return Ok(());
-            }
+        if let StringMatch::Regex(re) = &m
+            && (regex::Regex::new(re).is_err() || re.is_empty())
+        {
+            prop_assert!(vs.is_none());
+            return Ok(());
         }
         prop_assert!(vs.is_some(), "{:?}", loaded.diagnostics);
         let vs = vs.unwrap();

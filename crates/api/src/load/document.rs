@@ -76,6 +76,32 @@ fn load_document(file: &Arc<Path>, doc: Document, out: &mut FileLoad) {
         return; // a document holding only `~` or comments
     }
     out.documents += 1;
+    load_node(file, doc.index, &root, out);
+}
+
+/// One resource, or a `v1` `List` of them (as `kubectl get -o yaml` writes).
+fn load_node(file: &Arc<Path>, document: usize, root: &Node, out: &mut FileLoad) {
+    if root.get("kind").and_then(Node::scalar_text) == Some("List")
+        && root.get("apiVersion").and_then(Node::scalar_text) == Some("v1")
+    {
+        match root.get("items").map(|n| &n.value) {
+            Some(Value::Seq(items)) => {
+                for item in items {
+                    load_node(file, document, item, out);
+                }
+            }
+            None => {}
+            Some(_) => out.diagnostics.push(diag(
+                file,
+                Severity::Error,
+                root.get("items").map_or(root.pos, |n| n.pos),
+                None,
+                Some("items".to_owned()),
+                "expected a list of resources",
+            )),
+        }
+        return;
+    }
     if !matches!(root.value, Value::Map(_)) {
         out.diagnostics.push(diag(
             file,
@@ -122,7 +148,7 @@ fn load_document(file: &Arc<Path>, doc: Document, out: &mut FileLoad) {
             return;
         }
     };
-    let label = label_from_node(&kind_name, &root);
+    let label = label_from_node(&kind_name, root);
     let kind = match lookup(&api_version, &kind_name) {
         KindLookup::Read(kind) => kind,
         KindLookup::Ignore(reason) => {
@@ -151,12 +177,12 @@ fn load_document(file: &Arc<Path>, doc: Document, out: &mut FileLoad) {
     };
     let origin = Origin {
         file: file.clone(),
-        document: doc.index,
+        document,
         position: root.pos,
-        fields: Arc::new(index_positions(&root, "")),
+        fields: Arc::new(index_positions(root, "")),
     };
     let sink = Sink::default();
-    let parsed = parse_kind(kind, &root, &sink);
+    let parsed = parse_kind(kind, root, &sink);
     let mut diagnostics: Vec<Diagnostic> = sink
         .into_issues()
         .into_iter()

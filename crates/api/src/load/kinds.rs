@@ -145,7 +145,8 @@ pub(crate) fn lookup(api_version: &str, kind: &str) -> KindLookup {
         KindLookup::Reject(
             "kind",
             format!(
-                "unknown kind `{kind}` in {}: expected one of {}",
+                "unknown kind `{kind}`{} in {}: expected one of {}",
+                crate::yaml::suggestion(kind, &in_group),
                 if group.is_empty() {
                     "the core group"
                 } else {

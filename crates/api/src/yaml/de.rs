@@ -7,13 +7,19 @@
 //! one pass reports all of them.
 
 use std::cell::RefCell;
-use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 use crate::diagnostic::Severity;
 use crate::resource::Position;
 use crate::yaml::{Node, Resolved, Value, join_key};
+
+mod error;
+mod key;
+
+use error::unknown_field_message;
+pub(crate) use error::{DeError, list, suggestion};
+use key::KeyDe;
 
 /// A problem found while reading that does not stop reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,128 +50,6 @@ impl Sink {
     pub(crate) fn into_issues(self) -> Vec<Issue> {
         self.issues.into_inner()
     }
-}
-
-/// A fatal deserialization error, with the path and position of the value at fault.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DeError {
-    pub(crate) message: String,
-    pub(crate) path: Option<String>,
-    pub(crate) pos: Option<Position>,
-}
-
-impl DeError {
-    fn at(path: &str, pos: Position, message: String) -> Self {
-        DeError {
-            message,
-            path: Some(path.to_owned()),
-            pos: Some(pos),
-        }
-    }
-
-    /// Gives the error a place, unless a deeper level already did.
-    fn locate(mut self, path: &str, pos: Position) -> Self {
-        if self.pos.is_none() {
-            self.path = Some(path.to_owned());
-            self.pos = Some(pos);
-        }
-        self
-    }
-}
-
-impl fmt::Display for DeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DeError {}
-
-impl de::Error for DeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError {
-            message: msg.to_string(),
-            path: None,
-            pos: None,
-        }
-    }
-
-    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("expected {exp}, found {unexp}"))
-    }
-
-    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("invalid value {unexp}, expected {exp}"))
-    }
-
-    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        de::Error::custom(format_args!(
-            "unknown value `{variant}`{}, expected one of {}",
-            suggestion(variant, expected),
-            list(expected)
-        ))
-    }
-
-    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        de::Error::custom(unknown_field_message(field, expected))
-    }
-
-    fn missing_field(field: &'static str) -> Self {
-        de::Error::custom(format_args!("missing required field `{field}`"))
-    }
-
-    fn duplicate_field(field: &'static str) -> Self {
-        de::Error::custom(format_args!("duplicate key `{field}`"))
-    }
-}
-
-/// `` `a`, `b` or `c` ``.
-pub(crate) fn list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
-    match quoted.split_last() {
-        None => "nothing".to_owned(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-    }
-}
-
-pub(crate) fn unknown_field_message(field: &str, expected: &[&str]) -> String {
-    if expected.is_empty() {
-        return format!("unknown field `{field}`: no fields are allowed here");
-    }
-    format!(
-        "unknown field `{field}`{}, expected one of {}",
-        suggestion(field, expected),
-        list(expected)
-    )
-}
-
-/// ` (did you mean `x`?)` when a candidate is close to `given`.
-fn suggestion(given: &str, candidates: &[&str]) -> String {
-    let lower = given.to_ascii_lowercase();
-    let best = candidates
-        .iter()
-        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((_, c)) => format!(" (did you mean `{c}`?)"),
-        None => String::new(),
-    }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Deserializes `node` (found at `path`) into `T`.
@@ -583,77 +467,5 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.entries.len() - self.index)
-    }
-}
-
-/// Deserializes a mapping key: always text, parsed as a number when the target wants one
-/// (as Kubernetes does for `portLevelMtls: {8080: …}`).
-struct KeyDe<'a> {
-    node: &'a Node,
-}
-
-impl KeyDe<'_> {
-    fn text(&self) -> Result<&str, DeError> {
-        self.node.scalar_text().ok_or_else(|| {
-            de::Error::custom(format_args!(
-                "expected a plain key, found {}",
-                self.node.describe()
-            ))
-        })
-    }
-
-    fn int<T: TryFrom<i128>>(&self) -> Result<T, DeError> {
-        let text = self.text()?;
-        text.parse::<i128>()
-            .ok()
-            .and_then(|i| T::try_from(i).ok())
-            .ok_or_else(|| {
-                de::Error::custom(format_args!("expected a number as key, found `{text}`"))
-            })
-    }
-}
-
-macro_rules! key_int_methods {
-    ($($method:ident => $visit:ident: $ty:ty),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-            let v: $ty = self.int()?;
-            visitor.$visit(v)
-        }
-    )*};
-}
-
-impl<'de> de::Deserializer<'de> for KeyDe<'_> {
-    type Error = DeError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_str(self.text()?)
-    }
-
-    key_int_methods! {
-        deserialize_i8 => visit_i8: i8,
-        deserialize_i16 => visit_i16: i16,
-        deserialize_i32 => visit_i32: i32,
-        deserialize_i64 => visit_i64: i64,
-        deserialize_u8 => visit_u8: u8,
-        deserialize_u16 => visit_u16: u16,
-        deserialize_u32 => visit_u32: u32,
-        deserialize_u64 => visit_u64: u64,
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool f32 f64 i128 u128 char str string bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
     }
 }

@@ -180,8 +180,6 @@ fn resolve_float(text: &str) -> Option<f64> {
 pub(crate) struct Document {
     /// Index in the stream, from 0.
     pub(crate) index: usize,
-    /// Where the document starts.
-    pub(crate) pos: Position,
     /// The root node; `None` for an empty document.
     pub(crate) root: Option<Node>,
     /// A syntax error that ended the document, with its position.
@@ -205,9 +203,14 @@ enum Frame {
 pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut parser = Parser::new_from_str(text);
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Anchored nodes, with their size in values and their depth (aliases copy them).
+    let mut anchors: HashMap<usize, (Node, usize, usize)> = HashMap::new();
     let mut stack: Vec<(Frame, usize)> = Vec::new();
     let mut current: Option<Document> = None;
+    // Values in the current document, aliases expanded: bounded, so that a few
+    // nested aliases cannot make a small file take all memory.
+    let mut size: usize = 0;
+    let mut failure: Option<(Position, String)> = None;
     while let Some(next) = parser.next_event() {
         let (event, span) = match next {
             Ok(ev) => ev,
@@ -217,32 +220,35 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
                     line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
                     column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
                 };
-                let doc = current.take().unwrap_or(Document {
-                    index: docs.len(),
-                    pos,
-                    root: None,
-                    error: None,
-                });
-                docs.push(Document {
-                    root: None,
-                    error: Some((pos, format!("YAML syntax error: {}", err.info()))),
-                    ..doc
-                });
-                stack.clear();
-                anchors.clear();
-                match parser.proceed_next_document() {
-                    Ok(true) => continue,
-                    _ => break,
-                }
+                failure = Some((pos, format!("YAML syntax error: {}", err.info())));
+                (Event::StreamEnd, Span::default())
             }
         };
+        if let Some((pos, message)) = failure.take() {
+            let doc = current.take().unwrap_or(Document {
+                index: docs.len(),
+                root: None,
+                error: None,
+            });
+            docs.push(Document {
+                root: None,
+                error: Some((pos, message)),
+                ..doc
+            });
+            stack.clear();
+            anchors.clear();
+            size = 0;
+            match parser.proceed_next_document() {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
         let pos = position(&span);
         let (node, anchor) = match event {
             Event::StreamStart | Event::StreamEnd => continue,
             Event::DocumentStart(..) => {
                 current = Some(Document {
                     index: docs.len(),
-                    pos,
                     root: None,
                     error: None,
                 });
@@ -253,10 +259,22 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
                     docs.push(doc);
                 }
                 anchors.clear();
+                size = 0;
                 continue;
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => (n.clone(), 0),
+                Some((n, n_size, n_depth)) => {
+                    size = size.saturating_add(*n_size);
+                    if size > MAX_VALUES {
+                        failure = Some((pos, too_large()));
+                        continue;
+                    }
+                    if stack.len() + n_depth > MAX_DEPTH {
+                        failure = Some((pos, too_deep()));
+                        continue;
+                    }
+                    (n.clone(), 0)
+                }
                 None => (
                     Node {
                         pos,
@@ -284,10 +302,18 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
                 )
             }
             Event::SequenceStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    failure = Some((pos, too_deep()));
+                    continue;
+                }
                 stack.push((Frame::Seq(pos, Vec::new()), anchor));
                 continue;
             }
             Event::MappingStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    failure = Some((pos, too_deep()));
+                    continue;
+                }
                 stack.push((Frame::Map(pos, Vec::new(), None), anchor));
                 continue;
             }
@@ -310,8 +336,14 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
             },
             _ => continue, // comments, anchor metadata
         };
+        size += 1;
+        if size > MAX_VALUES {
+            failure = Some((node.pos, too_large()));
+            continue;
+        }
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            let (n, depth) = (count_values(&node), depth_of(&node));
+            anchors.insert(anchor, (node.clone(), n, depth));
         }
         match stack.last_mut() {
             Some((Frame::Seq(_, items), _)) => items.push(node),
@@ -326,10 +358,63 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
             }
         }
     }
+    if let Some((pos, message)) = failure {
+        let doc = current.take().unwrap_or(Document {
+            index: docs.len(),
+            root: None,
+            error: None,
+        });
+        docs.push(Document {
+            root: None,
+            error: Some((pos, message)),
+            ..doc
+        });
+    }
     if let Some(doc) = current.take() {
         docs.push(doc);
     }
     docs
+}
+
+/// At most this many values (scalars and collections) per document, aliases expanded.
+const MAX_VALUES: usize = 1_000_000;
+/// At most this many nested collections.
+const MAX_DEPTH: usize = 128;
+
+fn too_large() -> String {
+    format!("document too large: more than {MAX_VALUES} values once aliases are expanded")
+}
+
+fn too_deep() -> String {
+    format!("document nested too deeply: more than {MAX_DEPTH} levels")
+}
+
+fn count_values(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar { .. } => 1,
+        Value::Seq(items) => 1 + items.iter().map(count_values).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_values(k) + count_values(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Nesting depth: 0 for a scalar, 1 for a collection of scalars, …
+fn depth_of(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| depth_of(k).max(depth_of(v)))
+                .max()
+                .unwrap_or(0)
+        }
+    }
 }
 
 /// Expands YAML merge keys (`<<: *base`): entries written in the mapping win over
@@ -367,3 +452,6 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

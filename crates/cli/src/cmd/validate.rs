@@ -1,5 +1,6 @@
 //! `skiff validate`: load and validate configuration files, print every problem.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,15 +17,32 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = skiff_api::load(&args.paths)?;
+    let errors = loaded.diagnostics.errors();
+    let code = if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    match report(&loaded, args.quiet, &mut io::stdout().lock()) {
+        // The reader went away (`skiff validate … | head`): the exit status still tells.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(code),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(code),
+    }
+}
+
+/// One line per diagnostic, `error:` or `warning:` first, then a summary line.
+fn report(loaded: &skiff_api::Loaded, quiet: bool, out: &mut impl Write) -> io::Result<()> {
     for d in &loaded.diagnostics {
-        if args.quiet && !d.is_error() {
+        if quiet && !d.is_error() {
             continue;
         }
-        println!("{}: {d}", d.severity);
+        writeln!(out, "{}: {d}", d.severity)?;
     }
     let errors = loaded.diagnostics.errors();
     let warnings = loaded.diagnostics.warnings();
-    println!(
+    writeln!(
+        out,
         "{} file{}, {} resource{} valid, {} error{}, {} warning{}",
         loaded.files.len(),
         plural(loaded.files.len()),
@@ -34,12 +52,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         plural(errors),
         warnings,
         plural(warnings),
-    );
-    Ok(if errors > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    )?;
+    out.flush()
 }
 
 fn plural(n: usize) -> &'static str {
