@@ -74,6 +74,10 @@ install_tools() {
 # tests already made. --skiff-bin skips the build.
 build_skiff() {
     SKIFF_PROFILE="given"
+    case "$SKIFF_BIN" in
+        */release/*) SKIFF_PROFILE="release" ;;
+        */debug/*) SKIFF_PROFILE="debug" ;;
+    esac
     if [[ -z "$SKIFF_BIN" ]]; then
         local target_dir="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
         if [[ $SMOKE == 1 ]]; then
