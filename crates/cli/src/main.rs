@@ -2,6 +2,8 @@
 //! `skiff proxy` the data-plane proxy, and the other subcommands are the tools a user
 //! debugs and runs the mesh with.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 mod cmd;
@@ -33,19 +35,21 @@ enum Command {
     SampleApp(cmd::sample_app::Args),
 }
 
-fn main() -> anyhow::Result<std::process::ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Version(args) => cmd::version::run(args).map(|()| std::process::ExitCode::SUCCESS),
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
+    let result = match cli.command {
+        Command::Version(args) => done(cmd::version::run(args)),
         Command::Validate(args) => cmd::validate::run(args),
-        Command::Control(args) => cmd::control::run(args).map(|()| std::process::ExitCode::SUCCESS),
-        Command::ProxyStatus(args) => {
-            cmd::proxy_status::run(args).map(|()| std::process::ExitCode::SUCCESS)
-        }
-        Command::Up(args) => cmd::up::run(args).map(|()| std::process::ExitCode::SUCCESS),
-        Command::Proxy(args) => cmd::proxy::run(args).map(|()| std::process::ExitCode::SUCCESS),
-        Command::SampleApp(args) => {
-            cmd::sample_app::run(args).map(|()| std::process::ExitCode::SUCCESS)
-        }
-    }
+        Command::Control(args) => done(cmd::control::run(args)),
+        Command::ProxyStatus(args) => done(cmd::proxy_status::run(args)),
+        Command::Up(args) => done(cmd::up::run(args)),
+        Command::Proxy(args) => done(cmd::proxy::run(args)),
+        Command::SampleApp(args) => done(cmd::sample_app::run(args)),
+    };
+    // Errors are for users: the message and its causes, never a backtrace.
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
 }
