@@ -179,7 +179,11 @@ impl EndpointState {
             Ok(io) => io,
             Err(error) => return Err(self.failed(error, Some(req))),
         };
-        let (mut sr, conn) = match http1::Builder::new().handshake(TokioIo::new(io)).await {
+        let (mut sr, conn) = match http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(io))
+            .await
+        {
             Ok(c) => c,
             Err(e) => return Err(self.failed(self.reset(e), Some(req))),
         };
