@@ -10,6 +10,8 @@
 # Usage: crates/proxy/benches/chain-load.sh [seconds] [connections]
 # Needs: wrk, haproxy (Debian: apt-get install -y wrk haproxy), a release build
 # (cargo build --release -p skiff).
+# Environment: CONCURRENCY (workers per proxy, default 2), UPSTREAM_PROTOCOL (HTTP or
+# HTTP2 between the proxies), RETRIES_POLICY=istio (Istio's default retries on the route).
 set -euo pipefail
 
 DURATION="${1:-10}"
@@ -50,6 +52,11 @@ cat > "$WORK/server.json" <<CFG
  "outbound": [], "gateway": [], "clusters": [],
  "inbound": [{"targetPort": $BACKEND_PORT, "protocol": "HTTP", "services": ["backend.bench.svc.cluster.local:80"]}]}
 CFG
+# RETRIES=istio puts Istio's default retry policy on the route, as skiff control does.
+RETRIES=""
+if [ "${RETRIES_POLICY:-}" = istio ]; then
+  RETRIES=', "retries": {"attempts": 2, "retryOn": ["connect-failure", "refused-stream", "unavailable", "cancelled", "503"]}'
+fi
 cat > "$WORK/client.json" <<CFG
 {"node": {"id": "client.bench", "name": "client", "namespace": "bench", "kind": "sidecar",
           "address": "$CLIENT_IP", "labels": {}, "serviceAccount": "default", "spiffeId": ""},
@@ -58,7 +65,7 @@ cat > "$WORK/client.json" <<CFG
    {"name": "backend.bench.svc.cluster.local:80",
     "domains": ["backend", "backend:80", "backend.bench", "backend.bench.svc.cluster.local"],
     "routes": [{"name": "default", "matches": [], "action": {"forward": {"destinations": [
-      {"cluster": "outbound|80||backend.bench.svc.cluster.local", "weight": 100}]}}}]}]}],
+      {"cluster": "outbound|80||backend.bench.svc.cluster.local", "weight": 100}]$RETRIES}}}]}]}],
  "clusters": [{"name": "outbound|80||backend.bench.svc.cluster.local",
    "service": "backend.bench.svc.cluster.local", "port": 80, "protocol": "${UPSTREAM_PROTOCOL:-HTTP}",
    "lb": "LEAST_REQUEST", "connectTimeout": 1000,

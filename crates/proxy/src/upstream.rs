@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -148,19 +150,26 @@ impl EndpointState {
     /// goes back to the pool. A failure before the request left (connect error, a
     /// connection that closed first) gives the request back, so it can be retried even
     /// with a body.
-    pub(crate) async fn send(
+    pub(crate) fn send(
         self: &Arc<Self>,
         req: Request<ReqBody>,
         connect_timeout: Duration,
-    ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
+    ) -> impl Future<Output = Result<(Response<Incoming>, Option<PooledH1>), SendError>> + use<>
+    {
+        // A plain function (an `async fn` would store the request twice), and owning
+        // its endpoint, so the future borrows nothing.
+        let this = self.clone();
         match self.key.proto {
-            UpstreamProto::Http2 => Ok((self.send_h2(req, connect_timeout).await?, None)),
-            _ => self.send_h1(req, connect_timeout).await,
+            UpstreamProto::Http2 => Either::Left(
+                this.send_h2(req, connect_timeout)
+                    .map(|r| r.map(|resp| (resp, None))),
+            ),
+            _ => Either::Right(this.send_h1(req, connect_timeout)),
         }
     }
 
     async fn send_h1(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut req: Request<ReqBody>,
         connect_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
@@ -175,11 +184,25 @@ impl EndpointState {
                 },
             }
         }
+        // A new connection is the cold path: boxed, so the common case (a pooled
+        // connection) keeps a small future that is cheap to move.
+        Box::pin(self.send_h1_new(req, connect_timeout)).await
+    }
+
+    async fn send_h1_new(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
         let io = match self.connect_tcp(connect_timeout).await {
             Ok(io) => io,
             Err(error) => return Err(self.failed(error, Some(req))),
         };
-        let (mut sr, conn) = match http1::Builder::new().handshake(TokioIo::new(io)).await {
+        let (mut sr, conn) = match http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(io))
+            .await
+        {
             Ok(c) => c,
             Err(e) => return Err(self.failed(self.reset(e), Some(req))),
         };
@@ -216,13 +239,13 @@ impl EndpointState {
     }
 
     async fn send_h2(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         req: Request<ReqBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
         let mut sr = match self.h2_current() {
             Some(sr) => sr,
-            None => match self.connect_h2(connect_timeout).await {
+            None => match Box::pin(self.connect_h2(connect_timeout)).await {
                 Ok(sr) => sr,
                 Err(error) => return Err(self.failed(error, Some(req))),
             },
@@ -238,7 +261,7 @@ impl EndpointState {
                 None => return Err(self.failed(self.reset(e.into_error()), None)),
             },
         };
-        let mut sr = match self.connect_h2(connect_timeout).await {
+        let mut sr = match Box::pin(self.connect_h2(connect_timeout)).await {
             Ok(sr) => sr,
             Err(error) => return Err(self.failed(error, Some(req))),
         };
@@ -252,7 +275,10 @@ impl EndpointState {
     }
 
     fn failed(&self, error: Error, unsent: Option<Request<ReqBody>>) -> SendError {
-        SendError { error, unsent }
+        SendError {
+            error,
+            unsent: unsent.map(Box::new),
+        }
     }
 
     fn h2_current(&self) -> Option<http2::SendRequest<ReqBody>> {
@@ -304,7 +330,8 @@ impl EndpointState {
 #[derive(Debug)]
 pub(crate) struct SendError {
     pub(crate) error: Error,
-    pub(crate) unsent: Option<Request<ReqBody>>,
+    /// Boxed: failures are rare, and a small error keeps every send future small.
+    pub(crate) unsent: Option<Box<Request<ReqBody>>>,
 }
 
 /// An HTTP/1.1 connection lent to one request; back to the pool once the response is

@@ -5,7 +5,11 @@
 //! all. A try that failed later (a 503, a reset, a per-try timeout) can be tried again
 //! only if the request has no body: its head is kept for that, and nothing is buffered.
 
+use std::future::{Future, ready};
 use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::Either;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -35,44 +39,97 @@ pub(super) async fn send(
             .map_err(|e| e.error);
     };
     let head = matches!(req.body(), ReqBody::Empty).then(|| copy_head(&req));
-    let mut next = Some(req);
+    let (result, unsent) = attempt(cluster, req, policy).await;
+    match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
+        Verdict::Done(flag) => result.map(|s| (s, flag)),
+        // Trying again is the cold path: boxed, so the future of a request that
+        // succeeds at once stays small and allocation-free.
+        Verdict::Again(outcome) => {
+            drop(result);
+            Box::pin(again(cluster, policy, head, unsent, outcome)).await
+        }
+    }
+}
+
+/// What to do after a try.
+enum Verdict {
+    Done(ResponseFlag),
+    Again(Outcome),
+}
+
+fn verdict(
+    policy: &RetryRt,
+    result: &Result<Sent, Error>,
+    replayable: bool,
+    tries: u32,
+) -> Verdict {
+    let outcome = match result {
+        Ok((resp, ..)) => Outcome::Response {
+            status: resp.status(),
+            grpc_status: resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+        },
+        Err(Error::NoHealthyUpstream(_)) => return Verdict::Done(ResponseFlag::None),
+        Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
+        Err(Error::Timeout(_)) => Outcome::Timeout,
+        Err(_) => Outcome::Reset,
+    };
+    if !policy.retriable(outcome) || !replayable {
+        Verdict::Done(ResponseFlag::None)
+    } else if tries >= policy.attempts {
+        Verdict::Done(ResponseFlag::UpstreamRetryLimitExceeded)
+    } else {
+        Verdict::Again(outcome)
+    }
+}
+
+/// One try on a new endpoint pick, under the per-try timeout. (Plain functions here
+/// and below rather than `async fn`s, which would store the request twice.)
+fn attempt<'a>(
+    cluster: &'a ClusterRt,
+    req: Request<ReqBody>,
+    policy: &RetryRt,
+) -> impl Future<Output = (Result<Sent, Error>, Option<Request<ReqBody>>)> + 'a {
+    let ep = match pick(cluster) {
+        Ok(ep) => ep,
+        Err(e) => return Either::Left(ready((Err(e), Some(req)))),
+    };
+    let fut = once(ep, cluster, req);
+    Either::Right(match policy.per_try_timeout {
+        Some(t) => Either::Left(tokio::time::timeout(t, fut).map(move |r| match r {
+            Ok(r) => split(r),
+            Err(_) => (Err(Error::Timeout(t)), None),
+        })),
+        None => Either::Right(fut.map(split)),
+    })
+}
+
+/// The tries after the first.
+async fn again(
+    cluster: &ClusterRt,
+    policy: &RetryRt,
+    head: Option<Head>,
+    mut unsent: Option<Request<ReqBody>>,
+    mut outcome: Outcome,
+) -> Result<(Sent, ResponseFlag), Error> {
     let mut tries = 0u32;
     loop {
-        let Some(req) = next.take().or_else(|| head.as_ref().map(rebuild)) else {
-            unreachable!("a retry is only started with a request to send");
-        };
-        let ep = pick(cluster)?;
-        let (result, unsent) = match policy.per_try_timeout {
-            Some(t) => match tokio::time::timeout(t, once(ep, cluster, req)).await {
-                Ok(r) => split(r),
-                Err(_) => (Err(Error::Timeout(t)), None),
-            },
-            None => split(once(ep, cluster, req).await),
-        };
-        let outcome = match &result {
-            Ok((resp, ..)) => Outcome::Response {
-                status: resp.status(),
-                grpc_status: resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok()?.parse().ok()),
-            },
-            Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
-            Err(Error::Timeout(_)) => Outcome::Timeout,
-            Err(_) => Outcome::Reset,
-        };
-        let replayable = unsent.is_some() || head.is_some();
-        if !policy.retriable(outcome) || !replayable {
-            return result.map(|s| (s, ResponseFlag::None));
-        }
-        if tries >= policy.attempts {
-            return result.map(|s| (s, ResponseFlag::UpstreamRetryLimitExceeded));
-        }
         tries += 1;
         tracing::debug!(cluster = %cluster.name, retry = tries, ?outcome, "retrying");
-        next = unsent;
-        drop(result);
         tokio::time::sleep(RetryRt::backoff(tries)).await;
+        let Some(req) = unsent.take().or_else(|| head.as_ref().map(rebuild)) else {
+            unreachable!("a retry is only started with a request to send");
+        };
+        let (result, back) = attempt(cluster, req, policy).await;
+        match verdict(policy, &result, back.is_some() || head.is_some(), tries) {
+            Verdict::Done(flag) => return result.map(|s| (s, flag)),
+            Verdict::Again(o) => {
+                outcome = o;
+                unsent = back;
+            }
+        }
     }
 }
 
@@ -82,20 +139,20 @@ fn pick(cluster: &ClusterRt) -> Result<&Arc<EndpointState>, Error> {
         .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))
 }
 
-async fn once(
+fn once(
     ep: &Arc<EndpointState>,
     cluster: &ClusterRt,
     req: Request<ReqBody>,
-) -> Result<Sent, SendError> {
+) -> impl Future<Output = Result<Sent, SendError>> + use<> {
     let in_flight = InFlight::new(ep.clone());
-    let (resp, pooled) = ep.send(req, cluster.connect_timeout).await?;
-    Ok((resp, pooled, in_flight))
+    ep.send(req, cluster.connect_timeout)
+        .map(move |r| r.map(|(resp, pooled)| (resp, pooled, in_flight)))
 }
 
 fn split(r: Result<Sent, SendError>) -> (Result<Sent, Error>, Option<Request<ReqBody>>) {
     match r {
         Ok(s) => (Ok(s), None),
-        Err(SendError { error, unsent }) => (Err(error), unsent),
+        Err(SendError { error, unsent }) => (Err(error), unsent.map(|r| *r)),
     }
 }
 
