@@ -103,9 +103,6 @@ impl Mesh {
             if done() {
                 return;
             }
-            if let Some(up) = &self.up {
-                let _ = up;
-            }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(

@@ -77,12 +77,6 @@ impl Supervisor {
         self.exited_rx.recv().await
     }
 
-    /// The process ids of the running children, for tests and diagnostics.
-    #[allow(dead_code, reason = "used by the shutdown report in debug builds")]
-    pub(crate) fn pids(&self) -> Vec<u32> {
-        self.children.iter().filter_map(|m| m.child.id()).collect()
-    }
-
     /// Stops every child, last started first: SIGTERM, then SIGKILL after a grace
     /// period. Returns once all have exited.
     pub(crate) async fn shutdown(&mut self) {
