@@ -7,7 +7,7 @@
 //!
 //! Fields: start time, request line, status, response flag, bytes received, bytes sent,
 //! duration in milliseconds, upstream host, authority, route, cluster. A line is
-//! formatted into a per-thread buffer and written with one call.
+//! formatted into a per-thread buffer; lines reach stdout in batches, within 50 ms.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -32,10 +32,14 @@ pub enum AccessLogTarget {
     Memory(Arc<Mutex<Vec<String>>>),
 }
 
+mod batch;
+
 /// The access log of one proxy.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     target: AccessLogTarget,
+    /// For [`AccessLogTarget::Stdout`].
+    stdout: Option<Arc<batch::Batch>>,
 }
 
 /// How many request body bytes the downstream sent.
@@ -72,7 +76,8 @@ pub(crate) struct Pending(Option<Box<Entry>>);
 
 impl AccessLog {
     pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
-        Arc::new(AccessLog { target })
+        let stdout = matches!(target, AccessLogTarget::Stdout).then(batch::Batch::start);
+        Arc::new(AccessLog { target, stdout })
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -128,6 +133,13 @@ impl AccessLog {
         });
     }
 
+    /// Writes out buffered lines now (at drain, before the process exits).
+    pub(crate) fn flush(&self) {
+        if let Some(b) = &self.stdout {
+            b.flush();
+        }
+    }
+
     fn emit(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
@@ -140,7 +152,9 @@ impl AccessLog {
             match &self.target {
                 AccessLogTarget::Off => {}
                 AccessLogTarget::Stdout => {
-                    let _ = std::io::stdout().lock().write_all(&buf);
+                    if let Some(b) = &self.stdout {
+                        b.push(&buf);
+                    }
                 }
                 AccessLogTarget::Memory(lines) => {
                     let line = String::from_utf8_lossy(&buf[..buf.len() - 1]).into_owned();

@@ -364,6 +364,7 @@ impl Proxy {
         if !done {
             tracing::warn!("drain deadline passed with connections still open");
         }
+        self.shared.inputs.access_log.flush();
         done
     }
 
