@@ -11,7 +11,8 @@
 # Needs: wrk, haproxy (Debian: apt-get install -y wrk haproxy), a release build
 # (cargo build --release -p skiff).
 # Environment: CONCURRENCY (workers per proxy, default 2), UPSTREAM_PROTOCOL (HTTP or
-# HTTP2 between the proxies), RETRIES_POLICY=istio (Istio's default retries on the route).
+# HTTP2 between the proxies), RETRIES_POLICY=istio (Istio's default retries on the route),
+# ACCESS_LOG=on (access log to /dev/null; default off).
 set -euo pipefail
 
 DURATION="${1:-10}"
@@ -72,10 +73,10 @@ cat > "$WORK/client.json" <<CFG
    "endpoints": [{"address": "$SERVER_IP:$BACKEND_PORT", "proxyPort": 15006, "workload": "backend.bench", "weight": 1}]}]}
 CFG
 
-"$BIN" proxy --id backend.bench --address $SERVER_IP --config-file "$WORK/server.json" --access-log off --concurrency "${CONCURRENCY:-2}" 2>"$WORK/server.log" &
+"$BIN" proxy --id backend.bench --address $SERVER_IP --config-file "$WORK/server.json" --access-log "${ACCESS_LOG:-off}" --concurrency "${CONCURRENCY:-2}" 2>"$WORK/server.log" >/dev/null &
 SERVER=$!
 PIDS+=($SERVER)
-"$BIN" proxy --id client.bench --address $CLIENT_IP --config-file "$WORK/client.json" --access-log off --concurrency "${CONCURRENCY:-2}" 2>"$WORK/client.log" &
+"$BIN" proxy --id client.bench --address $CLIENT_IP --config-file "$WORK/client.json" --access-log "${ACCESS_LOG:-off}" --concurrency "${CONCURRENCY:-2}" 2>"$WORK/client.log" >/dev/null &
 CLIENT=$!
 PIDS+=($CLIENT)
 for _ in $(seq 50); do

@@ -7,7 +7,7 @@
 //!
 //! Fields: start time, request line, status, response flag, bytes received, bytes sent,
 //! duration in milliseconds, upstream host, authority, route, cluster. A line is
-//! formatted into a per-thread buffer and written with one call.
+//! formatted into a per-thread buffer; lines reach stdout in batches, within 50 ms.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -32,10 +32,14 @@ pub enum AccessLogTarget {
     Memory(Arc<Mutex<Vec<String>>>),
 }
 
+mod batch;
+
 /// The access log of one proxy.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     target: AccessLogTarget,
+    /// For [`AccessLogTarget::Stdout`].
+    stdout: Option<Arc<batch::Batch>>,
 }
 
 /// How many request body bytes the downstream sent.
@@ -72,7 +76,8 @@ pub(crate) struct Pending(Option<Box<Entry>>);
 
 impl AccessLog {
     pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
-        Arc::new(AccessLog { target })
+        let stdout = matches!(target, AccessLogTarget::Stdout).then(batch::Batch::start);
+        Arc::new(AccessLog { target, stdout })
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -128,6 +133,13 @@ impl AccessLog {
         });
     }
 
+    /// Writes out buffered lines now (at drain, before the process exits).
+    pub(crate) fn flush(&self) {
+        if let Some(b) = &self.stdout {
+            b.flush();
+        }
+    }
+
     fn emit(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
@@ -140,7 +152,9 @@ impl AccessLog {
             match &self.target {
                 AccessLogTarget::Off => {}
                 AccessLogTarget::Stdout => {
-                    let _ = std::io::stdout().lock().write_all(&buf);
+                    if let Some(b) = &self.stdout {
+                        b.push(&buf);
+                    }
                 }
                 AccessLogTarget::Memory(lines) => {
                     let line = String::from_utf8_lossy(&buf[..buf.len() - 1]).into_owned();
@@ -208,44 +222,104 @@ impl Entry {
                 (None, Some(h)) => h.to_str().unwrap_or("-"),
                 (None, None) => "-",
             };
-            let method = if self.method == Method::CONNECT {
-                // CONNECT's request target is the authority.
-                let _ = write!(buf, " \"CONNECT {authority} {:?}\"", self.version);
-                None
+            buf.extend_from_slice(b" \"");
+            buf.extend_from_slice(self.method.as_str().as_bytes());
+            buf.push(b' ');
+            // CONNECT's request target is the authority.
+            let target = if self.method == Method::CONNECT {
+                authority
             } else {
-                Some(self.method.as_str())
+                path
             };
-            if let Some(m) = method {
-                let _ = write!(buf, " \"{m} {path} {:?}\"", self.version);
-            }
-            let _ = write!(
-                buf,
-                " {} {} {bytes_in} {bytes_out} {} \"{}\" \"{authority}\" {} {}",
-                self.status,
-                self.flag,
-                self.started.elapsed().as_millis(),
-                self.upstream.as_ref().map_or("-", |u| &u.display),
-                self.route.as_deref().unwrap_or("-"),
-                self.cluster.as_deref().unwrap_or("-"),
+            buf.extend_from_slice(target.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(version_str(self.version).as_bytes());
+            buf.extend_from_slice(b"\" ");
+            push_u64(buf, u64::from(self.status));
+            buf.push(b' ');
+            buf.extend_from_slice(self.flag.as_str().as_bytes());
+            buf.push(b' ');
+            push_u64(buf, bytes_in);
+            buf.push(b' ');
+            push_u64(buf, bytes_out);
+            buf.push(b' ');
+            push_u64(buf, self.started.elapsed().as_millis() as u64);
+            buf.extend_from_slice(b" \"");
+            buf.extend_from_slice(
+                self.upstream
+                    .as_ref()
+                    .map_or("-", |u| &*u.display)
+                    .as_bytes(),
             );
+            buf.extend_from_slice(b"\" \"");
+            buf.extend_from_slice(authority.as_bytes());
+            buf.extend_from_slice(b"\" ");
+            buf.extend_from_slice(self.route.as_deref().unwrap_or("-").as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(self.cluster.as_deref().unwrap_or("-").as_bytes());
         });
     }
 }
 
-/// `[YYYY-MM-DDTHH:MM:SS.mmmZ]`, in UTC.
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// Decimal digits of `n`, without the formatting machinery.
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// `[YYYY-MM-DDTHH:MM:SS.mmmZ]`, in UTC. The part up to the second is formatted once
+/// per second per thread.
 fn write_time(buf: &mut Vec<u8>, t: SystemTime) {
+    thread_local! {
+        static SECOND: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
-    let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    let _ = write!(
-        buf,
-        "[{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:03}Z]",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        d.subsec_millis()
-    );
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
+            let s = secs % 86_400;
+            cached.1.clear();
+            let _ = write!(
+                cached.1,
+                "[{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+            cached.0 = secs;
+        }
+        buf.extend_from_slice(&cached.1);
+    });
+    let ms = d.subsec_millis();
+    buf.extend_from_slice(&[
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+        b']',
+    ]);
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

@@ -2,7 +2,7 @@
 //!
 //! - `GET /ready`: 200 once a config is in service, 503 before;
 //! - `GET /config_dump`: the config in service as JSON, with its version, the warnings
-//!   it raised and the last rejected update;
+//!   it raised, the last rejected update and where the listeners are;
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -54,7 +54,19 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
             let rejected = proxy.last_rejected().map(
                 |(version, reason)| serde_json::json!({ "version": version, "reason": reason }),
             );
+            let gateway: serde_json::Map<String, serde_json::Value> = proxy
+                .gateway_addrs()
+                .into_iter()
+                .map(|(port, addr)| (port.to_string(), addr.to_string().into()))
+                .collect();
+            let listeners = serde_json::json!({
+                "admin": proxy.admin_addr().to_string(),
+                "outbound": proxy.outbound_addr().map(|a| a.to_string()),
+                "inbound": proxy.inbound_addr().map(|a| a.to_string()),
+                "gateway": gateway,
+            });
             let dump = serde_json::json!({
+                "listeners": listeners,
                 "version": snapshot.as_ref().map(|s| s.version()),
                 "config": snapshot.as_ref().map(|s| s.config()),
                 "warnings": snapshot.as_ref().map(|s| s.warnings()).unwrap_or_default(),

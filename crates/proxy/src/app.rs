@@ -327,6 +327,16 @@ impl Proxy {
         self.lock().gateway.get(&port).map(|(a, _)| *a)
     }
 
+    /// Every open gateway listener: the port as written in the Gateway, and the address
+    /// it is served on.
+    pub fn gateway_addrs(&self) -> Vec<(u16, SocketAddr)> {
+        self.lock()
+            .gateway
+            .iter()
+            .map(|(p, (a, _))| (*p, *a))
+            .collect()
+    }
+
     /// Asks the owner of the proxy to drain and stop (what `/quitquitquit` does).
     pub fn request_shutdown(&self) {
         self.shared.quit.notify_one();
@@ -354,6 +364,7 @@ impl Proxy {
         if !done {
             tracing::warn!("drain deadline passed with connections still open");
         }
+        self.shared.inputs.access_log.flush();
         done
     }
 

@@ -187,7 +187,15 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody>
             local_bytes(*status, body.clone(), log)
         }
         ActionRt::Redirect(rd) => redirect(rd, &req, authority, log),
-        ActionRt::Forward(f) => forward(&snapshot, selected, f, req, log).await,
+        ActionRt::Forward(f) => {
+            // At the edge the client's address is added to x-forwarded-for, as Istio's
+            // gateways do (Envoy's use_remote_address); sidecars leave it alone.
+            let edge_client = match ctx.listener {
+                ListenerKind::Gateway { .. } => Some(ctx.peer.ip()),
+                _ => None,
+            };
+            forward(&snapshot, selected, f, req, log, edge_client).await
+        }
     }
 }
 
@@ -198,6 +206,7 @@ async fn forward(
     f: &ForwardRt,
     req: Request<Incoming>,
     mut log: Pending,
+    edge_client: Option<std::net::IpAddr>,
 ) -> Response<RespBody> {
     let cluster = &snapshot.clusters[f.destinations.pick()];
     if let Some(e) = log.entry() {
@@ -218,6 +227,9 @@ async fn forward(
         .or_else(|| headers::authority_value(&parts));
     headers::strip_hop_by_hop(&mut parts.headers, true);
     headers::add_request_headers(&mut parts.headers);
+    if let Some(ip) = edge_client {
+        headers::append_forwarded_for(&mut parts.headers, ip);
+    }
     headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = log.count_body(&body);
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
@@ -378,6 +390,7 @@ mod size_tests {
     #[test]
     fn request_futures_stay_small() {
         let handle = size2(super::handle);
+        println!("request future: {handle} bytes");
         let send = size3(crate::upstream::EndpointState::send);
         // 6.4 KB before the cold paths were boxed; 3.0 KB with rustc 1.95.
         assert!(handle <= 3584, "the request future grew to {handle} bytes");

@@ -52,6 +52,29 @@ fn line_shape() {
 }
 
 #[test]
+fn numbers_and_versions() {
+    let mut b = Vec::new();
+    for n in [0, 7, 10, 1234567890, u64::MAX] {
+        b.clear();
+        push_u64(&mut b, n);
+        assert_eq!(String::from_utf8(b.clone()).unwrap(), n.to_string());
+    }
+    assert_eq!(version_str(http::Version::HTTP_2), "HTTP/2");
+    // The cached second does not leak into the next one.
+    let mut b = Vec::new();
+    write_time(
+        &mut b,
+        UNIX_EPOCH + Duration::from_millis(1_714_564_800_999),
+    );
+    b.clear();
+    write_time(
+        &mut b,
+        UNIX_EPOCH + Duration::from_millis(1_714_564_801_005),
+    );
+    assert_eq!(String::from_utf8(b).unwrap(), "[2024-05-01T12:00:01.005Z]");
+}
+
+#[test]
 fn dropped_request_is_dc() {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));

@@ -70,6 +70,19 @@ pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
     }
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Appends the client's address to `x-forwarded-for`.
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::IpAddr) {
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
 /// A random (version 4) UUID.
 fn request_id() -> HeaderValue {
     let mut b: [u8; 16] = rand::random();
@@ -169,6 +182,15 @@ mod tests {
         add_request_headers(&mut h);
         assert_eq!(h["x-request-id"], "keep");
         assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn forwarded_for() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        append_forwarded_for(&mut h, "::1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
     }
 
     #[test]

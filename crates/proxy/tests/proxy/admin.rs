@@ -30,6 +30,8 @@ async fn ready_only_after_the_first_config() {
     let back: ProxyConfig = serde_json::from_value(json["config"].clone()).unwrap();
     assert_eq!(back, config);
     assert!(json["lastRejected"].is_null());
+    assert_eq!(json["listeners"]["outbound"], p.outbound().to_string());
+    assert_eq!(json["listeners"]["admin"], admin.to_string());
 
     let mut bad = config.clone();
     bad.clusters.clear();

@@ -90,6 +90,11 @@ async fn routes_by_uri_header_and_method() {
     assert_eq!(r.header("x-seen-x-request-id").len(), 36);
     assert_eq!(r.header("x-seen-x-forwarded-proto"), "http");
     assert_eq!(r.header("x-seen-proxy-connection"), "");
+    assert_eq!(
+        r.header("x-seen-x-forwarded-for"),
+        "",
+        "sidecars do not add x-forwarded-for"
+    );
     assert_eq!(r.header("x-seen-path"), "/");
     assert_eq!(r.header("x-seen-host"), "backend");
 
@@ -298,6 +303,22 @@ async fn gateway_port_with_offset() {
         )
         .await;
     assert_eq!(r.body, "web");
+    // At the edge the client's address is appended to x-forwarded-for.
+    let client_ip = c.local.ip();
+    assert_eq!(r.header("x-seen-x-forwarded-for"), client_ip.to_string());
+    let r = c
+        .send(
+            Request::get("/")
+                .header("host", "shop.example.com")
+                .header("x-forwarded-for", "203.0.113.9")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        r.header("x-seen-x-forwarded-for"),
+        format!("203.0.113.9, {client_ip}")
+    );
     let r = c
         .send(
             Request::get("/")

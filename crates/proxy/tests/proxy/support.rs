@@ -119,6 +119,7 @@ async fn answer(
     for h in [
         "x-request-id",
         "x-forwarded-proto",
+        "x-forwarded-for",
         "connection",
         "proxy-connection",
         "x-canary",
@@ -217,6 +218,8 @@ impl TestProxy {
 /// as an app with `HTTP_PROXY` set does.
 pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// The client's own address, as the proxy sees it.
+    pub local: SocketAddr,
 }
 
 pub struct Reply {
@@ -237,11 +240,12 @@ impl Reply {
 impl Client {
     pub async fn connect(proxy: SocketAddr) -> Client {
         let s = TcpStream::connect(proxy).await.unwrap();
+        let local = s.local_addr().unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
             .await
             .unwrap();
         tokio::spawn(conn);
-        Client { sender }
+        Client { sender, local }
     }
 
     pub async fn get(&mut self, url: &str) -> Reply {
