@@ -63,12 +63,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let data = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.concurrency)
-        .thread_name("skiff-data")
-        .enable_all()
-        .build()
-        .context("starting the data-path runtime")?;
+    // One worker: tokio's single-threaded scheduler, on this thread, without the
+    // work-stealing machinery a pool needs.
+    let data = if args.concurrency == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.concurrency).thread_name("skiff-data");
+        b
+    }
+    .enable_all()
+    .build()
+    .context("starting the data-path runtime")?;
     let admin = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("skiff-admin")
