@@ -122,6 +122,10 @@ impl Proxy {
         http_server
             .http1()
             .timer(TokioTimer::new())
+            // No timeout on reading request heads, as Envoy's default (Istio sets none):
+            // hyper's would arm and drop a timer for every request, which costs a
+            // lock, an allocation and a wake-up of the runtime's driver each time.
+            .header_read_timeout(None)
             .keep_alive(true)
             // One flat buffer per write: a plain send(2), cheaper in the kernel than
             // writev(2) for the small messages a proxy mostly carries.
