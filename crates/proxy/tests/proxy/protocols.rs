@@ -131,3 +131,27 @@ async fn connect_to_an_http_port_serves_http_inside() {
     assert!(out.starts_with("HTTP/1.0 200"), "{out}");
     assert!(out.ends_with("v1"), "{out}");
 }
+
+#[tokio::test]
+async fn websocket_style_upgrade() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("v1"))],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let (head, mut s) = upgrade(p.outbound(), "http://backend/ws", "backend").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("upgrade: echo") && lower.contains("connection: upgrade"),
+        "{head}"
+    );
+    s.write_all(b"ping through the upgrade").await.unwrap();
+    let mut buf = [0u8; 24];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping through the upgrade");
+    assert!(p.log_line("/ws").await.contains(" 101 - "));
+}
