@@ -424,6 +424,12 @@ fn take_upgrade(
         return None;
     }
     let protocol = headers::upgrade_of(req.headers())?;
+    // h2c is HTTP itself: switching the connection to it upstream would turn it into
+    // an opaque tunnel that no route sees. It is dropped with the other hop-by-hop
+    // headers and the request answered over HTTP/1.1, as the RFC allows.
+    if protocol.as_bytes().eq_ignore_ascii_case(b"h2c") {
+        return None;
+    }
     Some((protocol, hyper::upgrade::on(req)))
 }
 

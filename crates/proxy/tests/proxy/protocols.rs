@@ -155,3 +155,30 @@ async fn websocket_style_upgrade() {
     assert_eq!(&buf, b"ping through the upgrade");
     assert!(p.log_line("/ws").await.contains(" 101 - "));
 }
+
+#[tokio::test]
+async fn h2c_upgrade_is_answered_over_http1() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("v1"))],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut c = Client::connect(p.outbound()).await;
+    let r = c
+        .send(
+            http::Request::get("http://backend/")
+                .header("connection", "Upgrade, HTTP2-Settings")
+                .header("upgrade", "h2c")
+                .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "v1");
+    assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
+    assert_eq!(r.header("x-seen-connection"), "");
+}
