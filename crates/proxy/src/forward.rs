@@ -14,6 +14,10 @@
 //!    fails;
 //! 5. stream the response back; the body's end returns the connection to its pool and
 //!    writes the access-log line.
+//!
+//! HTTP/1.1 upgrades (WebSocket) take a connection of their own (`forward/upgrade.rs`);
+//! retries are in `forward/retry.rs`, header rules in `forward/headers.rs`, the body
+//! types in `forward/body.rs`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -117,8 +121,8 @@ pub(crate) fn service(
 > + Clone {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri());
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req).await) }.instrument(span)
+        // A combinator, not an `async` block, which would hold the request twice.
+        futures_util::FutureExt::map(handle(ctx.clone(), req), Ok::<_, Infallible>).instrument(span)
     })
 }
 
