@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// Admin listener port.
     #[arg(long, default_value_t = 15000)]
     admin_port: u16,
+    /// More ports that answer like the admin port, as Istio's pilot-agent (15020: a Job
+    /// posts `/quitquitquit` there) and health port (15021: `/healthz/ready`). `0`: none.
+    #[arg(long, value_delimiter = ',', default_values_t = [15020, 15021])]
+    agent_ports: Vec<u16>,
     /// How long a drain (SIGTERM, `POST /quitquitquit`) waits for open connections, in
     /// seconds.
     #[arg(long, default_value_t = 5.0)]
@@ -87,6 +91,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         outbound_port: args.outbound_port,
         inbound_port: args.inbound_port,
         admin_port: args.admin_port,
+        agent_ports: args
+            .agent_ports
+            .iter()
+            .copied()
+            .filter(|p| *p != 0)
+            .collect(),
         gateway_port_offset: args.gateway_port_offset,
         access_log: match args.access_log {
             OnOff::On => AccessLogTarget::Stdout,
