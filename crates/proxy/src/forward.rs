@@ -41,6 +41,7 @@ use crate::upstream::{EndpointState, InFlight, PooledH1};
 use crate::{Error, ResponseFlag};
 
 mod body;
+mod fault;
 mod headers;
 mod retry;
 mod upgrade;
@@ -185,6 +186,11 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody>
     };
     if let Some(e) = log.entry() {
         e.route = Some(selected.route.name.clone());
+    }
+    if let Some(fault) = &selected.route.fault
+        && let Some(aborted) = Box::pin(fault::apply(fault, &mut log)).await
+    {
+        return aborted;
     }
     match &selected.route.action {
         ActionRt::Direct { status, body } => {
