@@ -298,7 +298,7 @@ spec:
   hosts: [backend]
   http:
   - fault:
-      abort: {httpStatus: 503, percentage: {value: 5}}
+      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 5}}
     corsPolicy:
       allowOrigins: [{exact: https://example.com}]
     route:
@@ -322,7 +322,7 @@ spec:
     assert_eq!(
         warnings,
         [
-            "7:5:spec.http[0].fault true",
+            "8:15:spec.http[0].fault.abort.grpcStatus true",
             "9:5:spec.http[0].corsPolicy true"
         ]
     );
@@ -431,5 +431,39 @@ items:
             .position
             .line,
         4
+    );
+}
+
+#[test]
+fn a_fault_without_a_percentage_is_a_warning_that_it_does_nothing() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [backend]
+  http:
+  - fault:
+      abort: {httpStatus: 503}
+      delay: {fixedDelay: 1s}
+    route:
+    - destination: {host: backend}
+";
+    let loaded = skiff_api::load_str("vs.yaml", text);
+    assert!(!loaded.diagnostics.has_errors());
+    let warnings: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| format!("{}: {}", d.path.as_deref().unwrap_or(""), d.message))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("spec.http[0].fault.abort: no percentage: no request is aborted"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("spec.http[0].fault.delay: no percentage: no request is delayed"),
+        "{warnings:?}"
     );
 }

@@ -317,3 +317,63 @@ async fn a_rejected_update_keeps_the_old_config_and_shows_as_nack() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_service_fault_delays_and_aborts_at_the_callers_sidecar() {
+    let mesh = Mesh::start(26);
+    // Two rules ahead of the split, chosen by the canary header the frontend passes on:
+    // `teapot` is aborted with 418 by the frontend's sidecar, `slow` waits 400 ms.
+    let path = mesh.dir.path().join(VS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rules = "  - name: teapot\n    match:\n    - headers:\n        x-canary:\n          exact: teapot\n    fault:\n      abort:\n        httpStatus: 418\n        percentage:\n          value: 100\n    route:\n    - destination:\n        host: backend\n        subset: v1\n  - name: slow\n    match:\n    - headers:\n        x-canary:\n          exact: slow\n    fault:\n      delay:\n        fixedDelay: 400ms\n        percentage:\n          value: 100\n    route:\n    - destination:\n        host: backend\n        subset: v2\n";
+    std::fs::write(
+        &path,
+        text.replace("  - name: split\n", &format!("{rules}  - name: split\n")),
+    )
+    .unwrap();
+
+    let client = client();
+    let teapot = [("x-canary", "teapot")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the abort never took effect; skiff up printed:\n{}",
+            mesh.log()
+        );
+        let (status, body) = get(&client, mesh.gateway(), &teapot).await.unwrap();
+        if status != 200 {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The frontend reports what its call to the backend got: the injected answer.
+    assert!(body.contains("418"), "{body}");
+    assert!(body.contains("fault filter abort"), "{body}");
+    for _ in 0..20 {
+        let (status, body) = get(&client, mesh.gateway(), &teapot).await.unwrap();
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("418"), "{body}");
+    }
+
+    // The delay holds requests back, then lets them through to their destination.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (status, body) = get(&client, mesh.gateway(), &[("x-canary", "slow")])
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(backend_version(&body), Some("2.0.0"), "{body}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Other requests are neither delayed nor aborted.
+    for _ in 0..50 {
+        let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}

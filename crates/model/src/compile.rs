@@ -12,9 +12,9 @@ mod outbound;
 mod route;
 mod scope;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{Node, ProxyConfig, ProxyKind};
+use crate::config::{Fault, Node, ProxyConfig, ProxyKind};
 use crate::mesh::Mesh;
 use crate::registry::Workload;
 
@@ -41,6 +41,8 @@ pub(crate) struct Compiler<'m> {
     pub(crate) workload: &'m Workload,
     /// Referenced clusters, by name (sorted when the clusters are built).
     pub(crate) clusters: HashMap<String, ClusterKey>,
+    /// Faults of the routes compiled so far, by route name.
+    pub(crate) faults: BTreeMap<String, Fault>,
 }
 
 impl Compiler<'_> {
@@ -66,6 +68,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         mesh,
         workload,
         clusters: HashMap::new(),
+        faults: BTreeMap::new(),
     };
     let mut config = ProxyConfig {
         node: node(mesh, workload, kind),
@@ -79,6 +82,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
     }
     config.clusters = cluster::build(&c);
+    config.faults = std::mem::take(&mut c.faults);
     config.policies = mesh
         .rules()
         .policies()

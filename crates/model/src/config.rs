@@ -39,6 +39,45 @@ pub struct ProxyConfig {
     /// Security policies that apply to this workload (computed, not enforced yet).
     #[serde(default)]
     pub policies: Policies,
+    /// Fault injection (VirtualService `fault`), by [`Route::name`]: a rule keeps its
+    /// name in every virtual host it is compiled into, so one entry covers them all.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub faults: std::collections::BTreeMap<String, Fault>,
+}
+
+/// VirtualService `fault`: a delay and an abort, each applied to its own share of
+/// requests (independently), before the request goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// Wait before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    /// Answer at once with an error status instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+/// `fault.delay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDelay {
+    /// How long (`fixedDelay`).
+    #[serde(with = "duration")]
+    pub fixed_delay: std::time::Duration,
+    /// Share of requests delayed, in millionths (`percentage.value` × 10 000; Istio: an
+    /// unset percentage delays no request).
+    pub per_million: u32,
+}
+
+/// `fault.abort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAbort {
+    /// The status answered (`httpStatus`).
+    pub http_status: u16,
+    /// Share of requests aborted, in millionths (as [`FaultDelay::per_million`]).
+    pub per_million: u32,
 }
 
 /// The identity and placement of a proxy.

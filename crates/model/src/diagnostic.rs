@@ -81,6 +81,8 @@ pub enum Code {
     DuplicateHost,
     /// A workload name is used twice in one namespace.
     DuplicateWorkload,
+    /// Two HTTP rules of one VirtualService carry the same `name`.
+    DuplicateRouteName,
     /// Policies of one kind and scope where Istio takes only one.
     ConflictingPolicies,
     /// A policy's selector matches no workload.

@@ -95,7 +95,7 @@ wrk -t1 -c"$CONNS" -d1s -H 'Host: backend' "http://$CLIENT_IP:15001/" >/dev/null
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 read -r cu0 cs0 < <(cpu $CLIENT); read -r su0 ss0 < <(cpu $SERVER)
-${BEFORE_LOAD:-true}; wrk -t2 -c"$CONNS" -d"${DURATION}s" -H 'Host: backend' "http://$CLIENT_IP:15001/" > "$WORK/wrk.txt"
+${BEFORE_LOAD:-true}; wrk -t"$(( CONNS < 2 ? 1 : 2 ))" -c"$CONNS" -d"${DURATION}s" -H 'Host: backend' "http://$CLIENT_IP:15001/" > "$WORK/wrk.txt"
 read -r cu1 cs1 < <(cpu $CLIENT); read -r su1 ss1 < <(cpu $SERVER)
 cat "$WORK/wrk.txt"
 REQS=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")

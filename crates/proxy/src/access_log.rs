@@ -170,11 +170,14 @@ impl Pending {
         self.0.as_deref_mut()
     }
 
-    /// Sets status and flag.
+    /// Sets status and flag. A delay injected earlier stays the flag unless something
+    /// went wrong after it.
     pub(crate) fn respond(&mut self, status: u16, flag: ResponseFlag) {
         if let Some(e) = self.entry() {
             e.status = status;
-            e.flag = flag;
+            if !(flag == ResponseFlag::None && e.flag == ResponseFlag::DelayInjected) {
+                e.flag = flag;
+            }
         }
     }
 

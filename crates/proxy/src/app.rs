@@ -35,6 +35,10 @@ pub struct ProxyOptions {
     pub inbound_port: u16,
     /// Admin port (Istio: 15000). 0 picks a free port.
     pub admin_port: u16,
+    /// More ports that answer like the admin port, where Istio's tools and habits
+    /// expect them: 15020 (the pilot-agent's, where a Job posts `/quitquitquit`) and
+    /// 15021 (`/healthz/ready`). A port that cannot be opened is warned about.
+    pub agent_ports: Vec<u16>,
     /// Added to every gateway port, so an unprivileged gateway can serve port 80 on
     /// 8080.
     pub gateway_port_offset: u16,
@@ -54,6 +58,7 @@ impl Default for ProxyOptions {
             outbound_port: 15001,
             inbound_port: 15006,
             admin_port: 15000,
+            agent_ports: vec![15020, 15021],
             gateway_port_offset: 0,
             access_log: AccessLogTarget::Stdout,
             drain_timeout: Duration::from_secs(5),
@@ -122,6 +127,10 @@ impl Proxy {
         http_server
             .http1()
             .timer(TokioTimer::new())
+            // No timeout on reading request heads, as Envoy's default (Istio sets none):
+            // hyper's would arm and drop a timer for every request, which costs a
+            // lock, an allocation and a wake-up of the runtime's driver each time.
+            .header_read_timeout(None)
             .keep_alive(true)
             // One flat buffer per write: a plain send(2), cheaper in the kernel than
             // writev(2) for the small messages a proxy mostly carries.
@@ -163,13 +172,22 @@ impl Proxy {
             .admin_runtime
             .clone()
             .unwrap_or_else(tokio::runtime::Handle::current);
-        let p = proxy.clone();
-        admin_rt.spawn(async move {
-            match TcpListener::from_std(admin) {
-                Ok(l) => crate::admin::serve(l, p).await,
-                Err(e) => tracing::error!(error = %e, "admin listener failed"),
+        let mut listeners = vec![admin];
+        for &port in &proxy.shared.options.agent_ports {
+            match bind(SocketAddr::new(admin_ip, port)) {
+                Ok(l) => listeners.push(l),
+                Err(e) => tracing::warn!(error = %e, "admin endpoints not served on this port"),
             }
-        });
+        }
+        for listener in listeners {
+            let p = proxy.clone();
+            admin_rt.spawn(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => crate::admin::serve(l, p).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener failed"),
+                }
+            });
+        }
         tracing::info!(id = %proxy.shared.options.id, admin = %admin_addr, "proxy started; waiting for config");
         Ok(proxy)
     }

@@ -77,6 +77,15 @@ pub struct RouteRt {
     pub(crate) matches: Vec<MatchRt>,
     pub(crate) action: ActionRt,
     pub(crate) timeout: Option<Duration>,
+    /// Fault injection, when the route's VirtualService rule has one.
+    pub(crate) fault: Option<Box<FaultRt>>,
+}
+
+/// A compiled `fault`: shares are in millionths of requests.
+#[derive(Debug)]
+pub(crate) struct FaultRt {
+    pub(crate) delay: Option<(Duration, u32)>,
+    pub(crate) abort: Option<(StatusCode, u32)>,
 }
 
 /// What a compiled route does.
@@ -270,6 +279,7 @@ impl Snapshot {
             });
         }
         gateway.sort_by_key(|p| p.port);
+        build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
 
         Ok(Snapshot {
             version,

@@ -135,6 +135,10 @@ pub enum ResponseFlag {
     UpstreamRetryLimitExceeded,
     /// `DC`: the downstream closed the connection before the response completed.
     DownstreamConnectionTermination,
+    /// `DI`: the request was delayed by fault injection.
+    DelayInjected,
+    /// `FI`: the request was aborted by fault injection.
+    FaultInjected,
     /// `DPE`: the downstream spoke something the proxy could not parse (e.g. a bad
     /// transport header).
     DownstreamProtocolError,
@@ -152,6 +156,8 @@ impl ResponseFlag {
             ResponseFlag::UpstreamTimeout => "UT",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DownstreamProtocolError => "DPE",
         }
     }

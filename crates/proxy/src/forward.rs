@@ -14,6 +14,10 @@
 //!    fails;
 //! 5. stream the response back; the body's end returns the connection to its pool and
 //!    writes the access-log line.
+//!
+//! HTTP/1.1 upgrades (WebSocket) take a connection of their own (`forward/upgrade.rs`);
+//! retries are in `forward/retry.rs`, header rules in `forward/headers.rs`, the body
+//! types in `forward/body.rs`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,8 +41,10 @@ use crate::upstream::{EndpointState, InFlight, PooledH1};
 use crate::{Error, ResponseFlag};
 
 mod body;
+mod fault;
 mod headers;
 mod retry;
+mod upgrade;
 
 pub(crate) use body::{ReqBody, RespBody};
 
@@ -116,8 +122,8 @@ pub(crate) fn service(
 > + Clone {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri());
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req).await) }.instrument(span)
+        // A combinator, not an `async` block, which would hold the request twice.
+        futures_util::FutureExt::map(handle(ctx.clone(), req), Ok::<_, Infallible>).instrument(span)
     })
 }
 
@@ -181,6 +187,11 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody>
     if let Some(e) = log.entry() {
         e.route = Some(selected.route.name.clone());
     }
+    if let Some(fault) = &selected.route.fault
+        && let Some(aborted) = Box::pin(fault::apply(fault, &mut log)).await
+    {
+        return aborted;
+    }
     match &selected.route.action {
         ActionRt::Direct { status, body } => {
             log.respond(status.as_u16(), ResponseFlag::None);
@@ -212,6 +223,8 @@ async fn forward(
     if let Some(e) = log.entry() {
         e.cluster = Some(cluster.name.clone());
     }
+    let mut req = req;
+    let upgrade = take_upgrade(&mut req, cluster.proto);
     let (mut parts, body) = req.into_parts();
     let path = f.rewrite_uri.as_deref().and_then(|rewrite| {
         let new = selected.rewrite_path(rewrite, parts.uri.path());
@@ -232,8 +245,26 @@ async fn forward(
     }
     headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = log.count_body(&body);
-    let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let timeout = selected.route.timeout;
+    if let Some((protocol, downstream)) = upgrade {
+        headers::restore_upgrade(&mut parts.headers, protocol);
+        let req = Request::from_parts(parts, ReqBody::new(body, counter));
+        let ep = match cluster.pick() {
+            Some(ep) => ep,
+            None => {
+                let e = Error::NoHealthyUpstream(cluster.name.to_string());
+                return error_response(&e, e.response_flag(), log);
+            }
+        };
+        let sent = upgrade::send(ep, cluster.connect_timeout, req, downstream);
+        return match with_timeout(timeout, Box::pin(sent)).await {
+            Ok((resp, in_flight)) => {
+                upstream_response(resp, None, in_flight, ResponseFlag::None, log)
+            }
+            Err(e) => error_response(&e, e.response_flag(), log),
+        };
+    }
+    let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let sent = with_timeout(timeout, retry::send(cluster, req, f.retries.as_ref())).await;
     match sent {
@@ -270,7 +301,13 @@ pub(crate) fn upstream_response(
     mut log: Pending,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
+    let switching = (parts.status == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| headers::upgrade_of(&parts.headers))
+        .flatten();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(protocol) = switching {
+        headers::restore_upgrade(&mut parts.headers, protocol);
+    }
     log.respond(parts.status.as_u16(), flag);
     if let Some(e) = log.entry() {
         e.upstream = Some(in_flight.endpoint().clone());
@@ -361,17 +398,49 @@ pub(crate) async fn forward_direct(
     req: Request<Incoming>,
     mut log: Pending,
 ) -> Response<RespBody> {
+    let mut req = req;
+    let upgrade = take_upgrade(&mut req, ep.key.proto);
     let (mut parts, body) = req.into_parts();
     let authority = headers::authority_value(&parts);
     headers::strip_hop_by_hop(&mut parts.headers, true);
     headers::set_target(&mut parts, ep.key.proto, authority, None);
     let counter = log.count_body(&body);
+    if let Some((protocol, downstream)) = upgrade {
+        headers::restore_upgrade(&mut parts.headers, protocol);
+        let req = Request::from_parts(parts, ReqBody::new(body, counter));
+        return match Box::pin(upgrade::send(ep, connect_timeout, req, downstream)).await {
+            Ok((resp, in_flight)) => {
+                upstream_response(resp, None, in_flight, ResponseFlag::None, log)
+            }
+            Err(e) => error_response(&e, e.response_flag(), log),
+        };
+    }
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let in_flight = InFlight::new(ep.clone());
     match ep.send(req, connect_timeout).await {
         Ok((resp, pooled)) => upstream_response(resp, pooled, in_flight, ResponseFlag::None, log),
         Err(e) => error_response(&e.error, e.error.response_flag(), log),
     }
+}
+
+/// An HTTP/1.x request asking to switch protocols, to an upstream spoken to in HTTP/1.1:
+/// the protocol it asks for, and the downstream connection once hyper hands it over.
+/// (Over HTTP/2 upstreams the request goes as an ordinary one, without its upgrade.)
+fn take_upgrade(
+    req: &mut Request<Incoming>,
+    proto: crate::upstream::UpstreamProto,
+) -> Option<(HeaderValue, hyper::upgrade::OnUpgrade)> {
+    if proto == crate::upstream::UpstreamProto::Http2 || req.version() >= http::Version::HTTP_2 {
+        return None;
+    }
+    let protocol = headers::upgrade_of(req.headers())?;
+    // h2c is HTTP itself: switching the connection to it upstream would turn it into
+    // an opaque tunnel that no route sees. It is dropped with the other hop-by-hop
+    // headers and the request answered over HTTP/1.1, as the RFC allows.
+    if protocol.as_bytes().eq_ignore_ascii_case(b"h2c") {
+        return None;
+    }
+    Some((protocol, hyper::upgrade::on(req)))
 }
 
 /// The request future is moved a few times per request (by hyper and the service),

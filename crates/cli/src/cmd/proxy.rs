@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// Admin listener port.
     #[arg(long, default_value_t = 15000)]
     admin_port: u16,
+    /// More ports that answer like the admin port, as Istio's pilot-agent (15020: a Job
+    /// posts `/quitquitquit` there) and health port (15021: `/healthz/ready`). `0`: none.
+    #[arg(long, value_delimiter = ',', default_values_t = [15020, 15021])]
+    agent_ports: Vec<u16>,
     /// How long a drain (SIGTERM, `POST /quitquitquit`) waits for open connections, in
     /// seconds.
     #[arg(long, default_value_t = 5.0)]
@@ -63,12 +67,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let data = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.concurrency)
-        .thread_name("skiff-data")
-        .enable_all()
-        .build()
-        .context("starting the data-path runtime")?;
+    // One worker: tokio's single-threaded scheduler, on this thread, without the
+    // work-stealing machinery a pool needs.
+    let data = if args.concurrency == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.concurrency).thread_name("skiff-data");
+        b
+    }
+    .enable_all()
+    .build()
+    .context("starting the data-path runtime")?;
     let admin = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("skiff-admin")
@@ -81,6 +91,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         outbound_port: args.outbound_port,
         inbound_port: args.inbound_port,
         admin_port: args.admin_port,
+        agent_ports: args
+            .agent_ports
+            .iter()
+            .copied()
+            .filter(|p| *p != 0)
+            .collect(),
         gateway_port_offset: args.gateway_port_offset,
         access_log: match args.access_log {
             OnOff::On => AccessLogTarget::Stdout,

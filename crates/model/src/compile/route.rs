@@ -58,6 +58,9 @@ impl Compiler<'_> {
                 body: body.clone(),
             },
         };
+        if let Some(fault) = &rule.fault {
+            self.faults.insert(rule.name.clone(), fault.clone());
+        }
         Some(Route {
             name: rule.name.clone(),
             matches,

@@ -290,3 +290,99 @@ spec:
     let mismatch = crate::testing::messages(&mesh, crate::diagnostic::Code::GatewayHostMismatch);
     assert!(mismatch.is_empty(), "{mismatch:?}");
 }
+
+const FAULTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: a}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: api-1, namespace: a}
+spec: {address: 10.0.0.1, labels: {app: api}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: a}
+spec:
+  hosts: [api]
+  http:
+  - name: slow
+    match: [{headers: {x-slow: {exact: "1"}}}]
+    fault:
+      delay: {fixedDelay: 1.5s, percentage: {value: 12.5}}
+      abort: {httpStatus: 503}
+    route: [{destination: {host: api}}]
+  - name: slow
+    match: [{uri: {prefix: /legacy}}]
+    fault:
+      delay: {fixedDelay: 2s, percent: 30}
+    route: [{destination: {host: api}}]
+  - fault:
+      abort: {httpStatus: 418, percentage: {value: 100}}
+    route: [{destination: {host: api}}]
+"#;
+
+#[test]
+fn faults_are_keyed_by_unique_route_names_with_istio_percentages() {
+    use std::time::Duration;
+
+    use crate::config::{Fault, FaultAbort, FaultDelay};
+
+    let mesh = mesh(FAULTS);
+    let config = mesh.compile("api-1.a").unwrap();
+    let names: Vec<&str> = config.outbound[0].virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["a/api/slow", "a/api/slow#1", "a/api/2"]);
+    let faults: Vec<(&str, &Fault)> = config.faults.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    assert_eq!(
+        faults,
+        [
+            (
+                "a/api/2",
+                &Fault {
+                    delay: None,
+                    abort: Some(FaultAbort {
+                        http_status: 418,
+                        per_million: 1_000_000
+                    }),
+                }
+            ),
+            (
+                "a/api/slow",
+                // An abort without a percentage aborts nothing, as in Istio.
+                &Fault {
+                    delay: Some(FaultDelay {
+                        fixed_delay: Duration::from_millis(1500),
+                        per_million: 125_000
+                    }),
+                    abort: None,
+                }
+            ),
+            (
+                "a/api/slow#1",
+                // The deprecated integer `percent`.
+                &Fault {
+                    delay: Some(FaultDelay {
+                        fixed_delay: Duration::from_secs(2),
+                        per_million: 300_000
+                    }),
+                    abort: None,
+                }
+            ),
+        ]
+    );
+    let dup: Vec<_> = mesh
+        .diagnostics()
+        .iter()
+        .filter(|f| f.code == crate::diagnostic::Code::DuplicateRouteName)
+        .collect();
+    assert_eq!(dup.len(), 1, "{dup:?}");
+    assert_eq!(dup[0].field.as_deref(), Some("spec.http[1].name"));
+}

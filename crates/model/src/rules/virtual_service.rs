@@ -6,7 +6,10 @@ use std::time::Duration;
 use skiff_api::networking::{HttpRoute, HttpRouteDestination, VirtualService};
 use skiff_api::{Entry, HeaderMatch as ApiHeaderMatch, Resource, StringMatch as ApiStringMatch};
 
-use crate::config::{HeaderMatch, Redirect, RetryPolicy, Rewrite, RouteMatch, StringMatch};
+use crate::config::{
+    Fault, FaultAbort, FaultDelay, HeaderMatch, Redirect, RetryPolicy, Rewrite, RouteMatch,
+    StringMatch,
+};
 use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
 use crate::registry::{Labels, Registry, Visibility};
 
@@ -47,6 +50,8 @@ pub struct HttpRule {
     pub action: RuleAction,
     /// Whole-request timeout.
     pub timeout: Option<Duration>,
+    /// Fault injection (`fault`), when it delays or aborts any request.
+    pub fault: Option<Fault>,
 }
 
 /// One alternative of a rule's match, with the conditions the compiler settles per
@@ -177,12 +182,13 @@ pub(super) fn convert(
     }
     let gateways: Vec<String> = vs.gateways.iter().map(|g| resolve_gateway(g, ns)).collect();
     let mesh = gateways.is_empty() || gateways.iter().any(|g| g == MESH);
-    let http = vs
+    let mut http: Vec<HttpRule> = vs
         .http
         .iter()
         .enumerate()
         .filter_map(|(i, rule)| http_rule(vs, i, rule, registry, findings))
         .collect();
+    unique_rule_names(&mut http, r, findings);
     VirtualServiceInfo {
         resource: resource_ref(r),
         namespace: ns.to_string(),
@@ -291,7 +297,65 @@ fn http_rule(
             .as_ref()
             .map(|d| d.value())
             .filter(|d| !d.is_zero()),
+        fault: rule.fault.as_ref().and_then(fault),
     })
+}
+
+/// Route names key per-route settings in the proxy config (faults), so they must be
+/// unique: a rule whose `name` an earlier rule of the same VirtualService already
+/// carries is renamed `<name>#<index>`, with a warning.
+fn unique_rule_names(http: &mut [HttpRule], r: &Resource, findings: &mut Findings) {
+    let mut seen = std::collections::HashSet::new();
+    for rule in http.iter_mut() {
+        if !seen.insert(rule.name.clone()) {
+            let index = rule
+                .field
+                .trim_start_matches("spec.http[")
+                .trim_end_matches(']');
+            let renamed = format!("{}#{index}", rule.name);
+            findings.report(
+                Severity::Warning,
+                Code::DuplicateRouteName,
+                r,
+                Some(&format!("{}.name", rule.field)),
+                format!(
+                    "route name {:?} is already used by an earlier rule; this rule is named {renamed:?} in proxy configs",
+                    rule.name.rsplit('/').next().unwrap_or_default()
+                ),
+            );
+            rule.name = renamed;
+            seen.insert(rule.name.clone());
+        }
+    }
+}
+
+/// `fault`, as the share of requests (in millionths) delayed and aborted. Istio's
+/// semantics: an unset `percentage` delays or aborts no request (a delay falls back to
+/// the deprecated integer `percent`); a gRPC or HTTP/2 abort is reported by the loader
+/// as not implemented and left out here.
+fn fault(f: &skiff_api::networking::HttpFaultInjection) -> Option<Fault> {
+    fn per_million(percentage: Option<&skiff_api::Percent>, percent: Option<i32>) -> u32 {
+        match (percentage, percent) {
+            (Some(p), _) => (p.value.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+            (None, Some(p)) => u32::try_from(p.clamp(0, 100)).unwrap_or(0) * 10_000,
+            (None, None) => 0,
+        }
+    }
+    let delay = f.delay.as_ref().and_then(|d| {
+        Some(FaultDelay {
+            fixed_delay: d.fixed_delay.as_ref()?.value(),
+            per_million: per_million(d.percentage.as_ref(), d.percent),
+        })
+    });
+    let abort = f.abort.as_ref().and_then(|a| {
+        Some(FaultAbort {
+            http_status: u16::try_from(a.http_status?).ok()?,
+            per_million: per_million(a.percentage.as_ref(), None),
+        })
+    });
+    let delay = delay.filter(|d| d.per_million > 0 && !d.fixed_delay.is_zero());
+    let abort = abort.filter(|a| a.per_million > 0);
+    (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
 }
 
 fn destinations(

@@ -1,12 +1,12 @@
-//! The fault-injection examples of the seeds: parsed (the loader reports them as not
-//! enforced), and the rest of each rule compiles.
+//! The fault-injection examples of the seeds: parsed, compiled into the faults of the
+//! calling proxies' configs, and the rest of each rule compiles as usual.
 
-use skiff_model::config::RouteAction;
+use skiff_model::config::{Fault, FaultAbort, FaultDelay, RouteAction};
 
 use super::*;
 
 #[test]
-fn fault_and_retries_are_parsed_and_reported() {
+fn fault_and_retries_are_parsed_without_warnings() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault");
     let loaded = skiff_api::load(&[dir]).unwrap();
     let vs = loaded
@@ -36,10 +36,37 @@ fn fault_and_retries_are_parsed_and_reported() {
     let warned: Vec<String> = loaded
         .diagnostics
         .iter()
-        .filter(|d| d.path.as_deref().is_some_and(|p| p.ends_with(".fault")))
+        .filter(|d| d.path.as_deref().is_some_and(|p| p.contains(".fault")))
         .map(|d| d.to_string())
         .collect();
-    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned.is_empty(), "{warned:#?}");
+}
+
+#[test]
+fn faults_reach_the_callers_config_by_route_name() {
+    let mesh = mesh("fault");
+    let config = compile(&mesh, "database.production");
+    assert_eq!(
+        config.faults.get("production/payment-service-fault/0"),
+        Some(&Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                http_status: 503,
+                per_million: 500_000
+            }),
+        })
+    );
+    assert_eq!(
+        config.faults.get("production/database-latency/0"),
+        Some(&Fault {
+            delay: Some(FaultDelay {
+                fixed_delay: std::time::Duration::from_secs(2),
+                per_million: 100_000
+            }),
+            abort: None,
+        })
+    );
+    assert_eq!(config.faults.len(), 2);
 }
 
 #[test]

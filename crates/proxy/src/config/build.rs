@@ -10,7 +10,7 @@ use http::{HeaderValue, StatusCode};
 use skiff_model::config::{self as model, OutboundPort, Protocol, ProxyConfig, RouteAction};
 
 use super::{
-    ActionRt, DomainIndex, ForwardRt, MatchRt, PortRoutes, RedirectRt, RetryRt, RouteRt,
+    ActionRt, DomainIndex, FaultRt, ForwardRt, MatchRt, PortRoutes, RedirectRt, RetryRt, RouteRt,
     RouteTable, TcpRouteRt, VirtualHostRt, WeightedClusters,
 };
 use crate::Error;
@@ -241,5 +241,71 @@ fn compile_route(
         matches,
         action,
         timeout: r.timeout.filter(|t| !t.is_zero()),
+        fault: None,
     })
+}
+
+/// Gives each route its `fault`, by route name; a fault that names no route is warned
+/// about (the rule it came from did not compile into this proxy's routes).
+pub(super) fn attach_faults(
+    faults: &std::collections::BTreeMap<String, model::Fault>,
+    outbound: &mut [PortRoutes],
+    gateway: &mut [PortRoutes],
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    if faults.is_empty() {
+        return Ok(());
+    }
+    let mut used = std::collections::HashSet::new();
+    let routes = outbound
+        .iter_mut()
+        .chain(gateway.iter_mut())
+        .flat_map(|p| p.http.vhosts.iter_mut())
+        .flat_map(|vh| vh.routes.iter_mut());
+    for route in routes {
+        let Some(f) = faults.get(&*route.name) else {
+            continue;
+        };
+        used.insert(route.name.clone());
+        route.fault = Some(Box::new(compile_fault(&route.name, f)?));
+    }
+    for name in faults.keys().filter(|n| !used.contains(n.as_str())) {
+        warnings.push(format!(
+            "fault for route {name}, which no route of this proxy has"
+        ));
+    }
+    Ok(())
+}
+
+fn compile_fault(route: &str, f: &model::Fault) -> Result<FaultRt, Error> {
+    let share = |what: &str, per_million: u32| {
+        if per_million > 1_000_000 {
+            Err(Error::config(
+                route,
+                format!("fault {what} share {per_million} is over 1000000 (100%)"),
+            ))
+        } else {
+            Ok(per_million)
+        }
+    };
+    let delay = match &f.delay {
+        Some(d) => Some((d.fixed_delay, share("delay", d.per_million)?)),
+        None => None,
+    };
+    let abort = match &f.abort {
+        Some(a) => {
+            let status = StatusCode::from_u16(a.http_status)
+                .ok()
+                .filter(|s| (200..600).contains(&s.as_u16()))
+                .ok_or_else(|| {
+                    Error::config(
+                        route,
+                        format!("fault abort status {} is not in 200..=599", a.http_status),
+                    )
+                })?;
+            Some((status, share("abort", a.per_million)?))
+        }
+        None => None,
+    };
+    Ok(FaultRt { delay, abort })
 }

@@ -247,3 +247,36 @@ fn weighted_pick_follows_weights() {
     // Binomial(4000, 0.25): mean 1000, sd ~27; 6 sd either side.
     assert!((840..1160).contains(&counts[1]), "{counts:?}");
 }
+
+#[test]
+fn faults_attach_by_route_name_and_are_validated() {
+    let fault = |status: u16, share: u32| Fault {
+        delay: Some(FaultDelay {
+            fixed_delay: Duration::from_millis(5),
+            per_million: share,
+        }),
+        abort: Some(FaultAbort {
+            http_status: status,
+            per_million: share,
+        }),
+    };
+    let mut c = simple();
+    c.faults.insert("default".into(), fault(503, 500_000));
+    c.faults.insert("ns/vs/9".into(), fault(503, 1));
+    let s = Snapshot::compile("v", c).unwrap();
+    let route = &s.outbound_port(80).unwrap().http.vhosts[0].routes[0];
+    let f = route.fault.as_ref().unwrap();
+    assert_eq!(f.abort.unwrap().1, 500_000);
+    assert!(
+        s.warnings().iter().any(|w| w.contains("ns/vs/9")),
+        "{:?}",
+        s.warnings()
+    );
+
+    let mut c = simple();
+    c.faults.insert("default".into(), fault(503, 2_000_000));
+    assert!(err(c).contains("over 1000000"));
+    let mut c = simple();
+    c.faults.insert("default".into(), fault(99, 1));
+    assert!(err(c).contains("not in 200..=599"));
+}

@@ -59,6 +59,25 @@ fn is_hop_by_hop(n: &HeaderName, request: bool) -> bool {
         || n == PROXY_CONNECTION
 }
 
+/// The protocol an HTTP/1.1 message asks to switch to: its `Upgrade` header, when its
+/// `Connection` header names `upgrade`.
+pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let asks = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    asks.then(|| upgrade.clone())
+}
+
+/// Puts back the two headers of an upgrade after the hop-by-hop ones were removed.
+pub(crate) fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, upgrade);
+}
+
 /// Adds `x-forwarded-proto` and `x-request-id` when the request has none, as Istio's
 /// sidecars and gateways do.
 pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
@@ -182,6 +201,22 @@ mod tests {
         add_request_headers(&mut h);
         assert_eq!(h["x-request-id"], "keep");
         assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(upgrade_of(&h).is_none(), "Connection must name it");
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(upgrade_of(&h).unwrap(), "websocket");
+        strip_hop_by_hop(&mut h, true);
+        assert!(h.is_empty());
+        restore_upgrade(&mut h, HeaderValue::from_static("websocket"));
+        assert_eq!(h["connection"], "upgrade");
     }
 
     #[test]

@@ -22,6 +22,8 @@ async fn ready_only_after_the_first_config() {
     );
     p.proxy.apply("v-42", config.clone()).unwrap();
     assert_eq!(get(admin, "/ready").await.status, 200);
+    let health = std::net::SocketAddr::new(ip, 15021);
+    assert_eq!(get(health, "/healthz/ready").await.status, 200);
 
     let dump = get(admin, "/config_dump").await;
     assert_eq!(dump.status, 200);
@@ -56,7 +58,8 @@ async fn quitquitquit_drains() {
     // A slow request in flight when the drain starts still completes.
     let slow = tokio::spawn(async move { get(outbound, "http://backend/delay/300").await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut c = Client::connect(p.proxy.admin_addr()).await;
+    // Posted where an Istio Job posts it: the pilot-agent's port.
+    let mut c = Client::connect(std::net::SocketAddr::new(ip, 15020)).await;
     let r = c
         .send(
             http::Request::post("/quitquitquit")

@@ -163,3 +163,24 @@ async fn tcp_through_connect_and_two_proxies() {
     assert!(line.ends_with("db.ns.svc.cluster.local:5432 db"), "{line}");
     let _ = SocketAddr::new(ip, 0);
 }
+
+#[tokio::test]
+async fn upgrade_through_two_proxies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_server_proxy, _app, ep) = server("app", Protocol::Http).await;
+    let ip = fresh_ip();
+    let config = one_service(
+        ip,
+        vec![route("default", vec![], to("c"))],
+        vec![cluster("c", Protocol::Http, vec![ep])],
+    );
+    let client = TestProxy::with_config(ip, config).await;
+    let (head, mut s) = upgrade(client.outbound(), "/ws", "backend").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for msg in [&b"one"[..], b"two", b"three"] {
+        s.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, msg);
+    }
+}

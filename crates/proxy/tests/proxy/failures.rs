@@ -174,3 +174,77 @@ async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
     let after_get = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(after_get - after_post, 3, "first try and two retries");
 }
+
+#[tokio::test]
+async fn fault_injection_delays_and_aborts() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let mut config = one_service(
+        ip,
+        vec![
+            route("ns/vs/slow", vec![uri_prefix("/slow")], to("v1")),
+            route("ns/vs/half", vec![uri_prefix("/half")], to("v1")),
+            route("ns/vs/broken", vec![], to("v1")),
+        ],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    config.faults.insert(
+        "ns/vs/slow".into(),
+        Fault {
+            delay: Some(FaultDelay {
+                fixed_delay: Duration::from_millis(300),
+                per_million: 1_000_000,
+            }),
+            abort: None,
+        },
+    );
+    config.faults.insert(
+        "ns/vs/half".into(),
+        Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                http_status: 503,
+                per_million: 500_000,
+            }),
+        },
+    );
+    config.faults.insert(
+        "ns/vs/broken".into(),
+        Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                http_status: 418,
+                per_million: 1_000_000,
+            }),
+        },
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut c = Client::connect(p.outbound()).await;
+
+    let started = Instant::now();
+    let r = c.get("http://backend/slow").await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(p.log_line("/slow").await.contains(" 200 DI "));
+
+    let r = c.get("http://backend/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (418, "fault filter abort")
+    );
+    assert!(p.log_line("\"GET / ").await.contains(" 418 FI "));
+
+    // Binomial(400, 0.5): mean 200, standard deviation 10; allow 6 either side.
+    let mut aborted = 0;
+    for _ in 0..400 {
+        if c.get("http://backend/half").await.status == 503 {
+            aborted += 1;
+        }
+    }
+    assert!((140..=260).contains(&aborted), "{aborted} of 400 aborted");
+    // Aborted requests never reach the backend.
+    assert_eq!(
+        v1.hits.load(std::sync::atomic::Ordering::Relaxed),
+        1 + 400 - aborted
+    );
+}

@@ -131,3 +131,54 @@ async fn connect_to_an_http_port_serves_http_inside() {
     assert!(out.starts_with("HTTP/1.0 200"), "{out}");
     assert!(out.ends_with("v1"), "{out}");
 }
+
+#[tokio::test]
+async fn websocket_style_upgrade() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("v1"))],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let (head, mut s) = upgrade(p.outbound(), "http://backend/ws", "backend").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("upgrade: echo") && lower.contains("connection: upgrade"),
+        "{head}"
+    );
+    s.write_all(b"ping through the upgrade").await.unwrap();
+    let mut buf = [0u8; 24];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping through the upgrade");
+    assert!(p.log_line("/ws").await.contains(" 101 - "));
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_answered_over_http1() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("v1"))],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut c = Client::connect(p.outbound()).await;
+    let r = c
+        .send(
+            http::Request::get("http://backend/")
+                .header("connection", "Upgrade, HTTP2-Settings")
+                .header("upgrade", "h2c")
+                .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "v1");
+    assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
+    assert_eq!(r.header("x-seen-connection"), "");
+}

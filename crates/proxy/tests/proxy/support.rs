@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use skiff_model::config::*;
 use skiff_proxy::{AccessLogTarget, Proxy, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// A loopback address no other test (or other process of this run) uses:
 /// 127.<random>.<counter>.1, so fixed ports like 15001 never clash.
@@ -73,7 +75,7 @@ pub async fn backend_at(name: &'static str, addr: SocketAddr) -> Backend {
                     async move { Ok::<_, Infallible>(answer(name, req, &hits, &flaky).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
                     .await;
             });
         }
@@ -88,12 +90,34 @@ pub async fn backend_at(name: &'static str, addr: SocketAddr) -> Backend {
 
 async fn answer(
     name: &'static str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     hits: &AtomicUsize,
     flaky: &AtomicUsize,
-) -> Response<Full<Bytes>> {
+) -> Response<BackendBody> {
     hits.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
+    // `Upgrade: echo` switches to a protocol that writes back what it reads.
+    if req.headers().get("upgrade").is_some_and(|u| u == "echo") {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on_upgrade.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .header("x-backend", name)
+            .body(Either::Left(Full::default()))
+            .unwrap();
+    }
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
@@ -139,7 +163,26 @@ async fn answer(
         out.push(b':');
         out.extend_from_slice(&body);
     }
-    resp.body(Full::new(Bytes::from(out))).unwrap()
+    resp.body(Either::Left(Full::new(Bytes::from(out))))
+        .unwrap()
+}
+
+type BackendBody =
+    Either<Full<Bytes>, StreamBody<ReceiverStream<Result<Frame<Bytes>, Infallible>>>>;
+
+/// The backend's name now, then again after `ms` milliseconds.
+fn slow_body(name: &'static str, ms: u64) -> BackendBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
+            .await;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
+            .await;
+    });
+    Either::Right(StreamBody::new(ReceiverStream::new(rx)))
 }
 
 /// A TCP server that writes back what it reads.
@@ -291,6 +334,29 @@ pub async fn h2_get(proxy: SocketAddr, url: &str) -> Reply {
     read_reply(resp).await
 }
 
+/// Sends an `Upgrade: echo` request through the proxy; returns the response head and
+/// the stream, switched to the echo protocol when the head is a 101.
+pub async fn upgrade(proxy: SocketAddr, url: &str, host: &str) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(
+        format!(
+            "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), s)
+}
+
 /// Opens a CONNECT tunnel through the proxy; returns the stream after the 200.
 pub async fn connect_tunnel(proxy: SocketAddr, target: &str) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect(proxy).await.unwrap();
@@ -386,7 +452,7 @@ pub fn sidecar(ip: IpAddr, outbound: Vec<OutboundPort>, clusters: Vec<Cluster>) 
         inbound: vec![],
         gateway: vec![],
         clusters,
-        ..ProxyConfig::default()
+        ..Default::default()
     }
 }
 

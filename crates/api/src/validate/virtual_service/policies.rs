@@ -59,6 +59,12 @@ pub(super) fn fault(r: &mut Report<'_>, path: &str, f: &HttpFaultInjection) {
     if let Some(a) = &f.abort {
         let ap = format!("{fp}.abort");
         percentage(r, &format!("{ap}.percentage"), a.percentage.as_ref());
+        if a.percentage.is_none() {
+            r.warn(
+                ap.clone(),
+                "no percentage: no request is aborted (set percentage.value: 100 to abort every request)",
+            );
+        }
         let set = [
             a.http_status.is_some(),
             a.grpc_status.is_some(),
@@ -97,6 +103,12 @@ pub(super) fn fault(r: &mut Report<'_>, path: &str, f: &HttpFaultInjection) {
     if let Some(d) = &f.delay {
         let dp = format!("{fp}.delay");
         percentage(r, &format!("{dp}.percentage"), d.percentage.as_ref());
+        if d.percentage.is_none() && d.percent.is_none() {
+            r.warn(
+                dp.clone(),
+                "no percentage: no request is delayed (set percentage.value: 100 to delay every request)",
+            );
+        }
         if let Some(p) = d.percent
             && !(0..=100).contains(&p)
         {

@@ -1,0 +1,38 @@
+//! Fault injection (VirtualService `fault`), before a route's action: a delay for its
+//! share of requests, then an abort for its share (drawn independently), as Envoy's
+//! fault filter does. The access log shows `DI` for a delayed request and `FI` for an
+//! aborted one.
+
+use bytes::Bytes;
+use http::Response;
+
+use super::{RespBody, local_bytes};
+use crate::ResponseFlag;
+use crate::access_log::Pending;
+use crate::config::FaultRt;
+use crate::upstream::random_below;
+
+/// Applies `fault`; returns the response when the request is aborted.
+pub(super) async fn apply(fault: &FaultRt, log: &mut Pending) -> Option<Response<RespBody>> {
+    if let Some((delay, share)) = fault.delay
+        && hit(share)
+    {
+        tokio::time::sleep(delay).await;
+        log.respond(0, ResponseFlag::DelayInjected);
+    }
+    if let Some((status, share)) = fault.abort
+        && hit(share)
+    {
+        log.respond(status.as_u16(), ResponseFlag::FaultInjected);
+        return Some(local_bytes(
+            status,
+            Bytes::from_static(b"fault filter abort"),
+            std::mem::take(log),
+        ));
+    }
+    None
+}
+
+fn hit(per_million: u32) -> bool {
+    per_million >= 1_000_000 || (per_million > 0 && random_below(1_000_000) < per_million)
+}
