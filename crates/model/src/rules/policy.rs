@@ -127,43 +127,31 @@ impl PolicyIndex {
             index.peer.push(policy);
         }
         for ap in resources.authorization_policies() {
-            let targeted = is_targeted(
-                ap.target_ref.as_ref(),
-                &ap.target_refs,
-                ap.resource,
+            let scoped = targeted_or_selected(
+                (
+                    ap.resource,
+                    ap.target_ref.as_ref(),
+                    &ap.target_refs,
+                    &ap.selector,
+                ),
+                registry,
+                root_namespace,
                 findings,
             );
-            let scoped = scoped(ap.resource, selector(&ap.selector), targeted);
-            if !targeted {
-                check_selector(
-                    registry,
-                    ap.resource,
-                    scoped.selector.as_ref(),
-                    &scoped.namespace,
-                    root_namespace,
-                    findings,
-                );
-            }
             index.authorization.push(scoped);
         }
         for ra in resources.request_authentications() {
-            let targeted = is_targeted(
-                ra.target_ref.as_ref(),
-                &ra.target_refs,
-                ra.resource,
+            let scoped = targeted_or_selected(
+                (
+                    ra.resource,
+                    ra.target_ref.as_ref(),
+                    &ra.target_refs,
+                    &ra.selector,
+                ),
+                registry,
+                root_namespace,
                 findings,
             );
-            let scoped = scoped(ra.resource, selector(&ra.selector), targeted);
-            if !targeted {
-                check_selector(
-                    registry,
-                    ra.resource,
-                    scoped.selector.as_ref(),
-                    &scoped.namespace,
-                    root_namespace,
-                    findings,
-                );
-            }
             index.request_authentication.push(scoped);
         }
         index
@@ -229,6 +217,34 @@ impl PolicyIndex {
         keys.dedup();
         keys
     }
+}
+
+/// The scope of a policy that may name its targets (`targetRef(s)`) instead of selecting
+/// workloads; a selector is checked against the registry only when it is what applies.
+fn targeted_or_selected(
+    (r, target_ref, target_refs, sel): (
+        &Resource,
+        Option<&PolicyTargetReference>,
+        &[PolicyTargetReference],
+        &Option<WorkloadSelector>,
+    ),
+    registry: &Registry,
+    root_namespace: &str,
+    findings: &mut Findings,
+) -> Scoped {
+    let targeted = is_targeted(target_ref, target_refs, r, findings);
+    let scoped = scoped(r, selector(sel), targeted);
+    if !targeted {
+        check_selector(
+            registry,
+            r,
+            scoped.selector.as_ref(),
+            &scoped.namespace,
+            root_namespace,
+            findings,
+        );
+    }
+    scoped
 }
 
 fn scoped(r: &Resource, selector: Option<Labels>, targeted: bool) -> Scoped {
