@@ -18,5 +18,8 @@ pub(crate) fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr closed, e.g. the reader of a pipe
+        // is gone) is dropped; reporting that on stderr again would panic.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -377,3 +377,25 @@ async fn a_virtual_service_fault_delays_and_aborts_at_the_callers_sidecar() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_skiff_up_outright_still_stops_everything_it_started() {
+    let mut mesh = Mesh::start(27);
+    let (status, body) = get(&client(), mesh.gateway(), &[]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let running = mesh.processes();
+    // The control plane, four proxies and three apps.
+    assert!(running.len() >= 8, "{running:#?}");
+
+    // SIGKILL: `skiff up` cannot stop anything; its children notice and stop themselves.
+    mesh.kill();
+    let mut left = running;
+    mesh.wait_for("the children to stop", Duration::from_secs(20), || {
+        left = mesh.processes();
+        left.is_empty()
+    });
+    assert!(
+        get(&client(), mesh.gateway(), &[]).await.is_err(),
+        "the gateway still answers"
+    );
+}

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
+pub(crate) mod lifeline;
 mod supervisor;
 
 use supervisor::Supervisor;

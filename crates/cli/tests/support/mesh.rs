@@ -134,6 +134,13 @@ impl Mesh {
         }
     }
 
+    /// Kills `skiff up` with SIGKILL (no chance to stop its children) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let mut up = self.up.take().unwrap();
+        signal(up.id(), "KILL");
+        let _ = up.wait();
+    }
+
     /// Processes (other than `skiff up` itself) whose command line mentions this
     /// mesh's addresses or directory: what would be left behind.
     pub(crate) fn processes(&self) -> Vec<(u32, String)> {

@@ -41,13 +41,19 @@ impl Supervisor {
 
     /// Starts `command` as `name`. Its stdout and stderr are printed line by line,
     /// prefixed with the name. The child gets its own process group, so a Ctrl-C in
-    /// the terminal reaches only `skiff up`, which then stops children in order.
+    /// the terminal reaches only `skiff up`, which then stops children in order; and
+    /// it learns this process's id, so it stops by itself if `skiff up` is killed
+    /// (see [`super::lifeline`]).
     pub(crate) fn spawn(&mut self, name: &str, mut command: Command) -> anyhow::Result<()> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
+            .env(
+                super::lifeline::SUPERVISOR_PID_ENV,
+                std::process::id().to_string(),
+            )
             .kill_on_drop(true);
         let mut child = command
             .spawn()
