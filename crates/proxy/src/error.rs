@@ -91,6 +91,9 @@ pub enum Error {
     /// I/O on a downstream connection.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The downstream's request body broke off while the proxy read it.
+    #[error("downstream request body: {0}")]
+    DownstreamBody(String),
 }
 
 impl Error {
@@ -103,7 +106,9 @@ impl Error {
             Error::UpstreamReset { .. } => ResponseFlag::UpstreamConnectionTermination,
             Error::Timeout(_) => ResponseFlag::UpstreamTimeout,
             Error::NoHealthyUpstream(_) => ResponseFlag::NoHealthyUpstream,
-            Error::Io(_) => ResponseFlag::DownstreamConnectionTermination,
+            Error::Io(_) | Error::DownstreamBody(_) => {
+                ResponseFlag::DownstreamConnectionTermination
+            }
             _ => ResponseFlag::None,
         }
     }

@@ -24,6 +24,8 @@ pub(crate) enum ReqBody {
     Empty,
     /// The downstream's body, streamed; counted when its length is not known.
     Incoming(Incoming, Option<Arc<AtomicU64>>),
+    /// A body read in full beforehand, so that a retry can send it again.
+    Full(Option<Bytes>),
 }
 
 impl ReqBody {
@@ -46,6 +48,7 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ReqBody::Incoming(body, counter) => {
                 let polled = Pin::new(body).poll_frame(cx);
                 if let (Some(c), Poll::Ready(Some(Ok(frame)))) = (counter, &polled)
@@ -61,6 +64,7 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Empty => true,
+            ReqBody::Full(data) => data.is_none(),
             ReqBody::Incoming(b, _) => b.is_end_stream(),
         }
     }
@@ -68,6 +72,9 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             ReqBody::Incoming(b, _) => b.size_hint(),
         }
     }

@@ -3,7 +3,10 @@
 //! A try that failed before the request left (connect failure, a pooled connection
 //! that closed first) gets the request back and can always be tried again, body and
 //! all. A try that failed later (a 503, a reset, a per-try timeout) can be tried again
-//! only if the request has no body: its head is kept for that, and nothing is buffered.
+//! when the request can be rebuilt: its head is kept, and a body of known length up to
+//! [`REPLAY_LIMIT`] is read in full before the first try (as Envoy buffers a request
+//! for retries). A longer or streamed body (gRPC streams, chunked uploads) goes
+//! upstream as it arrives, and such a request is not tried again once sent.
 
 use std::future::{Future, ready};
 use std::sync::Arc;
@@ -11,7 +14,9 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::ReqBody;
@@ -19,6 +24,11 @@ use crate::config::RetryRt;
 use crate::config::retry::Outcome;
 use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1, SendError};
 use crate::{Error, ResponseFlag};
+
+/// Largest request body kept for sending again. Envoy keeps up to its connection
+/// buffer limit (1 MiB); a smaller bound keeps a sidecar's memory small, and requests
+/// that retries matter for are rarely larger.
+pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
 
 /// A response, the pooled connection it came on, and the in-flight count it holds.
 pub(super) type Sent = (Response<Incoming>, Option<PooledH1>, InFlight);
@@ -38,7 +48,21 @@ pub(super) async fn send(
             .map(|s| (s, ResponseFlag::None))
             .map_err(|e| e.error);
     };
-    let head = matches!(req.body(), ReqBody::Empty).then(|| copy_head(&req));
+    let (req, head) = match req.body() {
+        ReqBody::Empty => {
+            let head = copy_head(&req, None);
+            (req, Some(head))
+        }
+        ReqBody::Incoming(body, _)
+            if http_body::Body::size_hint(body)
+                .exact()
+                .is_some_and(|n| n <= REPLAY_LIMIT) =>
+        {
+            // Boxed: only requests with a body pay for the larger future.
+            Box::pin(read_in_full(req)).await?
+        }
+        _ => (req, None),
+    };
     let (result, unsent) = attempt(cluster, req, policy).await;
     match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
         Verdict::Done(flag) => result.map(|s| (s, flag)),
@@ -156,25 +180,44 @@ fn split(r: Result<Sent, SendError>) -> (Result<Sent, Error>, Option<Request<Req
     }
 }
 
-/// What it takes to send a bodyless request again.
+/// Reads a request's body in full, for a request that may have to be sent again.
+async fn read_in_full(req: Request<ReqBody>) -> Result<(Request<ReqBody>, Option<Head>), Error> {
+    let (parts, body) = req.into_parts();
+    let data = body
+        .collect()
+        .await
+        .map_err(|e| Error::DownstreamBody(e.to_string()))?
+        .to_bytes();
+    let req = Request::from_parts(parts, ReqBody::Full(Some(data.clone())));
+    let head = copy_head(&req, Some(data));
+    Ok((req, Some(head)))
+}
+
+/// What it takes to send a request again: its head, and its body if it had one.
 struct Head {
     method: http::Method,
     uri: http::Uri,
     version: http::Version,
     headers: http::HeaderMap,
+    body: Option<Bytes>,
 }
 
-fn copy_head(req: &Request<ReqBody>) -> Head {
+fn copy_head(req: &Request<ReqBody>, body: Option<Bytes>) -> Head {
     Head {
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
         headers: req.headers().clone(),
+        body,
     }
 }
 
 fn rebuild(h: &Head) -> Request<ReqBody> {
-    let mut req = Request::new(ReqBody::Empty);
+    let body = match &h.body {
+        Some(data) => ReqBody::Full(Some(data.clone())),
+        None => ReqBody::Empty,
+    };
+    let mut req = Request::new(body);
     *req.method_mut() = h.method.clone();
     *req.uri_mut() = h.uri.clone();
     *req.version_mut() = h.version;

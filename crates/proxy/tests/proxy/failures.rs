@@ -115,7 +115,7 @@ async fn retries_exhausted_is_urx() {
 }
 
 #[tokio::test]
-async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
+async fn a_request_body_is_replayed_for_retries_up_to_the_limit() {
     let ip = fresh_ip();
     let alive = backend("alive", ip).await;
     let dead = std::net::SocketAddr::new(ip, 9);
@@ -125,7 +125,8 @@ async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
         vec![endpoint(dead), endpoint(alive.addr)],
     );
     c.lb = LbPolicy::RoundRobin;
-    // Istio's default retry policy; /status goes to a cluster of the live backend only.
+    // Istio's default retry policy; /status and /flaky go to a cluster of the live
+    // backend only.
     let policy = "connect-failure,refused-stream,unavailable,cancelled,503";
     let mut only_alive = retrying(2, policy);
     if let RouteAction::Forward(f) = &mut only_alive {
@@ -134,7 +135,8 @@ async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
     let config = one_service(
         ip,
         vec![
-            route("status", vec![uri_prefix("/status")], only_alive),
+            route("status", vec![uri_prefix("/status")], only_alive.clone()),
+            route("flaky", vec![uri_prefix("/flaky")], only_alive),
             route("r", vec![], retrying(2, policy)),
         ],
         vec![
@@ -156,23 +158,36 @@ async fn a_request_with_a_body_is_retried_only_when_it_never_left() {
         assert_eq!(r.status, 200, "try {i}: {}", r.body);
         assert_eq!(r.body, format!("alive:{body}"));
     }
-    // A 503 after the body was sent is not retried (the body is not kept for replay),
-    // while the same request without a body is.
+    // A 503 after a small body was sent is retried with the same body, as Envoy does
+    // with the request it buffers: the third try succeeds and echoes it.
     let before = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
     let r = client
         .send(
+            http::Request::post("http://backend/flaky/2")
+                .body(http_body_util::Full::from("small payload"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "alive:small payload");
+    let after_small = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after_small - before, 3, "first try and two retries");
+    // A body over the replay limit streams through and is not kept: no retry once sent.
+    let big = "x".repeat(100 * 1024);
+    let r = client
+        .send(
             http::Request::post("http://backend/status/503")
-                .body(http_body_util::Full::from("x"))
+                .body(http_body_util::Full::from(big))
                 .unwrap(),
         )
         .await;
     assert_eq!(r.status, 503);
-    let after_post = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(after_post - before, 1);
+    let after_big = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after_big - after_small, 1);
     let r = client.get("http://backend/status/503").await;
     assert_eq!(r.status, 503);
     let after_get = alive.hits.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(after_get - after_post, 3, "first try and two retries");
+    assert_eq!(after_get - after_big, 3, "first try and two retries");
 }
 
 #[tokio::test]
