@@ -16,6 +16,7 @@
 //!    writes the access-log line.
 //!
 //! HTTP/1.1 upgrades (WebSocket) take a connection of their own (`forward/upgrade.rs`);
+//! the h2c upgrade turns the downstream connection into HTTP/2 (`forward/h2c.rs`);
 //! retries are in `forward/retry.rs`, header rules in `forward/headers.rs`, the body
 //! types in `forward/body.rs`.
 
@@ -42,6 +43,7 @@ use crate::{Error, ResponseFlag};
 
 mod body;
 mod fault;
+mod h2c;
 mod headers;
 mod retry;
 mod upgrade;
@@ -127,7 +129,12 @@ pub(crate) fn service(
     })
 }
 
-async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
+async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<RespBody> {
+    if h2c::wanted(&req)
+        && let Some(switching) = h2c::upgrade(&ctx, &mut req)
+    {
+        return switching;
+    }
     if let ListenerKind::Outbound { dest: None } = ctx.listener
         && req.method() == http::Method::CONNECT
     {
@@ -434,9 +441,10 @@ fn take_upgrade(
         return None;
     }
     let protocol = headers::upgrade_of(req.headers())?;
-    // h2c is HTTP itself: switching the connection to it upstream would turn it into
-    // an opaque tunnel that no route sees. It is dropped with the other hop-by-hop
-    // headers and the request answered over HTTP/1.1, as the RFC allows.
+    // h2c is HTTP itself, upgraded here when it can be (`forward/h2c.rs`): switching
+    // the connection to it upstream would turn it into an opaque tunnel that no route
+    // sees. What reaches this point (a request with a body) is answered over HTTP/1.1,
+    // as the RFC allows, the upgrade dropped with the other hop-by-hop headers.
     if protocol.as_bytes().eq_ignore_ascii_case(b"h2c") {
         return None;
     }

@@ -157,7 +157,7 @@ async fn websocket_style_upgrade() {
 }
 
 #[tokio::test]
-async fn h2c_upgrade_is_answered_over_http1() {
+async fn h2c_upgrade_with_a_body_is_answered_over_http1() {
     let ip = fresh_ip();
     let v1 = backend("v1", ip).await;
     let config = one_service(
@@ -169,16 +169,80 @@ async fn h2c_upgrade_is_answered_over_http1() {
     let mut c = Client::connect(p.outbound()).await;
     let r = c
         .send(
-            http::Request::get("http://backend/")
+            http::Request::post("http://backend/")
                 .header("connection", "Upgrade, HTTP2-Settings")
                 .header("upgrade", "h2c")
                 .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
-                .body(Default::default())
+                .body(http_body_util::Full::from("data"))
                 .unwrap(),
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, "v1");
+    assert_eq!(r.body, "v1:data");
     assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
     assert_eq!(r.header("x-seen-connection"), "");
+}
+
+/// One HTTP/2 frame read off a raw connection: (type, flags, stream, payload).
+async fn read_frame(s: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.unwrap();
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], stream, payload)
+}
+
+#[tokio::test]
+async fn h2c_upgrade_switches_the_connection_and_answers_on_stream_1() {
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let config = one_service(
+        ip,
+        vec![route("r", vec![], to("v1"))],
+        vec![cluster("v1", Protocol::Http, vec![endpoint(v1.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    // What `curl --http2` sends.
+    let mut s = tokio::net::TcpStream::connect(p.outbound()).await.unwrap();
+    s.write_all(
+        b"GET http://backend/up HTTP/1.1\r\nHost: backend\r\nx-probe: 1\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(head.contains("upgrade: h2c"), "{head}");
+    // The client's side of HTTP/2: preface and (empty) SETTINGS.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // The answer to the upgraded request arrives as stream 1.
+    let (mut status, mut body) = (None, Vec::new());
+    loop {
+        let (kind, flags, stream, payload) = read_frame(&mut s).await;
+        match (kind, stream) {
+            (0x4, 0) | (0x8, _) | (0x6, 0) => {} // SETTINGS (and ACK), WINDOW_UPDATE, PING
+            (0x1, 1) => {
+                // hpack: `:status: 200` is entry 8 of the static table, sent indexed.
+                status = Some(payload[0]);
+            }
+            (0x0, 1) => body.extend_from_slice(&payload),
+            other => panic!("unexpected frame {other:?} with flags {flags:#x}"),
+        }
+        if stream == 1 && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    assert_eq!(status, Some(0x88), "stream 1 was not answered 200");
+    assert_eq!(String::from_utf8(body).unwrap(), "v1");
+    // Routed and logged as an HTTP/2 request.
+    assert!(p.log_line("\"GET /up HTTP/2\"").await.contains(" 200 "));
 }
