@@ -9,6 +9,9 @@
 //! and a HEADERS frame carrying the upgraded request (as stream 1, ending the stream) is
 //! placed right after them in what the HTTP/2 server reads. From then on the
 //! connection is a plain HTTP/2 connection of this listener, routed like any other.
+//! The values of `HTTP2-Settings` are not decoded: the SETTINGS frame every client sends
+//! after the preface carries its settings and is read before the server sends anything
+//! on a stream.
 //!
 //! Only requests without a body upgrade (GET, HEAD, … — what clients such as curl send
 //! with `--http2`); one with a body is answered over HTTP/1.1, which the RFC allows
