@@ -33,11 +33,15 @@ enum Command {
     ProxyStatus(cmd::proxy_status::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
+    /// Run an app's command for `skiff up` and stop it when `skiff up` is gone.
+    #[command(hide = true)]
+    UpApp(cmd::up::keeper::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Up(_)) {
+    // `up` is what the others follow; `up-app` follows it once its signal handler is set.
+    if !matches!(cli.command, Command::Up(_) | Command::UpApp(_)) {
         cmd::up::lifeline::follow_supervisor();
     }
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Up(args) => done(cmd::up::run(args)),
         Command::Proxy(args) => done(cmd::proxy::run(args)),
         Command::SampleApp(args) => done(cmd::sample_app::run(args)),
+        Command::UpApp(args) => cmd::up::keeper::run(args),
     };
     // Errors are for users: the message and its causes, never a backtrace.
     result.unwrap_or_else(|error| {

@@ -380,12 +380,30 @@ async fn a_virtual_service_fault_delays_and_aborts_at_the_callers_sidecar() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_skiff_up_outright_still_stops_everything_it_started() {
-    let mut mesh = Mesh::start(27);
+    // Besides the example, an app that is no skiff program and starts a child of its
+    // own (two commands: the shell cannot just become `sleep`).
+    let idler = r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: idler
+  namespace: prod
+  labels: {app: idler}
+  annotations:
+    skiff.dev/run: "sleep 3600; sleep 3601"
+spec:
+  address: 127.0.10.30
+"#;
+    let mut mesh = Mesh::start_with(27, &[("50-idler.yaml", idler)]);
     let (status, body) = get(&client(), mesh.gateway(), &[]).await.unwrap();
     assert_eq!(status, 200, "{body}");
     let running = mesh.processes();
-    // The control plane, four proxies and three apps.
-    assert!(running.len() >= 8, "{running:#?}");
+    // The control plane, five proxies, four apps and the sleep (and the apps' keepers).
+    assert!(running.len() >= 11, "{running:#?}");
+    assert!(
+        running.iter().any(|(_, cmd)| cmd.starts_with("sleep 3600")),
+        "{running:#?}"
+    );
 
     // SIGKILL: `skiff up` cannot stop anything; its children notice and stop themselves.
     mesh.kill();

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
+pub(crate) mod keeper;
 pub(crate) mod lifeline;
 mod supervisor;
 
@@ -131,8 +132,9 @@ async fn up(args: Args) -> anyhow::Result<()> {
             for p in plans.iter().filter(|p| p.run.is_some()) {
                 let (name, namespace) = p.id.split_once('.').unwrap_or((&p.id, "default"));
                 let proxy_url = format!("http://{}:15001", p.address);
-                let mut app = Command::new("sh");
-                app.arg("-c")
+                // Through a keeper that stops the app if `skiff up` dies (`up/keeper.rs`).
+                let mut app = Command::new(&exe);
+                app.args(["up-app", "--"])
                     .arg(p.run.as_deref().unwrap_or_default())
                     .current_dir(&dir)
                     .env("PATH", &path)

@@ -39,7 +39,17 @@ impl Mesh {
     /// 127.0.10.x to 127.0.<net>.x, and starts `skiff up` on it with the control plane
     /// and gateway on 127.0.<net>.1. Returns once the gateway answers.
     pub(crate) fn start(net: u8) -> Mesh {
+        Mesh::start_with(net, &[])
+    }
+
+    /// As [`Mesh::start`], with extra files (name, YAML) added to the directory; their
+    /// `127.0.10.` addresses are moved too.
+    pub(crate) fn start_with(net: u8, extra: &[(&str, &str)]) -> Mesh {
         let dir = tempfile::tempdir().unwrap();
+        for (name, text) in extra {
+            let text = text.replace("127.0.10.", &format!("127.0.{net}."));
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary");
         for entry in std::fs::read_dir(&example).unwrap() {
             let path = entry.unwrap().path();
@@ -142,7 +152,8 @@ impl Mesh {
     }
 
     /// Processes (other than `skiff up` itself) whose command line mentions this
-    /// mesh's addresses or directory: what would be left behind.
+    /// mesh's addresses or directory, or that run in the directory (apps do): what
+    /// would be left behind.
     pub(crate) fn processes(&self) -> Vec<(u32, String)> {
         let marker_net = format!("127.0.{}.", self.net);
         let marker_dir = self.dir.path().to_string_lossy().into_owned();
@@ -158,7 +169,9 @@ impl Mesh {
             if cmdline.contains(" up ") {
                 continue;
             }
-            if cmdline.contains(&marker_net) || cmdline.contains(&marker_dir) {
+            let in_dir = std::fs::read_link(entry.path().join("cwd"))
+                .is_ok_and(|cwd| cwd == self.dir.path());
+            if in_dir || cmdline.contains(&marker_net) || cmdline.contains(&marker_dir) {
                 found.push((pid, cmdline));
             }
         }
