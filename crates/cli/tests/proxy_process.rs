@@ -174,3 +174,62 @@ fn serves_a_config_file_reloads_it_and_drains_on_sigterm() {
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains(" 503 - ")), "{rest:?}");
 }
+
+/// A proxy that runs out of file descriptors (a flood of connections) keeps running
+/// under `skiff up`: its check that the supervisor still runs cannot read `/proc` then,
+/// and not knowing must not be taken for "skiff up is gone". This test process stands in
+/// for `skiff up` (its pid in `SKIFF_UP_PID`); the proxy gets a limit of 64 descriptors.
+#[test]
+fn a_proxy_out_of_file_descriptors_keeps_running() {
+    let ip = {
+        let IpAddr::V4(v4) = own_ip() else {
+            unreachable!()
+        };
+        let [a, b, c, _] = v4.octets();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, 8))
+    };
+    let app = backend(ip);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frontend.json");
+    std::fs::write(&file, config(ip, app, false)).unwrap();
+    let script = format!(
+        "ulimit -n 64 && exec '{}' proxy --id frontend.prod --config-file '{}' --address {ip} --concurrency 1",
+        env!("CARGO_BIN_EXE_skiff"),
+        file.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .env("SKIFF_UP_PID", std::process::id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("skiff runs");
+    let admin = SocketAddr::new(ip, 15000);
+    let outbound = SocketAddr::new(ip, 15001);
+    wait_for("readiness", || {
+        TcpStream::connect(admin).is_ok()
+            && request(admin, "GET /ready HTTP/1.1\r\nHost: admin").starts_with("HTTP/1.1 200")
+    });
+
+    // Hold more connections than the proxy has descriptors, for longer than the
+    // supervisor check's period (1 s), so several checks run while it has none left.
+    let flood: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(outbound).ok())
+        .collect();
+    assert!(flood.len() > 64, "only {} connections opened", flood.len());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the proxy stopped itself while out of file descriptors"
+    );
+    drop(flood);
+
+    // Once the flood is gone it serves again, with no restart.
+    wait_for("service after the flood", || {
+        request(outbound, "GET http://backend/ HTTP/1.1\r\nHost: backend")
+            .ends_with("hello from the app")
+    });
+    assert!(child.try_wait().unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+}
