@@ -1,5 +1,5 @@
-//! The access log: one line per HTTP request or TCP connection, in Envoy's default
-//! shape, so the people and tools that read Istio's logs read these:
+//! The access log: one line per [`Record`] (HTTP request or TCP connection), in Envoy's
+//! default shape, so the people and tools that read Istio's logs read these:
 //!
 //! ```text
 //! [2024-05-01T12:00:00.123Z] "GET /path HTTP/1.1" 200 - 0 1234 5 "10.0.0.7:8080" "backend" default outbound|80||backend.prod.svc.cluster.local
@@ -11,14 +11,12 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, Uri, Version};
+use http::{Method, Version};
 
-use crate::ResponseFlag;
-use crate::upstream::EndpointState;
+use crate::record::{Record, RequestHead};
 
 /// Where access-log lines go.
 #[derive(Debug, Clone, Default)]
@@ -42,38 +40,6 @@ pub(crate) struct AccessLog {
     stdout: Option<Arc<batch::Batch>>,
 }
 
-/// How many request body bytes the downstream sent.
-#[derive(Debug)]
-pub(crate) enum BytesIn {
-    /// Known up front (content-length, or no body).
-    Known(u64),
-    /// Counted as the body streams.
-    Counted(Arc<AtomicU64>),
-}
-
-/// One HTTP request's line, filled in as the request goes.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    log: Arc<AccessLog>,
-    start: SystemTime,
-    started: Instant,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    host: Option<HeaderValue>,
-    pub(crate) status: u16,
-    pub(crate) flag: ResponseFlag,
-    pub(crate) bytes_in: BytesIn,
-    pub(crate) upstream: Option<Arc<EndpointState>>,
-    pub(crate) route: Option<Arc<str>>,
-    pub(crate) cluster: Option<Arc<str>>,
-}
-
-/// Writes its entry when dropped unless the entry was handed on: a request whose future
-/// is dropped (the client went away) still gets its line, flagged `DC`.
-#[derive(Debug, Default)]
-pub(crate) struct Pending(Option<Box<Entry>>);
-
 impl AccessLog {
     pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
         let stdout = matches!(target, AccessLogTarget::Stdout).then(batch::Batch::start);
@@ -84,53 +50,15 @@ impl AccessLog {
         !matches!(self.target, AccessLogTarget::Off)
     }
 
-    /// Starts the line of a request, or nothing when the log is off.
-    pub(crate) fn begin<B>(self: &Arc<Self>, req: &http::Request<B>) -> Pending {
-        if !self.enabled() {
-            return Pending(None);
-        }
-        Pending(Some(Box::new(Entry {
-            log: self.clone(),
-            start: SystemTime::now(),
-            started: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            host: req.headers().get(http::header::HOST).cloned(),
-            status: 0,
-            flag: ResponseFlag::DownstreamConnectionTermination,
-            bytes_in: BytesIn::Known(0),
-            upstream: None,
-            route: None,
-            cluster: None,
-        })))
-    }
-
-    /// Logs a finished TCP connection.
-    #[allow(clippy::too_many_arguments, reason = "one call per field of the line")]
-    pub(crate) fn tcp(
-        &self,
-        start: SystemTime,
-        started: Instant,
-        flag: ResponseFlag,
-        bytes_in: u64,
-        bytes_out: u64,
-        upstream: Option<&str>,
-        route: &str,
-        cluster: &str,
-    ) {
+    /// Writes the line of a finished request or connection, when the log is on.
+    pub(crate) fn write(&self, r: &Record) {
         if !self.enabled() {
             return;
         }
-        self.emit(|buf| {
-            write_time(buf, start);
-            let _ = write!(
-                buf,
-                " \"- - -\" 0 {flag} {bytes_in} {bytes_out} {} \"{}\" \"-\" {route} {cluster}",
-                started.elapsed().as_millis(),
-                upstream.unwrap_or("-"),
-            );
-        });
+        match &r.request {
+            Some(head) => self.emit(|buf| http_line(buf, r, head)),
+            None => self.emit(|buf| tcp_line(buf, r)),
+        }
     }
 
     /// Writes out buffered lines now (at drain, before the process exits).
@@ -165,103 +93,54 @@ impl AccessLog {
     }
 }
 
-impl Pending {
-    pub(crate) fn entry(&mut self) -> Option<&mut Entry> {
-        self.0.as_deref_mut()
-    }
-
-    /// Sets status and flag. A delay injected earlier stays the flag unless something
-    /// went wrong after it.
-    pub(crate) fn respond(&mut self, status: u16, flag: ResponseFlag) {
-        if let Some(e) = self.entry() {
-            e.status = status;
-            if !(flag == ResponseFlag::None && e.flag == ResponseFlag::DelayInjected) {
-                e.flag = flag;
-            }
-        }
-    }
-
-    /// Hands the entry to the response body, which writes it when the body is done.
-    pub(crate) fn take(&mut self) -> Option<Box<Entry>> {
-        self.0.take()
-    }
-
-    /// The counter for request body bytes, when the body is streamed without a length.
-    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<AtomicU64>> {
-        let e = self.entry()?;
-        if body.is_end_stream() {
-            return None;
-        }
-        if let Some(n) = body.size_hint().exact() {
-            e.bytes_in = BytesIn::Known(n);
-            return None;
-        }
-        let c = Arc::new(AtomicU64::new(0));
-        e.bytes_in = BytesIn::Counted(c.clone());
-        Some(c)
-    }
+/// `[start] "METHOD target VERSION" status flag in out duration "upstream" "authority" route cluster`
+fn http_line(buf: &mut Vec<u8>, r: &Record, head: &RequestHead) {
+    write_time(buf, r.start);
+    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = head.authority().unwrap_or("-");
+    buf.extend_from_slice(b" \"");
+    buf.extend_from_slice(head.method.as_str().as_bytes());
+    buf.push(b' ');
+    // CONNECT's request target is the authority.
+    let target = if head.method == Method::CONNECT {
+        authority
+    } else {
+        path
+    };
+    buf.extend_from_slice(target.as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(version_str(head.version).as_bytes());
+    buf.extend_from_slice(b"\" ");
+    push_u64(buf, u64::from(r.status));
+    tail(buf, r, authority);
 }
 
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Some(e) = self.0.take() {
-            e.write(0);
-        }
-    }
+/// `[start] "- - -" 0 flag in out duration "upstream" "-" route cluster`
+fn tcp_line(buf: &mut Vec<u8>, r: &Record) {
+    write_time(buf, r.start);
+    buf.extend_from_slice(b" \"- - -\" 0");
+    tail(buf, r, "-");
 }
 
-impl Entry {
-    /// Writes the line, with the response body's size.
-    pub(crate) fn write(&self, bytes_out: u64) {
-        let bytes_in = match &self.bytes_in {
-            BytesIn::Known(n) => *n,
-            BytesIn::Counted(c) => c.load(Ordering::Relaxed),
-        };
-        self.log.emit(|buf| {
-            write_time(buf, self.start);
-            let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-            let authority = match (self.uri.authority(), &self.host) {
-                (Some(a), _) => a.as_str(),
-                (None, Some(h)) => h.to_str().unwrap_or("-"),
-                (None, None) => "-",
-            };
-            buf.extend_from_slice(b" \"");
-            buf.extend_from_slice(self.method.as_str().as_bytes());
-            buf.push(b' ');
-            // CONNECT's request target is the authority.
-            let target = if self.method == Method::CONNECT {
-                authority
-            } else {
-                path
-            };
-            buf.extend_from_slice(target.as_bytes());
-            buf.push(b' ');
-            buf.extend_from_slice(version_str(self.version).as_bytes());
-            buf.extend_from_slice(b"\" ");
-            push_u64(buf, u64::from(self.status));
-            buf.push(b' ');
-            buf.extend_from_slice(self.flag.as_str().as_bytes());
-            buf.push(b' ');
-            push_u64(buf, bytes_in);
-            buf.push(b' ');
-            push_u64(buf, bytes_out);
-            buf.push(b' ');
-            push_u64(buf, self.started.elapsed().as_millis() as u64);
-            buf.extend_from_slice(b" \"");
-            buf.extend_from_slice(
-                self.upstream
-                    .as_ref()
-                    .map_or("-", |u| &*u.display)
-                    .as_bytes(),
-            );
-            buf.extend_from_slice(b"\" \"");
-            buf.extend_from_slice(authority.as_bytes());
-            buf.extend_from_slice(b"\" ");
-            buf.extend_from_slice(self.route.as_deref().unwrap_or("-").as_bytes());
-            buf.push(b' ');
-            buf.extend_from_slice(self.cluster.as_deref().unwrap_or("-").as_bytes());
-        });
-    }
+/// The fields after the status, alike for both kinds of line.
+fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
+    buf.push(b' ');
+    buf.extend_from_slice(r.flag.as_str().as_bytes());
+    buf.push(b' ');
+    push_u64(buf, r.bytes_in());
+    buf.push(b' ');
+    push_u64(buf, r.bytes_out);
+    buf.push(b' ');
+    push_u64(buf, r.started.elapsed().as_millis() as u64);
+    buf.extend_from_slice(b" \"");
+    let upstream = r.upstream.as_ref().map_or("-", |u| &*u.display);
+    buf.extend_from_slice(upstream.as_bytes());
+    buf.extend_from_slice(b"\" \"");
+    buf.extend_from_slice(authority.as_bytes());
+    buf.extend_from_slice(b"\" ");
+    buf.extend_from_slice(r.route.as_deref().unwrap_or("-").as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(r.cluster.as_deref().unwrap_or("-").as_bytes());
 }
 
 fn version_str(v: Version) -> &'static str {

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::Error;
 use crate::access_log::{AccessLog, AccessLogTarget};
 use crate::config::Snapshot;
+use crate::conn::{Conn, Role};
 use crate::drain::{self, DrainTrigger, DrainWatch};
 use crate::upstream::EndpointRegistry;
 
@@ -77,6 +78,18 @@ pub(crate) struct ProxyInputs {
 }
 
 impl ProxyInputs {
+    pub(crate) fn new(
+        access_log: Arc<AccessLog>,
+        http_server: auto::Builder<TokioExecutor>,
+    ) -> Arc<ProxyInputs> {
+        Arc::new(ProxyInputs {
+            snapshot: ArcSwapOption::empty(),
+            endpoints: EndpointRegistry::default(),
+            access_log,
+            http_server,
+        })
+    }
+
     /// The snapshot new requests use.
     pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
         self.snapshot.load_full()
@@ -110,14 +123,6 @@ struct State {
     drain_trigger: Option<DrainTrigger>,
 }
 
-/// Which data-path listener an accept loop serves.
-#[derive(Debug, Clone, Copy)]
-enum Role {
-    Outbound,
-    Inbound,
-    Gateway(u16),
-}
-
 impl Proxy {
     /// Starts a proxy without config: the admin listener answers at once (not ready);
     /// the data listeners open with the first accepted config. Data-path tasks run on
@@ -138,12 +143,7 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .adaptive_window(true);
-        let inputs = Arc::new(ProxyInputs {
-            snapshot: ArcSwapOption::empty(),
-            endpoints: EndpointRegistry::default(),
-            access_log: AccessLog::new(options.access_log.clone()),
-            http_server,
-        });
+        let inputs = ProxyInputs::new(AccessLog::new(options.access_log.clone()), http_server);
         let admin_ip = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let admin = bind(SocketAddr::new(admin_ip, options.admin_port))?;
         let admin_addr = admin.local_addr().map_err(Error::Io)?;
@@ -415,6 +415,9 @@ async fn accept_loop(
     mut drain: DrainWatch,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let local = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -430,17 +433,16 @@ async fn accept_loop(
             _ = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let inputs = inputs.clone();
-        let drain = drain.clone();
-        let span = tracing::debug_span!("downstream", ?role, %peer);
+        let local = stream.local_addr().unwrap_or(local);
+        let conn = Conn::accepted(inputs.clone(), role, peer, local, drain.clone());
+        let span = tracing::debug_span!("downstream", role = role.as_str(), %peer);
         tokio::spawn(
             async move {
                 match role {
-                    Role::Outbound => crate::outbound::serve(inputs, stream, peer, drain).await,
-                    Role::Inbound => crate::inbound::serve(inputs, stream, peer, drain).await,
-                    Role::Gateway(port) => {
-                        crate::gateway::serve(inputs, stream, peer, port, drain).await
-                    }
+                    Role::Outbound => crate::outbound::serve(conn, stream).await,
+                    Role::Inbound => crate::inbound::serve(conn, stream).await,
+                    // A gateway port serves HTTP (other protocols are not opened).
+                    Role::Gateway(_) => crate::http::serve(conn, stream).await,
                 }
             }
             .instrument(span),

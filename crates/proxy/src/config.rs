@@ -16,7 +16,10 @@ use http::{HeaderValue, StatusCode};
 use skiff_model::config::{self as model, Protocol, ProxyConfig, ProxyKind};
 
 use crate::Error;
-use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, EndpointState, UpstreamProto};
+use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
+
+/// Connect timeout to the local app.
+const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod build;
 mod domains;
@@ -131,12 +134,14 @@ pub(crate) struct TcpRouteRt {
     pub(crate) destinations: WeightedClusters,
 }
 
-/// An inbound port: where the app listens, and the pool that reaches it.
+/// An inbound port: where the app listens, and the cluster (of that one endpoint) that
+/// reaches it.
 #[derive(Debug)]
 pub(crate) struct InboundRt {
     pub(crate) port: u16,
     pub(crate) protocol: Protocol,
-    pub(crate) endpoint: Arc<EndpointState>,
+    /// `inbound|<port>||`: the app, with its connection pool.
+    pub(crate) cluster: ClusterRt,
     /// `inbound|<port>||`, as route and cluster name in the access log.
     pub(crate) name: Arc<str>,
 }
@@ -240,11 +245,13 @@ impl Snapshot {
                 target_port: None,
                 proto,
             };
+            let name: Arc<str> = format!("inbound|{}||", port.target_port).into();
+            let app = registry.get(key, SocketAddr::new(listen_ip, port.target_port));
             inbound.push(InboundRt {
                 port: port.target_port,
                 protocol: port.protocol,
-                endpoint: registry.get(key, SocketAddr::new(listen_ip, port.target_port)),
-                name: format!("inbound|{}||", port.target_port).into(),
+                cluster: ClusterRt::single(name.clone(), proto, app, APP_CONNECT_TIMEOUT),
+                name,
             });
         }
         inbound.sort_by_key(|p| p.port);

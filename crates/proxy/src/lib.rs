@@ -7,18 +7,24 @@
 //! snapshot it started with; a rejected update leaves the old snapshot serving and returns
 //! the reason (a NACK).
 //!
-//! The data path reads top to bottom, one file per listener:
+//! The data path reads top to bottom:
 //!
+//! - `app.rs`: the listeners and their accept loops; each accepted connection gets its
+//!   context (`conn.rs`: the listener's role, the peer, TLS and the peer's identity);
 //! - `outbound.rs`: `:15001`, where the app sends its requests (as to an HTTP proxy, or
 //!   through a `CONNECT` tunnel for TCP);
 //! - `inbound.rs`: `:15006`, where peer proxies connect, naming the app port in a
 //!   [`transport_header`];
-//! - `gateway.rs`: one listener per gateway port;
-//! - `admin.rs`: `:15000`, readiness, config dump and drain.
+//! - gateway ports serve HTTP directly; `admin.rs`: `:15000`, readiness, config dump
+//!   and drain;
+//! - `http.rs`: HTTP on a connection; every request then goes through the phases in
+//!   `pipeline.rs`, in Istio's order (route, authenticate, authorize, fault,
+//!   timeout/retry, balance, pool, transport), the forwarding ones in `forward.rs`;
+//! - `record.rs`: one record per finished request or TCP connection, which the access
+//!   log (`access_log.rs`) writes out.
 //!
-//! They share [`route`] (matching a request to a route), `upstream.rs` (clusters, load
-//! balancing, connection pools that outlive snapshots), the HTTP forwarding in `forward.rs`
-//! and the access log in `access_log.rs`.
+//! They share [`route`] (matching a request to a route) and `upstream.rs` (clusters, load
+//! balancing, connection pools that outlive snapshots).
 
 #![warn(missing_docs)]
 
@@ -26,14 +32,18 @@ mod access_log;
 mod admin;
 mod app;
 pub mod config;
+mod conn;
 mod drain;
 mod error;
 pub mod file_source;
 mod forward;
-mod gateway;
+mod http;
 mod inbound;
 mod io;
 mod outbound;
+mod pipeline;
+mod record;
+mod respond;
 pub mod route;
 pub mod sniff;
 mod tcp;

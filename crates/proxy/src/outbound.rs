@@ -7,7 +7,6 @@
 //! tunnel here, from the socket's original destination under transparent capture — the
 //! connection is served by [`serve_destination`] according to the port's protocol.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
@@ -17,28 +16,16 @@ use skiff_model::config::Protocol;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::app::ProxyInputs;
-use crate::drain::DrainWatch;
-use crate::forward::{self, ConnCtx, Destination, ListenerKind, RespBody};
+use crate::conn::{Conn, Destination};
+use crate::forward::RespBody;
 use crate::io::Rewind;
+use crate::record::{Pending, Record};
 use crate::sniff::{self, Detected};
-use crate::tcp::{self, Names};
-use crate::{Error, ResponseFlag};
+use crate::{Error, ResponseFlag, respond, tcp};
 
 /// Serves one connection from the app: HTTP requests, each routed by its authority.
-pub(crate) async fn serve(
-    inputs: Arc<ProxyInputs>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    drain: DrainWatch,
-) {
-    let ctx = Arc::new(ConnCtx {
-        inputs,
-        listener: ListenerKind::Outbound { dest: None },
-        peer,
-        drain,
-    });
-    forward::serve(ctx, stream).await;
+pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
+    crate::http::serve(conn, stream).await;
 }
 
 /// Serves a connection whose destination is known: HTTP ports are served as HTTP with
@@ -48,175 +35,138 @@ pub(crate) async fn serve(
 /// Boxed: a tunnel's HTTP requests can open tunnels again, and the future type must not
 /// contain itself.
 pub(crate) fn serve_destination<I>(
-    ctx: Arc<ConnCtx>,
+    conn: Arc<Conn>,
     io: I,
-    dest: Destination,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(serve_destination_inner(ctx, io, dest))
+    Box::pin(serve_destination_inner(conn, io))
 }
 
-async fn serve_destination_inner<I>(ctx: Arc<ConnCtx>, mut io: I, dest: Destination)
+async fn serve_destination_inner<I>(conn: Arc<Conn>, mut io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(snapshot) = ctx.inputs.current() else {
+    let Some(snapshot) = conn.inputs.current() else {
+        return;
+    };
+    let Some(dest) = conn.dest.clone() else {
         return;
     };
     let Some(protocol) = snapshot.outbound_port(dest.port).map(|p| p.protocol) else {
         tracing::debug!(port = dest.port, "no outbound port; closing");
         return;
     };
-    let http_ctx = |ctx: &ConnCtx| {
-        Arc::new(ConnCtx {
-            inputs: ctx.inputs.clone(),
-            listener: ListenerKind::Outbound {
-                dest: Some(dest.clone()),
-            },
-            peer: ctx.peer,
-            drain: ctx.drain.clone(),
-        })
-    };
     match protocol {
-        p if p.is_http() => forward::serve(http_ctx(&ctx), io).await,
+        p if p.is_http() => crate::http::serve(conn, io).await,
         Protocol::Unspecified => match sniff::read(&mut io).await {
             Ok((Detected::Http1 | Detected::Http2, seen)) => {
-                forward::serve(http_ctx(&ctx), Rewind::new(seen, io)).await
+                crate::http::serve(conn, Rewind::new(seen, io)).await
             }
-            Ok((_, seen)) => tcp_to(&ctx.inputs, Rewind::new(seen, io), &dest).await,
+            Ok((_, seen)) => tcp_to(&conn, Rewind::new(seen, io), &dest).await,
             Err(e) => tracing::debug!(error = %e, "sniffing failed"),
         },
-        _ => tcp_to(&ctx.inputs, io, &dest).await,
+        _ => tcp_to(&conn, io, &dest).await,
     }
 }
 
 /// Carries a connection to `dest` by the port's TCP route.
-async fn tcp_to<I>(inputs: &ProxyInputs, io: I, dest: &Destination)
+async fn tcp_to<I>(conn: &Arc<Conn>, io: I, dest: &Destination)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let start = tcp::now();
-    let Some(snapshot) = inputs.current() else {
+    let mut rec = Record::tcp(conn);
+    let Some(snapshot) = conn.inputs.current() else {
         return;
     };
     let Some(route) = snapshot
         .outbound_port(dest.port)
         .and_then(|p| p.tcp_route(&dest.host))
     else {
-        let names = Names {
-            route: "-".into(),
-            cluster: "-".into(),
-        };
-        inputs.access_log.tcp(
-            start.0,
-            start.1,
-            ResponseFlag::NoRoute,
-            0,
-            0,
-            None,
-            &names.route,
-            &names.cluster,
-        );
+        rec.flag = ResponseFlag::NoRoute;
+        rec.finish();
         return;
     };
     let cluster = &snapshot.clusters[route.destinations.pick()];
-    let names = Names {
-        route: route.name.clone(),
-        cluster: cluster.name.clone(),
-    };
+    tcp::routed(&mut rec, &route.name, &cluster.name);
     match tcp::connect(cluster).await {
-        Ok((up, ep)) => tcp::splice(&inputs.access_log, io, up, &ep, &names, start).await,
-        Err(e) => tcp::failed(&inputs.access_log, start, &e, &names),
+        Ok((up, ep)) => tcp::splice(io, up, ep, rec).await,
+        Err(e) => tcp::failed(rec, &e),
     }
 }
 
 /// `CONNECT host:port`: for a TCP port, connect upstream first (so a failure is an HTTP
 /// error the app sees), then answer 200 and copy bytes; for HTTP and undeclared ports,
 /// answer 200 and serve the tunnel as a connection to that destination.
-pub(crate) async fn connect(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<RespBody> {
-    let inputs = &ctx.inputs;
-    let Some(snapshot) = inputs.current() else {
-        return forward::local(
+pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<RespBody> {
+    let Some(snapshot) = conn.inputs.current() else {
+        return respond::local(
             StatusCode::SERVICE_UNAVAILABLE,
             "proxy has no config yet\n",
-            Default::default(),
+            Pending::default(),
         );
     };
     let Some(auth) = req.uri().authority().cloned() else {
-        return forward::local(
+        return respond::local(
             StatusCode::BAD_REQUEST,
             "CONNECT needs host:port\n",
-            Default::default(),
+            Pending::default(),
         );
     };
-    let dest = Destination {
+    let tunnel = conn.to(Destination {
         host: auth.host().to_ascii_lowercase().into(),
         port: auth.port_u16().unwrap_or(443),
-    };
+    });
+    let dest = tunnel.dest.as_ref().expect("just set");
     let Some(port) = snapshot.outbound_port(dest.port) else {
-        let mut log = inputs.access_log.begin(&req);
-        log.respond(404, ResponseFlag::NoRoute);
-        return forward::local(StatusCode::NOT_FOUND, "", log);
+        let mut rec = Record::http(&conn, &req);
+        rec.respond(404, ResponseFlag::NoRoute);
+        return respond::local(StatusCode::NOT_FOUND, "", rec);
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     if port.protocol.is_http() || port.protocol == Protocol::Unspecified {
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(up) => serve_destination(ctx, TokioIo::new(up), dest).await,
+                Ok(up) => serve_destination(tunnel, TokioIo::new(up)).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
-        return forward::local(StatusCode::OK, "", Default::default());
+        return respond::local(StatusCode::OK, "", Pending::default());
     }
-    let start = tcp::now();
+    let mut rec = Record::tcp(&tunnel);
     let Some(route) = port.tcp_route(&dest.host) else {
-        let mut log = inputs.access_log.begin(&req);
-        log.respond(404, ResponseFlag::NoRoute);
-        return forward::local(StatusCode::NOT_FOUND, "", log);
+        let mut rec = Record::http(&conn, &req);
+        rec.respond(404, ResponseFlag::NoRoute);
+        return respond::local(StatusCode::NOT_FOUND, "", rec);
     };
     let cluster = &snapshot.clusters[route.destinations.pick()];
-    let names = Names {
-        route: route.name.clone(),
-        cluster: cluster.name.clone(),
-    };
+    tcp::routed(&mut rec, &route.name, &cluster.name);
     let (up, ep) = match tcp::connect(cluster).await {
         Ok(c) => c,
-        Err(e) => return connect_failed(&ctx, &req, &e, names),
+        Err(e) => return connect_failed(&conn, &req, &e, &rec),
     };
-    let inputs = ctx.inputs.clone();
-    let drain = ctx.drain.clone();
     tokio::spawn(async move {
-        let _drain = drain;
         match on_upgrade.await {
-            Ok(down) => {
-                tcp::splice(
-                    &inputs.access_log,
-                    TokioIo::new(down),
-                    up,
-                    &ep,
-                    &names,
-                    start,
-                )
-                .await
-            }
+            Ok(down) => tcp::splice(TokioIo::new(down), up, ep, rec).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
-    forward::local(StatusCode::OK, "", Default::default())
+    respond::local(StatusCode::OK, "", Pending::default())
 }
 
+/// A `CONNECT` whose upstream could not be reached: the app gets the error as an HTTP
+/// answer, and the record is the request's (the TCP record is dropped unwritten).
 fn connect_failed(
-    ctx: &ConnCtx,
+    conn: &Arc<Conn>,
     req: &Request<Incoming>,
     e: &Error,
-    names: Names,
+    tcp: &Record,
 ) -> Response<RespBody> {
-    let mut log = ctx.inputs.access_log.begin(req);
-    if let Some(entry) = log.entry() {
-        entry.route = Some(names.route);
-        entry.cluster = Some(names.cluster);
+    let mut rec = Record::http(conn, req);
+    if let Some(r) = rec.record() {
+        r.route = tcp.route.clone();
+        r.cluster = tcp.cluster.clone();
     }
-    forward::error_response(e, e.response_flag(), log)
+    respond::error(e, e.response_flag(), rec)
 }

@@ -1,12 +1,12 @@
-//! Opaque TCP: connect to an endpoint, copy bytes both ways, log one line.
+//! Opaque TCP: connect to an endpoint, copy bytes both ways, finish the connection's
+//! record.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::access_log::AccessLog;
+use crate::record::{BytesIn, Record};
 use crate::upstream::{ClusterRt, EndpointState};
 use crate::{Error, ResponseFlag};
 
@@ -21,21 +21,18 @@ pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(TcpStream, Arc<Endpo
     Ok((stream, ep))
 }
 
-/// Where a TCP connection's log line says it went.
-#[derive(Debug)]
-pub(crate) struct Names {
-    pub(crate) route: Arc<str>,
-    pub(crate) cluster: Arc<str>,
+/// Names the route and cluster a TCP connection takes in its record.
+pub(crate) fn routed(rec: &mut Record, route: &Arc<str>, cluster: &Arc<str>) {
+    rec.route = Some(route.clone());
+    rec.cluster = Some(cluster.clone());
 }
 
-/// Copies bytes both ways until both directions are closed, then logs the connection.
+/// Copies bytes both ways until both directions are closed, then finishes the record.
 pub(crate) async fn splice<D, U>(
-    log: &AccessLog,
     mut down: D,
     mut up: U,
-    upstream: &EndpointState,
-    names: &Names,
-    start: (SystemTime, Instant),
+    upstream: Arc<EndpointState>,
+    mut rec: Box<Record>,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -47,33 +44,16 @@ pub(crate) async fn splice<D, U>(
             (ResponseFlag::UpstreamConnectionTermination, 0, 0)
         }
     };
-    log.tcp(
-        start.0,
-        start.1,
-        flag,
-        sent,
-        received,
-        Some(&upstream.display),
-        &names.route,
-        &names.cluster,
-    );
+    rec.flag = flag;
+    rec.bytes_in = BytesIn::Known(sent);
+    rec.bytes_out = received;
+    rec.upstream = Some(upstream);
+    rec.finish();
 }
 
-/// Logs a TCP connection that never reached an upstream.
-pub(crate) fn failed(log: &AccessLog, start: (SystemTime, Instant), e: &Error, names: &Names) {
-    tracing::debug!(error = %e, route = %names.route, "tcp connection failed");
-    log.tcp(
-        start.0,
-        start.1,
-        e.response_flag(),
-        0,
-        0,
-        None,
-        &names.route,
-        &names.cluster,
-    );
-}
-
-pub(crate) fn now() -> (SystemTime, Instant) {
-    (SystemTime::now(), Instant::now())
+/// Finishes the record of a TCP connection that never reached an upstream.
+pub(crate) fn failed(mut rec: Box<Record>, e: &Error) {
+    tracing::debug!(error = %e, route = ?rec.route, "tcp connection failed");
+    rec.flag = e.response_flag();
+    rec.finish();
 }

@@ -409,6 +409,24 @@ impl ClusterRt {
         }
     }
 
+    /// A cluster of one endpoint (an inbound port's app).
+    pub(crate) fn single(
+        name: Arc<str>,
+        proto: UpstreamProto,
+        endpoint: Arc<EndpointState>,
+        connect_timeout: Duration,
+    ) -> Self {
+        ClusterRt {
+            name,
+            proto,
+            connect_timeout,
+            lb: lb::Balancer::new(
+                skiff_model::config::LbPolicy::RoundRobin,
+                vec![(endpoint, 1)],
+            ),
+        }
+    }
+
     /// Chooses an endpoint, or `None` when the cluster has none.
     pub(crate) fn pick(&self) -> Option<&Arc<EndpointState>> {
         self.lb.pick()

@@ -1,4 +1,10 @@
 use super::*;
+use crate::ResponseFlag;
+use crate::app::ProxyInputs;
+use crate::conn::{Conn, Role};
+use crate::record::Record;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use std::time::Duration;
 
 #[test]
@@ -19,14 +25,26 @@ fn time_format() {
     assert_eq!(String::from_utf8(b).unwrap(), "[2024-05-01T12:00:00.123Z]");
 }
 
-#[test]
-fn line_shape() {
+/// A connection context whose records go to an in-memory log.
+fn conn() -> (Arc<Conn>, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));
+    let inputs = ProxyInputs::new(log, auto::Builder::new(TokioExecutor::new()));
+    let (_trigger, drain) = crate::drain::channel();
+    let addr = "127.0.0.1:1".parse().unwrap();
+    (
+        Conn::accepted(inputs, Role::Outbound, addr, addr, drain),
+        lines,
+    )
+}
+
+#[test]
+fn line_shape() {
+    let (conn, lines) = conn();
     let req = http::Request::get("http://backend:8080/a?b=1")
         .body(())
         .unwrap();
-    let mut p = log.begin(&req);
+    let mut p = Record::http(&conn, &req);
     p.respond(404, ResponseFlag::NoRoute);
     drop(p);
     let line = lines.lock().unwrap()[0].clone();
@@ -34,19 +52,15 @@ fn line_shape() {
         line.ends_with("\"GET /a?b=1 HTTP/1.1\" 404 NR 0 0 0 \"-\" \"backend:8080\" - -"),
         "{line}"
     );
-    log.tcp(
-        SystemTime::now(),
-        Instant::now(),
-        ResponseFlag::None,
-        3,
-        4,
-        Some("1.2.3.4:5"),
-        "r",
-        "c",
-    );
+    let mut tcp = Record::tcp(&conn);
+    tcp.bytes_in = crate::record::BytesIn::Known(3);
+    tcp.bytes_out = 4;
+    tcp.route = Some("r".into());
+    tcp.cluster = Some("c".into());
+    tcp.finish();
     let line = lines.lock().unwrap()[1].clone();
     assert!(
-        line.ends_with("\"- - -\" 0 - 3 4 0 \"1.2.3.4:5\" \"-\" r c"),
+        line.ends_with("\"- - -\" 0 - 3 4 0 \"-\" \"-\" r c"),
         "{line}"
     );
 }
@@ -76,13 +90,12 @@ fn numbers_and_versions() {
 
 #[test]
 fn dropped_request_is_dc() {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));
+    let (conn, lines) = conn();
     let req = http::Request::get("/x")
         .header("host", "svc")
         .body(())
         .unwrap();
-    drop(log.begin(&req));
+    drop(Record::http(&conn, &req));
     assert!(
         lines.lock().unwrap()[0].contains(" 0 DC "),
         "{:?}",

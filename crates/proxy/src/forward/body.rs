@@ -1,7 +1,7 @@
 //! The two body types of the data path, without boxing: what goes upstream and what
 //! goes back downstream. The downstream body also finishes the exchange when it ends:
-//! it returns the upstream connection to its pool, ends the in-flight count and writes
-//! the access-log line.
+//! it returns the upstream connection to its pool, ends the in-flight count and finishes
+//! the record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::ResponseFlag;
-use crate::access_log::Entry;
+use crate::record::Record;
 use crate::upstream::{InFlight, PooledH1};
 
 /// A request body on its way upstream.
@@ -92,7 +92,7 @@ pub(crate) struct RespBody {
     bytes: u64,
     pooled: Option<PooledH1>,
     in_flight: Option<InFlight>,
-    log: Option<Box<Entry>>,
+    rec: Option<Box<Record>>,
     /// The route timeout, which covers the whole response as Envoy's does.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -116,13 +116,13 @@ impl std::fmt::Debug for RespBody {
 
 impl RespBody {
     /// A body made here (errors, redirects, direct responses).
-    pub(crate) fn full(bytes: Bytes, log: Option<Box<Entry>>) -> Self {
+    pub(crate) fn full(bytes: Bytes, rec: Option<Box<Record>>) -> Self {
         RespBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
             bytes: 0,
             pooled: None,
             in_flight: None,
-            log,
+            rec,
             deadline: None,
         }
     }
@@ -132,14 +132,14 @@ impl RespBody {
         body: Incoming,
         pooled: Option<PooledH1>,
         in_flight: Option<InFlight>,
-        log: Option<Box<Entry>>,
+        rec: Option<Box<Record>>,
     ) -> Self {
         RespBody {
             inner: Inner::Upstream(body),
             bytes: 0,
             pooled,
             in_flight,
-            log,
+            rec,
             deadline: None,
         }
     }
@@ -169,11 +169,12 @@ impl RespBody {
             p.release();
         }
         self.in_flight = None;
-        if let Some(mut e) = self.log.take() {
-            if !complete && e.flag == ResponseFlag::None {
-                e.flag = ResponseFlag::DownstreamConnectionTermination;
+        if let Some(mut r) = self.rec.take() {
+            if !complete && r.flag == ResponseFlag::None {
+                r.flag = ResponseFlag::DownstreamConnectionTermination;
             }
-            e.write(self.bytes);
+            r.bytes_out = self.bytes;
+            r.finish();
         }
     }
 }
@@ -197,7 +198,7 @@ impl Body for RespBody {
             && let Some(d) = &mut this.deadline
             && d.as_mut().poll(cx).is_ready()
         {
-            if let Some(e) = this.log.as_deref_mut() {
+            if let Some(e) = this.rec.as_deref_mut() {
                 e.flag = ResponseFlag::UpstreamTimeout;
             }
             this.finish(false);
@@ -214,7 +215,7 @@ impl Body for RespBody {
             }
             Poll::Ready(None) => this.finish(true),
             Poll::Ready(Some(Err(_))) => {
-                if let Some(e) = this.log.as_deref_mut() {
+                if let Some(e) = this.rec.as_deref_mut() {
                     e.flag = ResponseFlag::UpstreamConnectionTermination;
                 }
                 this.finish(false)

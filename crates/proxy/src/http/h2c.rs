@@ -27,7 +27,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{ConnCtx, RespBody};
+use crate::conn::Conn;
+use crate::forward::RespBody;
 
 /// The client connection preface (RFC 9113 section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -44,7 +45,7 @@ const FLAG_END_HEADERS: u8 = 0x4;
 /// Whether an HTTP/1.1 request asks for the h2c upgrade and can be given it: `Upgrade`
 /// names `h2c`, `Connection` names both `upgrade` and `http2-settings`, there is one
 /// `HTTP2-Settings` header, and the request has no body.
-pub(super) fn wanted(req: &Request<Incoming>) -> bool {
+pub(crate) fn wanted(req: &Request<Incoming>) -> bool {
     let h = req.headers();
     // The common case, one lookup: no upgrade asked.
     if req.version() != http::Version::HTTP_11 || !h.contains_key(header::UPGRADE) {
@@ -69,13 +70,10 @@ pub(super) fn wanted(req: &Request<Incoming>) -> bool {
 /// Answers an h2c upgrade request with 101 and serves the connection as HTTP/2, the
 /// request itself as its stream 1. `None` when the request cannot be carried over
 /// (headers larger than a frame): it is then answered over HTTP/1.1.
-pub(super) fn upgrade(
-    ctx: &Arc<ConnCtx>,
-    req: &mut Request<Incoming>,
-) -> Option<Response<RespBody>> {
+pub(crate) fn upgrade(conn: &Arc<Conn>, req: &mut Request<Incoming>) -> Option<Response<RespBody>> {
     let frame = headers_frame(req)?;
     let on_upgrade = hyper::upgrade::on(&mut *req);
-    let ctx = ctx.clone();
+    let conn = conn.clone();
     tokio::spawn(async move {
         let io = match on_upgrade.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -88,18 +86,18 @@ pub(super) fn upgrade(
         let head = match tokio::time::timeout(PREFACE_TIMEOUT, client_start(&mut reader)).await {
             Ok(Ok(head)) => head,
             Ok(Err(e)) => {
-                tracing::debug!(peer = %ctx.peer, error = %e, "bad HTTP/2 start after h2c upgrade");
+                tracing::debug!(peer = %conn.peer, error = %e, "bad HTTP/2 start after h2c upgrade");
                 return;
             }
             Err(_) => {
-                tracing::debug!(peer = %ctx.peer, "no HTTP/2 preface after h2c upgrade");
+                tracing::debug!(peer = %conn.peer, "no HTTP/2 preface after h2c upgrade");
                 return;
             }
         };
         let mut start = head;
         start.extend_from_slice(&frame);
         let reader = std::io::Cursor::new(start).chain(reader);
-        super::serve(ctx, tokio::io::join(reader, writer)).await;
+        super::serve(conn, tokio::io::join(reader, writer)).await;
     });
     let mut resp = Response::new(RespBody::full(Bytes::new(), None));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

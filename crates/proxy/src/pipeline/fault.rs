@@ -6,14 +6,15 @@
 use bytes::Bytes;
 use http::Response;
 
-use super::{RespBody, local_bytes};
 use crate::ResponseFlag;
-use crate::access_log::Pending;
 use crate::config::FaultRt;
+use crate::forward::RespBody;
+use crate::record::Pending;
+use crate::respond::local_bytes;
 use crate::upstream::random_below;
 
 /// Applies `fault`; returns the response when the request is aborted.
-pub(super) async fn apply(fault: &FaultRt, log: &mut Pending) -> Option<Response<RespBody>> {
+pub(crate) async fn apply(fault: &FaultRt, log: &mut Pending) -> Option<Response<RespBody>> {
     if let Some((delay, share)) = fault.delay
         && hit(share)
     {

@@ -1,0 +1,121 @@
+//! The connection context: what the proxy knows about a downstream connection, made once
+//! at accept and carried to every request on it and to its record.
+//!
+//! Policy, routing, the access log and (later) metrics read the context; none of them
+//! derives it again. A connection whose destination is only learnt after accept (a
+//! `CONNECT` tunnel, the transport header of an inbound connection) gets a context of its
+//! own with [`Conn::to`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::app::ProxyInputs;
+use crate::drain::DrainWatch;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `:15001`, the app's own traffic to other services.
+    Outbound,
+    /// `:15006`, from peer proxies to this workload's app.
+    Inbound,
+    /// A gateway port, as written in the Gateway (before any offset).
+    Gateway(u16),
+}
+
+impl Role {
+    /// How the access log and traces name the listener's direction.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Outbound => "outbound",
+            Role::Inbound => "inbound",
+            Role::Gateway(_) => "gateway",
+        }
+    }
+}
+
+/// A destination named by the connection rather than by its requests: a `CONNECT`
+/// tunnel's target, the original destination of a captured connection, or (inbound) the
+/// app port a peer proxy asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    /// The name (or address) the client used; empty for inbound.
+    pub(crate) host: Arc<str>,
+    /// The destination port.
+    pub(crate) port: u16,
+}
+
+/// What a TLS handshake with the downstream established.
+#[derive(Debug, Clone, Default)]
+#[allow(
+    dead_code,
+    reason = "filled in by the mesh mTLS accept path, which comes next"
+)]
+pub(crate) struct TlsInfo {
+    /// The peer's SPIFFE id (`spiffe://…`), from its certificate's URI SAN.
+    pub(crate) peer_identity: Option<Arc<str>>,
+    /// The server name the client asked for.
+    pub(crate) sni: Option<Arc<str>>,
+    /// The application protocol agreed on.
+    pub(crate) alpn: Option<Arc<[u8]>>,
+}
+
+/// One downstream connection, as every request on it sees it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// What the whole proxy shares.
+    pub(crate) inputs: Arc<ProxyInputs>,
+    /// The listener it came in on.
+    pub(crate) role: Role,
+    /// Set when the connection itself names its destination; otherwise each request's
+    /// authority does.
+    pub(crate) dest: Option<Destination>,
+    /// The downstream's address.
+    pub(crate) peer: SocketAddr,
+    /// The address it connected to.
+    pub(crate) local: SocketAddr,
+    /// `None` for plain text.
+    pub(crate) tls: Option<TlsInfo>,
+    /// Fires when the proxy drains; held for as long as the connection is open.
+    pub(crate) drain: DrainWatch,
+}
+
+impl Conn {
+    /// The context of a connection just accepted.
+    pub(crate) fn accepted(
+        inputs: Arc<ProxyInputs>,
+        role: Role,
+        peer: SocketAddr,
+        local: SocketAddr,
+        drain: DrainWatch,
+    ) -> Arc<Conn> {
+        Arc::new(Conn {
+            inputs,
+            role,
+            dest: None,
+            peer,
+            local,
+            tls: None,
+            drain,
+        })
+    }
+
+    /// The same connection, now known to go to `dest`.
+    pub(crate) fn to(&self, dest: Destination) -> Arc<Conn> {
+        Arc::new(Conn {
+            inputs: self.inputs.clone(),
+            role: self.role,
+            dest: Some(dest),
+            peer: self.peer,
+            local: self.local,
+            tls: self.tls.clone(),
+            drain: self.drain.clone(),
+        })
+    }
+
+    /// The peer's SPIFFE id, when it showed a mesh certificate.
+    #[allow(dead_code, reason = "read by authorization, which comes next")]
+    pub(crate) fn peer_identity(&self) -> Option<&str> {
+        self.tls.as_ref()?.peer_identity.as_deref()
+    }
+}

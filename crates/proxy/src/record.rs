@@ -1,0 +1,172 @@
+//! The record: one value per finished HTTP request or TCP connection.
+//!
+//! A record is started when a request (or a TCP connection) is first seen, filled in by
+//! the phases it passes through (route, cluster, upstream host, status, response flag,
+//! bytes) and finished exactly once: when the response body ends, when the request is
+//! dropped (the client went away: `DC`), or when the TCP connection closes. Finishing
+//! hands it to its writers — today the access log, later metrics and traces — and every
+//! request is recorded whether or not a writer is on. The connection context it holds
+//! gives the writers the downstream address and both identities without copying them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::ResponseFlag;
+use crate::conn::Conn;
+use crate::upstream::EndpointState;
+
+/// How many request body bytes the downstream sent.
+#[derive(Debug)]
+pub(crate) enum BytesIn {
+    /// Known up front (content-length, or no body).
+    Known(u64),
+    /// Counted as the body streams.
+    Counted(Arc<AtomicU64>),
+}
+
+/// The head of an HTTP request, as the record keeps it.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) host: Option<HeaderValue>,
+}
+
+impl RequestHead {
+    /// The authority: from the URI, else the `Host` header.
+    pub(crate) fn authority(&self) -> Option<&str> {
+        match (self.uri.authority(), &self.host) {
+            (Some(a), _) => Some(a.as_str()),
+            (None, Some(h)) => h.to_str().ok(),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One HTTP request or TCP connection, filled in as it goes.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// The downstream connection it came on.
+    pub(crate) conn: Arc<Conn>,
+    /// Wall-clock start, for the log line.
+    pub(crate) start: SystemTime,
+    /// Monotonic start, for the duration.
+    pub(crate) started: Instant,
+    /// `None` for a TCP connection.
+    pub(crate) request: Option<RequestHead>,
+    /// The status sent downstream (0 for TCP, or when none was sent).
+    pub(crate) status: u16,
+    pub(crate) flag: ResponseFlag,
+    pub(crate) bytes_in: BytesIn,
+    pub(crate) bytes_out: u64,
+    pub(crate) upstream: Option<Arc<EndpointState>>,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) cluster: Option<Arc<str>>,
+}
+
+impl Record {
+    fn new(conn: &Arc<Conn>, request: Option<RequestHead>, flag: ResponseFlag) -> Box<Record> {
+        Box::new(Record {
+            conn: conn.clone(),
+            start: SystemTime::now(),
+            started: Instant::now(),
+            request,
+            status: 0,
+            flag,
+            bytes_in: BytesIn::Known(0),
+            bytes_out: 0,
+            upstream: None,
+            route: None,
+            cluster: None,
+        })
+    }
+
+    /// Starts the record of an HTTP request. Until something else is said, a request
+    /// that is dropped was abandoned by its client (`DC`).
+    pub(crate) fn http<B>(conn: &Arc<Conn>, req: &http::Request<B>) -> Pending {
+        let head = RequestHead {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            host: req.headers().get(http::header::HOST).cloned(),
+        };
+        Pending(Some(Record::new(
+            conn,
+            Some(head),
+            ResponseFlag::DownstreamConnectionTermination,
+        )))
+    }
+
+    /// Starts the record of a TCP connection.
+    pub(crate) fn tcp(conn: &Arc<Conn>) -> Box<Record> {
+        Record::new(conn, None, ResponseFlag::None)
+    }
+
+    /// Request body bytes received.
+    pub(crate) fn bytes_in(&self) -> u64 {
+        match &self.bytes_in {
+            BytesIn::Known(n) => *n,
+            BytesIn::Counted(c) => c.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands the finished record to its writers.
+    pub(crate) fn finish(self: Box<Self>) {
+        self.conn.inputs.access_log.write(&self);
+    }
+}
+
+/// A record not finished yet. Dropping it finishes it, so a request whose future is
+/// dropped (the client went away) is still recorded, flagged `DC`; handing it to the
+/// response body ([`Pending::take`]) finishes it when the body ends.
+#[derive(Debug, Default)]
+pub(crate) struct Pending(Option<Box<Record>>);
+
+impl Pending {
+    pub(crate) fn record(&mut self) -> Option<&mut Record> {
+        self.0.as_deref_mut()
+    }
+
+    /// Sets status and flag. A delay injected earlier stays the flag unless something
+    /// went wrong after it.
+    pub(crate) fn respond(&mut self, status: u16, flag: ResponseFlag) {
+        if let Some(r) = self.record() {
+            r.status = status;
+            if !(flag == ResponseFlag::None && r.flag == ResponseFlag::DelayInjected) {
+                r.flag = flag;
+            }
+        }
+    }
+
+    /// Hands the record to the response body, which finishes it when the body is done.
+    pub(crate) fn take(&mut self) -> Option<Box<Record>> {
+        self.0.take()
+    }
+
+    /// The counter for request body bytes, when the body is streamed without a length.
+    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<AtomicU64>> {
+        let r = self.record()?;
+        if body.is_end_stream() {
+            return None;
+        }
+        if let Some(n) = body.size_hint().exact() {
+            r.bytes_in = BytesIn::Known(n);
+            return None;
+        }
+        let c = Arc::new(AtomicU64::new(0));
+        r.bytes_in = BytesIn::Counted(c.clone());
+        Some(c)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.finish();
+        }
+    }
+}

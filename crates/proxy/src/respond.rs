@@ -1,0 +1,83 @@
+//! Responses the proxy makes itself: errors (with the text Envoy answers, so clients and
+//! people see what they know), redirects and direct responses. Each sets the record's
+//! status and flag.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::config::RedirectRt;
+use crate::forward::RespBody;
+use crate::record::Pending;
+use crate::{Error, ResponseFlag};
+
+/// The response for a request that failed before the upstream answered.
+pub(crate) fn error(e: &Error, flag: ResponseFlag, mut rec: Pending) -> Response<RespBody> {
+    tracing::debug!(error = %e, flag = %flag, "request failed");
+    let (status, body) = match flag {
+        ResponseFlag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+        ResponseFlag::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+        ResponseFlag::UpstreamConnectFailure => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        ),
+    };
+    rec.respond(status.as_u16(), flag);
+    local(status, body, rec)
+}
+
+/// A route's `redirect`.
+pub(crate) fn redirect(
+    rd: &RedirectRt,
+    req: &Request<Incoming>,
+    authority: &str,
+    mut rec: Pending,
+) -> Response<RespBody> {
+    let scheme = rd
+        .scheme
+        .as_deref()
+        .or(req.uri().scheme_str())
+        .unwrap_or("http");
+    let host = match (&rd.authority, rd.port) {
+        (Some(a), Some(p)) => format!("{}:{p}", crate::config::strip_port(a)),
+        (Some(a), None) => a.to_string(),
+        (None, Some(p)) => format!("{}:{p}", crate::config::strip_port(authority)),
+        (None, None) => authority.to_owned(),
+    };
+    let path = rd.uri.as_deref().unwrap_or(req.uri().path());
+    let location = match (req.uri().query(), path.contains('?')) {
+        (Some(q), false) => format!("{scheme}://{host}{path}?{q}"),
+        _ => format!("{scheme}://{host}{path}"),
+    };
+    rec.respond(rd.status.as_u16(), ResponseFlag::None);
+    let mut resp = local(rd.status, "", rec);
+    match HeaderValue::try_from(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    resp
+}
+
+/// A response made by the proxy itself.
+pub(crate) fn local(status: StatusCode, body: &'static str, rec: Pending) -> Response<RespBody> {
+    local_bytes(status, Bytes::from_static(body.as_bytes()), rec)
+}
+
+/// [`local`] with a body made at run time.
+pub(crate) fn local_bytes(status: StatusCode, body: Bytes, mut rec: Pending) -> Response<RespBody> {
+    let has_body = !body.is_empty();
+    let mut resp = Response::new(RespBody::full(body, rec.take()));
+    *resp.status_mut() = status;
+    if has_body {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp
+}
