@@ -180,7 +180,11 @@ impl TrustBundle {
 fn webpki_error(err: webpki::Error, peer: String, roots: usize) -> IdentityError {
     let secs = |t: UnixTime| i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
     match err {
-        webpki::Error::UnknownIssuer => IdentityError::UnknownRoot { peer, roots },
+        // A bad signature under a trusted name is a different root with the same name
+        // (or an altered certificate): either way it does not chain to the bundle.
+        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+            IdentityError::UnknownRoot { peer, roots }
+        }
         webpki::Error::CertExpired { time, not_after } => IdentityError::Expired {
             peer,
             not_after: rfc3339(secs(not_after)),

@@ -186,10 +186,51 @@ impl From<IdentityError> for tonic::Status {
 }
 
 impl From<IdentityError> for rustls::Error {
-    /// Carries the message into the handshake error (`invalid peer certificate: ...`).
+    /// Carries the error into the handshake (`invalid peer certificate: ...`); the
+    /// peer gets a bad_certificate alert. [`IdentityError::from_handshake`] gets it
+    /// back out of the handshake's error.
     fn from(err: IdentityError) -> Self {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-            std::sync::Arc::new(err),
+            std::sync::Arc::new(Rejected(err)),
         )))
+    }
+}
+
+impl IdentityError {
+    /// Why this side refused a TLS handshake, if its verifier did: the error of a
+    /// tokio-rustls `accept` or `connect`. For logs that read "peer is ... but ... was
+    /// expected" rather than rustls's wrapping of it.
+    pub fn from_handshake(err: &std::io::Error) -> Option<&IdentityError> {
+        let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) =
+            err.get_ref()?.downcast_ref::<rustls::Error>()?
+        else {
+            return None;
+        };
+        other
+            .0
+            .downcast_ref::<Rejected>()
+            .map(|rejected| &rejected.0)
+    }
+}
+
+/// An [`IdentityError`] inside a rustls error. rustls prints the `Debug` of what it
+/// carries, so `Debug` here is the message.
+struct Rejected(IdentityError);
+
+impl std::fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Rejected {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }

@@ -136,18 +136,26 @@ pub fn tls_incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => {
-                            tracing::warn!(%remote_addr, error = %err, "TLS handshake refused");
-                            return;
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        match IdentityError::from_handshake(&err) {
+                            Some(why) => {
+                                tracing::warn!(%remote_addr, error = %why, "TLS client refused")
+                            }
+                            None => {
+                                tracing::warn!(%remote_addr, error = %err, "TLS handshake failed")
+                            }
                         }
-                        Err(_) => {
-                            tracing::warn!(%remote_addr, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%remote_addr, "TLS handshake timed out");
+                        return;
+                    }
+                };
                 let identity = peer_identity(stream.get_ref().1);
                 let info = PeerInfo {
                     remote_addr,

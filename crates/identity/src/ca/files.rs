@@ -174,9 +174,16 @@ fn create_root(
     params
         .distinguished_name
         .push(DnType::OrganizationName, trust_domain);
+    // A name of its own, so that the next root (during a rotation) is told apart from
+    // this one by name, not only by key.
+    let serial = random_serial();
+    let tag: String = serial.to_bytes()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     params
         .distinguished_name
-        .push(DnType::CommonName, "skiff root CA");
+        .push(DnType::CommonName, format!("skiff root CA {tag}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -185,7 +192,7 @@ fn create_root(
     ];
     params.not_before = (now - Duration::from_secs(3600)).into();
     params.not_after = (now + ROOT_TTL).into();
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(serial);
     let cert = params
         .self_signed(&key)
         .map_err(|source| IdentityError::Generate {
