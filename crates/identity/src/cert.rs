@@ -31,6 +31,7 @@ impl CertChain {
 
     /// A chain from PEM strings, leaf first, each holding one or more certificates
     /// (the `cert_chain` of a CA answer, or a `cert-chain.pem` file as one string).
+    /// `what` names where they came from, for the error.
     pub fn from_pem<S: AsRef<str>>(pems: &[S], what: &str) -> Result<Self, IdentityError> {
         let mut certs = Vec::new();
         for pem in pems {

@@ -82,6 +82,3 @@ pub use spiffe::{CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, SpiffeI
 pub use tls::{GRPC_ALPN, MESH_ALPN, MeshTls, crypto_provider, peer_identity};
 pub use token::BootstrapTokens;
 pub use workload::{WorkloadCert, WorkloadKey};
-
-/// The result type of this crate.
-pub type Result<T, E = IdentityError> = std::result::Result<T, E>;

@@ -70,7 +70,13 @@ pub(super) fn from_plugin_files(dir: &Path, trust_domain: &str) -> Result<Ca, Id
     let ca_cert = single_cert(&read(&ca_cert_path)?, &ca_cert_path)?;
     let key = load_key(&key_path)?;
     let roots = parse_pem_certs(&read(&root_path)?, &root_path.display().to_string())?;
-    let mut chain = parse_pem_certs(&read(&chain_path)?, &chain_path.display().to_string())?;
+    // An empty cert-chain.pem is allowed when ca-cert.pem is signed by the root itself.
+    let chain_pem = read(&chain_path)?;
+    let mut chain = if chain_pem.trim().is_empty() {
+        vec![ca_cert.clone()]
+    } else {
+        parse_pem_certs(&chain_pem, &chain_path.display().to_string())?
+    };
     if chain[0] != ca_cert {
         return Err(IdentityError::BadCertificate {
             what: chain_path.display().to_string(),

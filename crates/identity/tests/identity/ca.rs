@@ -91,6 +91,24 @@ fn plugin_ca_signs_leaves_that_chain_through_the_intermediate() {
     assert!(chains_to(chain, &pki.root));
     // Without the intermediate the leaf does not chain: it was signed by ca-cert.pem.
     assert!(!chains_to(&chain[..1], &pki.root));
+
+    // A cert-chain.pem that stops below the root (or is empty): the chain handed out
+    // still ends with the root.
+    for chain_pem in [pem_of(&pki.intermediate), String::new()] {
+        std::fs::write(pki.dir.path().join("cert-chain.pem"), chain_pem).unwrap();
+        let cert = workload_cert(&pki.ca(), "backend");
+        assert_eq!(
+            cert.chain().certs()[1..],
+            [pki.intermediate.clone(), pki.root.clone()]
+        );
+    }
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    skiff_identity::CertChain::new(vec![der.clone().into_owned()])
+        .unwrap()
+        .to_pem()
+        .remove(0)
 }
 
 #[test]
