@@ -1,0 +1,193 @@
+//! The workload side: a private key, its CSR, and the certificate the CA returns.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, SanType};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::cert::cert_info;
+use crate::{CertChain, IdentityError, SpiffeId};
+
+/// A workload's private key (ECDSA P-256), made in the process and never written out.
+///
+/// Cloning shares the same key. A new key is made for each renewal, as Istio does.
+#[derive(Clone)]
+pub struct WorkloadKey {
+    key: Arc<KeyPair>,
+}
+
+impl std::fmt::Debug for WorkloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkloadKey(ECDSA P-256)")
+    }
+}
+
+impl WorkloadKey {
+    /// A fresh ECDSA P-256 key.
+    pub fn generate() -> Result<Self, IdentityError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| {
+            IdentityError::Generate {
+                what: "generate an ECDSA P-256 key",
+                source,
+            }
+        })?;
+        Ok(WorkloadKey { key: Arc::new(key) })
+    }
+
+    /// A PEM certificate signing request for `id`: its only SAN is the URI of `id`.
+    pub fn csr_pem(&self, id: &SpiffeId) -> Result<String, IdentityError> {
+        self.csr(id)?
+            .pem()
+            .map_err(|source| IdentityError::Generate {
+                what: "encode the CSR as PEM",
+                source,
+            })
+    }
+
+    /// The same CSR as [`csr_pem`](Self::csr_pem), DER encoded.
+    pub fn csr_der(&self, id: &SpiffeId) -> Result<Vec<u8>, IdentityError> {
+        Ok(self.csr(id)?.der().to_vec())
+    }
+
+    fn csr(&self, id: &SpiffeId) -> Result<rcgen::CertificateSigningRequest, IdentityError> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![uri_san(id)?];
+        params
+            .serialize_request(&*self.key)
+            .map_err(|source| IdentityError::Generate {
+                what: "make the CSR",
+                source,
+            })
+    }
+
+    /// The subjectPublicKey bits, to compare with a certificate's.
+    pub(crate) fn public_key_raw(&self) -> &[u8] {
+        self.key.public_key_raw()
+    }
+
+    pub(crate) fn key_pair(&self) -> &KeyPair {
+        &self.key
+    }
+
+    fn private_key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
+    }
+}
+
+pub(crate) fn uri_san(id: &SpiffeId) -> Result<SanType, IdentityError> {
+    let uri = id
+        .to_string()
+        .try_into()
+        .map_err(|source| IdentityError::Generate {
+            what: "put the SPIFFE id in a URI SAN",
+            source,
+        })?;
+    Ok(SanType::URI(uri))
+}
+
+/// A workload's certificate: its chain (leaf first), its key, its identity and
+/// validity, read from the leaf itself.
+#[derive(Clone)]
+pub struct WorkloadCert {
+    chain: CertChain,
+    key: WorkloadKey,
+    id: SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    certified: Arc<CertifiedKey>,
+}
+
+impl std::fmt::Debug for WorkloadCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadCert")
+            .field("id", &self.id.to_string())
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("chain_len", &self.chain.certs().len())
+            .finish()
+    }
+}
+
+impl WorkloadCert {
+    /// Puts a chain from the CA together with the key it was issued for. Fails if the
+    /// leaf is not for this key, or has no SPIFFE id.
+    pub fn new(chain: CertChain, key: WorkloadKey) -> Result<Self, IdentityError> {
+        let what = "the workload certificate";
+        let info = cert_info(chain.leaf()).map_err(|reason| IdentityError::BadCertificate {
+            what: what.into(),
+            reason,
+        })?;
+        if info.public_key != key.public_key_raw() {
+            return Err(IdentityError::BadCertificate {
+                what: what.into(),
+                reason: "it was issued for another key than this workload's".into(),
+            });
+        }
+        let id = info.id.map_err(|reason| IdentityError::BadCertificate {
+            what: what.into(),
+            reason: format!("no SPIFFE id: {reason}"),
+        })?;
+        let certified = CertifiedKey::from_der(
+            chain.certs().to_vec(),
+            key.private_key_der(),
+            &crate::tls::crypto_provider(),
+        )?;
+        Ok(WorkloadCert {
+            chain,
+            key,
+            id,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            certified: Arc::new(certified),
+        })
+    }
+
+    /// The identity of the leaf's URI SAN.
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The chain, leaf first.
+    pub fn chain(&self) -> &CertChain {
+        &self.chain
+    }
+
+    /// The key the leaf was issued for.
+    pub fn key(&self) -> &WorkloadKey {
+        &self.key
+    }
+
+    /// The leaf's notBefore.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// The leaf's notAfter.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// When to renew: half-way through the leaf's lifetime (as Istio does), moved by a
+    /// random amount of up to `jitter` of the lifetime either way (`jitter` is clamped
+    /// to 0..=0.4, so renewal always falls between 10% and 90% of the lifetime).
+    /// Jitter keeps proxies started together from renewing together.
+    pub fn refresh_at(&self, jitter: f64) -> SystemTime {
+        let lifetime = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or(Duration::ZERO);
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 0.4)
+        } else {
+            0.0
+        };
+        let fraction = 0.5 + jitter * (2.0 * rand::random::<f64>() - 1.0);
+        self.not_before + lifetime.mul_f64(fraction)
+    }
+
+    pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
+        self.certified.clone()
+    }
+}
