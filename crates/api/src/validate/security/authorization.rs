@@ -6,6 +6,14 @@ use crate::validate::common::validate_ip_subnet;
 
 use super::{one_selector_type, target_ref};
 
+/// The annotation that makes an AuthorizationPolicy dry-run.
+const DRY_RUN: &str = "istio.io/dry-run";
+
+/// What Go's `strconv.ParseBool` accepts (Istio reads the dry-run annotation with it).
+const GO_BOOLS: &[&str] = &[
+    "1", "t", "T", "true", "TRUE", "True", "0", "f", "F", "false", "FALSE", "False",
+];
+
 pub(in crate::validate) fn authorization_policy(r: &mut Report<'_>, ap: &AuthorizationPolicy) {
     one_selector_type(
         r,
@@ -18,6 +26,15 @@ pub(in crate::validate) fn authorization_policy(r: &mut Report<'_>, ap: &Authori
     }
     for (i, t) in ap.target_refs.iter().enumerate() {
         target_ref(r, &format!("spec.targetRefs[{i}]"), t);
+    }
+    if let Some(v) = r.annotation(DRY_RUN)
+        && !GO_BOOLS.contains(&v)
+    {
+        let message = format!(
+            "{DRY_RUN} must be true or false (Go's strconv.ParseBool spellings), found {v:?}; \
+             Istio then enforces the policy"
+        );
+        r.warn(format!("metadata.annotations[{DRY_RUN:?}]"), message);
     }
     let action = ap.action.unwrap_or(AuthorizationAction::Allow);
     if action == AuthorizationAction::Custom {
