@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Labels;
+use crate::types::{Labels, Timestamp};
 
 /// The namespace a resource lands in when its metadata names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -42,9 +42,11 @@ pub struct ObjectMeta {
     /// Set by Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
-    /// Set by Kubernetes.
+    /// When the resource was created (set by Kubernetes; RFC 3339). Istio uses it to
+    /// choose among policies of one scope: the oldest wins. `null` and absent are the
+    /// same (older than any written time, as Go's zero time is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creation_timestamp: Option<serde_json::Value>,
+    pub creation_timestamp: Option<Timestamp>,
     /// Set by Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<serde_json::Value>,

@@ -243,12 +243,19 @@ pub struct Source {
     /// Negated `remoteIpBlocks`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_remote_ip_blocks: Vec<String>,
-    /// Peer service accounts (`<ns>/<sa>`).
+    /// Peer service accounts: `<ns>/<sa>`, or `<sa>` for one of the policy's namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<String>,
     /// Negated `serviceAccounts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_service_accounts: Vec<String>,
+    /// Trust domains of the peer identity (`cluster.local`; `*` is any, and one `*` may
+    /// stand for part of a name), from mutual TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
+    /// Negated `trustDomains`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_trust_domains: Vec<String>,
 }
 
 /// What a request does. Fields are ANDed; values within a field are ORed.

@@ -3,6 +3,7 @@
 
 mod duration;
 mod string_match;
+mod timestamp;
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{Duration, DurationError};
 pub use string_match::{HeaderMatch, StringMatch};
+pub use timestamp::{Timestamp, TimestampError};
 
 /// A map of labels (or annotations). A `BTreeMap` so iteration order is stable.
 pub type Labels = BTreeMap<String, String>;

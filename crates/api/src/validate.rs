@@ -74,6 +74,15 @@ impl<'a> Report<'a> {
     pub(crate) fn namespace(&self) -> &str {
         self.resource.namespace()
     }
+
+    /// An annotation of the resource, when set.
+    pub(crate) fn annotation(&self, key: &str) -> Option<&str> {
+        self.resource
+            .metadata
+            .annotations
+            .get(key)
+            .map(String::as_str)
+    }
 }
 
 /// Validates one resource alone: its metadata and its spec, with Istio's rules for its

@@ -467,3 +467,51 @@ spec:
         "{warnings:?}"
     );
 }
+
+#[test]
+fn creation_timestamps_are_read_as_instants() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: a
+  namespace: prod
+  creationTimestamp: 2024-01-01T01:00:00+01:00
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: b
+  namespace: prod
+  creationTimestamp: null
+spec: {}
+";
+    let loaded = skiff_api::load_str("pa.yaml", text);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+    let mut pas = loaded.resources.peer_authentications();
+    let a = pas.next().unwrap().metadata().creation_timestamp.clone();
+    let b = pas.next().unwrap().metadata().creation_timestamp.clone();
+    assert_eq!(a.unwrap().unix(), (1_704_067_200, 0));
+    assert_eq!(b, None);
+}
+
+#[test]
+fn a_bad_creation_timestamp_is_an_error_at_its_line() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: a
+  namespace: prod
+  creationTimestamp: \"last tuesday\"
+spec: {}
+";
+    let loaded = skiff_api::load_str("pa.yaml", text);
+    let errors = errors(&loaded);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pa.yaml:6:22: ") && errors[0].contains("invalid timestamp"),
+        "{errors:?}"
+    );
+}

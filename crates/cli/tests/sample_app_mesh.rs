@@ -157,8 +157,12 @@ fn cluster(subset: &str, app: SocketAddr) -> Cluster {
             proxy_port: Some(15006),
             workload: format!("backend-{subset}.prod"),
             weight: 1,
+            spiffe_id: String::new(),
+            sidecar: true,
+            mtls: false,
         }],
         connect_timeout: Duration::from_secs(2),
+        tls: Default::default(),
     }
 }
 
@@ -190,6 +194,7 @@ fn frontend_reaches_backend_through_two_proxies_and_canary_header_picks_v2() {
                 target_port: app.port(),
                 protocol: Protocol::Http,
                 services: vec!["backend.prod.svc.cluster.local:80".to_owned()],
+                mtls: Default::default(),
             })
             .collect(),
         ..ProxyConfig::default()

@@ -11,6 +11,7 @@ mod inbound;
 mod outbound;
 mod route;
 mod scope;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -99,12 +100,7 @@ fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
         address: w.address,
         labels: w.labels.clone(),
         service_account: w.service_account.clone(),
-        spiffe_id: format!(
-            "spiffe://{}/ns/{}/sa/{}",
-            mesh.options().trust_domain,
-            w.namespace,
-            w.service_account
-        ),
+        spiffe_id: w.spiffe_id(&mesh.options().trust_domain),
     }
 }
 

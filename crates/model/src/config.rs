@@ -15,9 +15,17 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+mod authz;
+mod duration;
+mod duration_opt;
+mod jwt;
 mod policy;
+mod security;
 
+pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
+pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
+pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 
 /// Everything one proxy needs to serve traffic. One value per proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -370,6 +378,11 @@ pub struct InboundPort {
     /// The services (FQDN:port) that reach this workload port; for telemetry and
     /// `describe`.
     pub services: Vec<String>,
+    /// Mutual TLS required of callers on this port: the workload's PeerAuthentication
+    /// mode, or its `portLevelMtls` entry for this port. STRICT refuses plain text,
+    /// DISABLE refuses mutual TLS, PERMISSIVE takes both.
+    #[serde(default)]
+    pub mtls: MtlsMode,
 }
 
 /// A gateway listener (from `Gateway.servers`).
@@ -410,6 +423,11 @@ pub struct Cluster {
     /// Istio's default is 10s).
     #[serde(with = "duration")]
     pub connect_timeout: std::time::Duration,
+    /// TLS towards the endpoints, from the DestinationRule's `tls` (subset port level,
+    /// subset, rule port level, rule); [`ClusterTls::Auto`] (left out when serialized)
+    /// when none is set.
+    #[serde(default, skip_serializing_if = "ClusterTls::is_auto")]
+    pub tls: ClusterTls,
 }
 
 impl Cluster {
@@ -455,35 +473,19 @@ pub struct Endpoint {
     pub workload: String,
     /// Load-balancing weight (WorkloadEntry `weight`, default 1).
     pub weight: u32,
-}
-
-mod duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
-mod duration_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
+    /// The workload's identity, `spiffe://<trust domain>/ns/<namespace>/sa/<service
+    /// account>`: what its certificate must carry when the client uses mutual TLS.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub spiffe_id: String,
+    /// A sidecar that terminates mesh traffic runs beside the workload (then
+    /// `proxy_port` is set).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar: bool,
+    /// The client uses Istio mutual TLS to this endpoint. Decided by the model for the
+    /// cluster's [`Cluster::tls`]: always under `ISTIO_MUTUAL`, never under `DISABLE`,
+    /// `SIMPLE` or `MUTUAL`; under auto mutual TLS when the endpoint has a sidecar and
+    /// its PeerAuthentication mode for the endpoint port is not DISABLE (and the service
+    /// is in the mesh and its namespace is not DISABLE).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mtls: bool,
 }

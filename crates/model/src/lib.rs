@@ -29,6 +29,10 @@ pub struct MeshOptions {
     pub domain_suffix: String,
     /// Trust domain of SPIFFE identities: `spiffe://<trust_domain>/ns/<ns>/sa/<sa>`.
     pub trust_domain: String,
+    /// Other trust domains that name the same identities (MeshConfig
+    /// `trustDomainAliases`): AuthorizationPolicy principals and trust domains in any of
+    /// them are expanded to all of them.
+    pub trust_domain_aliases: Vec<String>,
     /// Port of the inbound listener of every sidecar. Endpoints of workloads with a
     /// sidecar are reached through it; `None` sends traffic straight to the app.
     pub inbound_proxy_port: Option<u16>,
@@ -41,6 +45,7 @@ impl Default for MeshOptions {
         MeshOptions {
             domain_suffix: "cluster.local".to_string(),
             trust_domain: "cluster.local".to_string(),
+            trust_domain_aliases: Vec::new(),
             inbound_proxy_port: Some(15006),
             root_namespace: "istio-system".to_string(),
         }

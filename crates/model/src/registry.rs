@@ -173,6 +173,15 @@ impl Workload {
         format!("{}.{}", self.name, self.namespace)
     }
 
+    /// Its SPIFFE identity: `spiffe://<trust domain>/ns/<namespace>/sa/<service
+    /// account>`, the one the proxy's certificate carries and peers see.
+    pub fn spiffe_id(&self, trust_domain: &str) -> String {
+        format!(
+            "spiffe://{trust_domain}/ns/{}/sa/{}",
+            self.namespace, self.service_account
+        )
+    }
+
     /// Whether Services and selectors can pick it (inline ServiceEntry endpoints belong
     /// to their entry only).
     pub fn selectable(&self) -> bool {

@@ -20,9 +20,9 @@ use crate::host;
 use crate::registry::{Labels, Registry, labels_match};
 
 pub(crate) use checks::find_service;
-pub use destination_rule::{ClusterPolicy, DestinationRuleInfo, SubsetInfo};
+pub use destination_rule::{ClusterPolicy, DestinationRuleInfo, SubsetInfo, TlsLevels, tls_mode};
 pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
-pub use policy::PolicyIndex;
+pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use virtual_service::{
     DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
@@ -91,7 +91,7 @@ impl Rules {
             }
             rules.virtual_services.push(info);
         }
-        rules.policies = PolicyIndex::build(resources, registry, &options.root_namespace, findings);
+        rules.policies = PolicyIndex::build(resources, registry, options, findings);
         rules.sidecars = sidecar::collect(resources, registry, findings);
         checks::run(&rules, resources, registry, findings);
         rules

@@ -118,8 +118,12 @@ fn mesh(services: usize) -> ProxyConfig {
                 proxy_port: Some(15006),
                 workload: format!("{name}-v1.prod"),
                 weight: 1,
+                spiffe_id: String::new(),
+                sidecar: true,
+                mtls: false,
             }],
             connect_timeout: Duration::from_secs(10),
+            tls: Default::default(),
         });
     }
     vhosts.push(VirtualHost {

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{Cluster, Endpoint, LbPolicy, Protocol};
+use crate::config::{Cluster, ClusterTls, Endpoint, LbPolicy, Protocol};
 use crate::registry::labels_match;
 
 use super::Compiler;
+use super::tls::{EndpointTls, PeerCache, cluster_tls};
 
 /// Istio's default TCP connect timeout.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -16,6 +17,9 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
     let registry = c.mesh.registry();
     let w = c.workload;
     let proxy_port = c.mesh.options().inbound_proxy_port;
+    let trust_domain = &c.mesh.options().trust_domain;
+    let policies = c.mesh.rules().policies();
+    let mut peers = PeerCache::default();
     let mut keys: Vec<(&String, &super::ClusterKey)> = c.clusters.iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
     keys.into_iter()
@@ -29,6 +33,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 lb: LbPolicy::default(),
                 endpoints: Vec::new(),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                tls: ClusterTls::Auto,
             };
             let Some(service) = key.service.map(|id| &registry.services()[id]) else {
                 return cluster;
@@ -51,11 +56,17 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 let policy = dr.policy_for(key.port, subset);
                 cluster.lb = policy.lb.unwrap_or_default();
                 cluster.connect_timeout = policy.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                if let Some(t) = dr.tls_for(key.port, subset) {
+                    cluster.tls = cluster_tls(t);
+                }
             }
+            let rule_mode = dr.and_then(|dr| dr.endpoint_tls_mode(key.port, subset));
+            let endpoint_tls = EndpointTls::new(&cluster.tls, rule_mode, service, policies);
             let Some(port) = service.ports.iter().find(|p| p.port == key.port) else {
                 return cluster;
             };
             cluster.protocol = port.protocol;
+            let mut endpoints = Vec::new();
             for &e in &service.endpoints {
                 let workload = &registry.workloads()[e];
                 if subset.is_some_and(|s| !labels_match(&s.labels, &workload.labels)) {
@@ -65,20 +76,28 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 else {
                     continue;
                 };
-                cluster.endpoints.push(Endpoint {
-                    address: SocketAddr::new(ip, target),
-                    // A gateway proxy has no inbound listener: reach it directly.
-                    proxy_port: if workload.sidecar
-                        && c.mesh.rules().gateways_of(e).next().is_none()
-                    {
+                // A gateway proxy has no inbound listener: reach it directly.
+                let proxy_port =
+                    if workload.sidecar && c.mesh.rules().gateways_of(e).next().is_none() {
                         proxy_port
                     } else {
                         None
-                    },
+                    };
+                let sidecar = proxy_port.is_some();
+                let mtls = endpoint_tls.mtls(workload, sidecar, target, |port| {
+                    peers.mode(policies, e, workload, port)
+                });
+                endpoints.push(Endpoint {
+                    address: SocketAddr::new(ip, target),
+                    proxy_port,
                     workload: registry.workload_id(e).to_string(),
                     weight: workload.weight,
+                    spiffe_id: workload.spiffe_id(trust_domain),
+                    sidecar,
+                    mtls,
                 });
             }
+            cluster.endpoints = endpoints;
             cluster
                 .endpoints
                 .sort_by(|a, b| (a.address, &a.workload).cmp(&(b.address, &b.workload)));

@@ -20,6 +20,11 @@ pub(super) fn build(c: &Compiler<'_>, w: usize) -> Vec<InboundPort> {
             entry.1.push(format!("{}:{}", service.hostname, p.port));
         }
     }
+    let peer = c
+        .mesh
+        .rules()
+        .policies()
+        .peer(&c.workload.namespace, &c.workload.labels);
     ports
         .into_iter()
         .map(|(target_port, (protocols, mut services))| {
@@ -29,6 +34,7 @@ pub(super) fn build(c: &Compiler<'_>, w: usize) -> Vec<InboundPort> {
                 target_port,
                 protocol: inbound_protocol(&protocols),
                 services,
+                mtls: peer.for_port(target_port).0,
             }
         })
         .collect()

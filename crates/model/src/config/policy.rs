@@ -22,6 +22,15 @@ pub struct Policies {
     /// RequestAuthentications that apply, as `namespace/name`, sorted (same scoping).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_authentication: Vec<String>,
+    /// The AuthorizationPolicies of `authorization`, compiled, in Istio's order: those
+    /// of the root namespace, then those of the workload's namespace, each by creation
+    /// time (then name). Which action is evaluated first is the proxy's job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_policies: Vec<super::AuthzPolicy>,
+    /// The `jwtRules` of every RequestAuthentication in `request_authentication`, in
+    /// one list sorted by issuer (then policy order), defaults filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_rules: Vec<super::JwtRule>,
 }
 
 /// The mutual TLS mode in force for inbound traffic, overall and per workload port.

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use skiff_api::networking::{LoadBalancerSettings, SimpleLb, TrafficPolicy};
+use skiff_api::networking::{
+    ClientTlsMode, ClientTlsSettings, LoadBalancerSettings, SimpleLb, TrafficPolicy,
+};
 use skiff_api::{Entry, Resource, ResourceSet};
 
 use crate::config::LbPolicy;
@@ -30,6 +32,42 @@ impl ClusterPolicy {
     }
 }
 
+/// The `tls` blocks of one traffic policy: top level and port level.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsLevels {
+    /// `tls` of the policy.
+    pub tls: Option<ClientTlsSettings>,
+    /// `portLevelSettings[].tls`, by port, in order (`None`: that port's settings have
+    /// no `tls`).
+    pub ports: Vec<(u16, Option<ClientTlsSettings>)>,
+}
+
+impl TlsLevels {
+    /// The first port-level entry for `port`, if any, and its `tls`.
+    fn port_entry(&self, port: u16) -> Option<Option<&ClientTlsSettings>> {
+        self.ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, t)| t.as_ref())
+    }
+
+    /// Istio's per-endpoint reading (`tlsModeForDestinationRule` in
+    /// `pilot/pkg/xds/endpoints/mtls_checker.go`): a port-level `tls` for the port,
+    /// else the top-level one.
+    fn endpoint_mode(&self, port: u16) -> Option<ClientTlsMode> {
+        self.ports
+            .iter()
+            .find_map(|(p, t)| t.as_ref().filter(|_| *p == port))
+            .or(self.tls.as_ref())
+            .map(tls_mode)
+    }
+}
+
+/// A `tls` block's mode; `DISABLE` when unset (the first value of Istio's enum).
+pub fn tls_mode(t: &ClientTlsSettings) -> ClientTlsMode {
+    t.mode.unwrap_or(ClientTlsMode::Disable)
+}
+
 /// A DestinationRule as the compiler uses it (rules for one host in one namespace
 /// merged, as Istio merges them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +86,8 @@ pub struct DestinationRuleInfo {
     pub policy: ClusterPolicy,
     /// `portLevelSettings`, by port.
     pub port_policies: Vec<(u16, ClusterPolicy)>,
+    /// `tls` of the traffic policy and of its port-level settings.
+    pub tls: TlsLevels,
     /// Subsets, in order.
     pub subsets: Vec<SubsetInfo>,
 }
@@ -63,6 +103,8 @@ pub struct SubsetInfo {
     pub policy: ClusterPolicy,
     /// The subset's own port-level settings.
     pub port_policies: Vec<(u16, ClusterPolicy)>,
+    /// The subset's own `tls` blocks.
+    pub tls: TlsLevels,
     /// The DestinationRule that defines it (rules for one host are merged).
     pub defined_in: ResourceRef,
     /// Its index in that rule's `subsets`.
@@ -84,6 +126,45 @@ impl DestinationRuleInfo {
             policy = policy.overlay(s.policy).overlay(at_port(&s.port_policies));
         }
         policy
+    }
+
+    /// The `tls` a cluster for `port` (narrowed to `subset`) uses, as Istio's cluster
+    /// builder merges them (`MergeSubsetTrafficPolicy`): port-level settings replace the
+    /// level they belong to wholesale, so a subset's port-level entry for the port
+    /// decides even without `tls`; then the subset's `tls`; then the rule's port-level
+    /// entry, then the rule's `tls`.
+    pub fn tls_for<'a>(
+        &'a self,
+        port: u16,
+        subset: Option<&'a SubsetInfo>,
+    ) -> Option<&'a ClientTlsSettings> {
+        let rule = match self.tls.port_entry(port) {
+            Some(at_port) => at_port,
+            None => self.tls.tls.as_ref(),
+        };
+        if let Some(s) = subset {
+            if let Some(at_port) = s.tls.port_entry(port) {
+                return at_port;
+            }
+            if let Some(t) = &s.tls.tls {
+                return Some(t);
+            }
+        }
+        rule
+    }
+
+    /// The TLS mode Istio reads for an endpoint of such a cluster (`mtls_checker.go`):
+    /// the subset's (port level, then top), else the rule's; a port-level entry without
+    /// `tls` does not hide the top-level one here. Differs from [`Self::tls_for`] only in
+    /// that corner, as in Istio.
+    pub fn endpoint_tls_mode(
+        &self,
+        port: u16,
+        subset: Option<&SubsetInfo>,
+    ) -> Option<ClientTlsMode> {
+        subset
+            .and_then(|s| s.tls.endpoint_mode(port))
+            .or_else(|| self.tls.endpoint_mode(port))
     }
 
     /// A subset by name.
@@ -162,6 +243,7 @@ fn convert(
         Some(tp) => traffic_policy(tp, r, "spec.trafficPolicy", findings),
         None => (ClusterPolicy::default(), Vec::new()),
     };
+    let tls = tls_levels(dr.traffic_policy.as_ref());
     let subsets = dr
         .subsets
         .iter()
@@ -178,6 +260,7 @@ fn convert(
                 labels: s.labels.clone(),
                 policy,
                 port_policies,
+                tls: tls_levels(s.traffic_policy.as_ref()),
                 defined_in: resource_ref(r),
                 index: i,
             }
@@ -194,7 +277,25 @@ fn convert(
             .map(|s| s.match_labels.clone()),
         policy,
         port_policies,
+        tls,
         subsets,
+    }
+}
+
+fn tls_levels(tp: Option<&TrafficPolicy>) -> TlsLevels {
+    let Some(tp) = tp else {
+        return TlsLevels::default();
+    };
+    TlsLevels {
+        tls: tp.tls.clone(),
+        ports: tp
+            .port_level_settings
+            .iter()
+            .filter_map(|p| {
+                let port = p.port.and_then(|s| s.number)?;
+                Some((u16::try_from(port).ok()?, p.tls.clone()))
+            })
+            .collect(),
     }
 }
 

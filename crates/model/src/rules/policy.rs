@@ -1,51 +1,71 @@
 //! Security policies (PeerAuthentication, AuthorizationPolicy, RequestAuthentication)
-//! and Istio's rules for which of them apply to a workload.
+//! and Istio's rules for which of them apply to a workload, compiled into the data the
+//! proxy enforces.
+//!
+//! Scoping (`pilot/pkg/model/policyattachment.go`, `authorization.go`): a policy of the
+//! workload's namespace or of the root namespace applies when it has no selector or its
+//! selector matches. A policy with `targetRef(s)` applies to no sidecar; it applies to a
+//! Gateway API gateway (a workload labelled `gateway.networking.k8s.io/gateway-name`)
+//! of the policy's namespace that it names with kind `Gateway`. Service and ServiceEntry
+//! targets attach policies to waypoints only (ambient mode), which skiff does not run.
 
-use std::collections::BTreeMap;
+mod authz;
+mod jwt;
+mod peer;
 
-use skiff_api::security::MtlsMode as ApiMode;
-use skiff_api::types::{PolicyTargetReference, WorkloadSelector};
+use skiff_api::types::{PolicyTargetReference, Timestamp, WorkloadSelector};
 use skiff_api::{Resource, ResourceSet};
 
-use crate::config::{MtlsMode, MtlsPolicy, Policies};
+use crate::MeshOptions;
+use crate::config::{AuthzPolicy, JwtRule, MtlsMode, Policies};
 use crate::diagnostic::{Code, Findings, Severity};
 use crate::registry::{Labels, Registry, display_labels, labels_match};
 
-/// The policies of the mesh, in `namespace/name` order.
+pub(crate) use authz::TrustDomains;
+use peer::PeerAuthn;
+pub use peer::PeerDecision;
+
+/// The label Istio reads to know a workload runs a Gateway API gateway, and which.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// The policies of the mesh, each list in Istio's order (oldest first).
 #[derive(Debug, Clone, Default)]
 pub struct PolicyIndex {
     peer: Vec<PeerAuthn>,
-    authorization: Vec<Scoped>,
-    request_authentication: Vec<Scoped>,
+    authorization: Vec<Scoped<Option<AuthzPolicy>>>,
+    request_authentication: Vec<Scoped<Vec<JwtRule>>>,
     root_namespace: String,
 }
 
-/// A PeerAuthentication: its scope and modes (`None` is UNSET: inherit).
+/// A policy scoped by namespace and selector or target, with its compiled form.
 #[derive(Debug, Clone)]
-struct PeerAuthn {
+struct Scoped<T> {
     key: String,
     namespace: String,
+    name: String,
+    created: Option<Timestamp>,
     selector: Option<Labels>,
-    mode: Option<MtlsMode>,
-    ports: BTreeMap<u16, Option<MtlsMode>>,
+    /// With `targetRef(s)`: the Gateway API gateways named (`None`: no targetRef).
+    gateways: Option<Vec<String>>,
+    compiled: T,
 }
 
-/// A policy scoped by namespace and selector.
-#[derive(Debug, Clone)]
-struct Scoped {
-    key: String,
-    namespace: String,
-    selector: Option<Labels>,
-    /// Attached with `targetRef(s)` instead: it applies to no workload by selector.
-    targeted: bool,
-}
+impl<T> Scoped<T> {
+    fn age(&self) -> (Option<&Timestamp>, &str, &str) {
+        (self.created.as_ref(), &self.name, &self.namespace)
+    }
 
-fn mode(m: Option<ApiMode>) -> Option<MtlsMode> {
-    match m? {
-        ApiMode::Unset => None,
-        ApiMode::Disable => Some(MtlsMode::Disable),
-        ApiMode::Permissive => Some(MtlsMode::Permissive),
-        ApiMode::Strict => Some(MtlsMode::Strict),
+    /// Istio's `ShouldAttachPolicy`, for a policy already known to be of the workload's
+    /// namespace or of the root namespace.
+    fn attaches(&self, namespace: &str, labels: &Labels) -> bool {
+        match (&self.gateways, labels.get(GATEWAY_NAME_LABEL)) {
+            (None, _) => self
+                .selector
+                .as_ref()
+                .is_none_or(|s| labels_match(s, labels)),
+            (Some(_), None) => false,
+            (Some(names), Some(gateway)) => self.namespace == namespace && names.contains(gateway),
+        }
     }
 }
 
@@ -59,27 +79,38 @@ impl PolicyIndex {
     pub(super) fn build(
         resources: &ResourceSet,
         registry: &Registry,
-        root_namespace: &str,
+        options: &MeshOptions,
         findings: &mut Findings,
     ) -> PolicyIndex {
+        let root_namespace = options.root_namespace.as_str();
+        let mut trust = vec![options.trust_domain.clone()];
+        trust.extend(options.trust_domain_aliases.iter().cloned());
+        let trust = TrustDomains(trust);
         let mut index = PolicyIndex {
             root_namespace: root_namespace.to_string(),
             ..PolicyIndex::default()
         };
-        for pa in resources.peer_authentications() {
-            let r = pa.resource;
-            let selector = selector(&pa.selector);
-            let policy = PeerAuthn {
-                key: format!("{}/{}", pa.namespace(), pa.name()),
-                namespace: pa.namespace().to_string(),
-                mode: mode(pa.mtls.as_ref().and_then(|m| m.mode)),
-                ports: pa
-                    .port_level_mtls
-                    .iter()
-                    .filter_map(|(p, m)| Some((u16::try_from(*p).ok()?, mode(m.mode))))
-                    .collect(),
-                selector,
-            };
+        let mut peers: Vec<(PeerAuthn, &Resource)> = resources
+            .peer_authentications()
+            .map(|pa| {
+                let policy = PeerAuthn {
+                    key: format!("{}/{}", pa.namespace(), pa.name()),
+                    namespace: pa.namespace().to_string(),
+                    name: pa.name().to_string(),
+                    created: pa.metadata().creation_timestamp.clone(),
+                    mode: peer::mode(pa.mtls.as_ref().and_then(|m| m.mode)),
+                    ports: pa
+                        .port_level_mtls
+                        .iter()
+                        .filter_map(|(p, m)| Some((u16::try_from(*p).ok()?, peer::mode(m.mode))))
+                        .collect(),
+                    selector: selector(&pa.selector),
+                };
+                (policy, pa.resource)
+            })
+            .collect();
+        peers.sort_by(|a, b| a.0.age().cmp(&b.0.age()));
+        for (policy, r) in peers {
             if policy.selector.is_none()
                 && let Some(first) = index
                     .peer
@@ -98,7 +129,7 @@ impl PolicyIndex {
                     None,
                     format!(
                         "PeerAuthentication {} is already the {scope} policy; Istio uses only \
-                         one (the oldest), and skiff uses the first by name, so this one is ignored",
+                         the oldest (creationTimestamp, then name), so this one is ignored",
                         first.key
                     ),
                 );
@@ -127,27 +158,26 @@ impl PolicyIndex {
             index.peer.push(policy);
         }
         for ap in resources.authorization_policies() {
-            let scoped = targeted_or_selected(
-                (
-                    ap.resource,
-                    ap.target_ref.as_ref(),
-                    &ap.target_refs,
-                    &ap.selector,
-                ),
+            let scope = (ap.target_ref.as_ref(), &ap.target_refs[..], &ap.selector);
+            let compiled = authz::compile(&ap, &trust);
+            let scoped = scoped(
+                ap.resource,
+                scope,
+                compiled,
                 registry,
                 root_namespace,
                 findings,
             );
             index.authorization.push(scoped);
         }
+        index.authorization.sort_by(|a, b| a.age().cmp(&b.age()));
         for ra in resources.request_authentications() {
-            let scoped = targeted_or_selected(
-                (
-                    ra.resource,
-                    ra.target_ref.as_ref(),
-                    &ra.target_refs,
-                    &ra.selector,
-                ),
+            let scope = (ra.target_ref.as_ref(), &ra.target_refs[..], &ra.selector);
+            let compiled = jwt::compile(&ra);
+            let scoped = scoped(
+                ra.resource,
+                scope,
+                compiled,
                 registry,
                 root_namespace,
                 findings,
@@ -155,86 +185,98 @@ impl PolicyIndex {
             index.request_authentication.push(scoped);
         }
         index
+            .request_authentication
+            .sort_by(|a, b| a.age().cmp(&b.age()));
+        index
     }
 
     /// The policies that apply to a workload of `namespace` with `labels`.
     pub fn for_workload(&self, namespace: &str, labels: &Labels) -> Policies {
-        Policies {
-            mtls: self.mtls(namespace, labels),
-            authorization: self.applicable(&self.authorization, namespace, labels),
-            request_authentication: self.applicable(
-                &self.request_authentication,
-                namespace,
-                labels,
-            ),
-        }
-    }
+        let authorization = self.applicable(&self.authorization, namespace, labels, true);
+        let request_authentication =
+            self.applicable(&self.request_authentication, namespace, labels, false);
 
-    /// Istio's precedence: a policy selecting the workload (in its namespace), then the
-    /// namespace-wide policy, then the mesh-wide one (root namespace, no selector), then
-    /// PERMISSIVE. UNSET defers to the next. Port-level modes come only from the
-    /// selecting policy; an UNSET port takes the workload's mode.
-    fn mtls(&self, namespace: &str, labels: &Labels) -> MtlsPolicy {
-        let workload = self.peer.iter().find(|p| {
-            p.namespace == namespace && p.selector.as_ref().is_some_and(|s| labels_match(s, labels))
-        });
-        let namespace_wide = self
-            .peer
+        let mut jwt_rules: Vec<JwtRule> = request_authentication
             .iter()
-            .find(|p| p.namespace == namespace && p.selector.is_none());
-        let mesh_wide = self
-            .peer
-            .iter()
-            .find(|p| p.namespace == self.root_namespace && p.selector.is_none());
-        let chain = [workload, namespace_wide, mesh_wide];
-        let mut out = MtlsPolicy::default();
-        if let Some(decided) = chain.iter().flatten().position(|p| p.mode.is_some()) {
-            let chain: Vec<&PeerAuthn> = chain.iter().flatten().copied().collect();
-            out.mode = chain[decided].mode.unwrap_or_default();
-            out.from = chain[..=decided].iter().map(|p| p.key.clone()).collect();
-            out.from.dedup();
-        }
-        if let Some(w) = workload {
-            for (port, m) in &w.ports {
-                out.ports.insert(*port, m.unwrap_or(out.mode));
-            }
-            if !w.ports.is_empty() && !out.from.contains(&w.key) {
-                out.from.insert(0, w.key.clone());
-            }
-        }
-        out
-    }
-
-    fn applicable(&self, list: &[Scoped], namespace: &str, labels: &Labels) -> Vec<String> {
-        let mut keys: Vec<String> = list
-            .iter()
-            .filter(|p| !p.targeted)
-            .filter(|p| p.namespace == namespace || p.namespace == self.root_namespace)
-            .filter(|p| p.selector.as_ref().is_none_or(|s| labels_match(s, labels)))
-            .map(|p| p.key.clone())
+            .flat_map(|p| p.compiled.iter().cloned())
             .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        jwt_rules.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        Policies {
+            mtls: self.peer(namespace, labels).to_policy(),
+            authorization: sorted_keys(&authorization),
+            request_authentication: sorted_keys(&request_authentication),
+            authorization_policies: authorization
+                .iter()
+                .filter_map(|p| p.compiled.clone())
+                .collect(),
+            jwt_rules,
+        }
+    }
+
+    /// The effective PeerAuthentication of a workload, with who decided each mode.
+    pub fn peer(&self, namespace: &str, labels: &Labels) -> PeerDecision {
+        peer::resolve(&self.peer, &self.root_namespace, namespace, labels)
+    }
+
+    /// The namespace-level mode a client assumes for services of `namespace` when it
+    /// decides auto mutual TLS (Istio's `BestEffortInferServiceMTLSMode`).
+    pub fn namespace_mtls(&self, namespace: &str) -> MtlsMode {
+        peer::namespace_mode(&self.peer, &self.root_namespace, namespace)
+    }
+
+    /// The policies of `list` that attach to the workload. With `root_first` (Istio's
+    /// AuthorizationPolicy order) the root namespace's come first, else the workload
+    /// namespace's (RequestAuthentication); each part stays in age order.
+    fn applicable<'p, T>(
+        &self,
+        list: &'p [Scoped<T>],
+        namespace: &str,
+        labels: &Labels,
+        root_first: bool,
+    ) -> Vec<&'p Scoped<T>> {
+        let mut out: Vec<&Scoped<T>> = list
+            .iter()
+            .filter(|p| p.namespace == namespace || p.namespace == self.root_namespace)
+            .filter(|p| p.attaches(namespace, labels))
+            .collect();
+        out.sort_by_key(|p| (p.namespace == self.root_namespace) != root_first);
+        out
     }
 }
 
+fn sorted_keys<T>(list: &[&Scoped<T>]) -> Vec<String> {
+    let mut keys: Vec<String> = list.iter().map(|p| p.key.clone()).collect();
+    keys.sort();
+    keys
+}
+
+type Scope<'a> = (
+    Option<&'a PolicyTargetReference>,
+    &'a [PolicyTargetReference],
+    &'a Option<WorkloadSelector>,
+);
+
 /// The scope of a policy that may name its targets (`targetRef(s)`) instead of selecting
 /// workloads; a selector is checked against the registry only when it is what applies.
-fn targeted_or_selected(
-    (r, target_ref, target_refs, sel): (
-        &Resource,
-        Option<&PolicyTargetReference>,
-        &[PolicyTargetReference],
-        &Option<WorkloadSelector>,
-    ),
+fn scoped<T>(
+    r: &Resource,
+    (one, many, sel): Scope<'_>,
+    compiled: T,
     registry: &Registry,
     root_namespace: &str,
     findings: &mut Findings,
-) -> Scoped {
-    let targeted = is_targeted(target_ref, target_refs, r, findings);
-    let scoped = scoped(r, selector(sel), targeted);
-    if !targeted {
+) -> Scoped<T> {
+    let gateways = targets(one, many, r, registry, findings);
+    let scoped = Scoped {
+        key: format!("{}/{}", r.namespace(), r.name()),
+        namespace: r.namespace().to_string(),
+        name: r.name().to_string(),
+        created: r.metadata.creation_timestamp.clone(),
+        selector: selector(sel),
+        gateways,
+        compiled,
+    };
+    if scoped.gateways.is_none() {
         check_selector(
             registry,
             r,
@@ -247,37 +289,66 @@ fn targeted_or_selected(
     scoped
 }
 
-fn scoped(r: &Resource, selector: Option<Labels>, targeted: bool) -> Scoped {
-    Scoped {
-        key: format!("{}/{}", r.namespace(), r.name()),
-        namespace: r.namespace().to_string(),
-        selector,
-        targeted,
-    }
-}
-
-fn is_targeted(
+/// The Gateway API gateways a policy names (`None` without targetRefs), reporting the
+/// targets that attach it to nothing skiff runs.
+fn targets(
     one: Option<&PolicyTargetReference>,
     many: &[PolicyTargetReference],
     r: &Resource,
+    registry: &Registry,
     findings: &mut Findings,
-) -> bool {
-    if one.is_none() && many.is_empty() {
-        return false;
+) -> Option<Vec<String>> {
+    // As Istio: `targetRefs` when given, else `targetRef`.
+    let (refs, field): (Vec<&PolicyTargetReference>, &str) = if many.is_empty() {
+        (one.into_iter().collect(), "spec.targetRef")
+    } else {
+        (many.iter().collect(), "spec.targetRefs")
+    };
+    if refs.is_empty() {
+        return None;
     }
-    findings.report(
-        Severity::Warning,
-        Code::NotImplemented,
-        r,
-        Some(if one.is_some() {
-            "spec.targetRef"
+    let mut gateways = Vec::new();
+    for (i, t) in refs.iter().enumerate() {
+        let path = if many.is_empty() {
+            field.to_string()
         } else {
-            "spec.targetRefs"
-        }),
-        "policies attached with targetRef are not supported yet; this policy applies to no \
-         workload (use a selector)",
-    );
-    true
+            format!("{field}[{i}]")
+        };
+        let group = t.group.as_deref().unwrap_or("");
+        if group == "gateway.networking.k8s.io" && t.kind == "Gateway" {
+            let selector = Labels::from([(GATEWAY_NAME_LABEL.to_string(), t.name.clone())]);
+            if registry.select(r.namespace(), &selector).is_empty() {
+                findings.report(
+                    Severity::Info,
+                    Code::PolicyWithoutWorkload,
+                    r,
+                    Some(&path),
+                    format!(
+                        "no workload in namespace {} runs Gateway {} (label {GATEWAY_NAME_LABEL}={}); \
+                         this target applies to nothing",
+                        r.namespace(),
+                        t.name,
+                        t.name
+                    ),
+                );
+            }
+            gateways.push(t.name.clone());
+        } else {
+            findings.report(
+                Severity::Warning,
+                Code::NotImplemented,
+                r,
+                Some(&path),
+                format!(
+                    "a targetRef to a {} attaches the policy to waypoint proxies (ambient \
+                     mode), which skiff does not run; it applies to no workload here (use a \
+                     selector)",
+                    t.kind
+                ),
+            );
+        }
+    }
+    Some(gateways)
 }
 
 fn check_selector(

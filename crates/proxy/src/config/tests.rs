@@ -18,9 +18,13 @@ pub(crate) fn cluster(name: &str, endpoints: &[&str]) -> Cluster {
                 proxy_port: None,
                 workload: "w.ns".to_owned(),
                 weight: 1,
+                spiffe_id: String::new(),
+                sidecar: false,
+                mtls: false,
             })
             .collect(),
         connect_timeout: Duration::from_secs(1),
+        tls: Default::default(),
     }
 }
 

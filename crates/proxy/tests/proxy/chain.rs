@@ -17,6 +17,7 @@ async fn server(name: &'static str, protocol: Protocol) -> (TestProxy, Backend, 
         target_port: app.addr.port(),
         protocol,
         services: vec!["backend.ns.svc.cluster.local:80".into()],
+        mtls: Default::default(),
     }];
     let p = TestProxy::with_config(ip, config).await;
     let ep = Endpoint {
@@ -24,6 +25,9 @@ async fn server(name: &'static str, protocol: Protocol) -> (TestProxy, Backend, 
         proxy_port: Some(p.inbound().port()),
         workload: format!("{name}.ns"),
         weight: 1,
+        spiffe_id: String::new(),
+        sidecar: true,
+        mtls: false,
     };
     (p, app, ep)
 }
@@ -120,6 +124,7 @@ async fn tcp_through_connect_and_two_proxies() {
         target_port: echo.port(),
         protocol: Protocol::Tcp,
         services: vec![],
+        mtls: Default::default(),
     }];
     let server_proxy = TestProxy::with_config(ip, server_config).await;
 
@@ -147,6 +152,9 @@ async fn tcp_through_connect_and_two_proxies() {
                 proxy_port: Some(server_proxy.inbound().port()),
                 workload: "db.ns".into(),
                 weight: 1,
+                spiffe_id: String::new(),
+                sidecar: true,
+                mtls: false,
             }],
         )],
     );

@@ -387,6 +387,9 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
         proxy_port: None,
         workload: "backend.ns".into(),
         weight: 1,
+        spiffe_id: String::new(),
+        sidecar: false,
+        mtls: false,
     }
 }
 
@@ -400,6 +403,7 @@ pub fn cluster(name: &str, protocol: Protocol, endpoints: Vec<Endpoint>) -> Clus
         lb: LbPolicy::RoundRobin,
         endpoints,
         connect_timeout: Duration::from_secs(2),
+        tls: Default::default(),
     }
 }
 
