@@ -49,6 +49,12 @@ pub struct ProxyOptions {
     pub drain_timeout: Duration,
     /// Runtime for the admin listener (default: the runtime `start` runs on).
     pub admin_runtime: Option<tokio::runtime::Handle>,
+    /// This workload's mesh identity: its certificate (rotated in place through
+    /// [`MeshTls::rotate`](skiff_identity::MeshTls::rotate)) and the trust bundle. With
+    /// it, the proxy speaks mutual TLS to peer proxies whose endpoints ask for it and
+    /// accepts mutual TLS inbound; without it, every hop is plain text, and an inbound
+    /// port whose PeerAuthentication is STRICT refuses every connection.
+    pub mesh_tls: Option<skiff_identity::MeshTls>,
 }
 
 impl Default for ProxyOptions {
@@ -64,6 +70,7 @@ impl Default for ProxyOptions {
             access_log: AccessLogTarget::Stdout,
             drain_timeout: Duration::from_secs(5),
             admin_runtime: None,
+            mesh_tls: None,
         }
     }
 }
