@@ -104,6 +104,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         },
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
         admin_runtime: Some(admin.handle().clone()),
+        mesh_tls: None,
     };
     let admin_handle = admin.handle().clone();
     let result = data.block_on(async move {
