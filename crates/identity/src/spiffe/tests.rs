@@ -60,3 +60,40 @@ fn new_checks_parts() {
         "{err}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn valid_parts_round_trip(
+            td in "[a-z0-9][a-z0-9.-]{0,30}",
+            ns in "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,20}",
+            sa in "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,20}",
+        ) {
+            let id = SpiffeId::new(td.clone(), ns.clone(), sa.clone()).unwrap();
+            let text = id.to_string();
+            prop_assert_eq!(text.parse::<SpiffeId>().unwrap(), id);
+            prop_assert_eq!(text, format!("spiffe://{td}/ns/{ns}/sa/{sa}"));
+        }
+
+        #[test]
+        fn any_input_parses_or_errs_and_what_parses_prints_back(input in "\\PC{0,60}") {
+            if let Ok(id) = input.parse::<SpiffeId>() {
+                prop_assert_eq!(id.to_string(), input);
+            }
+        }
+
+        #[test]
+        fn near_misses_parse_or_err_without_panic(
+            tail in "[a-zA-Z0-9./:?#@ _-]{0,40}",
+        ) {
+            let input = format!("spiffe://{tail}");
+            if let Ok(id) = input.parse::<SpiffeId>() {
+                prop_assert_eq!(id.to_string(), input);
+            }
+        }
+    }
+}

@@ -235,6 +235,33 @@ async fn renewal_with_the_current_certificate_needs_no_token() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_handshakes_holds_up_no_one() {
+    let cp = control_plane().await;
+    let addr = cp.endpoint.uri().authority().unwrap().as_str().to_string();
+    // Connected, silent: its handshake waits in a task of its own.
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let me = id("backend");
+    let token = cp.tokens.token_for(&me);
+    let request = async {
+        let channel = cp.anonymous_channel().await;
+        request_certificate(
+            channel,
+            WorkloadKey::generate().unwrap(),
+            &me,
+            Some(&token),
+            None,
+        )
+        .await
+    };
+    // Far below the 10 s handshake timeout that a serial accept loop would wait out.
+    let cert = tokio::time::timeout(Duration::from_secs(5), request)
+        .await
+        .expect("served while another client is stuck in its handshake")
+        .unwrap();
+    assert_eq!(cert.id(), &me);
+}
+
+#[tokio::test]
 async fn proxies_refuse_a_control_plane_with_another_identity() {
     let cp = control_plane().await;
     let tls = MeshTls::without_cert(cp.ca.bundle()).unwrap();
