@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Fields: start time, request line, status, response flag, bytes received, bytes sent,
-//! duration in milliseconds, upstream host, authority, route, cluster. A line is
+//! duration in milliseconds, upstream host, authority, route, cluster; then, only for
+//! what the proxy refused, why in words (`"plaintext connection refused:
+//! PeerAuthentication prod/default is STRICT"`). A line is
 //! formatted into a per-thread buffer; lines reach stdout in batches, within 50 ms.
 
 use std::cell::RefCell;
@@ -141,6 +143,11 @@ fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
     buf.extend_from_slice(r.route.as_deref().unwrap_or("-").as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(r.cluster.as_deref().unwrap_or("-").as_bytes());
+    if let Some(details) = &r.details {
+        buf.extend_from_slice(b" \"");
+        buf.extend_from_slice(details.as_bytes());
+        buf.push(b'"');
+    }
 }
 
 fn version_str(v: Version) -> &'static str {

@@ -82,18 +82,22 @@ pub(crate) struct ProxyInputs {
     pub(crate) endpoints: EndpointRegistry,
     pub(crate) access_log: Arc<AccessLog>,
     pub(crate) http_server: auto::Builder<TokioExecutor>,
+    /// This workload's mesh identity, if it has one.
+    pub(crate) mesh: Option<skiff_identity::MeshTls>,
 }
 
 impl ProxyInputs {
     pub(crate) fn new(
         access_log: Arc<AccessLog>,
         http_server: auto::Builder<TokioExecutor>,
+        mesh: Option<skiff_identity::MeshTls>,
     ) -> Arc<ProxyInputs> {
         Arc::new(ProxyInputs {
             snapshot: ArcSwapOption::empty(),
             endpoints: EndpointRegistry::default(),
             access_log,
             http_server,
+            mesh,
         })
     }
 
@@ -150,7 +154,11 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .adaptive_window(true);
-        let inputs = ProxyInputs::new(AccessLog::new(options.access_log.clone()), http_server);
+        let inputs = ProxyInputs::new(
+            AccessLog::new(options.access_log.clone()),
+            http_server,
+            options.mesh_tls.clone(),
+        );
         let admin_ip = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let admin = bind(SocketAddr::new(admin_ip, options.admin_port))?;
         let admin_addr = admin.local_addr().map_err(Error::Io)?;
@@ -239,7 +247,13 @@ impl Proxy {
             tracing::warn!(%ip, %wanted_ip, "node address changed; listeners stay where they are");
         }
         let sidecar = config.node.kind == ProxyKind::Sidecar;
-        let snapshot = Snapshot::build(version, config, ip, &inputs.endpoints)?;
+        let snapshot = Snapshot::build(
+            version,
+            config,
+            ip,
+            &inputs.endpoints,
+            opts.mesh_tls.as_ref(),
+        )?;
 
         // Open what is new before swapping, so a port in use rejects the update.
         let mut opened: Vec<(Role, std::net::TcpListener)> = Vec::new();

@@ -16,6 +16,7 @@ use http::{HeaderValue, StatusCode};
 use skiff_model::config::{self as model, Protocol, ProxyConfig, ProxyKind};
 
 use crate::Error;
+use crate::transport::UpstreamTls;
 use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 
 /// Connect timeout to the local app.
@@ -144,6 +145,11 @@ pub(crate) struct InboundRt {
     pub(crate) cluster: ClusterRt,
     /// `inbound|<port>||`, as route and cluster name in the access log.
     pub(crate) name: Arc<str>,
+    /// The port's PeerAuthentication mode.
+    pub(crate) mtls: model::MtlsMode,
+    /// Which PeerAuthentication decided it, for refusals: `PeerAuthentication prod/default
+    /// is STRICT`.
+    pub(crate) mtls_decided_by: Arc<str>,
 }
 
 impl PortRoutes {
@@ -206,10 +212,11 @@ impl Snapshot {
         config: ProxyConfig,
         listen_ip: IpAddr,
         registry: &EndpointRegistry,
+        mesh: Option<&skiff_identity::MeshTls>,
     ) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
         build::policy_warnings(&config, &mut warnings);
-        let clusters = build::compile_clusters(&config, registry, &mut warnings)?;
+        let clusters = build::compile_clusters(&config, registry, mesh, &mut warnings)?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -244,14 +251,19 @@ impl Snapshot {
                 dial: SocketAddr::new(listen_ip, port.target_port),
                 target_port: None,
                 proto,
+                identity: None,
             };
             let name: Arc<str> = format!("inbound|{}||", port.target_port).into();
-            let app = registry.get(key, SocketAddr::new(listen_ip, port.target_port));
+            let app = registry.get(key, SocketAddr::new(listen_ip, port.target_port), || {
+                UpstreamTls::Plain
+            });
             inbound.push(InboundRt {
                 port: port.target_port,
                 protocol: port.protocol,
                 cluster: ClusterRt::single(name.clone(), proto, app, APP_CONNECT_TIMEOUT),
                 name,
+                mtls: port.mtls,
+                mtls_decided_by: build::mtls_decided_by(&config.policies.mtls, port.mtls),
             });
         }
         inbound.sort_by_key(|p| p.port);
@@ -307,7 +319,13 @@ impl Snapshot {
             .node
             .address
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        Snapshot::build(version.into(), config, ip, &EndpointRegistry::default())
+        Snapshot::build(
+            version.into(),
+            config,
+            ip,
+            &EndpointRegistry::default(),
+            None,
+        )
     }
 
     /// The version this snapshot was built from.

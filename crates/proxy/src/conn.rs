@@ -47,17 +47,21 @@ pub(crate) struct Destination {
 
 /// What a TLS handshake with the downstream established.
 #[derive(Debug, Clone, Default)]
-#[allow(
-    dead_code,
-    reason = "filled in by the mesh mTLS accept path, which comes next"
-)]
 pub(crate) struct TlsInfo {
     /// The peer's SPIFFE id (`spiffe://…`), from its certificate's URI SAN.
     pub(crate) peer_identity: Option<Arc<str>>,
     /// The server name the client asked for.
+    #[allow(
+        dead_code,
+        reason = "for AuthorizationPolicy's connection.sni, which comes next"
+    )]
     pub(crate) sni: Option<Arc<str>>,
     /// The application protocol agreed on.
+    #[allow(dead_code, reason = "kept for telemetry's connection security policy")]
     pub(crate) alpn: Option<Arc<[u8]>>,
+    /// `x-forwarded-client-cert` for the requests of this connection, as Istio's
+    /// sidecars set it on inbound requests: `By=<this workload>;URI=<the peer>`.
+    pub(crate) xfcc: Option<http::HeaderValue>,
 }
 
 /// One downstream connection, as every request on it sees it.
@@ -113,8 +117,24 @@ impl Conn {
         })
     }
 
+    /// The same connection after its TLS handshake (or none) and its transport header:
+    /// an inbound connection to app port `port`.
+    pub(crate) fn inbound(&self, tls: Option<TlsInfo>, port: u16) -> Arc<Conn> {
+        Arc::new(Conn {
+            inputs: self.inputs.clone(),
+            role: self.role,
+            dest: Some(Destination {
+                host: "".into(),
+                port,
+            }),
+            peer: self.peer,
+            local: self.local,
+            tls,
+            drain: self.drain.clone(),
+        })
+    }
+
     /// The peer's SPIFFE id, when it showed a mesh certificate.
-    #[allow(dead_code, reason = "read by authorization, which comes next")]
     pub(crate) fn peer_identity(&self) -> Option<&str> {
         self.tls.as_ref()?.peer_identity.as_deref()
     }

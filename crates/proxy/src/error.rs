@@ -64,6 +64,15 @@ pub enum Error {
         /// The operating system's answer.
         source: std::io::Error,
     },
+    /// The TLS handshake with an upstream failed: its certificate is from an unknown
+    /// root, expired, or names another identity than the endpoint's.
+    #[error("upstream TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// What was wrong, in words.
+        reason: String,
+    },
     /// The upstream endpoint did not accept the connection within the cluster's connect
     /// timeout.
     #[error("upstream connect to {addr} timed out after {timeout:?}")]
@@ -100,7 +109,7 @@ impl Error {
     /// The access-log response flag that this error causes, if it ends a request.
     pub fn response_flag(&self) -> ResponseFlag {
         match self {
-            Error::Connect { .. } | Error::ConnectTimeout { .. } => {
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::Tls { .. } => {
                 ResponseFlag::UpstreamConnectFailure
             }
             Error::UpstreamReset { .. } => ResponseFlag::UpstreamConnectionTermination,

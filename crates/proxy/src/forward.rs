@@ -42,6 +42,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) rewrite: Option<(&'a Selected<'a>, &'a ForwardRt)>,
     /// At a gateway: the client's address, appended to `x-forwarded-for`.
     pub(crate) edge_client: Option<IpAddr>,
+    /// `x-forwarded-client-cert` for the app: inbound over mutual TLS, who called. Any
+    /// such header the downstream sent is dropped either way, so an app can trust it.
+    pub(crate) client_cert: Option<HeaderValue>,
 }
 
 /// Forwards `req` by `plan`. A plain function: the header rules run before the
@@ -80,6 +83,7 @@ pub(crate) fn send<'a>(
     if let Some(ip) = plan.edge_client {
         headers::append_forwarded_for(&mut parts.headers, ip);
     }
+    headers::set_client_cert(&mut parts.headers, plan.client_cert);
     headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = rec.count_body(&body);
     let timeout = plan.timeout;

@@ -1,5 +1,10 @@
-//! The inbound listener (`:15006`): connections from peer proxies. Each starts with a
-//! [`transport_header`](crate::transport_header) naming the app port; the proxy then
+//! The inbound listener (`:15006`): connections from peer proxies.
+//!
+//! A connection is mesh mutual TLS or plain text ([`transport::accept`] tells them
+//! apart by the first byte); inside it, a [`transport_header`](crate::transport_header)
+//! names the app port. The port's PeerAuthentication mode then decides whether the
+//! connection may go on: STRICT refuses plain text, DISABLE refuses mutual TLS,
+//! PERMISSIVE takes both, and every refusal says which policy made it. The proxy then
 //! serves HTTP to the app at `<workload address>:<port>` (the port's `inbound|<port>||`
 //! cluster, pooled connections), or copies bytes for TCP ports, by the port's declared
 //! protocol.
@@ -7,29 +12,43 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_model::config::Protocol;
+use skiff_model::config::{MtlsMode, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::InboundRt;
-use crate::conn::{Conn, Destination};
+use crate::conn::Conn;
 use crate::io::Rewind;
 use crate::record::Record;
 use crate::sniff::{self, Detected};
+use crate::transport::{self, Accepted};
 use crate::{ResponseFlag, tcp, transport_header};
 
 /// How long a peer has to send the transport header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one connection from a peer proxy.
-pub(crate) async fn serve(conn: Arc<Conn>, mut stream: TcpStream) {
+pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
     let rec = Record::tcp(&conn);
-    let header = tokio::time::timeout(HEADER_TIMEOUT, transport_header::read(&mut stream)).await;
+    let mesh = conn.inputs.mesh.as_ref();
+    let own = mesh
+        .and_then(|m| m.current_cert())
+        .map(|c| c.id().to_string());
+    let (mut io, tls) = match transport::accept(stream, mesh, own.as_deref()).await {
+        Ok(Accepted::Plain(io)) => (io, None),
+        Ok(Accepted::Mesh(io, info)) => (io, Some(info)),
+        Err(reason) => {
+            tracing::warn!(peer = %conn.peer, "inbound connection refused: {reason}");
+            refuse(rec, ResponseFlag::DownstreamProtocolError, reason);
+            return;
+        }
+    };
+    let header = tokio::time::timeout(HEADER_TIMEOUT, transport_header::read(&mut io)).await;
     let (header, rest) = match header {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::debug!(peer = %conn.peer, error = %e, "bad transport header; closing");
-            finish(rec, ResponseFlag::DownstreamProtocolError);
+            refuse(rec, ResponseFlag::DownstreamProtocolError, e.to_string());
             return;
         }
         Err(_) => {
@@ -42,14 +61,27 @@ pub(crate) async fn serve(conn: Arc<Conn>, mut stream: TcpStream) {
     };
     let Some(port) = snapshot.inbound_port(header.target_port) else {
         tracing::warn!(peer = %conn.peer, port = header.target_port, "peer asked for a port this workload does not expose; closing");
-        finish(rec, ResponseFlag::NoRoute);
+        refuse(
+            rec,
+            ResponseFlag::NoRoute,
+            format!("port {} is not a port of this workload", header.target_port),
+        );
         return;
     };
-    let conn = conn.to(Destination {
-        host: "".into(),
-        port: header.target_port,
-    });
-    let io = Rewind::new(rest, stream);
+    let refused = match (port.mtls, &tls) {
+        (MtlsMode::Strict, None) => Some("plaintext connection refused"),
+        (MtlsMode::Disable, Some(_)) => Some("mutual TLS connection refused"),
+        _ => None,
+    };
+    if let Some(what) = refused {
+        let reason = format!("{what}: {}", port.mtls_decided_by);
+        tracing::warn!(peer = %conn.peer, port = port.port, "{reason}");
+        refuse(rec, ResponseFlag::NoRoute, reason);
+        return;
+    }
+    let conn = conn.inbound(tls, header.target_port);
+    tracing::debug!(peer = %conn.peer, identity = conn.peer_identity().unwrap_or("-"), port = port.port, "inbound connection");
+    let io = Rewind::new(rest, io);
     match port.protocol {
         p if p.is_http() => crate::http::serve(conn, io).await,
         Protocol::Unspecified => {
@@ -66,8 +98,10 @@ pub(crate) async fn serve(conn: Arc<Conn>, mut stream: TcpStream) {
     }
 }
 
-fn finish(mut rec: Box<Record>, flag: ResponseFlag) {
+/// Finishes the record of a connection closed before it reached the app.
+fn refuse(mut rec: Box<Record>, flag: ResponseFlag, reason: String) {
     rec.flag = flag;
+    rec.details = Some(reason.into());
     rec.finish();
 }
 
@@ -78,7 +112,7 @@ async fn to_app<I: AsyncRead + AsyncWrite + Unpin>(
     io: I,
     mut rec: Box<Record>,
 ) {
-    // The record of the connection, now that its destination is known.
+    // The record of the connection, now that its destination and peer are known.
     rec.conn = conn.clone();
     tcp::routed(&mut rec, &port.name, &port.name);
     match tcp::connect(&port.cluster).await {

@@ -47,6 +47,7 @@ mod respond;
 pub mod route;
 pub mod sniff;
 mod tcp;
+mod transport;
 pub mod transport_header;
 mod upstream;
 pub mod xds_source;

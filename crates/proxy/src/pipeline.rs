@@ -99,6 +99,7 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
                 // At the edge the client's address is added to x-forwarded-for, as
                 // Istio's gateways do (Envoy's use_remote_address); sidecars leave it.
                 edge_client: matches!(conn.role, Role::Gateway(_)).then(|| conn.peer.ip()),
+                client_cert: None,
             };
             // 7–10.
             forward::send(plan, req, rec).await
@@ -133,6 +134,7 @@ fn inbound<'s>(
         timeout: None,
         rewrite: None,
         edge_client: None,
+        client_cert: conn.tls.as_ref().and_then(|t| t.xfcc.clone()),
     };
     Either::Right(forward::send(plan, req, rec))
 }

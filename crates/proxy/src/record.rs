@@ -66,6 +66,9 @@ pub(crate) struct Record {
     pub(crate) upstream: Option<Arc<EndpointState>>,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) cluster: Option<Arc<str>>,
+    /// Why the proxy refused or ended it, in words (as Envoy's response code details):
+    /// "plaintext connection refused: PeerAuthentication prod/default is STRICT".
+    pub(crate) details: Option<Arc<str>>,
 }
 
 impl Record {
@@ -82,6 +85,7 @@ impl Record {
             upstream: None,
             route: None,
             cluster: None,
+            details: None,
         })
     }
 

@@ -3,21 +3,20 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-
 use crate::record::{BytesIn, Record};
+use crate::transport::Io;
 use crate::upstream::{ClusterRt, EndpointState};
 use crate::{Error, ResponseFlag};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Picks an endpoint of `cluster` and connects to it (with the transport header when it
 /// is behind a peer proxy).
-pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(TcpStream, Arc<EndpointState>), Error> {
+pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(Io, Arc<EndpointState>), Error> {
     let ep = cluster
         .pick()
         .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))?
         .clone();
-    let stream = ep.connect_tcp(cluster.connect_timeout).await?;
+    let stream = ep.connect(cluster.connect_timeout).await?;
     Ok((stream, ep))
 }
 

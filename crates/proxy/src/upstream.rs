@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::Error;
+use crate::forward::ReqBody;
+use crate::transport::{self, Io, UpstreamTls};
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{Request, Response};
@@ -19,12 +22,6 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng;
 use skiff_model::config::{Cluster, Protocol};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
-use crate::Error;
-use crate::forward::ReqBody;
-use crate::transport_header::TransportHeader;
 
 mod lb;
 
@@ -49,14 +46,17 @@ impl UpstreamProto {
     }
 }
 
-/// What identifies an endpoint's connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What identifies an endpoint's connections: where they go and who must answer, so a
+/// connection made for one identity is never lent to a request for another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct EndpointKey {
     /// The address dialled: the app itself, or the peer proxy's inbound listener.
     pub(crate) dial: SocketAddr,
     /// With a peer proxy: the app port named in the transport header.
     pub(crate) target_port: Option<u16>,
     pub(crate) proto: UpstreamProto,
+    /// The SPIFFE id the peer must prove (mesh mutual TLS), `None` for plain text.
+    pub(crate) identity: Option<Arc<str>>,
 }
 
 /// Endpoint state shared by every snapshot that contains the endpoint.
@@ -66,13 +66,19 @@ pub(crate) struct EndpointRegistry {
 }
 
 impl EndpointRegistry {
-    /// The live state for `key`, or a fresh one. `app` is the workload's own address.
-    pub(crate) fn get(&self, key: EndpointKey, app: SocketAddr) -> Arc<EndpointState> {
+    /// The live state for `key`, or a fresh one. `app` is the workload's own address;
+    /// `tls` how to reach it (it follows from the key's identity).
+    pub(crate) fn get(
+        &self,
+        key: EndpointKey,
+        app: SocketAddr,
+        tls: impl FnOnce() -> UpstreamTls,
+    ) -> Arc<EndpointState> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
             return live;
         }
-        let state = Arc::new(EndpointState::new(key, app));
+        let state = Arc::new(EndpointState::new(key.clone(), app, tls()));
         map.insert(key, Arc::downgrade(&state));
         state
     }
@@ -92,6 +98,8 @@ pub(crate) struct EndpointState {
     pub(crate) key: EndpointKey,
     /// `ip:port` of the workload, as the access log shows it.
     pub(crate) display: Box<str>,
+    /// Plain text or mesh mutual TLS.
+    pub(crate) tls: UpstreamTls,
     active: AtomicUsize,
     idle: Mutex<Vec<http1::SendRequest<ReqBody>>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
@@ -108,10 +116,11 @@ impl std::fmt::Debug for EndpointState {
 }
 
 impl EndpointState {
-    fn new(key: EndpointKey, app: SocketAddr) -> Self {
+    fn new(key: EndpointKey, app: SocketAddr, tls: UpstreamTls) -> Self {
         EndpointState {
             key,
             display: app.to_string().into(),
+            tls,
             active: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
@@ -123,26 +132,10 @@ impl EndpointState {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Opens a TCP connection, writing the transport header first when the endpoint is
-    /// behind a peer proxy.
-    pub(crate) async fn connect_tcp(&self, timeout: Duration) -> Result<TcpStream, Error> {
-        let addr = self.key.dial;
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Error::ConnectTimeout { addr, timeout }),
-            Ok(Err(source)) => return Err(Error::Connect { addr, source }),
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
-        let mut stream = stream;
-        if let Some(port) = self.key.target_port {
-            let header = TransportHeader { target_port: port }.encode();
-            stream
-                .write_all(&header)
-                .await
-                .map_err(|source| Error::Connect { addr, source })?;
-        }
-        tracing::debug!(upstream = %addr, target_port = ?self.key.target_port, "connected");
-        Ok(stream)
+    /// Opens a connection ([`transport::dial`]): TCP, TLS when the endpoint asks for
+    /// it, and the transport header when it is behind a peer proxy.
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Io, Error> {
+        transport::dial(self, timeout).await
     }
 
     /// Sends a request on a pooled connection (or a new one). For HTTP/1.1 the returned
@@ -194,7 +187,7 @@ impl EndpointState {
         req: Request<ReqBody>,
         connect_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
-        let io = match self.connect_tcp(connect_timeout).await {
+        let io = match self.connect(connect_timeout).await {
             Ok(io) => io,
             Err(error) => return Err(self.failed(error, Some(req))),
         };
@@ -301,7 +294,7 @@ impl EndpointState {
         if let Some(sr) = self.h2_current() {
             return Ok(sr);
         }
-        let io = self.connect_tcp(connect_timeout).await?;
+        let io = self.connect(connect_timeout).await?;
         let (sr, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .adaptive_window(true)

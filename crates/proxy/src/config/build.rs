@@ -14,20 +14,16 @@ use super::{
     RouteTable, TcpRouteRt, VirtualHostRt, WeightedClusters,
 };
 use crate::Error;
+use crate::transport::UpstreamTls;
 use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
+use skiff_identity::{MeshTls, SpiffeId};
+use std::sync::Arc;
 
-/// Security policies are computed by the control plane but not enforced here yet: say
-/// so, loudly, whenever one would change what traffic is allowed.
+/// Authorization and request authentication are computed by the control plane but not
+/// enforced here yet: say so, loudly, whenever one would change what traffic is allowed.
+/// (PeerAuthentication is enforced by the inbound listener.)
 pub(super) fn policy_warnings(config: &ProxyConfig, warnings: &mut Vec<String>) {
     let p = &config.policies;
-    let strict = p.mtls.mode == model::MtlsMode::Strict
-        || p.mtls.ports.values().any(|m| *m == model::MtlsMode::Strict);
-    if strict {
-        warnings.push(format!(
-            "PeerAuthentication STRICT ({}) is NOT enforced: this proxy accepts plain text",
-            p.mtls.from.join(", ")
-        ));
-    }
     if !p.authorization.is_empty() {
         warnings.push(format!(
             "AuthorizationPolicy {} is NOT enforced: every request is allowed",
@@ -45,8 +41,10 @@ pub(super) fn policy_warnings(config: &ProxyConfig, warnings: &mut Vec<String>) 
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,
+    mesh: Option<&MeshTls>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ClusterRt>, Error> {
+    let mut plain_instead_of_mtls = 0usize;
     let mut clusters: Vec<ClusterRt> = Vec::with_capacity(config.clusters.len());
     let mut seen = std::collections::HashSet::new();
     for c in &config.clusters {
@@ -63,12 +61,39 @@ pub(super) fn compile_clusters(
                 Some(p) => (SocketAddr::new(e.address.ip(), p), Some(e.address.port())),
                 None => (e.address, None),
             };
+            let expected = e.mtls.then(|| expected_identities(&c.tls, e));
+            let identity = match (&expected, mesh) {
+                (Some(ids), Some(_)) => Some(Arc::<str>::from(ids.join(","))),
+                (Some(_), None) => {
+                    plain_instead_of_mtls += 1;
+                    None
+                }
+                (None, _) => None,
+            };
             let key = EndpointKey {
                 dial,
                 target_port,
                 proto,
+                identity: identity.clone(),
             };
-            endpoints.push((registry.get(key, e.address), e.weight));
+            let tls = || match (identity, mesh, expected) {
+                (Some(identity), Some(mesh), Some(ids)) => {
+                    let ids: Vec<SpiffeId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+                    UpstreamTls::Mesh {
+                        identity,
+                        config: mesh.client_config(&ids),
+                    }
+                }
+                _ => UpstreamTls::Plain,
+            };
+            endpoints.push((registry.get(key, e.address, tls), e.weight));
+        }
+        if let model::ClusterTls::Simple(_) | model::ClusterTls::Mutual(_) = c.tls {
+            warnings.push(format!(
+                "cluster {}: TLS origination (DestinationRule tls mode SIMPLE or MUTUAL) is \
+                 NOT implemented: its endpoints are reached in plain text",
+                c.name
+            ));
         }
         if c.endpoints.is_empty() {
             warnings.push(format!(
@@ -84,7 +109,47 @@ pub(super) fn compile_clusters(
         }
         clusters.push(ClusterRt::new(c, endpoints));
     }
+    if plain_instead_of_mtls > 0 {
+        warnings.push(format!(
+            "this proxy has no mesh identity (no certificate): {plain_instead_of_mtls} \
+             endpoint(s) that expect mutual TLS are reached in plain text, and proxies whose \
+             PeerAuthentication is STRICT will refuse them"
+        ));
+    }
     Ok(clusters)
+}
+
+/// Names what set an inbound port's mode, for the reason of a refused connection.
+pub(super) fn mtls_decided_by(p: &model::MtlsPolicy, mode: model::MtlsMode) -> Arc<str> {
+    let mode = match mode {
+        model::MtlsMode::Strict => "STRICT",
+        model::MtlsMode::Permissive => "PERMISSIVE",
+        model::MtlsMode::Disable => "DISABLE",
+    };
+    match p.from.as_slice() {
+        [] => format!("the mesh default is {mode} (no PeerAuthentication applies)").into(),
+        [one] => format!("PeerAuthentication {one} is {mode}").into(),
+        many => format!(
+            "the port is {mode} by PeerAuthentication {}",
+            many.join(", ")
+        )
+        .into(),
+    }
+}
+
+/// The SPIFFE ids an endpoint's server may prove: the DestinationRule's
+/// `subjectAltNames` under `ISTIO_MUTUAL`, else the endpoint's own identity; none known
+/// (empty) means any identity of the trust domain, as Istio does.
+fn expected_identities(tls: &model::ClusterTls, e: &model::Endpoint) -> Vec<String> {
+    match tls {
+        model::ClusterTls::IstioMutual(m) if !m.subject_alt_names.is_empty() => {
+            let mut ids = m.subject_alt_names.clone();
+            ids.sort();
+            ids
+        }
+        _ if !e.spiffe_id.is_empty() => vec![e.spiffe_id.clone()],
+        _ => Vec::new(),
+    }
 }
 
 pub(super) fn compile_outbound_port(

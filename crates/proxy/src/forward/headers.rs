@@ -92,6 +92,20 @@ pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Appends the client's address to `x-forwarded-for`.
+/// `x-forwarded-client-cert`: what this proxy says about the caller, or nothing; never
+/// what the downstream claimed.
+pub(crate) fn set_client_cert(headers: &mut HeaderMap, value: Option<HeaderValue>) {
+    const XFCC: &str = "x-forwarded-client-cert";
+    match value {
+        Some(v) => {
+            headers.insert(XFCC, v);
+        }
+        None => {
+            headers.remove(XFCC);
+        }
+    }
+}
+
 pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::IpAddr) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client}"),

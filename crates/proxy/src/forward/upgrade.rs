@@ -24,7 +24,7 @@ pub(super) async fn send(
     downstream: OnUpgrade,
 ) -> Result<(Response<Incoming>, InFlight), Error> {
     let in_flight = InFlight::new(ep.clone());
-    let io = ep.connect_tcp(connect_timeout).await?;
+    let io = ep.connect(connect_timeout).await?;
     let addr = ep.key.dial;
     let reset = |source| Error::UpstreamReset { addr, source };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()

@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod chain;
 mod failures;
+mod mtls;
 mod protocols;
 mod routing;
 mod swap;

@@ -147,6 +147,7 @@ async fn answer(
         "connection",
         "proxy-connection",
         "x-canary",
+        "x-forwarded-client-cert",
     ] {
         if let Some(v) = req.headers().get(h) {
             resp = resp.header(format!("x-seen-{h}"), v.clone());
