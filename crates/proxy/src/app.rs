@@ -84,6 +84,8 @@ pub(crate) struct ProxyInputs {
     pub(crate) http_server: auto::Builder<TokioExecutor>,
     /// This workload's mesh identity, if it has one.
     pub(crate) mesh: Option<skiff_identity::MeshTls>,
+    /// Bumped on every accepted config, for what re-checks open connections.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ProxyInputs {
@@ -98,7 +100,13 @@ impl ProxyInputs {
             access_log,
             http_server,
             mesh,
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Tells of every config swapped in after this call.
+    pub(crate) fn config_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The snapshot new requests use.
@@ -281,6 +289,7 @@ impl Proxy {
         }
 
         let previous = inputs.snapshot.swap(Some(Arc::new(snapshot)));
+        inputs.changes.send_modify(|n| *n += 1);
         let current = inputs.current();
         if let Some(s) = &current {
             let old_warnings = previous.as_ref().map(|p| p.warnings());

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub(crate) clusters: Vec<ClusterRt>,
     outbound: Vec<PortRoutes>,
     pub(crate) inbound: Vec<InboundRt>,
+    /// The workload's AuthorizationPolicies (inbound and gateway requests).
+    pub(crate) authz: crate::authz::Authz,
     gateway: Vec<PortRoutes>,
     warnings: Vec<String>,
 }
@@ -299,6 +301,8 @@ impl Snapshot {
         }
         gateway.sort_by_key(|p| p.port);
         build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
+        let authz =
+            crate::authz::Authz::compile(&config.policies.authorization_policies, &mut warnings)?;
 
         Ok(Snapshot {
             version,
@@ -307,6 +311,7 @@ impl Snapshot {
             clusters,
             outbound,
             inbound,
+            authz,
             gateway,
             warnings,
         })

@@ -51,10 +51,6 @@ pub(crate) struct TlsInfo {
     /// The peer's SPIFFE id (`spiffe://…`), from its certificate's URI SAN.
     pub(crate) peer_identity: Option<Arc<str>>,
     /// The server name the client asked for.
-    #[allow(
-        dead_code,
-        reason = "for AuthorizationPolicy's connection.sni, which comes next"
-    )]
     pub(crate) sni: Option<Arc<str>>,
     /// The application protocol agreed on.
     #[allow(dead_code, reason = "kept for telemetry's connection security policy")]

@@ -22,7 +22,7 @@ use crate::io::Rewind;
 use crate::record::Record;
 use crate::sniff::{self, Detected};
 use crate::transport::{self, Accepted};
-use crate::{ResponseFlag, tcp, transport_header};
+use crate::{ResponseFlag, authz, tcp, transport_header};
 
 /// How long a peer has to send the transport header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +98,20 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
     }
 }
 
+/// What authorization knows of a plain TCP connection.
+fn tcp_attrs(conn: &Conn, port: u16) -> authz::Attrs<'_> {
+    authz::Attrs {
+        peer_ip: conn.peer.ip(),
+        remote_ip: conn.peer.ip(),
+        peer: conn.peer_identity(),
+        dest_ip: conn.local.ip(),
+        dest_port: port,
+        sni: conn.tls.as_ref().and_then(|t| t.sni.as_deref()),
+        http: None,
+        jwt: None,
+    }
+}
+
 /// Finishes the record of a connection closed before it reached the app.
 fn refuse(mut rec: Box<Record>, flag: ResponseFlag, reason: String) {
     rec.flag = flag;
@@ -115,8 +129,33 @@ async fn to_app<I: AsyncRead + AsyncWrite + Unpin>(
     // The record of the connection, now that its destination and peer are known.
     rec.conn = conn.clone();
     tcp::routed(&mut rec, &port.name, &port.name);
+    if let Some(snapshot) = conn.inputs.current()
+        && let Some(details) = snapshot.authz.check(&tcp_attrs(conn, port.port)).details()
+    {
+        tracing::info!(peer = %conn.peer, "connection closed: {details}");
+        rec.details = Some(details.into());
+        rec.finish();
+        return;
+    }
     match tcp::connect(&port.cluster).await {
-        Ok((up, ep)) => tcp::splice(io, up, ep, rec).await,
+        Ok((up, ep)) => tcp::splice_until(io, up, ep, rec, denied_later(conn, port.port)).await,
         Err(e) => tcp::failed(rec, &e),
+    }
+}
+
+/// Resolves when a new config no longer allows this connection, as ztunnel re-checks
+/// open connections: every swap is checked against the connection's attributes.
+async fn denied_later(conn: &Conn, port: u16) -> Arc<str> {
+    let mut changes = conn.inputs.config_changes();
+    loop {
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let Some(snapshot) = conn.inputs.current() else {
+            continue;
+        };
+        if let Some(details) = snapshot.authz.check(&tcp_attrs(conn, port)).details() {
+            return format!("after a policy change, {details}").into();
+        }
     }
 }

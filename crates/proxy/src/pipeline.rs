@@ -7,9 +7,11 @@
 //! 2. **route**: outbound and gateway requests by port → virtual host (authority) →
 //!    first matching route (`404 NR` when none); inbound requests by the app port the
 //!    peer proxy named, to the `inbound|<port>||` cluster (the app);
-//! 3. **authenticate** (RequestAuthentication) and 4. **authorize**
-//!    (AuthorizationPolicy): inbound, before anything reaches the app — not enforced
-//!    yet (the proxy says so when it loads such a config);
+//! 3. **authenticate** (RequestAuthentication): not enforced yet (the proxy says so
+//!    when it loads such a config);
+//! 4. **authorize** (AuthorizationPolicy, `authz.rs`): inbound and at gateways, before
+//!    anything reaches the app or a route; a denial is `403 RBAC: access denied`, and
+//!    the record says which policy decided and why;
 //! 5. **fault**: a route's delay and abort (`DI`, `FI`);
 //! 6. **act**: a direct response or redirect is answered here; a forward goes on:
 //! 7. **timeout / retry**: the route's timeout over all tries (`UT`), its retry policy
@@ -34,7 +36,7 @@ use crate::forward::{self, Plan, RespBody};
 use crate::record::{Pending, Record};
 use crate::respond;
 use crate::route::{RequestView, Selected, Selection, split_authority};
-use crate::{ResponseFlag, http::h2c};
+use crate::{ResponseFlag, authz, http::h2c};
 
 mod fault;
 
@@ -64,6 +66,11 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     // 2. route
     if conn.role == Role::Inbound {
         return inbound(&snapshot, &conn, req, rec).await;
+    }
+    if let Role::Gateway(port) = conn.role
+        && let Some(denied) = authorize(&snapshot, &conn, &req, port, &mut rec)
+    {
+        return denied;
     }
     let authority = authority(&conn, &req);
     let Some(selected) = route(&snapshot, &conn, &req, authority) else {
@@ -125,6 +132,10 @@ fn inbound<'s>(
             rec,
         )));
     };
+    // 4. authorize
+    if let Some(denied) = authorize(snapshot, conn, &req, port, &mut rec) {
+        return Either::Left(std::future::ready(denied));
+    }
     if let Some(r) = rec.record() {
         r.route = Some(p.name.clone());
     }
@@ -137,6 +148,46 @@ fn inbound<'s>(
         client_cert: conn.tls.as_ref().and_then(|t| t.xfcc.clone()),
     };
     Either::Right(forward::send(plan, req, rec))
+}
+
+/// Phase 4: the workload's AuthorizationPolicies; `Some` is the 403 of a denial.
+fn authorize(
+    snapshot: &Snapshot,
+    conn: &Conn,
+    req: &Request<Incoming>,
+    port: u16,
+    rec: &mut Pending,
+) -> Option<Response<RespBody>> {
+    if snapshot.authz.is_empty() {
+        return None;
+    }
+    let attrs = authz::Attrs {
+        peer_ip: conn.peer.ip(),
+        remote_ip: conn.peer.ip(),
+        peer: conn.peer_identity(),
+        dest_ip: conn.local.ip(),
+        dest_port: port,
+        sni: conn.tls.as_ref().and_then(|t| t.sni.as_deref()),
+        http: Some(authz::HttpAttrs {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            host: authority(conn, req),
+            headers: req.headers(),
+        }),
+        jwt: None,
+    };
+    let decision = snapshot.authz.check(&attrs);
+    let details = decision.details()?;
+    tracing::info!(peer = %conn.peer, "{details}");
+    rec.respond(403, ResponseFlag::None);
+    if let Some(r) = rec.record() {
+        r.details = Some(details.into());
+    }
+    Some(respond::local(
+        StatusCode::FORBIDDEN,
+        "RBAC: access denied",
+        std::mem::take(rec),
+    ))
 }
 
 /// The request's authority: the absolute URI's, the `Host` header, or the name the

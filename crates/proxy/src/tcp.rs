@@ -27,16 +27,35 @@ pub(crate) fn routed(rec: &mut Record, route: &Arc<str>, cluster: &Arc<str>) {
 }
 
 /// Copies bytes both ways until both directions are closed, then finishes the record.
-pub(crate) async fn splice<D, U>(
+pub(crate) async fn splice<D, U>(down: D, up: U, upstream: Arc<EndpointState>, rec: Box<Record>)
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    splice_until(down, up, upstream, rec, std::future::pending()).await
+}
+
+/// [`splice`], cut short when `stop` resolves (with the reason, which the record keeps):
+/// a policy change that no longer allows the connection.
+pub(crate) async fn splice_until<D, U>(
     mut down: D,
     mut up: U,
     upstream: Arc<EndpointState>,
     mut rec: Box<Record>,
+    stop: impl Future<Output = Arc<str>>,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (flag, sent, received) = match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut down, &mut up) => copied,
+        reason = stop => {
+            tracing::info!(upstream = %upstream.display, "connection closed: {reason}");
+            rec.details = Some(reason);
+            Ok((0, 0))
+        }
+    };
+    let (flag, sent, received) = match copied {
         Ok((to_up, to_down)) => (ResponseFlag::None, to_up, to_down),
         Err(e) => {
             tracing::debug!(upstream = %upstream.display, error = %e, "tcp proxy ended with an error");

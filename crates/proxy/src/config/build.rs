@@ -19,17 +19,11 @@ use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 use skiff_identity::{MeshTls, SpiffeId};
 use std::sync::Arc;
 
-/// Authorization and request authentication are computed by the control plane but not
-/// enforced here yet: say so, loudly, whenever one would change what traffic is allowed.
-/// (PeerAuthentication is enforced by the inbound listener.)
+/// Request authentication is computed by the control plane but not enforced here yet:
+/// say so, loudly, whenever it would change what traffic is allowed. (PeerAuthentication
+/// and AuthorizationPolicy are enforced.)
 pub(super) fn policy_warnings(config: &ProxyConfig, warnings: &mut Vec<String>) {
     let p = &config.policies;
-    if !p.authorization.is_empty() {
-        warnings.push(format!(
-            "AuthorizationPolicy {} is NOT enforced: every request is allowed",
-            p.authorization.join(", ")
-        ));
-    }
     if !p.request_authentication.is_empty() {
         warnings.push(format!(
             "RequestAuthentication {} is NOT enforced: tokens are not checked",

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod authz;
 mod chain;
 mod failures;
 mod mtls;

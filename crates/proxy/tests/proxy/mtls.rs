@@ -14,28 +14,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const FRONTEND: &str = "spiffe://cluster.local/ns/prod/sa/frontend";
-const BACKEND: &str = "spiffe://cluster.local/ns/prod/sa/backend";
+pub const FRONTEND: &str = "spiffe://cluster.local/ns/prod/sa/frontend";
+pub const BACKEND: &str = "spiffe://cluster.local/ns/prod/sa/backend";
 
 /// A mesh CA in a temporary directory.
-struct Mesh {
-    ca: Ca,
+pub struct Mesh {
+    pub ca: Ca,
     _dir: tempfile::TempDir,
 }
 
 impl Mesh {
-    fn new() -> Mesh {
+    pub fn new() -> Mesh {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::load_or_create(dir.path().join("ca"), "cluster.local").unwrap();
         Mesh { ca, _dir: dir }
     }
 
     /// A certificate for `id`, as a proxy gets one: its own key, a CSR, the CA signs.
-    fn cert(&self, id: &str) -> WorkloadCert {
+    pub fn cert(&self, id: &str) -> WorkloadCert {
         issue(&self.ca, id)
     }
 
-    fn identity(&self, id: &str) -> MeshTls {
+    pub fn identity(&self, id: &str) -> MeshTls {
         MeshTls::new(self.cert(id), self.ca.bundle()).unwrap()
     }
 }
@@ -51,16 +51,26 @@ fn issue(ca: &Ca, id: &str) -> WorkloadCert {
 
 /// The backend workload: its app and its sidecar, the app's port PeerAuthentication
 /// `mode` (set by `prod/default`), and the endpoint a caller's proxy uses.
-struct Server {
-    proxy: TestProxy,
-    app: Backend,
-    endpoint: Endpoint,
+pub struct Server {
+    pub proxy: TestProxy,
+    pub app: Backend,
+    pub endpoint: Endpoint,
 }
 
-async fn server(mesh: Option<MeshTls>, ports: &[MtlsMode]) -> Server {
+pub async fn server(mesh: Option<MeshTls>, ports: &[MtlsMode]) -> Server {
+    server_with(mesh, ports, vec![]).await
+}
+
+/// [`server`], with AuthorizationPolicies.
+pub async fn server_with(
+    mesh: Option<MeshTls>,
+    ports: &[MtlsMode],
+    authz: Vec<AuthzPolicy>,
+) -> Server {
     let ip = fresh_ip();
     let app = backend("backend", ip).await;
     let mut config = sidecar(ip, vec![], vec![]);
+    config.policies.authorization_policies = authz;
     config.policies.mtls = MtlsPolicy {
         mode: ports[0],
         ports: Default::default(),
@@ -91,7 +101,7 @@ async fn server(mesh: Option<MeshTls>, ports: &[MtlsMode]) -> Server {
 }
 
 /// The frontend's sidecar, with `backend` as its one service.
-async fn client(mesh: Option<MeshTls>, endpoint: Endpoint) -> TestProxy {
+pub async fn client(mesh: Option<MeshTls>, endpoint: Endpoint) -> TestProxy {
     let ip = fresh_ip();
     let name = "outbound|80||backend.prod.svc.cluster.local";
     let config = one_service(
@@ -107,7 +117,7 @@ async fn client(mesh: Option<MeshTls>, endpoint: Endpoint) -> TestProxy {
 /// Sends an HTTP/1.1 request to a server proxy's inbound listener in plain text, as a
 /// proxy without mutual TLS would: the transport header, then the request. Returns
 /// what came back (empty when the connection was closed).
-async fn plaintext_to_inbound(inbound: SocketAddr, app_port: u16) -> String {
+pub async fn plaintext_to_inbound(inbound: SocketAddr, app_port: u16) -> String {
     let mut s = tokio::net::TcpStream::connect(inbound).await.unwrap();
     let header = skiff_proxy::transport_header::TransportHeader {
         target_port: app_port,
