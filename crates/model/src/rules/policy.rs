@@ -378,3 +378,6 @@ fn check_selector(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
