@@ -105,6 +105,20 @@ pub struct JwtRule {
     /// Claims whose value is a space-separated list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub space_delimited_claims: Vec<String>,
+    /// Whether a token must be present (`OPTIONAL` or `REQUIRED`). In Istio's CRD, but
+    /// istiod does not act on it yet; neither does skiff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<JwtPresence>,
+}
+
+/// `presence` of a JWT rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JwtPresence {
+    /// A request without a token is let through (to AuthorizationPolicy).
+    Optional,
+    /// A request without a token is refused.
+    Required,
 }
 
 /// A header that carries a JWT.

@@ -515,3 +515,34 @@ spec: {}
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_dry_run_annotation_that_is_no_boolean_is_a_warning_at_it() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: a
+  namespace: prod
+  annotations:
+    istio.io/dry-run: \"yes\"
+spec:
+  action: DENY
+  rules:
+  - {}
+";
+    let loaded = skiff_api::load_str("ap.yaml", text);
+    assert_eq!(errors(&loaded), Vec::<String>::new());
+    let warnings: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| !d.is_error() && d.to_string().contains("dry-run"))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "ap.yaml:7:23: AuthorizationPolicy prod/a: metadata.annotations[\"istio.io/dry-run\"]: istio.io/dry-run must be true or false (Go's strconv.ParseBool spellings), found \"yes\"; Istio then enforces the policy"
+        ]
+    );
+}

@@ -96,9 +96,14 @@ impl EndpointTls<'_> {
     }
 }
 
-/// PeerAuthentication decisions of server workloads, computed once per compile.
+/// PeerAuthentication decisions of server workloads, computed once per compile: per
+/// namespace when no policy there selects workloads (the common case), else per
+/// workload.
 #[derive(Default)]
-pub(super) struct PeerCache(HashMap<usize, PeerDecision>);
+pub(super) struct PeerCache {
+    namespaces: HashMap<String, MtlsMode>,
+    workloads: HashMap<usize, PeerDecision>,
+}
 
 impl PeerCache {
     /// The mode workload `id` requires on `target` port.
@@ -109,9 +114,18 @@ impl PeerCache {
         workload: &Workload,
         target: u16,
     ) -> MtlsMode {
-        self.0
+        let ns = &workload.namespace;
+        if !policies.has_workload_peer_policies(ns) {
+            if let Some(mode) = self.namespaces.get(ns) {
+                return *mode;
+            }
+            let mode = policies.namespace_mtls(ns);
+            self.namespaces.insert(ns.clone(), mode);
+            return mode;
+        }
+        self.workloads
             .entry(id)
-            .or_insert_with(|| policies.peer(&workload.namespace, &workload.labels))
+            .or_insert_with(|| policies.peer(ns, &workload.labels))
             .for_port(target)
             .0
     }

@@ -35,6 +35,8 @@ pub struct PolicyIndex {
     authorization: Vec<Scoped<Option<AuthzPolicy>>>,
     request_authentication: Vec<Scoped<Vec<JwtRule>>>,
     root_namespace: String,
+    /// Namespaces with a workload-level PeerAuthentication (a selector).
+    peer_selectors: std::collections::HashSet<String>,
 }
 
 /// A policy scoped by namespace and selector or target, with its compiled form.
@@ -155,6 +157,9 @@ impl PolicyIndex {
                 root_namespace,
                 findings,
             );
+            if policy.selector.is_some() {
+                index.peer_selectors.insert(policy.namespace.clone());
+            }
             index.peer.push(policy);
         }
         for ap in resources.authorization_policies() {
@@ -216,6 +221,13 @@ impl PolicyIndex {
     /// The effective PeerAuthentication of a workload, with who decided each mode.
     pub fn peer(&self, namespace: &str, labels: &Labels) -> PeerDecision {
         peer::resolve(&self.peer, &self.root_namespace, namespace, labels)
+    }
+
+    /// Whether some PeerAuthentication of `namespace` selects workloads; without one,
+    /// every workload there has the namespace's mode ([`Self::namespace_mtls`]) on
+    /// every port.
+    pub fn has_workload_peer_policies(&self, namespace: &str) -> bool {
+        self.peer_selectors.contains(namespace)
     }
 
     /// The namespace-level mode a client assumes for services of `namespace` when it
@@ -378,3 +390,6 @@ fn check_selector(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

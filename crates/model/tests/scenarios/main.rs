@@ -2,11 +2,13 @@
 //! built into a mesh and compiled per proxy.
 
 mod canary;
+mod corpus;
 mod deployments;
 mod diagnostics;
 mod fault;
 mod gateway;
 mod policies;
+mod security;
 
 use std::path::PathBuf;
 

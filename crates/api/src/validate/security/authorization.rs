@@ -332,32 +332,43 @@ fn operation(r: &mut Report<'_>, path: &str, o: &Operation) -> bool {
     !o.ports.is_empty() || !o.not_ports.is_empty()
 }
 
-/// Paths with `{*}` / `{**}` templates: each operator a whole segment, `{**}` last.
+/// Paths with `{*}` / `{**}` templates, as Istio's `CheckValidPathTemplate`: each
+/// operator a whole segment, nothing of `{`/`}` elsewhere, no operator after a `{**}`,
+/// and the literal segments of a template made of URL path characters.
 fn path_template(p: &str) -> Result<(), String> {
-    if !p.contains('{') && !p.contains('}') {
+    let template = p.contains("{*}") || p.contains("{**}");
+    if !template && !p.contains('{') && !p.contains('}') {
         return Ok(());
     }
-    let segments: Vec<&str> = p.split('/').collect();
-    for (i, seg) in segments.iter().enumerate() {
-        if !(seg.contains('{') || seg.contains('}')) {
-            continue;
-        }
-        match *seg {
-            "{*}" => {}
-            "{**}" if i == segments.len() - 1 => {}
-            "{**}" => {
+    let mut after_any = false;
+    for seg in p.trim_matches('/').split('/') {
+        match seg {
+            "{*}" | "{**}" if after_any => {
                 return Err(format!(
-                    "invalid path template {p:?}: {{**}} must be the last segment"
+                    "invalid path template {p:?}: no {{*}} or {{**}} may follow {{**}}"
                 ));
             }
-            _ => {
+            "{*}" => {}
+            "{**}" => after_any = true,
+            _ if seg.contains(['{', '}']) => {
                 return Err(format!(
                     "invalid path template {p:?}: {{*}} and {{**}} must each be a whole path segment"
                 ));
             }
+            _ if template && !seg.bytes().all(literal_byte) => {
+                return Err(format!(
+                    "invalid path template {p:?}: segment {seg:?} holds characters a URL path cannot"
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// RFC 3986 path characters (Istio's `validLiteral`).
+fn literal_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@=".contains(&b)
 }
 
 /// The `when` keys Istio supports besides the bracketed ones (`request.headers[…]`,
