@@ -191,6 +191,12 @@ async fn proxies_ride_out_a_control_plane_restart() {
         .arg(format!("127.0.{net}.1:15014"))
         .arg("--builtin-gateway")
         .arg(format!("127.0.{net}.1"))
+        // The same CA and bootstrap secret as the one `skiff up` started: the
+        // proxies' certificates and root stay valid.
+        .arg("--ca-dir")
+        .arg(mesh.dir.path().join(".skiff/ca"))
+        .arg("--bootstrap-secret-file")
+        .arg(mesh.dir.path().join(".skiff/bootstrap-secret"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
