@@ -375,6 +375,39 @@ fn a_proxy_renews_its_certificate_while_it_serves() {
     assert_eq!(unique.len(), seen.len(), "a serial came back: {log}");
     assert!(log.contains("renewed the workload certificate"), "{log}");
     assert!(!log.contains("cannot renew"), "{log}");
+    // `/certs` shows the certificate in service: frontend's, and a new one over time.
+    let certs = || -> serde_json::Value {
+        let (status, body) = http_get(admin(64, 12), "/certs").unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let first = certs();
+    let cert = &first["certificates"][0];
+    assert_eq!(
+        cert["spiffeId"], "spiffe://cluster.local/ns/prod/sa/frontend",
+        "{first}"
+    );
+    assert_eq!(first["trustBundleRoots"], 1, "{first}");
+    let mut later = certs();
+    control.wait_for(
+        "/certs to show a renewed certificate",
+        Duration::from_secs(10),
+        || {
+            later = certs();
+            later["certificates"][0]["serialNumber"] != cert["serialNumber"]
+        },
+    );
+    let renewed = &later["certificates"][0];
+    assert!(
+        renewed["notAfter"].as_str().unwrap() > cert["notAfter"].as_str().unwrap(),
+        "{first} then {later}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s == cert["serialNumber"].as_str().unwrap()),
+        "{first} {seen:?}"
+    );
+
     // Serving all along: still ready, and the xDS stream still SYNCED.
     assert!(ready(64, 12));
     assert!(synced(&control.proxy_status(), "frontend"));

@@ -171,7 +171,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     };
                     tracing::info!(
                         id = %first.id(),
-                        serial = %identity::serial_of(&first),
+                        serial = %first.serial_hex(),
                         not_after = %identity::rfc3339(first.not_after()),
                         "got the workload certificate"
                     );

@@ -207,7 +207,7 @@ pub(crate) async fn renew_forever(control: ControlPlane, tls: MeshTls, id: Spiff
                 Ok(cert) => {
                     tracing::info!(
                         %id,
-                        serial = %serial_of(&cert),
+                        serial = %cert.serial_hex(),
                         not_after = %rfc3339(cert.not_after()),
                         "renewed the workload certificate"
                     );
@@ -245,13 +245,6 @@ fn renew_delay(received: SystemTime, not_after: SystemTime, now: SystemTime) -> 
     at.duration_since(now)
         .unwrap_or_default()
         .max(Duration::from_secs(1))
-}
-
-/// The leaf's serial number, hex, for logs and `/certs`.
-pub(crate) fn serial_of(cert: &WorkloadCert) -> String {
-    x509_parser::parse_x509_certificate(cert.chain().leaf())
-        .map(|(_, parsed)| parsed.raw_serial_as_string().replace(':', ""))
-        .unwrap_or_else(|_| "?".into())
 }
 
 pub(crate) fn rfc3339(at: SystemTime) -> String {
