@@ -129,9 +129,10 @@ impl Control {
             .arg(format!("127.0.{net}.1:15010"))
             .arg("--debug-listen")
             .arg(format!("127.0.{net}.1:15014"))
-            .arg("--ca-dir")
-            .arg(dir.path().join("ca"))
             .args(extra);
+        if !extra.contains(&"--plugin-ca-dir") {
+            command.arg("--ca-dir").arg(dir.path().join("ca"));
+        }
         if secret {
             // With the newline `echo` leaves: it is not part of the secret.
             std::fs::write(dir.path().join("secret"), format!("{secret_text}\n")).unwrap();
@@ -468,4 +469,62 @@ fn a_proxy_without_ca_root_or_token_says_what_it_needs() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a bootstrap token"), "{err}");
+}
+
+/// Istio's plug-in CA files in `dir`: a root, an intermediate signed by it (the
+/// signing CA), and the chain.
+fn write_plugin_ca(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca("operator root");
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = Issuer::new(root_params, root_key);
+    let signing_key = KeyPair::generate().unwrap();
+    let signing = ca("operator intermediate")
+        .signed_by(&signing_key, &root_issuer)
+        .unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("ca-cert.pem", &signing.pem());
+    write("ca-key.pem", &signing_key.serialize_pem());
+    write("root-cert.pem", &root.pem());
+    write(
+        "cert-chain.pem",
+        &format!("{}{}", signing.pem(), root.pem()),
+    );
+}
+
+#[test]
+fn istio_plug_in_ca_files_sign_the_workload_certificates() {
+    let plugin = tempfile::tempdir().unwrap();
+    write_plugin_ca(plugin.path());
+    let plugin_dir = plugin.path().to_str().unwrap();
+    let control = Control::start(68, true, &["--plugin-ca-dir", plugin_dir]);
+    let root = plugin.path().join("root-cert.pem");
+    let mut proxy = control.proxy(
+        "frontend.prod",
+        12,
+        &control.token("frontend"),
+        &["--ca-root", root.to_str().unwrap()],
+    );
+    control.wait_for("the proxy to be ready", Duration::from_secs(30), || {
+        assert!(proxy.running(), "the proxy exited:\n{}", proxy.log());
+        ready(68, 12)
+    });
+    let (_, body) = http_get(admin(68, 12), "/certs").unwrap();
+    let certs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // Leaf, the operator's intermediate, its root.
+    assert_eq!(certs["certificates"][0]["chainLength"], 3, "{certs}");
+    assert!(
+        !control.dir.path().join("ca").exists(),
+        "a self-signed CA was made"
+    );
 }
