@@ -73,6 +73,41 @@ async fn wait_all_v2(mesh: &Mesh, n: usize) {
 async fn canary_through_the_gateway_then_clean_stop() {
     let mut mesh = Mesh::start(21);
 
+    // Every proxy got the certificate of its workload's identity, from the CA that
+    // `skiff up` started, with the bootstrap secret only the owner can read.
+    let log = mesh.log();
+    for (proxy, id) in [
+        (
+            "backend-v1.prod",
+            "spiffe://cluster.local/ns/prod/sa/backend",
+        ),
+        (
+            "backend-v2.prod",
+            "spiffe://cluster.local/ns/prod/sa/backend",
+        ),
+        (
+            "frontend.prod",
+            "spiffe://cluster.local/ns/prod/sa/frontend",
+        ),
+        (
+            "istio-ingressgateway.istio-system",
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        ),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("{proxy} |"))
+                && l.contains(&format!("got the workload certificate id={id} "))),
+            "{proxy} has no certificate for {id}:\n{log}"
+        );
+    }
+    let state = mesh.dir.path().join(".skiff");
+    assert!(state.join("ca/root-cert.pem").is_file());
+    let secret = std::fs::metadata(state.join("bootstrap-secret")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&secret.permissions()) & 0o777,
+        0o600
+    );
+
     // The gateway answers with the frontend's greeting and the backend's version.
     let client = client();
     let (status, body) = get(&client, mesh.gateway(), &[]).await.unwrap();
@@ -191,6 +226,12 @@ async fn proxies_ride_out_a_control_plane_restart() {
         .arg(format!("127.0.{net}.1:15014"))
         .arg("--builtin-gateway")
         .arg(format!("127.0.{net}.1"))
+        // The same CA and bootstrap secret as the one `skiff up` started: the
+        // proxies' certificates and root stay valid.
+        .arg("--ca-dir")
+        .arg(mesh.dir.path().join(".skiff/ca"))
+        .arg("--bootstrap-secret-file")
+        .arg(mesh.dir.path().join(".skiff/bootstrap-secret"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

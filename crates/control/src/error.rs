@@ -32,6 +32,9 @@ pub enum ControlError {
     /// A reload or a server task died unexpectedly (a panic).
     #[error("a control plane task failed: {0}")]
     Reload(String),
+    /// The CA cannot make the control plane's serving certificate.
+    #[error("the control plane's CA: {0}")]
+    Identity(#[from] skiff_identity::IdentityError),
     /// The push server failed.
     #[error(transparent)]
     Xds(#[from] skiff_xds::XdsError),

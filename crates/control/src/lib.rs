@@ -33,5 +33,5 @@ pub use compile::{Compiled, ConfigCompiler, MeshCompiler};
 pub use error::ControlError;
 pub use finding::{Finding, Severity};
 pub use plane::ControlPlane;
-pub use run::{ControlOptions, Running, start};
+pub use run::{ControlIdentity, ControlOptions, Running, start};
 pub use status::ConfigStatus;

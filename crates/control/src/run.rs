@@ -1,10 +1,14 @@
-//! The whole control plane on real sockets: push server, debug endpoint, watcher.
+//! The whole control plane on real sockets: push server and CA on one gRPC port (TLS),
+//! debug endpoint, watcher.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use skiff_identity::service::{CaService, PeerCertificate};
+use skiff_identity::transport::PeerInfo;
+use skiff_identity::{BootstrapTokens, Ca, MeshTls, WorkloadCert};
 use skiff_xds::XdsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,6 +27,22 @@ pub struct ControlOptions {
     pub debug_listen: SocketAddr,
     /// Quiet time after a file change before reloading.
     pub debounce: Duration,
+    /// The mesh CA, served beside xDS on the gRPC port, over TLS. `None`: no CA, and
+    /// xDS in plain text to anyone who connects; for tests of the push protocol and
+    /// `skiff control --insecure-xds` only.
+    pub identity: Option<ControlIdentity>,
+}
+
+/// The control plane's certificate authority and who may get certificates from it.
+#[derive(Debug, Clone)]
+pub struct ControlIdentity {
+    /// Signs workload certificates, and the control plane's own serving certificate
+    /// (for [`SpiffeId::control_plane`](skiff_identity::SpiffeId::control_plane)).
+    pub ca: Arc<Ca>,
+    /// Checks the bootstrap tokens of proxies that have no certificate yet (local
+    /// mode: `skiff up` shares the secret). `None`: only renewals, by callers showing
+    /// their current mesh certificate, are signed.
+    pub tokens: Option<BootstrapTokens>,
 }
 
 impl ControlOptions {
@@ -34,6 +54,7 @@ impl ControlOptions {
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
             debug_listen: SocketAddr::from(([127, 0, 0, 1], 15014)),
             debounce: crate::watch::DEFAULT_DEBOUNCE,
+            identity: None,
         }
     }
 }
@@ -86,7 +107,31 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     let server = XdsServer::new(plane.subscribe(), plane.sync().clone());
     let xds_stop = until(stopped.clone());
-    tasks.spawn(async move { Ok(server.serve(xds_listener, xds_stop).await?) });
+    match &options.identity {
+        Some(identity) => {
+            let tls = serving_tls(identity, xds_addr)?;
+            tasks.spawn(rotate_serving_cert(
+                identity.ca.clone(),
+                tls.clone(),
+                xds_addr,
+                until(stopped.clone()),
+            ));
+            tasks.spawn(serve_grpc_tls(
+                server,
+                identity.clone(),
+                tls,
+                xds_listener,
+                xds_stop,
+            ));
+        }
+        None => {
+            tracing::warn!(
+                %xds_addr,
+                "xDS is served in PLAIN TEXT with no CA: any process that reaches this port gets every proxy's configuration"
+            );
+            tasks.spawn(async move { Ok(server.serve(xds_listener, xds_stop).await?) });
+        }
+    }
     let debug_plane = plane.clone();
     let debug_stop = until(stopped.clone());
     tasks.spawn(async move {
@@ -147,6 +192,130 @@ impl Running {
             }
         }
     }
+}
+
+/// How long the control plane's own serving certificate lives; it is renewed at
+/// half-life.
+const SERVING_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The names of the serving certificate: `localhost`, `skiff-control`, the loopback
+/// addresses and the listen address. Proxies check its SPIFFE id, not these; they are
+/// for other gRPC tools.
+fn serving_names(listen: SocketAddr) -> (Vec<String>, Vec<IpAddr>) {
+    let mut ips = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
+        ips.push(listen.ip());
+    }
+    (vec!["localhost".into(), "skiff-control".into()], ips)
+}
+
+fn serving_cert(ca: &Ca, listen: SocketAddr) -> Result<WorkloadCert, ControlError> {
+    let (names, ips) = serving_names(listen);
+    Ok(ca.issue_server_cert(&names, &ips, Some(SERVING_CERT_TTL))?)
+}
+
+fn serving_tls(identity: &ControlIdentity, listen: SocketAddr) -> Result<MeshTls, ControlError> {
+    let cert = serving_cert(&identity.ca, listen)?;
+    Ok(MeshTls::new(cert, identity.ca.bundle())?)
+}
+
+/// Renews the serving certificate at half its life, until `stop`.
+async fn rotate_serving_cert(
+    ca: Arc<Ca>,
+    tls: MeshTls,
+    listen: SocketAddr,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ControlError> {
+    tokio::pin!(stop);
+    loop {
+        let wait = tls
+            .current_cert()
+            .map(|cert| {
+                let left = cert
+                    .not_after()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                left / 2
+            })
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        match serving_cert(&ca, listen) {
+            Ok(cert) => {
+                tracing::info!(not_after = ?cert.not_after(), "renewed the control plane's serving certificate");
+                tls.rotate(cert);
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot renew the control plane's serving certificate; retrying in 10s");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    }
+}
+
+/// xDS and the CA on one TLS port. xDS takes only callers with a mesh certificate;
+/// the CA takes a mesh certificate (renewal) or a bootstrap token.
+async fn serve_grpc_tls(
+    server: XdsServer,
+    identity: ControlIdentity,
+    tls: MeshTls,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ControlError> {
+    let addr = listener.local_addr().ok();
+    let incoming = skiff_identity::transport::tls_incoming(listener, tls.grpc_server_config());
+    let xds = tonic::service::interceptor::InterceptedService::new(
+        server.clone().into_service(),
+        require_mesh_certificate,
+    );
+    let router = XdsServer::server_builder().add_service(xds);
+    let router = match identity.tokens {
+        Some(tokens) => router.add_service(
+            CaService::new(identity.ca.clone(), (PeerCertificate, tokens)).into_server(),
+        ),
+        None => {
+            router.add_service(CaService::new(identity.ca.clone(), PeerCertificate).into_server())
+        }
+    };
+    tracing::info!(address = ?addr, trust_domain = identity.ca.trust_domain(), "xDS and CA listening (TLS)");
+    router
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            tracing::info!("gRPC server shutting down");
+            server.stop_streams();
+        })
+        .await
+        .map_err(|e| ControlError::Xds(skiff_xds::XdsError::Serve(e)))
+}
+
+/// xDS is for proxies of the mesh: the caller must have shown a mesh certificate.
+/// Also hands the caller's address to the xDS server, which logs and records it.
+fn require_mesh_certificate(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let Some(peer) = request.extensions().get::<PeerInfo>().cloned() else {
+        return Err(tonic::Status::unauthenticated(
+            "xDS is served over TLS only",
+        ));
+    };
+    if peer.identity.is_none() {
+        return Err(tonic::Status::unauthenticated(
+            "xDS needs a mesh certificate as TLS client certificate: get one from the CA on this port first (skiff proxy does, with its bootstrap token)",
+        ));
+    }
+    request
+        .extensions_mut()
+        .insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(peer.remote_addr),
+        });
+    Ok(request)
 }
 
 async fn until(mut stop: watch::Receiver<bool>) {

@@ -169,6 +169,19 @@ impl WorkloadCert {
         self.not_after
     }
 
+    /// The leaf's serial number in hex (lower case, no separators), as Envoy's
+    /// `/certs` shows it.
+    pub fn serial_hex(&self) -> String {
+        x509_parser::parse_x509_certificate(self.chain.leaf())
+            .map(|(_, leaf)| {
+                leaf.raw_serial()
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// When to renew: half-way through the leaf's lifetime (as Istio does), moved by a
     /// random amount of up to `jitter` of the lifetime either way (`jitter` is clamped
     /// to 0..=0.4, so renewal always falls between 10% and 90% of the lifetime).

@@ -3,6 +3,8 @@
 //! - `GET /ready`: 200 once a config is in service, 503 before;
 //! - `GET /config_dump`: the config in service as JSON, with its version, the warnings
 //!   it raised, the last rejected update and where the listeners are;
+//! - `GET /certs`: the mesh certificate in service (SPIFFE id, serial, validity) and
+//!   the number of trusted roots, as Envoy's `/certs`;
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -84,6 +86,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
             }
         }
+        (&Method::GET, "/certs") => json(&certs(proxy)),
         (&Method::POST, "/quitquitquit") => {
             proxy.request_shutdown();
             text(StatusCode::OK, "draining\n")
@@ -91,8 +94,53 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "endpoints: GET /ready, GET /config_dump, POST /quitquitquit\n",
+            "endpoints: GET /ready, GET /config_dump, GET /certs, POST /quitquitquit\n",
         ),
+    }
+}
+
+/// `{"certificates": [...], "trustBundleRoots": n}`: empty without a mesh identity or
+/// before the first certificate.
+fn certs(proxy: &Proxy) -> serde_json::Value {
+    let Some(tls) = proxy.mesh_tls() else {
+        return serde_json::json!({ "certificates": [], "trustBundleRoots": 0 });
+    };
+    let certificates: Vec<serde_json::Value> = tls
+        .current_cert()
+        .map(|cert| {
+            serde_json::json!({
+                "spiffeId": cert.id().to_string(),
+                "serialNumber": cert.serial_hex(),
+                "notBefore": rfc3339(cert.not_before()),
+                "notAfter": rfc3339(cert.not_after()),
+                "chainLength": cert.chain().certs().len(),
+            })
+        })
+        .into_iter()
+        .collect();
+    serde_json::json!({
+        "certificates": certificates,
+        "trustBundleRoots": tls.bundle().roots().len(),
+    })
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
     }
 }
 

@@ -350,6 +350,11 @@ impl Proxy {
         self.shared.inputs.current().is_some()
     }
 
+    /// The workload's mesh identity, if it was started with one (for `/certs`).
+    pub fn mesh_tls(&self) -> Option<&skiff_identity::MeshTls> {
+        self.shared.options.mesh_tls.as_ref()
+    }
+
     /// The last rejected update (version, reason), until an update is accepted.
     pub fn last_rejected(&self) -> Option<(String, String)> {
         self.lock().rejected.clone()

@@ -10,6 +10,9 @@
 //! handler is never called: the proxy serves its last good config.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -158,15 +161,42 @@ impl Drop for XdsClient {
     }
 }
 
+/// Makes the gRPC channel of one connection attempt from the endpoint the client
+/// built (address, timeouts, keepalive): e.g. with a TLS connector through
+/// `Endpoint::connect_with_connector`. Called again for every reconnection.
+pub type ChannelFactory = Arc<
+    dyn Fn(
+            Endpoint,
+        )
+            -> Pin<Box<dyn Future<Output = Result<Channel, tonic::transport::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Connects to the control plane at `control` (`host:port` or `http://host:port`) as
-/// `node`, and hands every config pushed to `handler`. Must be called within a tokio
-/// runtime. Fails only when the address is malformed; an unreachable control plane is
-/// retried forever, with backoff.
+/// `node`, in plain text, and hands every config pushed to `handler`. Must be called
+/// within a tokio runtime. Fails only when the address is malformed; an unreachable
+/// control plane is retried forever, with backoff.
 pub fn connect(
     control: &str,
     node: NodeInfo,
     options: ClientOptions,
     handler: impl ConfigHandler,
+) -> Result<XdsClient, XdsError> {
+    let plain: ChannelFactory =
+        Arc::new(|endpoint: Endpoint| Box::pin(async move { endpoint.connect().await }));
+    connect_with(control, node, options, handler, plain)
+}
+
+/// [`connect`], with every channel made by `channel` (a TLS one, for a control plane
+/// that serves xDS over TLS). The address must then be `host:port` or
+/// `http://host:port`: the factory adds the TLS.
+pub fn connect_with(
+    control: &str,
+    node: NodeInfo,
+    options: ClientOptions,
+    handler: impl ConfigHandler,
+    channel: ChannelFactory,
 ) -> Result<XdsClient, XdsError> {
     let uri = if control.contains("://") {
         control.to_owned()
@@ -186,6 +216,7 @@ pub fn connect(
     let span = tracing::info_span!("xds_client", proxy = %node.id, control = %uri);
     let worker = Worker {
         endpoint,
+        channel,
         address: uri,
         node,
         options,
@@ -198,6 +229,7 @@ pub fn connect(
 
 struct Worker {
     endpoint: Endpoint,
+    channel: ChannelFactory,
     address: String,
     node: NodeInfo,
     options: ClientOptions,
@@ -235,14 +267,12 @@ impl Worker {
         handler: &mut impl ConfigHandler,
         got_config: &mut bool,
     ) -> Result<(), XdsError> {
-        let channel: Channel =
-            self.endpoint
-                .connect()
-                .await
-                .map_err(|source| XdsError::Connect {
-                    address: self.address.clone(),
-                    source,
-                })?;
+        let channel: Channel = (self.channel)(self.endpoint.clone())
+            .await
+            .map_err(|source| XdsError::Connect {
+                address: self.address.clone(),
+                source,
+            })?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel);
         let (requests, rx) = mpsc::channel(8);
         let subscribe = DiscoveryRequest {

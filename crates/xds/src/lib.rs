@@ -23,7 +23,10 @@ pub mod server;
 mod snapshot;
 mod sync;
 
-pub use client::{ClientOptions, ClientStatus, ConfigUpdate, NodeInfo, XdsClient, connect};
+pub use client::{
+    ChannelFactory, ClientOptions, ClientStatus, ConfigUpdate, NodeInfo, XdsClient, connect,
+    connect_with,
+};
 pub use error::XdsError;
 pub use resource::PROXY_CONFIG_TYPE_URL;
 pub use server::XdsServer;

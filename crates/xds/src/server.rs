@@ -89,7 +89,23 @@ impl XdsServer {
         AggregatedDiscoveryServiceServer::new(self)
     }
 
-    /// Serves on `listener` until `shutdown` completes. Then every open stream ends with
+    /// A tonic server builder with the HTTP/2 keepalive this server uses, for serving
+    /// [`into_service`](Self::into_service) beside other services (the CA) or over
+    /// another transport (TLS). Call [`stop_streams`](Self::stop_streams) when that
+    /// server shuts down.
+    pub fn server_builder() -> tonic::transport::Server {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+    }
+
+    /// Ends every open stream with status `UNAVAILABLE` (proxies keep their config and
+    /// reconnect), as [`serve`](Self::serve) does on shutdown.
+    pub fn stop_streams(&self) {
+        self.shared.stop_tx.send_replace(true);
+    }
+
+    /// Serves on `listener`, in plain text, until `shutdown` completes. Then every open stream ends with
     /// status `UNAVAILABLE` (proxies keep their config and reconnect) and the
     /// connections close.
     pub async fn serve(
@@ -100,9 +116,7 @@ impl XdsServer {
         let stop_tx = self.shared.stop_tx.clone();
         let local = listener.local_addr().ok();
         tracing::info!(address = ?local, "discovery server listening");
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        Self::server_builder()
             .add_service(self.into_service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;

@@ -1,10 +1,12 @@
 //! `skiff control`: the control plane.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use skiff_control::{ControlOptions, MeshCompiler};
+use skiff_control::{ControlIdentity, ControlOptions, MeshCompiler};
+use skiff_identity::{BootstrapTokens, Ca};
 use skiff_model::MeshOptions;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -14,9 +16,33 @@ pub(crate) struct Args {
     /// Directory of Istio and Kubernetes YAML (searched recursively, watched).
     #[arg(long, value_name = "DIR")]
     config: PathBuf,
-    /// Address of the xDS (gRPC) server the proxies connect to.
+    /// Address of the gRPC server the proxies connect to: xDS and the CA, over TLS.
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_listen: SocketAddr,
+    /// Directory of the mesh CA: `root-cert.pem` and `root-key.pem`, a self-signed
+    /// root made on first start and kept. Proxies take `<DIR>/root-cert.pem` as
+    /// `--ca-root`. Default: `.skiff/ca` inside the --config directory.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Sign with an operator's CA instead: a directory of Istio's plug-in CA files
+    /// (`ca-cert.pem`, `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`, as in the
+    /// `cacerts` secret). Proxies take its `root-cert.pem` as `--ca-root`.
+    #[arg(long, value_name = "DIR", conflicts_with = "ca_dir")]
+    plugin_ca_dir: Option<PathBuf>,
+    /// Lifetime of the workload certificates signed, as an Istio duration (`24h`,
+    /// `90m`, `30s`). Proxies renew at about half of it.
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    cert_ttl: std::time::Duration,
+    /// File holding the bootstrap-token secret (text, at least 32 bytes, surrounding
+    /// white space ignored) shared with whoever starts the proxies
+    /// (`skiff up` makes one): proxies without a certificate yet prove their identity
+    /// with a token made from it. Without it, only renewals are signed.
+    #[arg(long, value_name = "FILE", env = "SKIFF_BOOTSTRAP_SECRET_FILE")]
+    bootstrap_secret_file: Option<PathBuf>,
+    /// Serve xDS in plain text, with no CA: any process that reaches the port gets
+    /// every proxy's configuration. For debugging only.
+    #[arg(long, conflicts_with_all = ["ca_dir", "plugin_ca_dir", "bootstrap_secret_file"])]
+    insecure_xds: bool,
     /// Address of the debug HTTP endpoint (`/debug/syncz`, `/debug/config_dump`,
     /// `/debug/configz`, `/ready`).
     #[arg(long, default_value = "127.0.0.1:15014")]
@@ -44,10 +70,74 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = skiff_api::Duration::parse(text)
+        .map_err(|e| e.to_string())?
+        .value();
+    if ttl < std::time::Duration::from_secs(1) {
+        return Err(format!("{text} is shorter than a second"));
+    }
+    Ok(ttl)
+}
+
+/// The CA the flags ask for, and the tokens of the bootstrap secret.
+fn identity(args: &Args) -> anyhow::Result<Option<ControlIdentity>> {
+    if args.insecure_xds {
+        eprintln!(
+            "WARNING: --insecure-xds: xDS is served in plain text with no CA; any process that reaches {} gets every proxy's configuration",
+            args.xds_listen
+        );
+        return Ok(None);
+    }
+    let ca = match &args.plugin_ca_dir {
+        Some(dir) => {
+            let ca = Ca::from_plugin_files(dir, &args.trust_domain)
+                .with_context(|| format!("--plugin-ca-dir {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), root = %dir.join("root-cert.pem").display(), "signing with the plug-in CA");
+            ca
+        }
+        None => {
+            let dir = args
+                .ca_dir
+                .clone()
+                .unwrap_or_else(|| default_ca_dir(&args.config));
+            let ca = Ca::load_or_create(&dir, &args.trust_domain)
+                .with_context(|| format!("the CA directory {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), root = %dir.join("root-cert.pem").display(), "signing with the mesh CA");
+            ca
+        }
+    };
+    let tokens = match &args.bootstrap_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path)
+                .with_context(|| format!("cannot read the bootstrap secret {}", path.display()))?;
+            Some(
+                BootstrapTokens::new(secret.trim_ascii())
+                    .with_context(|| format!("the bootstrap secret {}", path.display()))?,
+            )
+        }
+        None => {
+            tracing::info!("no --bootstrap-secret-file: only certificate renewals are signed");
+            None
+        }
+    };
+    Ok(Some(ControlIdentity {
+        ca: Arc::new(ca.with_default_ttl(args.cert_ttl)),
+        tokens,
+    }))
+}
+
+/// Where the CA lives by default: `.skiff/ca` in the config directory (hidden, so
+/// neither loaded nor watched as config).
+pub(crate) fn default_ca_dir(config: &Path) -> PathBuf {
+    config.join(".skiff").join("ca")
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
     let options = ControlOptions {
         xds_listen: args.xds_listen,
         debug_listen: args.debug_listen,
+        identity: identity(&args)?,
         ..ControlOptions::new(&args.config)
     };
     let compiler = MeshCompiler {

@@ -5,8 +5,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use skiff_identity::{MeshTls, SpiffeId};
 use skiff_proxy::AccessLogTarget;
 use skiff_proxy::{Proxy, ProxyOptions};
+use skiff_xds::{ClientOptions, ConfigUpdate, NodeInfo};
+
+mod identity;
+
+/// The environment variable that carries the bootstrap token, if `--token-file` does
+/// not.
+const TOKEN_ENV: &str = "SKIFF_BOOTSTRAP_TOKEN";
 
 /// Arguments of `skiff proxy`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +29,28 @@ pub(crate) struct Args {
         conflicts_with = "config_file"
     )]
     control: Option<String>,
+    /// The mesh root (PEM; several certificates during a root rotation): the control
+    /// plane's certificate, and peers', must chain to it. Needed with --control, e.g.
+    /// `<ca dir>/root-cert.pem` of `skiff control`.
+    #[arg(long, value_name = "FILE", conflicts_with = "config_file")]
+    ca_root: Option<PathBuf>,
+    /// File holding the bootstrap token that proves this proxy's identity to the CA
+    /// for its first certificate (default: the `SKIFF_BOOTSTRAP_TOKEN` environment
+    /// variable). `skiff up` hands every proxy its own.
+    #[arg(long, value_name = "FILE", conflicts_with = "config_file")]
+    token_file: Option<PathBuf>,
+    /// Trust domain of the mesh's identities.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Service account of the workload: the identity asked for is
+    /// `spiffe://<trust domain>/ns/<namespace of --id>/sa/<this>`. Default: the
+    /// token's, if the token is for the namespace of --id; else `default`.
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Take config from a control plane that serves xDS in plain text
+    /// (`skiff control --insecure-xds`), with no mesh identity. For debugging only.
+    #[arg(long, conflicts_with_all = ["ca_root", "token_file", "config_file"])]
+    insecure_xds: bool,
     /// Take config from this JSON file (a ProxyConfig) instead of a control plane; it is
     /// re-read when it changes.
     #[arg(long)]
@@ -106,10 +136,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         admin_runtime: Some(admin.handle().clone()),
         mesh_tls: None,
     };
+    let mesh = match &args.control {
+        Some(control) if !args.insecure_xds => Some(mesh_identity(&args, control)?),
+        _ => None,
+    };
+    let options = ProxyOptions {
+        // Without a certificate until the first one arrives; the proxy takes no
+        // config (and is not ready) before that.
+        mesh_tls: mesh.as_ref().map(|m| m.tls.clone()),
+        ..options
+    };
     let admin_handle = admin.handle().clone();
     let result = data.block_on(async move {
         let proxy = Proxy::start(options).await?;
         let mut xds = None;
+        let mut renewal = None;
         match (&args.config_file, &args.control) {
             (Some(path), _) => {
                 let version = skiff_proxy::file_source::apply(&proxy, path)
@@ -122,24 +163,130 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             (None, Some(control)) => {
+                if let Some(mesh) = &mesh {
+                    // The certificate first: xDS is only served to proxies with one.
+                    let first = tokio::select! {
+                        cert = admin_handle.spawn(first_certificate(mesh.clone())) => cert.context("the certificate task")??,
+                        () = wait_for_stop(&proxy) => return Ok(()),
+                    };
+                    tracing::info!(
+                        id = %first.id(),
+                        serial = %first.serial_hex(),
+                        not_after = %identity::rfc3339(first.not_after()),
+                        "got the workload certificate"
+                    );
+                    mesh.tls.rotate(first);
+                    renewal = Some(admin_handle.spawn(identity::renew_forever(
+                        mesh.control.clone(),
+                        mesh.tls.clone(),
+                        mesh.id.clone(),
+                    )));
+                }
                 // The xDS client runs on the admin runtime, apart from the data path.
                 let _admin = admin_handle.enter();
-                xds = Some(
-                    skiff_proxy::xds_source::connect(&proxy, control, &args.id)
-                        .with_context(|| format!("--control {control}"))?,
-                );
+                xds = Some(match &mesh {
+                    Some(mesh) => connect_xds_tls(&proxy, mesh, &args.id)?,
+                    None => {
+                        tracing::warn!(%control, "--insecure-xds: taking config over plain text, with no mesh identity");
+                        skiff_proxy::xds_source::connect(&proxy, control, &args.id)
+                            .with_context(|| format!("--control {control}"))?
+                    }
+                });
                 tracing::info!(%control, "taking config from the control plane");
             }
             (None, None) => bail!("one of --control or --config-file is needed"),
         }
         wait_for_stop(&proxy).await;
         drop(xds);
+        if let Some(renewal) = renewal {
+            renewal.abort();
+        }
         proxy.drain().await;
         Ok(())
     });
     admin.shutdown_background();
     data.shutdown_background();
     result
+}
+
+/// What a proxy of the mesh needs to get and renew its identity.
+#[derive(Clone)]
+struct MeshIdentity {
+    control: identity::ControlPlane,
+    /// The identity asked for.
+    id: SpiffeId,
+    token: String,
+    tls: MeshTls,
+}
+
+/// Reads `--ca-root` and the token and works out the identity to ask for.
+fn mesh_identity(args: &Args, control: &str) -> anyhow::Result<MeshIdentity> {
+    let Some(ca_root) = &args.ca_root else {
+        bail!(
+            "--control {control} needs --ca-root FILE: the mesh root that the control plane's certificate must chain to (the root-cert.pem in the CA directory of skiff control), or --insecure-xds for a plain-text control plane"
+        );
+    };
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --token-file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        None => std::env::var(TOKEN_ENV).map_err(|_| {
+            anyhow::anyhow!(
+                "--control {control} needs a bootstrap token for the first certificate: --token-file FILE or {TOKEN_ENV} (skiff up hands them out)"
+            )
+        })?,
+    };
+    let token_id = identity::token_identity(&token)?;
+    let namespace = args
+        .id
+        .split_once('.')
+        .map(|(_, ns)| ns)
+        .with_context(|| format!("--id {}: expected <workload name>.<namespace>", args.id))?;
+    let service_account = match &args.service_account {
+        Some(sa) => sa.clone(),
+        None if token_id.namespace() == namespace => token_id.service_account().to_owned(),
+        None => "default".to_owned(),
+    };
+    let id = SpiffeId::new(&args.trust_domain, namespace, service_account)
+        .with_context(|| format!("the identity of proxy {}", args.id))?;
+    let bundle = identity::read_trust_bundle(ca_root, &args.trust_domain)?;
+    let control_id = SpiffeId::control_plane(&args.trust_domain)?;
+    Ok(MeshIdentity {
+        control: identity::ControlPlane {
+            address: control.to_owned(),
+            id: control_id,
+        },
+        id,
+        token,
+        tls: MeshTls::without_cert(bundle)?,
+    })
+}
+
+async fn first_certificate(mesh: MeshIdentity) -> anyhow::Result<skiff_identity::WorkloadCert> {
+    identity::first_certificate(&mesh.control, &mesh.tls, &mesh.id, &mesh.token).await
+}
+
+/// xDS over TLS, the proxy's certificate as client certificate; configs go to
+/// [`Proxy::apply`] as with the file source.
+fn connect_xds_tls(
+    proxy: &Proxy,
+    mesh: &MeshIdentity,
+    id: &str,
+) -> anyhow::Result<skiff_xds::XdsClient> {
+    let proxy = proxy.clone();
+    skiff_xds::connect_with(
+        &mesh.control.address,
+        NodeInfo::new(id),
+        ClientOptions::default(),
+        move |update: ConfigUpdate| {
+            proxy
+                .apply(update.version, update.config)
+                .map_err(|e| e.to_string())
+        },
+        mesh.control.channel_factory(&mesh.tls),
+    )
+    .with_context(|| format!("--control {}", mesh.control.address))
 }
 
 async fn wait_for_stop(proxy: &Proxy) {

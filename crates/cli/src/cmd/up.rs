@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use skiff_identity::{BootstrapTokens, SpiffeId};
 use skiff_model::config::ProxyKind;
 use skiff_model::{Mesh, MeshOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -48,6 +49,53 @@ pub(crate) struct Args {
     /// How long to wait for each piece to become ready, in seconds.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
+    /// Where `skiff up` keeps its state: the mesh CA (`ca/`, kept from run to run) and
+    /// the bootstrap secret of this run (`bootstrap-secret`). Default: `.skiff` in
+    /// DIR (hidden: not read as config).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// The files of the state directory.
+struct State {
+    ca_dir: PathBuf,
+    root: PathBuf,
+    secret_file: PathBuf,
+    tokens: BootstrapTokens,
+}
+
+/// Makes the state directory (0700) and a new bootstrap secret (0600) in it.
+fn prepare_state(dir: &Path) -> anyhow::Result<State> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot make the state directory {}", dir.display()))?;
+    let secret: String = BootstrapTokens::generate_secret()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let secret_file = dir.join("bootstrap-secret");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&secret_file)
+        .with_context(|| format!("cannot write {}", secret_file.display()))?;
+    // A file left by another tool may have looser permissions than `mode` sets.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(secret.as_bytes())
+        .with_context(|| format!("cannot write {}", secret_file.display()))?;
+    let ca_dir = dir.join("ca");
+    Ok(State {
+        root: ca_dir.join("root-cert.pem"),
+        ca_dir,
+        secret_file,
+        tokens: BootstrapTokens::new(secret.as_bytes())?,
+    })
 }
 
 /// One proxy to start.
@@ -57,6 +105,17 @@ struct ProxyPlan {
     kind: ProxyKind,
     gateway_ports: Vec<u16>,
     run: Option<String>,
+    /// The workload's Kubernetes service account and SPIFFE id, from the model.
+    service_account: String,
+    spiffe_id: String,
+}
+
+impl ProxyPlan {
+    fn identity(&self) -> anyhow::Result<SpiffeId> {
+        self.spiffe_id
+            .parse()
+            .with_context(|| format!("the identity of {}", self.id))
+    }
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -77,6 +136,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let ready_timeout = Duration::from_secs(args.ready_timeout);
     let xds = SocketAddr::new(args.control_address, 15010);
     let debug = SocketAddr::new(args.control_address, 15014);
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| dir.join(".skiff"));
+    let state = prepare_state(&state_dir)?;
 
     let width = plans
         .iter()
@@ -99,11 +160,21 @@ async fn up(args: Args) -> anyhow::Result<()> {
             .arg("--debug-listen")
             .arg(debug.to_string())
             .arg("--builtin-gateway")
-            .arg(args.gateway_address.to_string());
+            .arg(args.gateway_address.to_string())
+            .arg("--ca-dir")
+            .arg(&state.ca_dir)
+            .arg("--bootstrap-secret-file")
+            .arg(&state.secret_file);
         children.spawn("control", control)?;
         wait_ready(debug, ready_timeout)
             .await
             .context("the control plane did not become ready")?;
+        if !state.root.is_file() {
+            bail!(
+                "the control plane is ready but its CA root {} is not there",
+                state.root.display()
+            );
+        }
 
         for p in &plans {
             let mut proxy = Command::new(&exe);
@@ -114,7 +185,16 @@ async fn up(args: Args) -> anyhow::Result<()> {
                 .arg("--control")
                 .arg(xds.to_string())
                 .arg("--address")
-                .arg(p.address.to_string());
+                .arg(p.address.to_string())
+                .arg("--ca-root")
+                .arg(&state.root)
+                .arg("--service-account")
+                .arg(&p.service_account)
+                // The token in the environment, not on the command line that `ps` shows.
+                .env(
+                    "SKIFF_BOOTSTRAP_TOKEN",
+                    state.tokens.token_for(&p.identity()?),
+                );
             if p.kind == ProxyKind::Gateway {
                 proxy
                     .arg("--gateway-port-offset")
@@ -163,6 +243,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
     print_summary(
         &dir,
         &plans,
+        &state.root,
         xds,
         debug,
         args.gateway_port_offset,
@@ -227,6 +308,8 @@ fn plan(dir: &Path, args: &Args) -> anyhow::Result<Vec<ProxyPlan>> {
             kind: config.node.kind,
             gateway_ports: config.gateway.iter().map(|g| g.port).collect(),
             run,
+            service_account: config.node.service_account.clone(),
+            spiffe_id: config.node.spiffe_id.clone(),
         });
     }
     let mut seen = std::collections::BTreeMap::new();
@@ -281,6 +364,7 @@ async fn ready_status(addr: SocketAddr) -> anyhow::Result<u16> {
 fn print_summary(
     dir: &Path,
     plans: &[ProxyPlan],
+    root: &Path,
     xds: SocketAddr,
     debug: SocketAddr,
     offset: u16,
@@ -288,7 +372,8 @@ fn print_summary(
 ) {
     println!();
     println!("skiff up: the mesh of {} is running", dir.display());
-    println!("  control plane  xds {xds}, debug http://{debug}/debug/syncz");
+    println!("  control plane  xds and CA {xds} (TLS), debug http://{debug}/debug/syncz");
+    println!("  mesh CA root   {}", root.display());
     let mut curl = None;
     for p in plans {
         match p.kind {
