@@ -31,6 +31,7 @@
 mod access_log;
 mod admin;
 mod app;
+mod authn;
 pub mod config;
 mod conn;
 mod drain;
