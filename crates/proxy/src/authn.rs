@@ -82,9 +82,12 @@ enum KeySource {
     Inline(Arc<Keys>),
     /// `jwksUri`, fetched through the shared cache.
     Remote { uri: http::Uri, cache: JwksCache },
-    /// Neither: Istio would discover the keys through the issuer's OpenID
-    /// configuration; skiff does not yet, so every token of this issuer is refused.
-    Undiscovered,
+    /// Neither: the keys that the issuer's OpenID discovery document names, as
+    /// istiod finds them.
+    Discovered { issuer: http::Uri, cache: JwksCache },
+    /// Neither, and the issuer is no http(s) URL to discover them from: every token
+    /// of this issuer is refused.
+    Undiscoverable,
 }
 
 impl JwtRules {
@@ -204,8 +207,7 @@ impl Rule {
                 let parsed: http::Uri = uri
                     .parse()
                     .map_err(|e| format!("jwksUri {uri:?} is not a URI: {e}"))?;
-                if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none()
-                {
+                if !is_http_url(&parsed) {
                     return Err(format!(
                         "jwksUri {uri:?} must be an http:// or https:// URL with a host"
                     ));
@@ -216,7 +218,13 @@ impl Rule {
                     cache: cache.clone(),
                 }
             }
-            (None, None) => KeySource::Undiscovered,
+            (None, None) => match r.issuer.parse::<http::Uri>() {
+                Ok(issuer) if is_http_url(&issuer) => KeySource::Discovered {
+                    issuer,
+                    cache: cache.clone(),
+                },
+                _ => KeySource::Undiscoverable,
+            },
         };
         let header = |name: &str, what: &str| {
             HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
@@ -295,11 +303,15 @@ impl Rule {
                     .get(uri, self.timeout)
                     .await
                     .map_err(|e| fail(Failure::JwksFetch(e), iss()))?,
-                KeySource::Undiscovered => {
+                KeySource::Discovered { issuer, cache } => cache
+                    .get_discovered(issuer, self.timeout)
+                    .await
+                    .map_err(|e| fail(Failure::JwksFetch(e), iss()))?,
+                KeySource::Undiscoverable => {
                     return Err(fail(
                         Failure::JwksFetch(
-                            "jwks fetch failed: the rule sets neither jwks nor jwksUri, and skiff \
-                             does not discover keys through OpenID configuration yet: set jwksUri"
+                            "jwks fetch failed: the rule sets neither jwks nor jwksUri, and its \
+                             issuer is not an http(s) URL to discover keys from: set jwksUri"
                                 .to_string(),
                         ),
                         iss(),
@@ -353,6 +365,10 @@ impl Rule {
             .expect("a rule with tokens verified at least one");
         Arc::new(VerifiedJwt::new(first, self))
     }
+}
+
+fn is_http_url(uri: &http::Uri) -> bool {
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
 }
 
 /// A claim at a nested path.

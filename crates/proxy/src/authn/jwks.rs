@@ -151,26 +151,39 @@ struct CacheInner {
     client: HttpsClient,
     /// [`REFRESH`], shorter in tests.
     refresh: Duration,
-    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// By `jwksUri`.
+    keys: Mutex<HashMap<String, Arc<Entry<Arc<Keys>>>>>,
+    /// By issuer: the `jwks_uri` of its OpenID discovery document.
+    discovered: Mutex<HashMap<String, Arc<Entry<http::Uri>>>>,
 }
 
-/// One `jwksUri`.
-#[derive(Default)]
-struct Entry {
-    state: Mutex<State>,
-    /// Held while fetching: one fetch at a time per URI.
+/// One fetched thing (a JWKS, a discovery answer) and how it went.
+struct Entry<T> {
+    state: Mutex<State<T>>,
+    /// Held while fetching: one fetch at a time per entry.
     fetching: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
-struct State {
-    keys: Option<(Arc<Keys>, Instant)>,
+impl<T> Default for Entry<T> {
+    fn default() -> Self {
+        Entry {
+            state: Mutex::new(State {
+                value: None,
+                failure: None,
+            }),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+struct State<T> {
+    value: Option<(T, Instant)>,
     failure: Option<(String, Instant)>,
 }
 
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let uris: Vec<String> = self.lock_entries().keys().cloned().collect();
+        let uris: Vec<String> = lock(&self.inner.keys).keys().cloned().collect();
         f.debug_struct("JwksCache").field("uris", &uris).finish()
     }
 }
@@ -199,23 +212,10 @@ impl JwksCache {
             inner: Arc::new(CacheInner {
                 client: Client::builder(TokioExecutor::new()).build(https),
                 refresh,
-                entries: Mutex::new(HashMap::new()),
+                keys: Mutex::new(HashMap::new()),
+                discovered: Mutex::new(HashMap::new()),
             }),
         }
-    }
-
-    fn lock_entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Entry>>> {
-        self.inner
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn entry(&self, uri: &http::Uri) -> Arc<Entry> {
-        self.lock_entries()
-            .entry(uri.to_string())
-            .or_default()
-            .clone()
     }
 
     /// Starts fetching `uri` in the background when a runtime is running (a snapshot
@@ -238,50 +238,60 @@ impl JwksCache {
         uri: &http::Uri,
         timeout: Duration,
     ) -> Result<Arc<Keys>, String> {
-        let entry = self.entry(uri);
-        if let Some(answer) = entry.cached(self.inner.refresh) {
-            return answer;
-        }
-        let stale = entry.stale();
-        let _fetching = match (entry.fetching.try_lock(), stale) {
-            (Ok(guard), _) => guard,
-            // Someone is refreshing: the keys we have still serve meanwhile.
-            (Err(_), Some(keys)) => return Ok(keys),
-            (Err(_), None) => {
-                let guard = entry.fetching.lock().await;
-                if let Some(answer) = entry.cached(self.inner.refresh) {
-                    return answer;
-                }
-                guard
-            }
+        let entry = lock(&self.inner.keys)
+            .entry(uri.to_string())
+            .or_default()
+            .clone();
+        let fetch = async {
+            let text = self.fetch_text(uri, timeout).await?;
+            Keys::parse(&text).map(Arc::new)
         };
-        let fetched = self.fetch(uri, timeout).await;
-        let mut state = entry.lock();
-        let now = Instant::now();
-        match fetched {
-            Ok(keys) => {
-                state.keys = Some((keys.clone(), now));
-                state.failure = None;
-                Ok(keys)
-            }
-            Err(e) => {
-                state.failure = Some((e.clone(), now));
-                match &state.keys {
-                    Some((keys, _)) => {
-                        tracing::warn!(%uri, error = %e, "jwks refresh failed; using the keys fetched before");
-                        Ok(keys.clone())
-                    }
-                    None => Err(e),
-                }
-            }
-        }
+        cached_fetch(&entry, self.inner.refresh, fetch)
+            .await
+            .map_err(|e| format!("jwks fetch failed: {uri}: {e}"))
     }
 
-    async fn fetch(&self, uri: &http::Uri, timeout: Duration) -> Result<Arc<Keys>, String> {
+    /// The keys of an issuer whose rule names neither `jwks` nor `jwksUri`: its
+    /// `jwks_uri` from OpenID discovery (`<issuer>/.well-known/openid-configuration`),
+    /// as istiod finds it, then those keys.
+    pub(crate) async fn get_discovered(
+        &self,
+        issuer: &http::Uri,
+        timeout: Duration,
+    ) -> Result<Arc<Keys>, String> {
+        let entry = lock(&self.inner.discovered)
+            .entry(issuer.to_string())
+            .or_default()
+            .clone();
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.to_string().trim_end_matches('/')
+        );
+        let fetch = async {
+            let uri: http::Uri = discovery.parse().map_err(|e| format!("not a URI: {e}"))?;
+            let text = self.fetch_text(&uri, timeout).await?;
+            let doc: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("the discovery document is not valid JSON: {e}"))?;
+            let jwks_uri = doc
+                .get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or("the discovery document has no \"jwks_uri\"")?;
+            jwks_uri
+                .parse::<http::Uri>()
+                .map_err(|e| format!("its jwks_uri {jwks_uri:?} is not a URI: {e}"))
+        };
+        let jwks_uri = cached_fetch(&entry, self.inner.refresh, fetch)
+            .await
+            .map_err(|e| format!("jwks fetch failed: OpenID discovery {discovery}: {e}"))?;
+        self.get(&jwks_uri, timeout).await
+    }
+
+    /// GET `uri`, the body as text, within `timeout`.
+    async fn fetch_text(&self, uri: &http::Uri, timeout: Duration) -> Result<String, String> {
         let request = http::Request::get(uri.clone())
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::new())
-            .map_err(|e| format!("jwks fetch failed: {uri}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let work = async {
             let response = self
                 .inner
@@ -298,46 +308,93 @@ impl JwksCache {
                 .await
                 .map_err(|e| format!("reading the body: {e}"))?
                 .to_bytes();
-            let text =
-                std::str::from_utf8(&body).map_err(|_| "the body is not UTF-8".to_string())?;
-            Keys::parse(text).map(Arc::new)
+            String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".to_string())
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(keys)) => Ok(keys),
-            Ok(Err(e)) => Err(format!("jwks fetch failed: {uri}: {e}")),
-            Err(_) => Err(format!(
-                "jwks fetch failed: {uri}: no answer within the rule's timeout of {timeout:?}"
-            )),
+        tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within the rule's timeout of {timeout:?}"
+                ))
+            })
+    }
+}
+
+/// The entry's value while fresh; else fetched (one fetch at a time: others wait for
+/// it, or use the stale value meanwhile). A failed fetch is remembered for
+/// [`RETRY_AFTER_FAILURE`]; a stale value keeps serving when a refresh fails.
+async fn cached_fetch<T: Clone>(
+    entry: &Entry<T>,
+    refresh: Duration,
+    fetch: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    if let Some(answer) = entry.cached(refresh) {
+        return answer;
+    }
+    let stale = entry.stale();
+    let _fetching = match (entry.fetching.try_lock(), stale) {
+        (Ok(guard), _) => guard,
+        // Someone is refreshing: what we have still serves meanwhile.
+        (Err(_), Some(value)) => return Ok(value),
+        (Err(_), None) => {
+            let guard = entry.fetching.lock().await;
+            if let Some(answer) = entry.cached(refresh) {
+                return answer;
+            }
+            guard
+        }
+    };
+    let fetched = fetch.await;
+    let mut state = entry.lock();
+    let now = Instant::now();
+    match fetched {
+        Ok(value) => {
+            state.value = Some((value.clone(), now));
+            state.failure = None;
+            Ok(value)
+        }
+        Err(e) => {
+            state.failure = Some((e.clone(), now));
+            match &state.value {
+                Some((value, _)) => {
+                    tracing::warn!(error = %e, "jwks refresh failed; using what was fetched before");
+                    Ok(value.clone())
+                }
+                None => Err(e),
+            }
         }
     }
 }
 
-impl Entry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl<T: Clone> Entry<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        lock(&self.state)
     }
 
-    /// The answer without fetching: fresh keys; stale keys right after a failed
-    /// refresh; the last failure while it is recent and there are no keys.
-    fn cached(&self, refresh: Duration) -> Option<Result<Arc<Keys>, String>> {
+    /// The answer without fetching: a fresh value; a stale one right after a failed
+    /// refresh; the last failure while it is recent and there is no value.
+    fn cached(&self, refresh: Duration) -> Option<Result<T, String>> {
         let state = self.lock();
         let now = Instant::now();
         let recent = |at: Instant| now.saturating_duration_since(at) < RETRY_AFTER_FAILURE;
-        match (&state.keys, &state.failure) {
-            (Some((keys, at)), _) if now.saturating_duration_since(*at) < refresh => {
-                Some(Ok(keys.clone()))
+        match (&state.value, &state.failure) {
+            (Some((value, at)), _) if now.saturating_duration_since(*at) < refresh => {
+                Some(Ok(value.clone()))
             }
-            (Some((keys, _)), Some((_, failed))) if recent(*failed) => Some(Ok(keys.clone())),
+            (Some((value, _)), Some((_, failed))) if recent(*failed) => Some(Ok(value.clone())),
             (None, Some((e, failed))) if recent(*failed) => Some(Err(e.clone())),
             _ => None,
         }
     }
 
-    fn stale(&self) -> Option<Arc<Keys>> {
-        self.lock().keys.as_ref().map(|(k, _)| k.clone())
+    fn stale(&self) -> Option<T> {
+        self.lock().value.as_ref().map(|(v, _)| v.clone())
     }
+}
+
+/// A std mutex, poisoned or not (the state under it is always whole).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// An error and its causes, "client error (Connect): tcp connect error: Connection

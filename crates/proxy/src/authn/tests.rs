@@ -617,30 +617,93 @@ fn bad_rules_are_refused_with_the_policy_named() {
 }
 
 #[tokio::test]
-async fn a_rule_without_keys_refuses_its_tokens() {
+async fn a_rule_without_keys_and_no_url_issuer_refuses_its_tokens() {
     let key = Signer::rsa(RSA_A, Algorithm::RS256, "a");
-    let mut r = rule(ISS, String::new());
+    let mut r = rule("accounts-service", String::new());
     r.jwks = None;
     let rules = compile(&[r]);
-    let r = rejected(&rules, bearer(&key.sign(&claims()))).await;
+    let mut c = claims();
+    c["iss"] = json!("accounts-service");
+    let r = rejected(&rules, bearer(&key.sign(&c))).await;
     assert!(r.reason.starts_with("jwks fetch failed"), "{r}");
+    assert!(r.reason.contains("set jwksUri"), "{r}");
 }
 
-/// A JWKS server on loopback that counts its requests.
+#[tokio::test]
+async fn keys_are_found_through_openid_discovery_without_jwks_uri() {
+    let key = Signer::rsa(RSA_A, Algorithm::RS256, "a");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}/realms/shop/");
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("http://{addr}/certs")});
+    let fetches = serve_on(
+        listener,
+        vec![
+            (
+                "/realms/shop/.well-known/openid-configuration".to_string(),
+                discovery.to_string(),
+            ),
+            ("/certs".to_string(), jwks(&[&key])),
+        ],
+    );
+    let mut r = rule(&issuer, String::new());
+    r.jwks = None;
+    let rules = compile(&[r]);
+    let mut c = claims();
+    c["iss"] = json!(issuer);
+    for _ in 0..2 {
+        let jwt = accepted(&rules, &mut bearer(&key.sign(&c))).await;
+        assert_eq!(jwt.principal(), format!("{issuer}/alice"));
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "one discovery, one jwks");
+
+    // A discovery document that is not there: refused, saying which.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_on(listener, Vec::new());
+    let issuer = format!("http://{addr}");
+    let mut r = rule(&issuer, String::new());
+    r.jwks = None;
+    c["iss"] = json!(issuer);
+    let r = rejected(&compile(&[r]), bearer(&key.sign(&c))).await;
+    assert!(
+        r.reason
+            .starts_with("jwks fetch failed: OpenID discovery http://"),
+        "{r}"
+    );
+    assert!(r.reason.contains("answered 404 Not Found"), "{r}");
+}
+
+/// A JWKS server on loopback that counts its requests and answers `body` on any path.
 async fn serve(body: String) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    (addr, serve_on(listener, vec![(String::new(), body)]))
+}
+
+/// Serves `routes` (path, body; an empty path matches any), 404 otherwise; counts
+/// the requests.
+fn serve_on(listener: tokio::net::TcpListener, routes: Vec<(String, String)>) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
+    let routes = Arc::new(routes);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (body, counter) = (body.clone(), counter.clone());
+            let (routes, counter) = (routes.clone(), counter.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |_req| {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let body = Bytes::from(body.clone());
-                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                    let found = routes
+                        .iter()
+                        .find(|(path, _)| path.is_empty() || path == req.uri().path());
+                    let mut response = http::Response::new(Full::new(Bytes::from(
+                        found.map(|(_, body)| body.clone()).unwrap_or_default(),
+                    )));
+                    if found.is_none() {
+                        *response.status_mut() = http::StatusCode::NOT_FOUND;
+                    }
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -648,7 +711,7 @@ async fn serve(body: String) -> (SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, count)
+    count
 }
 
 fn remote_rule(uri: String, timeout: Duration) -> JwtRule {
