@@ -274,7 +274,7 @@ impl Rule {
             forward: r.forward_original_token,
             claim_to_headers,
             payload_header,
-            space_delimited: r.space_delimited_claims.clone().into(),
+            space_delimited: space_delimited(&r.space_delimited_claims),
         })
     }
 
@@ -365,6 +365,15 @@ impl Rule {
             .expect("a rule with tokens verified at least one");
         Arc::new(VerifiedJwt::new(first, self))
     }
+}
+
+/// `permission` and `scope` always (Istio), plus the rule's own.
+fn space_delimited(extra: &[String]) -> Arc<[String]> {
+    let mut claims: Vec<String> = ["permission", "scope"].map(String::from).into();
+    claims.extend(extra.iter().cloned());
+    claims.sort();
+    claims.dedup();
+    claims.into()
 }
 
 fn is_http_url(uri: &http::Uri) -> bool {
@@ -476,7 +485,7 @@ pub(crate) struct JwtRejection {
 }
 
 impl JwtRejection {
-    /// The `WWW-Authenticate` header of the 401 (RFC 6750), as Envoy sends it.
+    /// The `WWW-Authenticate` header of the 401: RFC 6750's answer to a bad token.
     pub(crate) fn www_authenticate(&self) -> HeaderValue {
         HeaderValue::from_static("Bearer error=\"invalid_token\"")
     }

@@ -276,6 +276,19 @@ async fn a_signature_of_another_key_is_refused() {
         r.reason,
         "Jwks doesn't have key to match kid or alg from Jwt"
     );
+    // An HMAC token "signed" with the RSA key's public modulus: no HMAC key to use.
+    let n = good.jwk["n"].as_str().unwrap().as_bytes();
+    let hs = Signer::new(
+        EncodingKey::from_secret(n),
+        Algorithm::HS256,
+        Some("a"),
+        json!({}),
+    );
+    let r = rejected(&rules, bearer(&hs.sign(&claims()))).await;
+    assert_eq!(
+        r.reason,
+        "Jwks doesn't have key to match kid or alg from Jwt"
+    );
     // A token whose payload was changed after signing.
     let token = good.sign(&claims());
     let mut parts: Vec<&str> = token.split('.').collect();
@@ -592,6 +605,66 @@ async fn each_issuer_is_verified_by_its_own_rule() {
         "Jwks doesn't have key to match kid or alg from Jwt"
     );
     assert_eq!(r.policy.as_deref(), Some("prod/b"));
+}
+
+#[tokio::test]
+async fn one_rule_verifying_its_token_is_enough() {
+    // Istio's requirement is "any provider", so rule b's good token in its own header
+    // lets the request through beside a bad token in rule a's place.
+    let a = Signer::rsa(RSA_A, Algorithm::RS256, "a");
+    let b = Signer::ec(Algorithm::ES256, "b");
+    let mut rule_b = rule("https://b.example.com", jwks(&[&b]));
+    rule_b.from_headers = vec![JwtHeader {
+        name: "x-b".into(),
+        prefix: String::new(),
+    }];
+    rule_b.from_params = Vec::new();
+    let rules = compile(&[rule(ISS, jwks(&[&a])), rule_b]);
+    let mut c = claims();
+    c["iss"] = json!("https://b.example.com");
+    let mut parts = request(
+        "/",
+        &[("authorization", "Bearer not-a-jwt"), ("x-b", &b.sign(&c))],
+    );
+    let jwt = accepted(&rules, &mut parts).await;
+    assert_eq!(jwt.issuer, "https://b.example.com");
+    assert!(
+        parts.headers.contains_key("authorization"),
+        "not rule b's to remove"
+    );
+    assert!(!parts.headers.contains_key("x-b"));
+}
+
+#[test]
+fn the_authenticate_future_is_send() {
+    fn send<T: Send>(_: &T) {}
+    let rules = compile(&[rule(ISS, jwks(&[&Signer::ec(Algorithm::ES256, "k")]))]);
+    let mut parts = request("/", &[]);
+    send(&rules.authenticate(&mut parts));
+    fn shared<T: Send + Sync>() {}
+    shared::<JwtRules>();
+    shared::<JwksCache>();
+    shared::<VerifiedJwt>();
+    shared::<JwtRejection>();
+}
+
+#[test]
+fn scope_and_permission_are_always_space_delimited() {
+    let key = Signer::rsa(RSA_A, Algorithm::RS256, "a");
+    let mut r = rule(ISS, jwks(&[&key]));
+    r.space_delimited_claims = vec!["roles".into()];
+    let rules = compile(&[r]);
+    let mut c = claims();
+    c["scope"] = json!("a b");
+    c["permission"] = json!("c d");
+    c["roles"] = json!("e f");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let jwt = runtime.block_on(accepted(&rules, &mut bearer(&key.sign(&c))));
+    assert_eq!(jwt.claim_values(&["scope"]), ["a", "b"]);
+    assert_eq!(jwt.claim_values(&["permission"]), ["c", "d"]);
+    assert_eq!(jwt.claim_values(&["roles"]), ["e", "f"]);
 }
 
 #[test]
