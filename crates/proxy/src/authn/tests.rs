@@ -804,9 +804,12 @@ async fn jwks_uri_is_fetched_once_and_cached() {
     let rules = JwtRules::compile(std::slice::from_ref(&r), &cache).unwrap();
     for _ in 0..3 {
         accepted(&rules, &mut bearer(&key.sign(&claims()))).await;
+        // Lets the background prefetch run its course too.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A new snapshot with the same URI shares the keys.
     let rules = JwtRules::compile(&[r], &cache).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
     accepted(&rules, &mut bearer(&key.sign(&claims()))).await;
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }
@@ -822,6 +825,68 @@ async fn jwks_are_refetched_after_the_refresh_interval() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     accepted(&rules, &mut bearer(&key.sign(&claims()))).await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_share_one_fetch() {
+    let key = Signer::ec(Algorithm::ES384, "k");
+    let (addr, fetches) = serve(jwks(&[&key])).await;
+    let uri = format!("http://{addr}/");
+    // Compiled outside a runtime context would not prefetch; here the requests race it.
+    let rules = compile(&[remote_rule(uri, Duration::from_secs(5))]);
+    let token = key.sign(&claims());
+    let all = (0..8).map(|_| {
+        let rules = rules.clone();
+        let token = token.clone();
+        tokio::spawn(async move { rules.authenticate(&mut bearer(&token)).await.is_ok() })
+    });
+    for ok in futures_util::future::join_all(all).await {
+        assert!(ok.unwrap());
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn keys_fetched_before_serve_while_a_refresh_fails() {
+    let key = Signer::rsa(RSA_A, Algorithm::RS256, "a");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = jwks(&[&key]);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    // Answers the JWKS once, then 500 to every refresh.
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (body, counter) = (body.clone(), counter.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| {
+                    let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+                    let mut response = http::Response::new(Full::new(Bytes::from(body.clone())));
+                    if !first {
+                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let cache = JwksCache::with_refresh(Duration::from_millis(50));
+    let r = remote_rule(format!("http://{addr}/"), Duration::from_secs(5));
+    let rules = JwtRules::compile(&[r], &cache).unwrap();
+    accepted(&rules, &mut bearer(&key.sign(&claims()))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    accepted(&rules, &mut bearer(&key.sign(&claims()))).await;
+    assert_eq!(answered.load(Ordering::SeqCst), 2, "the refresh was tried");
+    // A forged token is still refused with the stale keys.
+    let forged = Signer::rsa(RSA_B, Algorithm::RS256, "a").sign(&claims());
+    assert_eq!(
+        rejected(&rules, bearer(&forged)).await.reason,
+        "Jwt verification fails"
+    );
 }
 
 #[tokio::test]
