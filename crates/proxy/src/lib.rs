@@ -31,6 +31,7 @@
 mod access_log;
 mod admin;
 mod app;
+mod authn;
 mod authz;
 pub mod config;
 mod conn;
