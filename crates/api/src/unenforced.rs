@@ -119,13 +119,6 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.outboundTrafficPolicy" => "outboundTrafficPolicy is not implemented: traffic to unknown hosts gets 404 NR",
         "spec.inboundConnectionPool" => "inbound connection pool limits are not implemented",
     }
-    AuthorizationPolicy {
-        "spec.rules[*].from[*].source.requestPrincipals" => "request principals come from RequestAuthentication, which is not enforced yet: no request has one, so this never matches",
-        "spec.rules[*].from[*].source.notRequestPrincipals" => "request principals come from RequestAuthentication, which is not enforced yet: no request has one",
-    }
-    RequestAuthentication {
-        "spec.*" => "RequestAuthentication: JWTs are not verified",
-    }
     Telemetry {
         "spec.*" => "Telemetry: tracing, metrics and access logs keep their defaults",
     }

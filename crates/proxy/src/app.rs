@@ -84,6 +84,8 @@ pub(crate) struct ProxyInputs {
     pub(crate) http_server: auto::Builder<TokioExecutor>,
     /// This workload's mesh identity, if it has one.
     pub(crate) mesh: Option<skiff_identity::MeshTls>,
+    /// The keys of every `jwksUri`, shared by all snapshots.
+    pub(crate) jwks: crate::authn::JwksCache,
     /// Bumped on every accepted config, for what re-checks open connections.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -100,6 +102,7 @@ impl ProxyInputs {
             access_log,
             http_server,
             mesh,
+            jwks: crate::authn::JwksCache::new(),
             changes: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -261,6 +264,7 @@ impl Proxy {
             ip,
             &inputs.endpoints,
             opts.mesh_tls.as_ref(),
+            &inputs.jwks,
         )?;
 
         // Open what is new before swapping, so a port in use rejects the update.

@@ -21,9 +21,6 @@
 //! Layout: `authn/extract.rs` finds and removes tokens, `authn/token.rs` takes one apart
 //! and checks its claims, `authn/jwks.rs` holds keys and fetches `jwksUri`.
 
-// Remove with the wiring: pipeline.rs (phase 3) and the snapshot call this module next.
-#![allow(dead_code, reason = "not yet called by pipeline.rs; wired next")]
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -465,6 +462,24 @@ impl VerifiedJwt {
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+impl crate::authz::JwtView for VerifiedJwt {
+    fn principal(&self) -> String {
+        VerifiedJwt::principal(self)
+    }
+
+    fn audiences(&self) -> Vec<&str> {
+        self.audiences.iter().map(String::as_str).collect()
+    }
+
+    fn presenter(&self) -> Option<&str> {
+        self.presenter.as_deref()
+    }
+
+    fn claim_values(&self, path: &[&str]) -> Vec<&str> {
+        VerifiedJwt::claim_values(self, path)
     }
 }
 

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub(crate) inbound: Vec<InboundRt>,
     /// The workload's AuthorizationPolicies (inbound and gateway requests).
     pub(crate) authz: crate::authz::Authz,
+    /// The workload's RequestAuthentication JWT rules (inbound and gateway requests).
+    pub(crate) jwt: crate::authn::JwtRules,
     gateway: Vec<PortRoutes>,
     warnings: Vec<String>,
 }
@@ -215,9 +217,9 @@ impl Snapshot {
         listen_ip: IpAddr,
         registry: &EndpointRegistry,
         mesh: Option<&skiff_identity::MeshTls>,
+        keys: &crate::authn::JwksCache,
     ) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
-        build::policy_warnings(&config, &mut warnings);
         let clusters = build::compile_clusters(&config, registry, mesh, &mut warnings)?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
@@ -303,6 +305,7 @@ impl Snapshot {
         build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
         let authz =
             crate::authz::Authz::compile(&config.policies.authorization_policies, &mut warnings)?;
+        let jwt = crate::authn::JwtRules::compile(&config.policies.jwt_rules, keys)?;
 
         Ok(Snapshot {
             version,
@@ -312,6 +315,7 @@ impl Snapshot {
             outbound,
             inbound,
             authz,
+            jwt,
             gateway,
             warnings,
         })
@@ -330,6 +334,7 @@ impl Snapshot {
             ip,
             &EndpointRegistry::default(),
             None,
+            &crate::authn::JwksCache::new(),
         )
     }
 

@@ -7,8 +7,9 @@
 //! 2. **route**: outbound and gateway requests by port → virtual host (authority) →
 //!    first matching route (`404 NR` when none); inbound requests by the app port the
 //!    peer proxy named, to the `inbound|<port>||` cluster (the app);
-//! 3. **authenticate** (RequestAuthentication): not enforced yet (the proxy says so
-//!    when it loads such a config);
+//! 3. **authenticate** (RequestAuthentication, `authn.rs`): inbound and at gateways, a
+//!    token that does not verify is a `401`; a request without one goes on without a
+//!    request principal;
 //! 4. **authorize** (AuthorizationPolicy, `authz.rs`): inbound and at gateways, before
 //!    anything reaches the app or a route; a denial is `403 RBAC: access denied`, and
 //!    the record says which policy decided and why;
@@ -63,12 +64,26 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     };
     let mut rec = Record::http(&conn, &req);
 
-    // 2. route
+    // 3. authenticate (inbound and gateway; boxed: only workloads with
+    // RequestAuthentication pay for its future)
+    let mut jwt = None;
+    if conn.role != Role::Outbound && !snapshot.jwt.is_empty() {
+        match Box::pin(authenticate(&snapshot, req, &mut rec)).await {
+            Ok((r, verified)) => {
+                req = r;
+                jwt = verified;
+            }
+            Err(refused) => return refused,
+        }
+    }
+    let jwt = jwt.as_deref().map(|j| j as &dyn authz::JwtView);
+
+    // 2. route, with 4. authorize first where it applies
     if conn.role == Role::Inbound {
-        return inbound(&snapshot, &conn, req, rec).await;
+        return inbound(&snapshot, &conn, req, rec, jwt).await;
     }
     if let Role::Gateway(port) = conn.role
-        && let Some(denied) = authorize(&snapshot, &conn, &req, port, &mut rec)
+        && let Some(denied) = authorize(&snapshot, &conn, &req, port, jwt, &mut rec)
     {
         return denied;
     }
@@ -121,6 +136,7 @@ fn inbound<'s>(
     conn: &Conn,
     req: Request<Incoming>,
     mut rec: Pending,
+    jwt: Option<&dyn authz::JwtView>,
 ) -> impl Future<Output = Response<RespBody>> + 's {
     use futures_util::future::Either;
     let port = conn.dest.as_ref().map_or(0, |d| d.port);
@@ -133,7 +149,7 @@ fn inbound<'s>(
         )));
     };
     // 4. authorize
-    if let Some(denied) = authorize(snapshot, conn, &req, port, &mut rec) {
+    if let Some(denied) = authorize(snapshot, conn, &req, port, jwt, &mut rec) {
         return Either::Left(std::future::ready(denied));
     }
     if let Some(r) = rec.record() {
@@ -150,12 +166,47 @@ fn inbound<'s>(
     Either::Right(forward::send(plan, req, rec))
 }
 
+/// Phase 3: the workload's JWT rules. `Err` is the 401 of a token that does not verify;
+/// a request without a token goes on without a request principal.
+async fn authenticate(
+    snapshot: &Snapshot,
+    req: Request<Incoming>,
+    rec: &mut Pending,
+) -> Result<(Request<Incoming>, Option<Arc<crate::authn::VerifiedJwt>>), Response<RespBody>> {
+    let (mut parts, body) = req.into_parts();
+    match snapshot.jwt.authenticate(&mut parts).await {
+        Ok(verified) => {
+            if let Some(j) = &verified {
+                tracing::debug!(principal = %j.principal(), policy = %j.policy, "request authenticated");
+            }
+            Ok((Request::from_parts(parts, body), verified))
+        }
+        Err(rejected) => {
+            let details = rejected.to_string();
+            tracing::info!("request refused: {details}");
+            rec.respond(401, ResponseFlag::None);
+            if let Some(r) = rec.record() {
+                r.details = Some(details.into());
+            }
+            let mut resp = respond::local_bytes(
+                StatusCode::UNAUTHORIZED,
+                bytes::Bytes::from(rejected.reason.clone()),
+                std::mem::take(rec),
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, rejected.www_authenticate());
+            Err(resp)
+        }
+    }
+}
+
 /// Phase 4: the workload's AuthorizationPolicies; `Some` is the 403 of a denial.
 fn authorize(
     snapshot: &Snapshot,
     conn: &Conn,
     req: &Request<Incoming>,
     port: u16,
+    jwt: Option<&dyn authz::JwtView>,
     rec: &mut Pending,
 ) -> Option<Response<RespBody>> {
     if snapshot.authz.is_empty() {
@@ -174,7 +225,7 @@ fn authorize(
             host: authority(conn, req),
             headers: req.headers(),
         }),
-        jwt: None,
+        jwt,
     };
     let decision = snapshot.authz.check(&attrs);
     let details = decision.details()?;

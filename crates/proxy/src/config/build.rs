@@ -19,19 +19,6 @@ use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 use skiff_identity::{MeshTls, SpiffeId};
 use std::sync::Arc;
 
-/// Request authentication is computed by the control plane but not enforced here yet:
-/// say so, loudly, whenever it would change what traffic is allowed. (PeerAuthentication
-/// and AuthorizationPolicy are enforced.)
-pub(super) fn policy_warnings(config: &ProxyConfig, warnings: &mut Vec<String>) {
-    let p = &config.policies;
-    if !p.request_authentication.is_empty() {
-        warnings.push(format!(
-            "RequestAuthentication {} is NOT enforced: tokens are not checked",
-            p.request_authentication.join(", ")
-        ));
-    }
-}
-
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,

@@ -12,6 +12,7 @@ mod admin;
 mod authz;
 mod chain;
 mod failures;
+mod jwt;
 mod mtls;
 mod protocols;
 mod routing;

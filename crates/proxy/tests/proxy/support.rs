@@ -148,6 +148,8 @@ async fn answer(
         "proxy-connection",
         "x-canary",
         "x-forwarded-client-cert",
+        "x-user",
+        "authorization",
     ] {
         if let Some(v) = req.headers().get(h) {
             resp = resp.header(format!("x-seen-{h}"), v.clone());
