@@ -119,6 +119,35 @@ async fn canary_through_the_gateway_then_clean_stop() {
         "{body}"
     );
 
+    // Zero trust (60-zero-trust.yaml): every hop is mutual TLS, so each app learns who
+    // called it from its sidecar; the policies allow the gateway's and the frontend's
+    // GETs and nothing else.
+    assert!(
+        body.contains(
+            "Hostname: frontend\nCaller: spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account\n"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("  Caller: spiffe://cluster.local/ns/prod/sa/frontend\n"),
+        "{body}"
+    );
+    let (status, body) = post(mesh.gateway()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body, "RBAC: access denied");
+    mesh.wait_for("the denial in the log", Duration::from_secs(10), || {
+        mesh.log().lines().any(|l| {
+            l.contains("frontend.prod |")
+                && l.contains("\"POST / HTTP/1.1\" 403")
+                && l.contains("rbac_access_denied_matched_policy[none]: peer spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account not allowed")
+        })
+    });
+    // A plain-text request to a sidecar's inbound port, as a process outside the mesh
+    // would send it, is refused: the connection closes without an answer.
+    let inbound = std::net::SocketAddr::new(mesh.workload(11), 15006);
+    let refused = get_path(inbound, "/").await;
+    assert!(refused.is_err(), "{refused:?}");
+
     // 2,000 requests split 90/10 between v1 and v2, within a binomial bound: the mean
     // is 200 and the standard deviation 13.4, so 130..=270 is more than 5 sigma wide.
     let mut tasks = Vec::new();
@@ -179,6 +208,20 @@ async fn canary_through_the_gateway_then_clean_stop() {
         get(&mesh::client(), mesh.gateway(), &[]).await.is_err(),
         "the gateway still answers after skiff up stopped"
     );
+}
+
+/// A POST through the gateway: (status, body).
+async fn post(gateway: std::net::SocketAddr) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let req = hyper::Request::post(format!("http://{gateway}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

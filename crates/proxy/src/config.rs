@@ -220,7 +220,8 @@ impl Snapshot {
         keys: &crate::authn::JwksCache,
     ) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
-        let clusters = build::compile_clusters(&config, registry, mesh, &mut warnings)?;
+        let clusters =
+            build::compile_clusters(&config, registry, (mesh, listen_ip), &mut warnings)?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -258,9 +259,12 @@ impl Snapshot {
                 identity: None,
             };
             let name: Arc<str> = format!("inbound|{}||", port.target_port).into();
-            let app = registry.get(key, SocketAddr::new(listen_ip, port.target_port), || {
-                UpstreamTls::Plain
-            });
+            let app = registry.get(
+                key,
+                SocketAddr::new(listen_ip, port.target_port),
+                None,
+                || UpstreamTls::Plain,
+            );
             inbound.push(InboundRt {
                 port: port.target_port,
                 protocol: port.protocol,

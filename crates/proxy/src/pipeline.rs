@@ -148,12 +148,13 @@ fn inbound<'s>(
             rec,
         )));
     };
+    if let Some(r) = rec.record() {
+        r.route = Some(p.name.clone());
+        r.cluster = Some(p.name.clone());
+    }
     // 4. authorize
     if let Some(denied) = authorize(snapshot, conn, &req, port, jwt, &mut rec) {
         return Either::Left(std::future::ready(denied));
-    }
-    if let Some(r) = rec.record() {
-        r.route = Some(p.name.clone());
     }
     let plan = Plan {
         cluster: &p.cluster,

@@ -23,8 +23,9 @@ use std::task::{Context, Poll};
 
 use rustls::pki_types::ServerName;
 use skiff_identity::{IdentityError, MeshTls};
+use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
 use crate::Error;
@@ -74,7 +75,7 @@ fn mesh_server_name() -> ServerName<'static> {
 /// header when it is behind a peer proxy.
 pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Result<Io, Error> {
     let addr = ep.key.dial;
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let stream = match tokio::time::timeout(timeout, connect_from(ep.source, addr)).await {
         Err(_) => return Err(Error::ConnectTimeout { addr, timeout }),
         Ok(Err(source)) => return Err(Error::Connect { addr, source }),
         Ok(Ok(s)) => s,
@@ -109,6 +110,20 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
     }
     tracing::debug!(upstream = %addr, target_port = ?ep.key.target_port, tls = ?ep.tls, "connected");
     Ok(io)
+}
+
+/// TCP connect to `addr`, from `source` when given (port chosen by the kernel).
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 /// What an accepted connection turned out to be.

@@ -72,13 +72,19 @@ impl EndpointRegistry {
         &self,
         key: EndpointKey,
         app: SocketAddr,
+        source: Option<std::net::IpAddr>,
         tls: impl FnOnce() -> UpstreamTls,
     ) -> Arc<EndpointState> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
             return live;
         }
-        let state = Arc::new(EndpointState::new(key.clone(), app, tls()));
+        let source = source.filter(|s| {
+            !s.is_unspecified()
+                && s.is_ipv4() == key.dial.is_ipv4()
+                && s.is_loopback() == key.dial.ip().is_loopback()
+        });
+        let state = Arc::new(EndpointState::new(key.clone(), app, source, tls()));
         map.insert(key, Arc::downgrade(&state));
         state
     }
@@ -100,6 +106,9 @@ pub(crate) struct EndpointState {
     pub(crate) display: Box<str>,
     /// Plain text or mesh mutual TLS.
     pub(crate) tls: UpstreamTls,
+    /// The local address connections leave from: the workload's own, so the peer sees
+    /// (and `source.ip` / `ipBlocks` match) the caller's address, not the host's.
+    pub(crate) source: Option<std::net::IpAddr>,
     active: AtomicUsize,
     idle: Mutex<Vec<http1::SendRequest<ReqBody>>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
@@ -116,11 +125,17 @@ impl std::fmt::Debug for EndpointState {
 }
 
 impl EndpointState {
-    fn new(key: EndpointKey, app: SocketAddr, tls: UpstreamTls) -> Self {
+    fn new(
+        key: EndpointKey,
+        app: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        tls: UpstreamTls,
+    ) -> Self {
         EndpointState {
             key,
             display: app.to_string().into(),
             tls,
+            source,
             active: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),

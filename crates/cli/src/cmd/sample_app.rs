@@ -149,6 +149,9 @@ async fn handle(
     let span = info_span!("request", method = %req.method(), path = %req.uri().path());
     async move {
         let mut body = greeting(&app.version, &app.name);
+        if let Some(caller) = caller(req.headers()) {
+            body.push_str(&format!("Caller: {caller}\n"));
+        }
         let mut status = StatusCode::OK;
         if let Some((target, client)) = &app.target {
             body.push_str(&format!("Target: {target}\n"));
@@ -171,6 +174,14 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// The caller's identity, as the sidecar tells it in `x-forwarded-client-cert`
+/// (`By=…;URI=spiffe://…`) when the request came over mutual TLS.
+fn caller(headers: &hyper::HeaderMap) -> Option<&str> {
+    let xfcc = headers.get("x-forwarded-client-cert")?.to_str().ok()?;
+    xfcc.split(';')
+        .find_map(|part| part.trim().strip_prefix("URI="))
 }
 
 /// The first lines of every answer, as hello-app writes them.

@@ -53,6 +53,10 @@ impl Mesh {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary");
         for entry in std::fs::read_dir(&example).unwrap() {
             let path = entry.unwrap().path();
+            // Only the YAML: a local run of the example leaves its state in `.skiff/`.
+            if !path.is_file() {
+                continue;
+            }
             let text = std::fs::read_to_string(&path).unwrap();
             let text = text.replace("127.0.10.", &format!("127.0.{net}."));
             std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();

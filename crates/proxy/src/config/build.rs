@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,
-    mesh: Option<&MeshTls>,
+    (mesh, source): (Option<&MeshTls>, std::net::IpAddr),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ClusterRt>, Error> {
     let mut plain_instead_of_mtls = 0usize;
@@ -67,7 +67,7 @@ pub(super) fn compile_clusters(
                 }
                 _ => UpstreamTls::Plain,
             };
-            endpoints.push((registry.get(key, e.address, tls), e.weight));
+            endpoints.push((registry.get(key, e.address, Some(source), tls), e.weight));
         }
         if let model::ClusterTls::Simple(_) | model::ClusterTls::Mutual(_) = c.tls {
             warnings.push(format!(

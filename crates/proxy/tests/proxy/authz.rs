@@ -247,3 +247,35 @@ async fn tcp_connections_are_checked_and_closed_when_policy_no_longer_allows_the
     );
     assert!(!round_trip(&mut s).await, "the connection is still open");
 }
+
+#[tokio::test]
+async fn ip_blocks_see_the_calling_workloads_address() {
+    // The caller's proxy connects from its workload's own address, so a DENY on that
+    // address stops it, and one on another address does not.
+    let mesh = Mesh::new();
+    let deny_ip = |ip: String| AuthzPolicy {
+        name: "prod/deny-ip".into(),
+        action: AuthzAction::Deny,
+        dry_run: false,
+        rules: vec![AuthzRule {
+            from: vec![AuthzSource {
+                ip_blocks: vec![ip],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let srv = server(Some(mesh.identity(BACKEND)), &[MtlsMode::Strict]).await;
+    let cli = client(Some(mesh.identity(FRONTEND)), srv.endpoint.clone()).await;
+    let caller_ip = cli.outbound().ip();
+    let mut config = srv.proxy.proxy.snapshot().unwrap().config().clone();
+    config.policies.authorization_policies = vec![deny_ip(format!("{caller_ip}/32"))];
+    srv.proxy.proxy.apply("2", config.clone()).unwrap();
+    let r = get(cli.outbound(), "http://backend/from-ip").await;
+    assert_eq!(r.status, 403);
+    let line = srv.proxy.log_line("/from-ip").await;
+    assert!(line.contains("prod/deny-ip"), "{line}");
+    config.policies.authorization_policies = vec![deny_ip("10.9.9.9".into())];
+    srv.proxy.proxy.apply("3", config).unwrap();
+    assert_eq!(get(cli.outbound(), "http://backend/ok").await.status, 200);
+}

@@ -1,11 +1,27 @@
 use super::target::{Target, proxy_from};
-use super::{greeting, indent};
+use super::{caller, greeting, indent};
 
 #[test]
 fn greeting_matches_hello_app() {
     assert_eq!(
         greeting("1.0.0", "backend-v1"),
         "Hello, world!\nVersion: 1.0.0\nHostname: backend-v1\n"
+    );
+}
+
+#[test]
+fn the_caller_comes_from_the_sidecars_client_cert_header() {
+    let mut h = hyper::HeaderMap::new();
+    assert_eq!(caller(&h), None);
+    h.insert(
+        "x-forwarded-client-cert",
+        "By=spiffe://cluster.local/ns/prod/sa/backend;URI=spiffe://cluster.local/ns/prod/sa/frontend"
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        caller(&h),
+        Some("spiffe://cluster.local/ns/prod/sa/frontend")
     );
 }
 
