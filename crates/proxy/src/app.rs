@@ -55,6 +55,9 @@ pub struct ProxyOptions {
     /// accepts mutual TLS inbound; without it, every hop is plain text, and an inbound
     /// port whose PeerAuthentication is STRICT refuses every connection.
     pub mesh_tls: Option<skiff_identity::MeshTls>,
+    /// Where DestinationRule `credentialName`s are read from in local mode: a directory
+    /// per name holding `tls.crt`, `tls.key` and `ca.crt`, as a Kubernetes TLS secret.
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyOptions {
@@ -71,6 +74,7 @@ impl Default for ProxyOptions {
             drain_timeout: Duration::from_secs(5),
             admin_runtime: None,
             mesh_tls: None,
+            credentials_dir: None,
         }
     }
 }
@@ -258,14 +262,13 @@ impl Proxy {
             tracing::warn!(%ip, %wanted_ip, "node address changed; listeners stay where they are");
         }
         let sidecar = config.node.kind == ProxyKind::Sidecar;
-        let snapshot = Snapshot::build(
-            version,
-            config,
-            ip,
-            &inputs.endpoints,
-            opts.mesh_tls.as_ref(),
-            &inputs.jwks,
-        )?;
+        let build = crate::config::BuildInputs {
+            registry: &inputs.endpoints,
+            mesh: opts.mesh_tls.as_ref(),
+            keys: &inputs.jwks,
+            credentials: opts.credentials_dir.as_deref(),
+        };
+        let snapshot = Snapshot::build(version, config, ip, &build)?;
 
         // Open what is new before swapping, so a port in use rejects the update.
         let mut opened: Vec<(Role, std::net::TcpListener)> = Vec::new();

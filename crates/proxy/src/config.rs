@@ -32,6 +32,18 @@ pub(crate) use domains::strip_port;
 pub(crate) use matcher::MatchRt;
 pub(crate) use retry::RetryRt;
 
+/// What a snapshot is built with besides its config: state shared by all snapshots.
+pub(crate) struct BuildInputs<'a> {
+    /// Endpoint state (pools, in-flight counts) that outlives snapshots.
+    pub(crate) registry: &'a EndpointRegistry,
+    /// This workload's mesh identity, for mutual TLS to peers.
+    pub(crate) mesh: Option<&'a skiff_identity::MeshTls>,
+    /// JWKS keys, fetched once for all snapshots.
+    pub(crate) keys: &'a crate::authn::JwksCache,
+    /// Where `credentialName`s are read from (local mode).
+    pub(crate) credentials: Option<&'a std::path::Path>,
+}
+
 /// One immutable, validated, compiled version of a proxy's config. The data path holds an
 /// `Arc<Snapshot>` for the life of a request.
 #[derive(Debug)]
@@ -215,13 +227,16 @@ impl Snapshot {
         version: String,
         config: ProxyConfig,
         listen_ip: IpAddr,
-        registry: &EndpointRegistry,
-        mesh: Option<&skiff_identity::MeshTls>,
-        keys: &crate::authn::JwksCache,
+        inputs: &BuildInputs<'_>,
     ) -> Result<Snapshot, Error> {
+        let registry = inputs.registry;
         let mut warnings = Vec::new();
-        let clusters =
-            build::compile_clusters(&config, registry, (mesh, listen_ip), &mut warnings)?;
+        let clusters = build::compile_clusters(
+            &config,
+            registry,
+            (inputs.mesh, listen_ip, inputs.credentials),
+            &mut warnings,
+        )?;
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -309,7 +324,7 @@ impl Snapshot {
         build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
         let authz =
             crate::authz::Authz::compile(&config.policies.authorization_policies, &mut warnings)?;
-        let jwt = crate::authn::JwtRules::compile(&config.policies.jwt_rules, keys)?;
+        let jwt = crate::authn::JwtRules::compile(&config.policies.jwt_rules, inputs.keys)?;
 
         Ok(Snapshot {
             version,
@@ -332,14 +347,13 @@ impl Snapshot {
             .node
             .address
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        Snapshot::build(
-            version.into(),
-            config,
-            ip,
-            &EndpointRegistry::default(),
-            None,
-            &crate::authn::JwksCache::new(),
-        )
+        let inputs = BuildInputs {
+            registry: &EndpointRegistry::default(),
+            mesh: None,
+            keys: &crate::authn::JwksCache::new(),
+            credentials: None,
+        };
+        Snapshot::build(version.into(), config, ip, &inputs)
     }
 
     /// The version this snapshot was built from.

@@ -33,6 +33,10 @@ use crate::conn::TlsInfo;
 use crate::transport_header::TransportHeader;
 use crate::upstream::EndpointState;
 
+mod origination;
+
+pub(crate) use origination::{Origination, compile as origination_for};
+
 /// How long a peer has to finish the TLS handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -54,6 +58,8 @@ pub(crate) enum UpstreamTls {
         identity: Arc<str>,
         config: Arc<rustls::ClientConfig>,
     },
+    /// TLS origination to a server outside the mesh (DestinationRule SIMPLE / MUTUAL).
+    Origination(Origination),
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -61,6 +67,7 @@ impl std::fmt::Debug for UpstreamTls {
         match self {
             UpstreamTls::Plain => f.write_str("Plain"),
             UpstreamTls::Mesh { identity, .. } => write!(f, "Mesh({identity})"),
+            UpstreamTls::Origination(o) => write!(f, "Origination({:?})", o.server_name),
         }
     }
 }
@@ -96,6 +103,25 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
                     return Err(Error::Tls {
                         addr,
                         reason: handshake_reason(&e, Some(identity)),
+                    });
+                }
+                Ok(Ok(s)) => Io::Client(Box::new(s)),
+            }
+        }
+        UpstreamTls::Origination(o) => {
+            let handshake =
+                TlsConnector::from(o.config.clone()).connect(o.server_name.clone(), stream);
+            match tokio::time::timeout(timeout, handshake).await {
+                Err(_) => {
+                    return Err(Error::Tls {
+                        addr,
+                        reason: format!("no TLS handshake within {timeout:?}"),
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(Error::Tls {
+                        addr,
+                        reason: format!("TLS origination to {:?}: {e}", o.server_name),
                     });
                 }
                 Ok(Ok(s)) => Io::Client(Box::new(s)),

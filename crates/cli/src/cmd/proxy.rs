@@ -22,6 +22,11 @@ pub(crate) struct Args {
     /// Proxy id: `<workload name>.<namespace>`.
     #[arg(long)]
     id: String,
+    /// Where DestinationRule `credentialName`s are read from: a directory per name with
+    /// `tls.crt`, `tls.key` and `ca.crt` (what a Kubernetes TLS secret holds). `skiff up`
+    /// passes `<config dir>/credentials`.
+    #[arg(long, value_name = "DIR")]
+    credentials_dir: Option<PathBuf>,
     /// Control plane address (`host:port`) to take config from.
     #[arg(
         long,
@@ -135,6 +140,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
         admin_runtime: Some(admin.handle().clone()),
         mesh_tls: None,
+        credentials_dir: args.credentials_dir.clone(),
     };
     let mesh = match &args.control {
         Some(control) if !args.insecure_xds => Some(mesh_identity(&args, control)?),

@@ -190,6 +190,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
                 .arg(&state.root)
                 .arg("--service-account")
                 .arg(&p.service_account)
+                .arg("--credentials-dir")
+                .arg(args.dir.join("credentials"))
                 // The token in the environment, not on the command line that `ps` shows.
                 .env(
                     "SKIFF_BOOTSTRAP_TOKEN",

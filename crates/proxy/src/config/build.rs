@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,
-    (mesh, source): (Option<&MeshTls>, std::net::IpAddr),
+    (mesh, source, credentials): (Option<&MeshTls>, std::net::IpAddr, Option<&std::path::Path>),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ClusterRt>, Error> {
     let mut plain_instead_of_mtls = 0usize;
@@ -36,6 +36,23 @@ pub(super) fn compile_clusters(
             ));
         }
         let proto = UpstreamProto::for_protocol(c.protocol);
+        let origination = match &c.tls {
+            model::ClusterTls::Simple(t) | model::ClusterTls::Mutual(t) => {
+                let alpn: &[&[u8]] = match proto {
+                    UpstreamProto::Http1 => &[b"http/1.1"],
+                    UpstreamProto::Http2 => &[b"h2"],
+                    UpstreamProto::Opaque => &[],
+                };
+                let mutual = matches!(c.tls, model::ClusterTls::Mutual(_));
+                let host = c.service.as_str();
+                Some(
+                    crate::transport::origination_for(t, mutual, host, alpn, credentials).map_err(
+                        |reason| Error::config(format!("cluster {}: tls", c.name), reason),
+                    )?,
+                )
+            }
+            _ => None,
+        };
         let mut endpoints = Vec::with_capacity(c.endpoints.len());
         for e in &c.endpoints {
             let (dial, target_port) = match e.proxy_port {
@@ -43,13 +60,14 @@ pub(super) fn compile_clusters(
                 None => (e.address, None),
             };
             let expected = e.mtls.then(|| expected_identities(&c.tls, e));
-            let identity = match (&expected, mesh) {
-                (Some(ids), Some(_)) => Some(Arc::<str>::from(ids.join(","))),
-                (Some(_), None) => {
+            let identity = match (&expected, mesh, &origination) {
+                (_, _, Some(o)) => Some(Arc::<str>::from(format!("tls:{:?}", o.server_name))),
+                (Some(ids), Some(_), _) => Some(Arc::<str>::from(ids.join(","))),
+                (Some(_), None, _) => {
                     plain_instead_of_mtls += 1;
                     None
                 }
-                (None, _) => None,
+                (None, _, _) => None,
             };
             let key = EndpointKey {
                 dial,
@@ -58,6 +76,9 @@ pub(super) fn compile_clusters(
                 identity: identity.clone(),
             };
             let tls = || match (identity, mesh, expected) {
+                _ if origination.is_some() => {
+                    UpstreamTls::Origination(origination.clone().expect("checked"))
+                }
                 (Some(identity), Some(mesh), Some(ids)) => {
                     let ids: Vec<SpiffeId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
                     UpstreamTls::Mesh {
@@ -69,20 +90,14 @@ pub(super) fn compile_clusters(
             };
             endpoints.push((registry.get(key, e.address, Some(source), tls), e.weight));
         }
-        if let model::ClusterTls::Simple(_) | model::ClusterTls::Mutual(_) = c.tls {
-            warnings.push(format!(
-                "cluster {}: TLS origination (DestinationRule tls mode SIMPLE or MUTUAL) is \
-                 NOT implemented: its endpoints are reached in plain text",
-                c.name
-            ));
-        }
+
         if c.endpoints.is_empty() {
             warnings.push(format!(
                 "cluster {} has no endpoints: requests to it fail with 503 UH",
                 c.name
             ));
         }
-        if matches!(c.protocol, Protocol::Tls | Protocol::Https) {
+        if matches!(c.protocol, Protocol::Tls | Protocol::Https) && origination.is_none() {
             warnings.push(format!(
                 "cluster {}: protocol {:?} is carried as opaque TCP (no TLS origination)",
                 c.name, c.protocol

@@ -215,8 +215,14 @@ fn endpoint_state_survives_a_rebuild() {
     let registry = EndpointRegistry::default();
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     let keys = crate::authn::JwksCache::new();
-    let a = Snapshot::build("1".into(), simple(), ip, &registry, None, &keys).unwrap();
-    let b = Snapshot::build("2".into(), simple(), ip, &registry, None, &keys).unwrap();
+    let inputs = super::BuildInputs {
+        registry: &registry,
+        mesh: None,
+        keys: &keys,
+        credentials: None,
+    };
+    let a = Snapshot::build("1".into(), simple(), ip, &inputs).unwrap();
+    let b = Snapshot::build("2".into(), simple(), ip, &inputs).unwrap();
     let ea = a.clusters[0].pick().unwrap();
     let eb = b.clusters[0].pick().unwrap();
     assert!(Arc::ptr_eq(ea, eb));

@@ -14,6 +14,7 @@ mod chain;
 mod failures;
 mod jwt;
 mod mtls;
+mod origination;
 mod protocols;
 mod routing;
 mod swap;
