@@ -304,11 +304,13 @@ fn require_mesh_certificate(
             "xDS is served over TLS only",
         ));
     };
-    if peer.identity.is_none() {
+    let Some(identity) = &peer.identity else {
         return Err(tonic::Status::unauthenticated(
             "xDS needs a mesh certificate as TLS client certificate: get one from the CA on this port first (skiff proxy does, with its bootstrap token)",
         ));
-    }
+    };
+    let caller = skiff_xds::server::CallerIdentity(identity.to_string());
+    request.extensions_mut().insert(caller);
     request
         .extensions_mut()
         .insert(tonic::transport::server::TcpConnectInfo {

@@ -37,6 +37,17 @@ spec:
   serviceAccount: frontend
   labels:
     app: frontend
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: backend-v1
+  namespace: prod
+spec:
+  address: 127.0.0.13
+  serviceAccount: backend
+  labels:
+    app: backend
 ";
 
 struct Plane {
@@ -85,6 +96,10 @@ impl Plane {
     }
 
     fn xds(&self, tls: &MeshTls) -> skiff_xds::XdsClient {
+        self.xds_as(tls, "frontend.prod")
+    }
+
+    fn xds_as(&self, tls: &MeshTls, proxy: &str) -> skiff_xds::XdsClient {
         let connector = GrpcConnector::new(tls, &SpiffeId::control_plane("cluster.local").unwrap());
         let factory: ChannelFactory = Arc::new(move |endpoint: Endpoint| {
             let connector = connector.clone();
@@ -97,7 +112,7 @@ impl Plane {
         };
         skiff_xds::connect_with(
             &self.running.xds_addr.to_string(),
-            NodeInfo::new("frontend.prod"),
+            NodeInfo::new(proxy),
             options,
             |_| Ok(()),
             factory,
@@ -249,5 +264,47 @@ async fn the_grpc_port_speaks_only_tls() -> Result<()> {
     let err = plane.channel(&stranger).await.unwrap_err();
     let text = format!("{err:?}");
     assert!(text.contains("unknown root"), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_cannot_subscribe_as_another_workload() -> Result<()> {
+    let plane = start().await?;
+    let bootstrap = MeshTls::without_cert(plane.ca.bundle())?;
+    let token = plane.tokens.token_for(&frontend());
+    let channel = plane.channel(&bootstrap).await?;
+    let cert = request_certificate(
+        channel,
+        WorkloadKey::generate()?,
+        &frontend(),
+        Some(&token),
+        None,
+    )
+    .await?;
+    let tls = MeshTls::new(cert, plane.ca.bundle())?;
+
+    // frontend's certificate asking for backend-v1's config: refused, and backend-v1's
+    // row in the sync table is not taken over.
+    let impostor = plane.xds_as(&tls, "backend-v1.prod");
+    let status = status_until(&impostor, "a refusal", |s| s.last_error.is_some()).await;
+    let error = status.last_error.unwrap();
+    assert!(
+        error.contains(
+            "the caller is spiffe://cluster.local/ns/prod/sa/frontend, but proxy \
+             backend-v1.prod runs as spiffe://cluster.local/ns/prod/sa/backend"
+        ),
+        "{error}"
+    );
+    assert_eq!(status.responses, 0);
+    let row = plane
+        .running
+        .plane
+        .sync()
+        .row("backend-v1.prod", &plane.running.plane.snapshot());
+    assert_eq!(row.status, SyncStatus::NotConnected, "{row:?}");
+
+    // As itself, the same certificate is served.
+    let own = plane.xds(&tls);
+    status_until(&own, "a config", |s| s.version.is_some()).await;
     Ok(())
 }

@@ -128,6 +128,12 @@ impl XdsServer {
     }
 }
 
+/// The identity a caller proved (its mesh certificate's SPIFFE id), put in the request's
+/// extensions by whoever terminates TLS: with it, a stream may only subscribe as a
+/// proxy whose workload has that identity.
+#[derive(Debug, Clone)]
+pub struct CallerIdentity(pub String);
+
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for XdsServer {
     type StreamAggregatedResourcesStream = ResponseStream;
@@ -137,11 +143,16 @@ impl AggregatedDiscoveryService for XdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let peer = request.remote_addr();
+        let caller = request
+            .extensions()
+            .get::<CallerIdentity>()
+            .map(|c| c.0.clone());
         let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
         let stream = stream::ProxyStream {
             id,
             peer,
+            caller,
             requests: request.into_inner(),
             responses: tx,
             snapshots: self.shared.snapshots.clone(),

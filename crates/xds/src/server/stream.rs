@@ -17,6 +17,8 @@ const KNOWN_IDS_SHOWN: usize = 10;
 pub(super) struct ProxyStream {
     pub(super) id: u64,
     pub(super) peer: Option<SocketAddr>,
+    /// The SPIFFE id the caller proved (mutual TLS), when the server knows it.
+    pub(super) caller: Option<String>,
     pub(super) requests: Streaming<DiscoveryRequest>,
     pub(super) responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     pub(super) snapshots: watch::Receiver<Arc<PushSnapshot>>,
@@ -66,6 +68,11 @@ impl ProxyStream {
             }
         };
         tracing::Span::current().record("proxy", proxy.as_str());
+        if let Err(status) = self.check_caller(&proxy) {
+            tracing::warn!(message = status.message(), "refused a stream");
+            let _ = self.responses.send(Err(status)).await;
+            return;
+        }
         let proxy_version = first
             .node
             .as_ref()
@@ -81,6 +88,28 @@ impl ProxyStream {
                 tracing::warn!(proxy = %proxy, code = ?status.code(), message = status.message(), "ending stream");
                 let _ = self.responses.send(Err(status)).await;
             }
+        }
+    }
+
+    /// A caller that proved an identity may subscribe only as a proxy of that identity:
+    /// the workload's SPIFFE id in its config must be the caller's.
+    fn check_caller(&self, proxy: &str) -> Result<(), Status> {
+        let Some(caller) = &self.caller else {
+            return Ok(());
+        };
+        let snapshot = self.snapshots.borrow().clone();
+        match snapshot.get(proxy) {
+            Some(entry)
+                if !entry.config.node.spiffe_id.is_empty()
+                    && entry.config.node.spiffe_id != *caller =>
+            {
+                Err(Status::permission_denied(format!(
+                    "the caller is {caller}, but proxy {proxy} runs as {}: a proxy can only \
+                     subscribe as the workload its certificate names",
+                    entry.config.node.spiffe_id
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
