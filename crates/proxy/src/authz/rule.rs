@@ -28,7 +28,7 @@ impl<T> Field<T> {
 
     /// `value` is the request's attribute (`None` when it has none): with `yes` it must
     /// be there and match one; it must match none of `no` (an absent value matches none).
-    fn check(&self, value: Option<&str>, m: impl Fn(&T, &str) -> bool) -> bool {
+    fn check<V: ?Sized>(&self, value: Option<&V>, m: impl Fn(&T, &V) -> bool) -> bool {
         if !self.yes.is_empty() && !value.is_some_and(|v| self.yes.iter().any(|y| m(y, v))) {
             return false;
         }
@@ -352,48 +352,50 @@ fn miss<T: std::fmt::Display>(what: &str, value: Option<&str>, f: &Field<T>) -> 
 
 impl SourceRt {
     fn why_not(&self, a: &Attrs<'_>) -> Option<String> {
+        // Only what a field needs is computed, and text only for the words of a miss:
+        // this runs for every request to a workload with policies.
         let str_m = |m: &StrMatch, v: &str| m.matches(v);
-        let ip_m = |b: &IpBlock, v: &str| v.parse::<IpAddr>().is_ok_and(|ip| b.contains(ip));
+        let ip_m = |b: &IpBlock, ip: &IpAddr| b.contains(*ip);
         let principal = a.principal();
-        let parts = a.peer_parts();
-        let sa = parts.map(|(_, ns, sa)| format!("{ns}/{sa}"));
-        let jwt = a.jwt.map(|j| j.principal());
-        let peer_ip = a.peer_ip.to_string();
-        let remote_ip = a.remote_ip.to_string();
         if !self.principals.check(principal, str_m) {
             return Some(miss("principal", principal, &self.principals));
         }
-        if !self.request_principals.check(jwt.as_deref(), str_m) {
-            return Some(miss(
-                "request principal",
-                jwt.as_deref(),
-                &self.request_principals,
-            ));
+        if !self.request_principals.is_empty() {
+            let jwt = a.jwt.map(|j| j.principal());
+            if !self.request_principals.check(jwt.as_deref(), str_m) {
+                return Some(miss(
+                    "request principal",
+                    jwt.as_deref(),
+                    &self.request_principals,
+                ));
+            }
         }
+        let parts = a.peer_parts();
         let ns = parts.map(|p| p.1);
         if !self.namespaces.check(ns, str_m) {
             return Some(miss("namespace", ns, &self.namespaces));
         }
-        if !self.service_accounts.check(sa.as_deref(), str_m) {
-            return Some(miss(
-                "service account",
-                sa.as_deref(),
-                &self.service_accounts,
-            ));
+        if !self.service_accounts.is_empty() {
+            let sa = parts.map(|(_, ns, sa)| format!("{ns}/{sa}"));
+            if !self.service_accounts.check(sa.as_deref(), str_m) {
+                return Some(miss(
+                    "service account",
+                    sa.as_deref(),
+                    &self.service_accounts,
+                ));
+            }
         }
         let td = parts.map(|p| p.0);
         if !self.trust_domains.check(td, str_m) {
             return Some(miss("trust domain", td, &self.trust_domains));
         }
-        if !self.ip_blocks.check(Some(&peer_ip), ip_m) {
-            return Some(miss("source address", Some(&peer_ip), &self.ip_blocks));
+        if !self.ip_blocks.check(Some(&a.peer_ip), ip_m) {
+            let ip = a.peer_ip.to_string();
+            return Some(miss("source address", Some(&ip), &self.ip_blocks));
         }
-        if !self.remote_ip_blocks.check(Some(&remote_ip), ip_m) {
-            return Some(miss(
-                "remote address",
-                Some(&remote_ip),
-                &self.remote_ip_blocks,
-            ));
+        if !self.remote_ip_blocks.check(Some(&a.remote_ip), ip_m) {
+            let ip = a.remote_ip.to_string();
+            return Some(miss("remote address", Some(&ip), &self.remote_ip_blocks));
         }
         None
     }
@@ -402,11 +404,8 @@ impl SourceRt {
 impl OperationRt {
     fn why_not(&self, a: &Attrs<'_>) -> Option<String> {
         let str_m = |m: &StrMatch, v: &str| m.matches(v);
-        let port = a.dest_port.to_string();
-        if !self
-            .ports
-            .check(Some(&port), |p, v| v.parse::<u16>().is_ok_and(|v| v == *p))
-        {
+        if !self.ports.check(Some(&a.dest_port), |p, v| p == v) {
+            let port = a.dest_port.to_string();
             return Some(miss("port", Some(&port), &self.ports));
         }
         let http = a.http.as_ref();
@@ -441,18 +440,16 @@ impl ConditionRt {
                     Key::RemoteIp => a.remote_ip,
                     _ => a.dest_ip,
                 };
-                let ip_s = ip.to_string();
-                if f.check(Some(&ip_s), |b, _| b.contains(ip)) {
+                if f.check(Some(&ip), |b, ip| b.contains(*ip)) {
                     return None;
                 }
-                return Some(miss(key, Some(&ip_s), f));
+                return Some(miss(key, Some(&ip.to_string()), f));
             }
             Values::Port(f) => {
-                let p = a.dest_port.to_string();
-                if f.check(Some(&p), |want, _| *want == a.dest_port) {
+                if f.check(Some(&a.dest_port), |want, port| want == port) {
                     return None;
                 }
-                return Some(miss(key, Some(&p), f));
+                return Some(miss(key, Some(&a.dest_port.to_string()), f));
             }
             Values::Str(f) => f,
         };
