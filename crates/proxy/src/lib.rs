@@ -54,6 +54,9 @@ pub mod transport_header;
 mod upstream;
 pub mod xds_source;
 
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
 pub use access_log::AccessLogTarget;
 pub use app::{Proxy, ProxyOptions};
 pub use error::{Error, ResponseFlag};
