@@ -54,6 +54,8 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod client;
+#[cfg(test)]
+mod tests;
 
 pub use app::header;
 pub use client::Reply;
@@ -376,20 +378,25 @@ impl Mesh {
 
     /// `yaml` with every `{{ip.NAME}}` replaced by [`Mesh::ip`]`(NAME)`.
     fn expand(&self, yaml: &str) -> anyhow::Result<String> {
-        let mut out = String::with_capacity(yaml.len());
-        let mut rest = yaml;
-        while let Some(at) = rest.find("{{ip.") {
-            out.push_str(&rest[..at]);
-            let after = &rest[at + 5..];
-            let end = after
-                .find("}}")
-                .with_context(|| format!("an unclosed {{{{ip. in {:?}", &rest[at..]))?;
-            out.push_str(&self.ip(&after[..end]).to_string());
-            rest = &after[end + 2..];
-        }
-        out.push_str(rest);
-        Ok(out)
+        expand(yaml, |name| self.ip(name))
     }
+}
+
+/// `yaml` with every `{{ip.NAME}}` replaced by `ip(NAME)`.
+fn expand(yaml: &str, mut ip: impl FnMut(&str) -> IpAddr) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(yaml.len());
+    let mut rest = yaml;
+    while let Some(at) = rest.find("{{ip.") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 5..];
+        let end = after
+            .find("}}")
+            .with_context(|| format!("an unclosed {{{{ip. in {:?}", &rest[at..]))?;
+        out.push_str(&ip(&after[..end]).to_string());
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Drop for Mesh {

@@ -40,21 +40,25 @@ async fn certificates_rotate_under_load_without_a_failed_request() -> anyhow::Re
     let mesh =
         Arc::new(Mesh::start_with(&[("mesh.yaml", MESH), ("strict.yaml", STRICT)], options).await?);
 
+    // Four callers at once, so frontend's pool opens connections (and handshakes)
+    // while certificates change, not only one at the start.
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (mesh, stop) = (mesh.clone(), stop.clone());
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                match mesh.get_via("frontend.prod", BACKEND_URL).await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
-                    Err(e) => failed.push(format!("{e:#}")),
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let (mesh, stop) = (mesh.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match mesh.get_via("frontend.prod", BACKEND_URL).await {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                        Err(e) => failed.push(format!("{e:#}")),
+                    }
                 }
-            }
-            (ok, failed)
+                (ok, failed)
+            })
         })
-    };
+        .collect();
 
     // Watch both sides until each has served with three certificates (two renewals).
     let mut seen: [BTreeSet<String>; 2] = Default::default();
@@ -71,14 +75,23 @@ async fn certificates_rotate_under_load_without_a_failed_request() -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.await?;
+    let (mut ok, mut failed) = (0, Vec::new());
+    for loader in loaders {
+        let (o, f) = loader.await?;
+        ok += o;
+        failed.extend(f);
+    }
     assert!(
         failed.is_empty(),
         "{} of {} requests failed: {failed:?}",
         failed.len(),
-        ok as usize + failed.len()
+        ok + failed.len()
     );
     assert!(ok > 10, "only {ok} requests in the run");
+    // A caller with no pooled connection: a new handshake, against backend's third
+    // certificate, with other's renewed one.
+    let fresh = mesh.get_via("other.prod", BACKEND_URL).await?;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
     for id in ids {
         assert!(
             mesh.logs(id).iter().all(|l| !l.contains(" 503 ")),
