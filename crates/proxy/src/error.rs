@@ -53,6 +53,11 @@ pub enum Error {
     /// The control plane address is not usable.
     #[error("control plane: {0}")]
     Control(String),
+    /// The mesh identity agent could not get a certificate, or its inputs (trust
+    /// bundle, bootstrap token, control plane address) are unusable; the message says
+    /// which, in words an operator can act on.
+    #[error("{0}")]
+    Identity(String),
     /// The bytes at the start of an inbound connection are not a valid transport header.
     #[error("transport header: {0}")]
     TransportHeader(String),

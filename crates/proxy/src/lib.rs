@@ -30,6 +30,7 @@
 
 mod access_log;
 mod admin;
+pub mod agent;
 mod app;
 mod authn;
 mod authz;

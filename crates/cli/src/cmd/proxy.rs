@@ -7,10 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use skiff_identity::{MeshTls, SpiffeId};
 use skiff_proxy::AccessLogTarget;
+use skiff_proxy::agent as identity;
 use skiff_proxy::{Proxy, ProxyOptions};
-use skiff_xds::{ClientOptions, ConfigUpdate, NodeInfo};
-
-mod identity;
+use skiff_xds::ClientOptions;
 
 /// The environment variable that carries the bootstrap token, if `--token-file` does
 /// not.
@@ -270,7 +269,7 @@ fn mesh_identity(args: &Args, control: &str) -> anyhow::Result<MeshIdentity> {
 }
 
 async fn first_certificate(mesh: MeshIdentity) -> anyhow::Result<skiff_identity::WorkloadCert> {
-    identity::first_certificate(&mesh.control, &mesh.tls, &mesh.id, &mesh.token).await
+    Ok(identity::first_certificate(&mesh.control, &mesh.tls, &mesh.id, &mesh.token).await?)
 }
 
 /// xDS over TLS, the proxy's certificate as client certificate; configs go to
@@ -280,17 +279,12 @@ fn connect_xds_tls(
     mesh: &MeshIdentity,
     id: &str,
 ) -> anyhow::Result<skiff_xds::XdsClient> {
-    let proxy = proxy.clone();
-    skiff_xds::connect_with(
-        &mesh.control.address,
-        NodeInfo::new(id),
+    identity::connect_xds(
+        proxy,
+        &mesh.control,
+        &mesh.tls,
+        id,
         ClientOptions::default(),
-        move |update: ConfigUpdate| {
-            proxy
-                .apply(update.version, update.config)
-                .map_err(|e| e.to_string())
-        },
-        mesh.control.channel_factory(&mesh.tls),
     )
     .with_context(|| format!("--control {}", mesh.control.address))
 }

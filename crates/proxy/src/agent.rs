@@ -1,17 +1,23 @@
-//! The proxy's mesh identity: its first certificate from the control plane's CA (with
-//! a bootstrap token), renewal at about half-life (with the current certificate), and
-//! the TLS channels to the control plane that xDS and the CA share.
+//! The proxy's mesh identity agent: its first certificate from the control plane's CA
+//! (with a bootstrap token), renewal at about half-life (with the current certificate,
+//! swapped in through [`MeshTls::rotate`]), and the TLS channels to the control plane
+//! that xDS and the CA share.
+//!
+//! `skiff proxy` runs it beside the [`Proxy`](crate::Proxy) (as Istio's pilot-agent
+//! runs beside Envoy); tests that embed proxies use it the same way:
+//! [`first_certificate`], then [`connect_xds`], then [`renew_forever`] in a task.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use skiff_identity::service::request_certificate;
 use skiff_identity::transport::GrpcConnector;
 use skiff_identity::{IdentityError, MeshTls, SpiffeId, TrustBundle, WorkloadCert, WorkloadKey};
-use skiff_xds::ChannelFactory;
+use skiff_xds::{ChannelFactory, ClientOptions, ConfigUpdate, NodeInfo, XdsClient, XdsError};
 use tonic::transport::Endpoint;
+
+use crate::{Error, Proxy};
 
 /// How long a connection attempt to the control plane may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,27 +29,27 @@ const RENEW_JITTER: f64 = 0.1;
 
 /// Where the control plane is and who it must be.
 #[derive(Clone, Debug)]
-pub(crate) struct ControlPlane {
+pub struct ControlPlane {
     /// `host:port`, as given to `--control`.
-    pub(crate) address: String,
+    pub address: String,
     /// The SPIFFE id its serving certificate must have.
-    pub(crate) id: SpiffeId,
+    pub id: SpiffeId,
 }
 
 impl ControlPlane {
-    fn endpoint(&self) -> anyhow::Result<Endpoint> {
+    fn endpoint(&self) -> Result<Endpoint, Error> {
         let uri = if self.address.contains("://") {
             self.address.clone()
         } else {
             format!("http://{}", self.address)
         };
         Ok(Endpoint::from_shared(uri)
-            .with_context(|| format!("--control {}", self.address))?
+            .map_err(|e| Error::Identity(format!("--control {}: {}", self.address, causes(&e))))?
             .connect_timeout(CONNECT_TIMEOUT))
     }
 
     /// Makes xDS channels over TLS with `tls`'s current certificate.
-    pub(crate) fn channel_factory(&self, tls: &MeshTls) -> ChannelFactory {
+    pub fn channel_factory(&self, tls: &MeshTls) -> ChannelFactory {
         let connector = GrpcConnector::new(tls, &self.id);
         Arc::new(move |endpoint: Endpoint| {
             let connector = connector.clone();
@@ -52,22 +58,51 @@ impl ControlPlane {
     }
 }
 
+/// xDS over TLS to `control`, `tls`'s certificate as client certificate (see
+/// [`ControlPlane::channel_factory`]); every pushed config goes to [`Proxy::apply`], as
+/// with [`crate::xds_source`]. Must be called within a tokio runtime; the client stops
+/// when dropped.
+pub fn connect_xds(
+    proxy: &Proxy,
+    control: &ControlPlane,
+    tls: &MeshTls,
+    id: &str,
+    options: ClientOptions,
+) -> Result<XdsClient, XdsError> {
+    let proxy = proxy.clone();
+    skiff_xds::connect_with(
+        &control.address,
+        NodeInfo::new(id),
+        options,
+        move |update: ConfigUpdate| {
+            proxy
+                .apply(update.version, update.config)
+                .map_err(|e| e.to_string())
+        },
+        control.channel_factory(tls),
+    )
+}
+
 /// The trust bundle of `--ca-root`.
-pub(crate) fn read_trust_bundle(path: &Path, trust_domain: &str) -> anyhow::Result<TrustBundle> {
+pub fn read_trust_bundle(path: &Path, trust_domain: &str) -> Result<TrustBundle, Error> {
     let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --ca-root {}", path.display()))?;
+        .map_err(|e| Error::Identity(format!("cannot read --ca-root {}: {e}", path.display())))?;
     TrustBundle::from_pem(trust_domain, &pem)
-        .with_context(|| format!("--ca-root {}", path.display()))
+        .map_err(|e| Error::Identity(format!("--ca-root {}: {}", path.display(), causes(&e))))
 }
 
 /// The SPIFFE id a bootstrap token is for (`<spiffe id>.<signature>`), or why it
 /// names none.
-pub(crate) fn token_identity(token: &str) -> anyhow::Result<SpiffeId> {
-    let (id, _) = token
-        .rsplit_once('.')
-        .context("the bootstrap token is not of the form <spiffe id>.<signature>")?;
-    id.parse()
-        .context("the bootstrap token does not start with a SPIFFE id")
+pub fn token_identity(token: &str) -> Result<SpiffeId, Error> {
+    let (id, _) = token.rsplit_once('.').ok_or_else(|| {
+        Error::Identity("the bootstrap token is not of the form <spiffe id>.<signature>".to_owned())
+    })?;
+    id.parse().map_err(|e: IdentityError| {
+        Error::Identity(format!(
+            "the bootstrap token does not start with a SPIFFE id: {}",
+            causes(&e)
+        ))
+    })
 }
 
 /// Why getting a certificate failed, and whether trying again can help.
@@ -85,7 +120,7 @@ async fn fetch(
     token: Option<&str>,
 ) -> Result<WorkloadCert, Failure> {
     let endpoint = control.endpoint().map_err(|e| Failure {
-        message: format!("{e:#}"),
+        message: e.to_string(),
         permanent: true,
     })?;
     let result = async {
@@ -169,17 +204,17 @@ fn causes(err: &dyn std::error::Error) -> String {
 /// The first certificate, with the bootstrap token: retried with backoff while the
 /// control plane cannot be reached; an error if the CA or the TLS handshake refuses
 /// (trying again would not help).
-pub(crate) async fn first_certificate(
+pub async fn first_certificate(
     control: &ControlPlane,
     tls: &MeshTls,
     id: &SpiffeId,
     token: &str,
-) -> anyhow::Result<WorkloadCert> {
+) -> Result<WorkloadCert, Error> {
     let mut wait = Duration::from_millis(200);
     loop {
         match fetch(control, tls, id, Some(token)).await {
             Ok(cert) => return Ok(cert),
-            Err(failure) if failure.permanent => anyhow::bail!(failure.message),
+            Err(failure) if failure.permanent => return Err(Error::Identity(failure.message)),
             Err(failure) => {
                 tracing::warn!(error = %failure.message, retry_in = ?wait, %id, "no mesh certificate yet");
                 tokio::time::sleep(wait).await;
@@ -193,7 +228,7 @@ pub(crate) async fn first_certificate(
 /// the current certificate as credential. A failed renewal is logged and retried with
 /// backoff; connections are never dropped, and the current certificate stays in
 /// service until a new one arrives.
-pub(crate) async fn renew_forever(control: ControlPlane, tls: MeshTls, id: SpiffeId) {
+pub async fn renew_forever(control: ControlPlane, tls: MeshTls, id: SpiffeId) {
     let mut received = SystemTime::now();
     loop {
         let Some(current) = tls.current_cert() else {
@@ -247,7 +282,8 @@ fn renew_delay(received: SystemTime, not_after: SystemTime, now: SystemTime) -> 
         .max(Duration::from_secs(1))
 }
 
-pub(crate) fn rfc3339(at: SystemTime) -> String {
+/// `at` as an RFC 3339 timestamp, as the agent logs certificate lifetimes.
+pub fn rfc3339(at: SystemTime) -> String {
     time::OffsetDateTime::from(at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{at:?}"))
