@@ -161,7 +161,7 @@ fn rows() -> Vec<Row> {
 }
 
 /// Every row on a mesh of its own: a connection a row leaves in a pool cannot
-/// decide the next row (see `live_plaintext_connections_outlive_a_switch_to_strict`).
+/// decide the next row (see `open_plaintext_connections_are_closed_when_the_workload_turns_strict`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_authentication_precedence() -> anyhow::Result<()> {
     let mut failures = Vec::new();
@@ -221,14 +221,12 @@ fn served(yes: bool) -> &'static str {
     if yes { "served" } else { "refused" }
 }
 
-/// A known gap, kept as a test that fails today: a plain-text connection the backend's
-/// sidecar accepted under DISABLE keeps being served after the workload turns STRICT,
-/// because a live connection's mTLS mode is not checked again on a config change
-/// (Envoy drains the connections of a changed filter chain). Frontend's pooled
-/// connection carries the second request.
+/// A plain-text connection the backend's sidecar accepted under DISABLE is closed when
+/// the workload turns STRICT (as Envoy drains the connections of a changed filter
+/// chain): frontend's pooled connection cannot carry the second request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: live connections keep the mTLS mode they were accepted under"]
-async fn live_plaintext_connections_outlive_a_switch_to_strict() -> anyhow::Result<()> {
+async fn open_plaintext_connections_are_closed_when_the_workload_turns_strict() -> anyhow::Result<()>
+{
     let mesh = Mesh::start(&[("mesh.yaml", MESH)]).await?;
     let disable = pa("default", "prod", None, "DISABLE", &[]);
     mesh.write_config("policies.yaml", &disable).await?;

@@ -42,7 +42,10 @@ pub fn jwt(data: &[u8]) {
     let Ok(value) = http::HeaderValue::from_bytes(&value) else {
         return;
     };
-    let (mut parts, ()) = http::Request::get("/").body(()).expect("a request").into_parts();
+    let (mut parts, ()) = http::Request::get("/")
+        .body(())
+        .expect("a request")
+        .into_parts();
     parts.headers.insert(http::header::AUTHORIZATION, value);
     let _ = rt.block_on(rules.authenticate(&mut parts));
 }

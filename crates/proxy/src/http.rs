@@ -23,11 +23,23 @@ pub(crate) async fn serve<I>(conn: Arc<Conn>, io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let span = tracing::debug_span!("http", role = conn.role.as_str());
-    serve_inner(conn, io).instrument(span).await
+    serve_until(conn, io, std::future::pending()).await
 }
 
-async fn serve_inner<I>(conn: Arc<Conn>, io: I)
+/// [`serve`], and closed as on a drain when `stop` resolves (with the reason): a config
+/// change that no longer takes this connection.
+pub(crate) async fn serve_until<I>(
+    conn: Arc<Conn>,
+    io: I,
+    stop: impl Future<Output = Arc<str>> + Send,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::debug_span!("http", role = conn.role.as_str());
+    serve_inner(conn, io, stop).instrument(span).await
+}
+
+async fn serve_inner<I>(conn: Arc<Conn>, io: I, stop: impl Future<Output = Arc<str>>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -41,6 +53,11 @@ where
     let result = tokio::select! {
         r = served.as_mut() => r,
         _ = drain.signaled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+        reason = stop => {
+            tracing::info!(%peer, "closing the connection: {reason}");
             served.as_mut().graceful_shutdown();
             served.await
         }

@@ -68,27 +68,29 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
         );
         return;
     };
-    let refused = match (port.mtls, &tls) {
-        (MtlsMode::Strict, None) => Some("plaintext connection refused"),
-        (MtlsMode::Disable, Some(_)) => Some("mutual TLS connection refused"),
-        _ => None,
-    };
-    if let Some(what) = refused {
+    if let Some(what) = mode_refuses(port.mtls, tls.is_some()) {
         let reason = format!("{what}: {}", port.mtls_decided_by);
         tracing::warn!(peer = %conn.peer, port = port.port, "{reason}");
         refuse(rec, ResponseFlag::NoRoute, reason);
         return;
     }
+    let mesh_tls = tls.is_some();
     let conn = conn.inbound(tls, header.target_port);
     tracing::debug!(peer = %conn.peer, identity = conn.peer_identity().unwrap_or("-"), port = port.port, "inbound connection");
     let io = Rewind::new(rest, io);
+    let port_number = port.port;
+    let revoked = |conn: &Arc<Conn>| {
+        let conn = conn.clone();
+        async move { revoked(&conn, port_number, mesh_tls, false).await }
+    };
     match port.protocol {
-        p if p.is_http() => crate::http::serve(conn, io).await,
+        p if p.is_http() => crate::http::serve_until(conn.clone(), io, revoked(&conn)).await,
         Protocol::Unspecified => {
             let mut io = io;
             match sniff::read(&mut io).await {
                 Ok((Detected::Http1 | Detected::Http2, seen)) => {
-                    crate::http::serve(conn, Rewind::new(seen, io)).await
+                    let stop = revoked(&conn);
+                    crate::http::serve_until(conn, Rewind::new(seen, io), stop).await
                 }
                 Ok((_, seen)) => to_app(&conn, port, Rewind::new(seen, io), rec).await,
                 Err(e) => tracing::debug!(error = %e, "sniffing failed"),
@@ -138,14 +140,20 @@ async fn to_app<I: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     match tcp::connect(&port.cluster).await {
-        Ok((up, ep)) => tcp::splice_until(io, up, ep, rec, denied_later(conn, port.port)).await,
+        Ok((up, ep)) => {
+            let stop = revoked(conn, port.port, conn.tls.is_some(), true);
+            tcp::splice_until(io, up, ep, rec, stop).await
+        }
         Err(e) => tcp::failed(rec, &e),
     }
 }
 
-/// Resolves when a new config no longer allows this connection, as ztunnel re-checks
-/// open connections: every swap is checked against the connection's attributes.
-async fn denied_later(conn: &Conn, port: u16) -> Arc<str> {
+/// Resolves when a new config no longer takes this connection, as ztunnel re-checks
+/// open connections and Envoy drains those of a changed filter chain: its port is gone,
+/// the port's mTLS mode now refuses its kind (plain text under STRICT, mutual TLS under
+/// DISABLE), or (`tcp`) authorization now denies it. HTTP requests are authorized one
+/// by one anyway.
+async fn revoked(conn: &Conn, port: u16, mesh_tls: bool, tcp: bool) -> Arc<str> {
     let mut changes = conn.inputs.config_changes();
     loop {
         if changes.changed().await.is_err() {
@@ -154,8 +162,26 @@ async fn denied_later(conn: &Conn, port: u16) -> Arc<str> {
         let Some(snapshot) = conn.inputs.current() else {
             continue;
         };
-        if let Some(details) = snapshot.authz.check(&tcp_attrs(conn, port)).details() {
+        let Some(p) = snapshot.inbound_port(port) else {
+            return format!(
+                "after a config change, port {port} is no longer a port of this workload"
+            )
+            .into();
+        };
+        if let Some(what) = mode_refuses(p.mtls, mesh_tls) {
+            return format!("after a policy change, {what}: {}", p.mtls_decided_by).into();
+        }
+        if tcp && let Some(details) = snapshot.authz.check(&tcp_attrs(conn, port)).details() {
             return format!("after a policy change, {details}").into();
         }
+    }
+}
+
+/// What a port's mode refuses of a connection, if it does.
+fn mode_refuses(mode: MtlsMode, mesh_tls: bool) -> Option<&'static str> {
+    match (mode, mesh_tls) {
+        (MtlsMode::Strict, false) => Some("plaintext connection refused"),
+        (MtlsMode::Disable, true) => Some("mutual TLS connection refused"),
+        _ => None,
     }
 }
