@@ -194,14 +194,34 @@ fn two_proxies_with_identities_from_files_talk_mutual_tls() {
     let app = backend(server_ip);
     let dir = tempfile::tempdir().unwrap();
     write_pki(dir.path());
-    std::fs::write(dir.path().join("server.json"), server_config(server_ip, app)).unwrap();
-    std::fs::write(dir.path().join("client.json"), client_config(client_ip, app)).unwrap();
+    std::fs::write(
+        dir.path().join("server.json"),
+        server_config(server_ip, app),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("client.json"),
+        client_config(client_ip, app),
+    )
+    .unwrap();
 
-    let _server = Kill(proxy(dir.path(), "server", "backend.bench", server_ip, true));
+    let _server = Kill(proxy(
+        dir.path(),
+        "server",
+        "backend.bench",
+        server_ip,
+        true,
+    ));
     let outbound = SocketAddr::new(client_ip, 15001);
     let get = "GET /hello HTTP/1.1\r\nHost: backend.bench";
     {
-        let _client = Kill(proxy(dir.path(), "client", "bench-client.bench", client_ip, true));
+        let _client = Kill(proxy(
+            dir.path(),
+            "client",
+            "bench-client.bench",
+            client_ip,
+            true,
+        ));
         let started = std::fs::read_to_string(dir.path().join("client.err")).unwrap();
         assert!(
             started.contains(&format!("mesh identity {CLIENT_ID}")),
@@ -218,7 +238,13 @@ fn two_proxies_with_identities_from_files_talk_mutual_tls() {
 
     // The same client config without the certificate files: the endpoint is reached
     // in plain text, and the STRICT port refuses it.
-    let _client = Kill(proxy(dir.path(), "client", "bench-client.bench", client_ip, false));
+    let _client = Kill(proxy(
+        dir.path(),
+        "client",
+        "bench-client.bench",
+        client_ip,
+        false,
+    ));
     let resp = request(outbound, get);
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
 }
