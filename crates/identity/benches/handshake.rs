@@ -19,6 +19,9 @@ use skiff_identity::{Ca, MeshTls, SpiffeId, WorkloadCert, WorkloadKey};
 
 const TD: &str = "cluster.local";
 
+/// Key exchange groups other than the mesh default.
+type Groups<'a> = &'a [&'static dyn rustls::crypto::SupportedKxGroup];
+
 fn cert(ca: &Ca, id: &SpiffeId) -> WorkloadCert {
     let key = WorkloadKey::generate().unwrap();
     let csr = key.csr_pem(id).unwrap();
@@ -62,11 +65,7 @@ fn bench(cr: &mut Criterion) {
     let client_id = SpiffeId::new(TD, "bench", "bench-client").unwrap();
     let server_id = SpiffeId::new(TD, "bench", "backend").unwrap();
     let mut group = cr.benchmark_group("mesh_mtls_handshake");
-    let cases: [(
-        &str,
-        Option<&[&'static dyn rustls::crypto::SupportedKxGroup]>,
-        NamedGroup,
-    ); 2] = [
+    let cases: [(&str, Option<Groups<'_>>, NamedGroup); 2] = [
         ("X25519MLKEM768", None, NamedGroup::X25519MLKEM768),
         ("X25519", Some(&[kx_group::X25519]), NamedGroup::X25519),
     ];
