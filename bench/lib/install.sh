@@ -24,8 +24,8 @@ install_tools() {
     local target
     for target in ${TARGETS//,/ }; do
         case "$target" in
-            direct|skiff|haproxy|envoy) ;;
-            *) die "unknown target $target (known: direct, skiff, haproxy, envoy)" ;;
+            direct|skiff|haproxy|envoy|skiff-mtls|haproxy-tls|envoy-mtls) ;;
+            *) die "unknown target $target (known: $ALL_TARGETS)" ;;
         esac
     done
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
@@ -94,7 +94,10 @@ build_skiff() {
     fi
     [[ -x "$SKIFF_BIN" ]] || die "no skiff binary at $SKIFF_BIN"
     SKIFF_PROXY_OK=""
-    if "$SKIFF_BIN" proxy --help >/dev/null 2>&1; then
+    SKIFF_PROXY_TLS_OK=""
+    local help
+    if help="$("$SKIFF_BIN" proxy --help 2>&1)"; then
         SKIFF_PROXY_OK=1
+        [[ $help == *--cert-file* ]] && SKIFF_PROXY_TLS_OK=1
     fi
 }

@@ -12,9 +12,28 @@ import json
 import re
 import sys
 
-TARGETS = ["direct", "skiff", "haproxy", "envoy"]
-LABELS = {"direct": "direct (no proxy)", "skiff": "skiff", "haproxy": "HAProxy", "envoy": "Envoy"}
+TARGETS = ["direct", "skiff", "haproxy", "envoy", "skiff-mtls", "haproxy-tls", "envoy-mtls"]
+LABELS = {
+    "direct": "direct (no proxy)",
+    "skiff": "skiff",
+    "haproxy": "HAProxy",
+    "envoy": "Envoy",
+    "skiff-mtls": "skiff mTLS",
+    "haproxy-tls": "HAProxy TLS",
+    "envoy-mtls": "Envoy mTLS",
+}
 PEERS = ["haproxy", "envoy"]
+# The targets with TLS between the two proxies: each is compared with the TLS pair of
+# the peer, never with a plain-text one.
+TLS_TARGETS = {"skiff-mtls", "haproxy-tls", "envoy-mtls"}
+TLS_PEER = {"haproxy": "haproxy-tls", "envoy": "envoy-mtls"}
+# skiff's own rows, each with the peers it is compared with in the summary.
+SKIFF_ROWS = ["skiff", "skiff-mtls"]
+
+
+def peer_of(target, peer):
+    """The peer target `target` is compared with: `peer`, or its TLS pair for a TLS target."""
+    return TLS_PEER[peer] if target in TLS_TARGETS else peer
 
 UNIT_US = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0, "m": 60_000_000.0}
 
@@ -140,23 +159,32 @@ def render(rows, meta):
 
     # Summary: the steady figure first.
     out.append("## Proxy-pair CPU per request (µs; lower is better)\n")
+    comparisons = [
+        (s, peer_of(s, p)) for s in SKIFF_ROWS if s in proxied for p in PEERS if peer_of(s, p) in proxied
+    ]
+    mtls_cost = "skiff" in proxied and "skiff-mtls" in proxied
     header = "| case | " + " | ".join(LABELS[t] for t in proxied)
-    if "skiff" in proxied:
-        header += "".join(f" | skiff ÷ {LABELS[p]}" for p in PEERS if p in proxied)
+    header += "".join(f" | {LABELS[s]} ÷ {LABELS[p]}" for s, p in comparisons)
+    if mtls_cost:
+        header += " | mTLS adds to skiff"
     out.append(header + " |")
     out.append("|" + "---|" * (header.count("|")))
     for case in cases:
         cells = [case]
         for t in proxied:
             cells.append(fmt(per_request_us(by[(t, case)]) if (t, case) in by else None, 1))
-        if "skiff" in proxied:
-            skiff = by.get(("skiff", case))
-            for p in PEERS:
-                if p in proxied:
-                    peer = by.get((p, case))
-                    cells.append(ratio(per_request_us(skiff) if skiff else None, per_request_us(peer) if peer else None))
+        for s, p in comparisons:
+            skiff, peer = by.get((s, case)), by.get((p, case))
+            cells.append(ratio(per_request_us(skiff) if skiff else None, per_request_us(peer) if peer else None))
+        if mtls_cost:
+            plain, tls = by.get(("skiff", case)), by.get(("skiff-mtls", case))
+            plain_us = per_request_us(plain) if plain else None
+            tls_us = per_request_us(tls) if tls else None
+            cells.append(fmt(tls_us - plain_us, 1) if plain_us is not None and tls_us is not None else "–")
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
+    if any(t in TLS_TARGETS for t in proxied):
+        out.append("TLS targets (mutual TLS 1.3 between the two proxies) are compared with the peer's TLS pair: pair ÷ HAProxy means ÷ HAProxy TLS for them, pair ÷ Envoy ÷ Envoy mTLS.\n")
 
     warnings = []
     for case in cases:
@@ -177,7 +205,7 @@ def render(rows, meta):
                 added = row["pct"][50] - direct["pct"][50]
             peer_ratio = {}
             for p in PEERS:
-                peer = by.get((p, case))
+                peer = by.get((peer_of(t, p), case))
                 peer_ratio[p] = ratio(pair, per_request_us(peer)) if peer and t != "direct" else "–"
             rss = "–"
             if row["proxies"]:

@@ -37,19 +37,28 @@ start_pair() {
         direct)
             ENTRY="$SERVER_ADDR:$BACKEND_PORT"
             ;;
-        skiff)
-            local role id conf addr
+        skiff|skiff-mtls)
+            # skiff-mtls: the same pair with mesh mTLS between the proxies (the server
+            # side's port STRICT, the client side's endpoint `mtls: true`), each with
+            # its identity from the files bench/lib/certs.sh made.
+            local role id conf addr name tls=()
+            local suffix=$([[ $target == skiff-mtls ]] && echo -mtls)
             for role in server client; do
                 if [[ $role == server ]]; then
-                    id=backend.bench; conf=skiff-server.json; addr=$SERVER_ADDR
+                    id=backend.bench; conf=skiff-server$suffix.json; addr=$SERVER_ADDR; name=backend
                 else
-                    id=bench-client.bench; conf=skiff-client.json; addr=$CLIENT_ADDR
+                    id=bench-client.bench; conf=skiff-client$suffix.json; addr=$CLIENT_ADDR; name=bench-client
                 fi
-                start_bg "$WORK/skiff-$role.log" "$SKIFF_BIN" proxy --id "$id" \
+                tls=()
+                if [[ $target == skiff-mtls ]]; then
+                    tls=(--cert-file "$CERTS/$name-cert.pem" --key-file "$CERTS/$name-key.pem"
+                        --ca-root "$CERTS/root-cert.pem")
+                fi
+                start_bg "$WORK/$target-$role.log" "$SKIFF_BIN" proxy --id "$id" \
                     --config-file "$BENCH_DIR/conf/$conf" --address "$addr" \
-                    --concurrency "$THREADS" --access-log off
+                    --concurrency "$THREADS" --access-log off "${tls[@]}"
                 PROXIES+=("$role:$BG_PID")
-                wait_ready "skiff-$role" "$BG_PID" "$addr" 15000 /ready
+                wait_ready "$target-$role" "$BG_PID" "$addr" 15000 /ready
             done
             ;;
         haproxy)
@@ -62,6 +71,39 @@ start_pair() {
             wait_ready haproxy-server "$BG_PID" "$SERVER_ADDR" "$PEER_PORT" /small "$HOST_HEADER"
             start_bg "$WORK/haproxy-client.log" haproxy -db -f "$WORK/haproxy-client.cfg"
             PROXIES+=("client:$BG_PID")
+            ;;
+        haproxy-tls)
+            # Both sides check the other's certificate against the bench root: TLS 1.3
+            # with a client certificate, as the mesh pairs do.
+            fill "$BENCH_DIR/conf/haproxy-tls-server.cfg" "$WORK/haproxy-tls-server.cfg" \
+                "THREADS=$THREADS" "CERTS=$CERTS" \
+                "LISTEN=$SERVER_ADDR:$PEER_PORT" "NEXT=$SERVER_ADDR:$BACKEND_PORT"
+            fill "$BENCH_DIR/conf/haproxy-tls-client.cfg" "$WORK/haproxy-tls-client.cfg" \
+                "THREADS=$THREADS" "CERTS=$CERTS" \
+                "LISTEN=$CLIENT_ADDR:$ENTRY_PORT" "NEXT=$SERVER_ADDR:$PEER_PORT"
+            # The server side speaks only TLS: wait_chain proves the pair answers.
+            start_bg "$WORK/haproxy-tls-server.log" haproxy -db -f "$WORK/haproxy-tls-server.cfg"
+            PROXIES+=("server:$BG_PID")
+            start_bg "$WORK/haproxy-tls-client.log" haproxy -db -f "$WORK/haproxy-tls-client.cfg"
+            PROXIES+=("client:$BG_PID")
+            ;;
+        envoy-mtls)
+            fill "$BENCH_DIR/conf/envoy-mtls-server.yaml" "$WORK/envoy-mtls-server.yaml" \
+                "LISTEN_ADDR=$SERVER_ADDR" "LISTEN_PORT=$PEER_PORT" \
+                "NEXT_ADDR=$SERVER_ADDR" "NEXT_PORT=$BACKEND_PORT" \
+                "CERTS=$CERTS" "PEER_ID=$(bench_spiffe_id bench-client)"
+            fill "$BENCH_DIR/conf/envoy-mtls-client.yaml" "$WORK/envoy-mtls-client.yaml" \
+                "LISTEN_ADDR=$CLIENT_ADDR" "LISTEN_PORT=$ENTRY_PORT" \
+                "NEXT_ADDR=$SERVER_ADDR" "NEXT_PORT=$PEER_PORT" \
+                "CERTS=$CERTS" "PEER_ID=$(bench_spiffe_id backend)"
+            local role addr
+            for role in server client; do
+                addr=$([[ $role == server ]] && echo "$SERVER_ADDR" || echo "$CLIENT_ADDR")
+                start_bg "$WORK/envoy-mtls-$role.log" "$ENVOY_BIN" -c "$WORK/envoy-mtls-$role.yaml" \
+                    --concurrency "$THREADS" --disable-hot-restart -l warning
+                PROXIES+=("$role:$BG_PID")
+                wait_ready "envoy-mtls-$role" "$BG_PID" "$addr" 15000 /ready
+            done
             ;;
         envoy)
             fill "$BENCH_DIR/conf/envoy.yaml" "$WORK/envoy-server.yaml" \

@@ -81,6 +81,33 @@ class RenderTest(unittest.TestCase):
         self.assertIn("| 0.10× |", skiff_line)  # throughput vs direct
         self.assertIn("| 10.0 / 12.0 |", skiff_line)
 
+    def test_tls_targets_are_compared_with_the_tls_peers(self):
+        rows = [
+            self.row("direct", 100_000),
+            self.row("skiff", 10_000, 0.2, 0.3),          # 50 µs/req
+            self.row("haproxy", 10_000, 0.5, 0.5),        # 100 µs/req
+            self.row("skiff-mtls", 10_000, 0.3, 0.3),     # 60 µs/req
+            self.row("haproxy-tls", 10_000, 0.6, 0.6),    # 120 µs/req
+            self.row("envoy-mtls", 10_000, 1.2, 1.2),     # 240 µs/req
+        ]
+        text, warnings = report.render(rows, {"mode": "full", "skiff_proxy": "yes"})
+        self.assertEqual(warnings, [])
+        header = next(l for l in text.splitlines() if l.startswith("| case |"))
+        self.assertEqual(
+            header,
+            "| case | skiff | HAProxy | skiff mTLS | HAProxy TLS | Envoy mTLS"
+            " | skiff ÷ HAProxy | skiff mTLS ÷ HAProxy TLS | skiff mTLS ÷ Envoy mTLS"
+            " | mTLS adds to skiff |",
+        )
+        # skiff 50 ÷ HAProxy 100; skiff mTLS 60 ÷ HAProxy TLS 120 and ÷ Envoy mTLS 240;
+        # mTLS adds 10 µs to skiff.
+        self.assertIn("| small-c1 | 50.0 | 100.0 | 60.0 | 120.0 | 240.0 | 0.50× | 0.50× | 0.25× | 10.0 |", text)
+        tls_line = next(l for l in text.splitlines() if l.startswith("| skiff mTLS |"))
+        # pair, ÷ HAProxy TLS (not plain HAProxy: that would be 0.60×), ÷ Envoy mTLS.
+        self.assertIn("| 60.0 | 0.50× | 0.25× |", tls_line)
+        plain_line = next(l for l in text.splitlines() if l.startswith("| skiff |"))
+        self.assertIn("| 50.0 | 0.50× | – |", plain_line)  # no plain Envoy in this run
+
     def test_idle_proxy_is_a_warning(self):
         rows = [self.row("direct", 100_000), self.row("skiff", 10_000, 0.0, 0.3)]
         _, warnings = report.render(rows, {"mode": "full", "skiff_proxy": "yes"})

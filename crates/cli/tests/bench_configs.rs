@@ -51,3 +51,40 @@ fn server_side_config_serves_the_backend_port() {
     assert_eq!(server.inbound[0].target_port, 8080);
     assert!(server.inbound[0].protocol.is_http());
 }
+
+/// The `skiff-mtls` target's configs are the plain ones with mutual TLS turned on
+/// (and the identities of bench/lib/certs.sh), so the two rows measure the same path.
+#[test]
+fn mtls_configs_are_the_plain_ones_with_mutual_tls() {
+    use skiff_model::config::MtlsMode;
+
+    let mut client = load("skiff-client-mtls.json");
+    assert_eq!(
+        client.node.spiffe_id,
+        "spiffe://cluster.local/ns/bench/sa/bench-client"
+    );
+    let endpoint = &mut client.clusters[0].endpoints[0];
+    assert!(endpoint.mtls && endpoint.sidecar);
+    assert_eq!(
+        endpoint.spiffe_id,
+        "spiffe://cluster.local/ns/bench/sa/backend"
+    );
+    let plain = load("skiff-client.json");
+    endpoint.mtls = false;
+    endpoint.sidecar = plain.clusters[0].endpoints[0].sidecar;
+    endpoint.spiffe_id = plain.clusters[0].endpoints[0].spiffe_id.clone();
+    client.node = plain.node.clone();
+    assert_eq!(client, plain);
+
+    let mut server = load("skiff-server-mtls.json");
+    assert_eq!(
+        server.node.spiffe_id,
+        "spiffe://cluster.local/ns/bench/sa/backend"
+    );
+    assert_eq!(server.inbound[0].mtls, MtlsMode::Strict);
+    let plain = load("skiff-server.json");
+    assert_ne!(plain.inbound[0].mtls, MtlsMode::Strict);
+    server.inbound[0].mtls = plain.inbound[0].mtls;
+    server.node = plain.node.clone();
+    assert_eq!(server, plain);
+}

@@ -112,11 +112,35 @@ impl MeshTls {
         Self::build(None, bundle)
     }
 
+    /// Mesh TLS as [`new`](Self::new) makes it, but offering and accepting only the
+    /// key exchange `groups`, in that order (the mesh default is
+    /// X25519MLKEM768, X25519, secp256r1). For measuring and interop tests: a
+    /// handshake with X25519 alone against the hybrid post-quantum one.
+    pub fn with_key_exchange_groups(
+        cert: WorkloadCert,
+        bundle: TrustBundle,
+        groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+    ) -> Result<Self, IdentityError> {
+        let provider = Arc::new(CryptoProvider {
+            kx_groups: groups.to_vec(),
+            ..aws_lc_rs::default_provider()
+        });
+        Self::build_with(Some(cert), bundle, provider)
+    }
+
     fn build(cert: Option<WorkloadCert>, bundle: TrustBundle) -> Result<Self, IdentityError> {
+        Self::build_with(cert, bundle, crypto_provider())
+    }
+
+    fn build_with(
+        cert: Option<WorkloadCert>,
+        bundle: TrustBundle,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, IdentityError> {
         let resolver = Arc::new(CertResolver::new(cert));
         let server = |mandatory: bool, alpn: &[u8]| -> Result<Arc<ServerConfig>, IdentityError> {
             let verifier = Arc::new(ClientVerifier::new(bundle.clone(), mandatory));
-            let mut config = ServerConfig::builder_with_provider(crypto_provider())
+            let mut config = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13])?
                 .with_client_cert_verifier(verifier)
                 .with_cert_resolver(resolver.clone());
@@ -128,7 +152,7 @@ impl MeshTls {
         let inner = Inner {
             mesh_server: server(true, MESH_ALPN)?,
             grpc_server: server(false, GRPC_ALPN)?,
-            client_builder: ClientConfig::builder_with_provider(crypto_provider())
+            client_builder: ClientConfig::builder_with_provider(provider)
                 .with_protocol_versions(&[&rustls::version::TLS13])?,
             resolver,
             bundle,

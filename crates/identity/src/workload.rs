@@ -36,6 +36,27 @@ impl WorkloadKey {
         Ok(WorkloadKey { key: Arc::new(key) })
     }
 
+    /// An ECDSA P-256 key from a PKCS#8 PEM text (`-----BEGIN PRIVATE KEY-----`, as
+    /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` writes it).
+    /// For identities issued outside the control plane (`skiff proxy --key-file`).
+    /// `what` names where the key came from, for the error. Other key types, SEC1
+    /// (`BEGIN EC PRIVATE KEY`) and encrypted keys are refused.
+    pub fn from_pkcs8_pem(pem: &str, what: &str) -> Result<Self, IdentityError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let bad = |reason: String| IdentityError::BadCertificate {
+            what: what.to_string(),
+            reason,
+        };
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|err| {
+            bad(format!(
+                "no PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`) in it: {err}"
+            ))
+        })?;
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_ECDSA_P256_SHA256)
+            .map_err(|err| bad(format!("not an ECDSA P-256 key: {err}")))?;
+        Ok(WorkloadKey { key: Arc::new(key) })
+    }
+
     /// A PEM certificate signing request for `id`: its only SAN is the URI of `id`.
     pub fn csr_pem(&self, id: &SpiffeId) -> Result<String, IdentityError> {
         self.csr(id)?
@@ -202,5 +223,33 @@ impl WorkloadCert {
 
     pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
         self.certified.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pkcs8_pem_key_loads_as_the_same_key() {
+        let key = WorkloadKey::generate().unwrap();
+        let pem = key.key_pair().serialize_pem();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        let loaded = WorkloadKey::from_pkcs8_pem(&pem, "key.pem").unwrap();
+        assert_eq!(loaded.public_key_raw(), key.public_key_raw());
+    }
+
+    #[test]
+    fn other_keys_and_texts_are_refused_with_the_file_named() {
+        let ed25519 = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .unwrap()
+            .serialize_pem();
+        let err = WorkloadKey::from_pkcs8_pem(&ed25519, "ed.pem").unwrap_err();
+        assert!(err.to_string().contains("ed.pem"), "{err}");
+        assert!(err.to_string().contains("P-256"), "{err}");
+        let err = WorkloadKey::from_pkcs8_pem("not a key", "junk.pem").unwrap_err();
+        assert!(err.to_string().contains("junk.pem"), "{err}");
+        let cert_only = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(WorkloadKey::from_pkcs8_pem(cert_only, "cert.pem").is_err());
     }
 }

@@ -91,6 +91,56 @@ pub fn read_trust_bundle(path: &Path, trust_domain: &str) -> Result<TrustBundle,
         .map_err(|e| Error::Identity(format!("--ca-root {}: {}", path.display(), causes(&e))))
 }
 
+/// Mesh TLS from `--cert-file`, `--key-file` and `--ca-root` (the file-config mode):
+/// `None` when none of them is given; an error naming what is missing when only some
+/// are, or when a file cannot be used.
+pub(crate) fn from_files(
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    ca_root: Option<&Path>,
+    trust_domain: &str,
+) -> anyhow::Result<Option<MeshTls>> {
+    let (cert_file, key_file, ca_root) = match (cert_file, key_file, ca_root) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(k), Some(r)) => (c, k, r),
+        given => {
+            let missing: Vec<&str> = [
+                ("--cert-file", given.0.is_none()),
+                ("--key-file", given.1.is_none()),
+                ("--ca-root", given.2.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, absent)| absent.then_some(flag))
+            .collect();
+            anyhow::bail!(
+                "a mesh identity from files needs --cert-file, --key-file and --ca-root together; missing: {}",
+                missing.join(", ")
+            );
+        }
+    };
+    let read = |flag: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {flag} {}", path.display()))
+    };
+    let chain_pem = read("--cert-file", cert_file)?;
+    let what = format!("--cert-file {}", cert_file.display());
+    let chain = skiff_identity::CertChain::from_pem(&[chain_pem], &what)?;
+    let key = WorkloadKey::from_pkcs8_pem(
+        &read("--key-file", key_file)?,
+        &format!("--key-file {}", key_file.display()),
+    )?;
+    let cert = WorkloadCert::new(chain, key)
+        .with_context(|| format!("{what} with --key-file {}", key_file.display()))?;
+    if cert.id().trust_domain() != trust_domain {
+        anyhow::bail!(
+            "{what}: its identity {} is not in the trust domain {trust_domain} (--trust-domain)",
+            cert.id()
+        );
+    }
+    let bundle = read_trust_bundle(ca_root, trust_domain)?;
+    Ok(Some(MeshTls::new(cert, bundle)?))
+}
+
 /// The SPIFFE id a bootstrap token is for (`<spiffe id>.<signature>`), or why it
 /// names none.
 pub fn token_identity(token: &str) -> Result<SpiffeId, Error> {

@@ -35,9 +35,18 @@ pub(crate) struct Args {
     control: Option<String>,
     /// The mesh root (PEM; several certificates during a root rotation): the control
     /// plane's certificate, and peers', must chain to it. Needed with --control, e.g.
-    /// `<ca dir>/root-cert.pem` of `skiff control`.
-    #[arg(long, value_name = "FILE", conflicts_with = "config_file")]
+    /// `<ca dir>/root-cert.pem` of `skiff control`; with --config-file, together with
+    /// --cert-file and --key-file.
+    #[arg(long, value_name = "FILE")]
     ca_root: Option<PathBuf>,
+    /// With --config-file: this proxy's mesh certificate chain (PEM, leaf first; the
+    /// leaf's URI SAN is its SPIFFE id), for mutual TLS with peer proxies. Needs
+    /// --key-file and --ca-root. Read once at start (not renewed).
+    #[arg(long, value_name = "FILE", conflicts_with = "control")]
+    cert_file: Option<PathBuf>,
+    /// With --config-file: the private key of --cert-file (PKCS#8 PEM, ECDSA P-256).
+    #[arg(long, value_name = "FILE", conflicts_with = "control")]
+    key_file: Option<PathBuf>,
     /// File holding the bootstrap token that proves this proxy's identity to the CA
     /// for its first certificate (default: the `SKIFF_BOOTSTRAP_TOKEN` environment
     /// variable). `skiff up` hands every proxy its own.
@@ -145,10 +154,37 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(control) if !args.insecure_xds => Some(mesh_identity(&args, control)?),
         _ => None,
     };
+    // --config-file: an identity from files, or none.
+    let file_tls = if args.config_file.is_some() {
+        identity::from_files(
+            args.cert_file.as_deref(),
+            args.key_file.as_deref(),
+            args.ca_root.as_deref(),
+            &args.trust_domain,
+        )?
+    } else {
+        None
+    };
+    if let Some(tls) = &file_tls
+        && let Some(cert) = tls.current_cert()
+    {
+        tracing::info!(
+            id = %cert.id(),
+            serial = %cert.serial_hex(),
+            not_after = %identity::rfc3339(cert.not_after()),
+            "mesh identity from files"
+        );
+        eprintln!(
+            "skiff proxy: mesh identity {} (certificate {}, valid until {})",
+            cert.id(),
+            cert.serial_hex(),
+            identity::rfc3339(cert.not_after())
+        );
+    }
     let options = ProxyOptions {
         // Without a certificate until the first one arrives; the proxy takes no
         // config (and is not ready) before that.
-        mesh_tls: mesh.as_ref().map(|m| m.tls.clone()),
+        mesh_tls: mesh.as_ref().map(|m| m.tls.clone()).or(file_tls),
         ..options
     };
     let admin_handle = admin.handle().clone();
