@@ -94,12 +94,12 @@ pub fn read_trust_bundle(path: &Path, trust_domain: &str) -> Result<TrustBundle,
 /// Mesh TLS from `--cert-file`, `--key-file` and `--ca-root` (the file-config mode):
 /// `None` when none of them is given; an error naming what is missing when only some
 /// are, or when a file cannot be used.
-pub(crate) fn from_files(
+pub fn from_files(
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
     ca_root: Option<&Path>,
     trust_domain: &str,
-) -> anyhow::Result<Option<MeshTls>> {
+) -> Result<Option<MeshTls>, Error> {
     let (cert_file, key_file, ca_root) = match (cert_file, key_file, ca_root) {
         (None, None, None) => return Ok(None),
         (Some(c), Some(k), Some(r)) => (c, k, r),
@@ -112,33 +112,40 @@ pub(crate) fn from_files(
             .into_iter()
             .filter_map(|(flag, absent)| absent.then_some(flag))
             .collect();
-            anyhow::bail!(
+            return Err(Error::Identity(format!(
                 "a mesh identity from files needs --cert-file, --key-file and --ca-root together; missing: {}",
                 missing.join(", ")
-            );
+            )));
         }
     };
     let read = |flag: &str, path: &Path| {
         std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {flag} {}", path.display()))
+            .map_err(|e| Error::Identity(format!("cannot read {flag} {}: {e}", path.display())))
     };
+    let identity = |e: IdentityError| Error::Identity(causes(&e));
     let chain_pem = read("--cert-file", cert_file)?;
     let what = format!("--cert-file {}", cert_file.display());
-    let chain = skiff_identity::CertChain::from_pem(&[chain_pem], &what)?;
+    let chain = skiff_identity::CertChain::from_pem(&[chain_pem], &what).map_err(identity)?;
     let key = WorkloadKey::from_pkcs8_pem(
         &read("--key-file", key_file)?,
         &format!("--key-file {}", key_file.display()),
-    )?;
-    let cert = WorkloadCert::new(chain, key)
-        .with_context(|| format!("{what} with --key-file {}", key_file.display()))?;
+    )
+    .map_err(identity)?;
+    let cert = WorkloadCert::new(chain, key).map_err(|e| {
+        Error::Identity(format!(
+            "{what} with --key-file {}: {}",
+            key_file.display(),
+            causes(&e)
+        ))
+    })?;
     if cert.id().trust_domain() != trust_domain {
-        anyhow::bail!(
+        return Err(Error::Identity(format!(
             "{what}: its identity {} is not in the trust domain {trust_domain} (--trust-domain)",
             cert.id()
-        );
+        )));
     }
     let bundle = read_trust_bundle(ca_root, trust_domain)?;
-    Ok(Some(MeshTls::new(cert, bundle)?))
+    Ok(Some(MeshTls::new(cert, bundle).map_err(identity)?))
 }
 
 /// The SPIFFE id a bootstrap token is for (`<spiffe id>.<signature>`), or why it
