@@ -44,7 +44,7 @@ pub struct ProxyConfig {
     pub gateway: Vec<GatewayPort>,
     /// The upstream clusters the routes above refer to, sorted by name.
     pub clusters: Vec<Cluster>,
-    /// Security policies that apply to this workload (computed, not enforced yet).
+    /// Security policies that apply to this workload, compiled for the proxy to enforce.
     #[serde(default)]
     pub policies: Policies,
     /// Fault injection (VirtualService `fault`), by [`Route::name`]: a rule keeps its

@@ -1,8 +1,7 @@
 //! The security policies that apply to one workload, as the model computes them.
 //!
-//! The proxy does not enforce these yet; they are computed (with Istio's precedence
-//! rules) so that `describe`, `analyze` and later the proxy's authn/authz stages share
-//! one answer to "which policy applies here?".
+//! They are computed with Istio's precedence rules, so that the proxy (which enforces
+//! them), `describe` and `analyze` share one answer to "which policy applies here?".
 
 use std::collections::BTreeMap;
 
