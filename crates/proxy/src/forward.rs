@@ -75,7 +75,16 @@ pub(crate) fn send<'a>(
         });
         authority = f.rewrite_authority.clone();
     }
-    let authority = authority.or_else(|| headers::authority_value(&parts));
+    // An origin-form HTTP/1.1 request to an HTTP/1.1 upstream, its authority not
+    // rewritten, keeps its `Host` header as it is: no lookup, no insert.
+    let keep_host = authority.is_none()
+        && parts.uri.authority().is_none()
+        && cluster.proto != UpstreamProto::Http2;
+    let authority = if keep_host {
+        None
+    } else {
+        authority.or_else(|| headers::authority_value(&parts))
+    };
     headers::strip_hop_by_hop(&mut parts.headers, true);
     if plan.rewrite.is_some() {
         headers::add_request_headers(&mut parts.headers);

@@ -16,47 +16,81 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// including those the `Connection` header names. `te: trailers` stays on requests
 /// (gRPC needs it).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, request: bool) {
-    // Most messages have none: one pass over the names instead of a lookup per
-    // hop-by-hop header.
-    if !headers.keys().any(|n| is_hop_by_hop(n, request)) {
+    // One pass over the names finds which hop-by-hop headers are there; only those
+    // are looked up again (a response from a keep-alive server has just `connection`).
+    let mut present = 0u8;
+    for name in headers.keys() {
+        present |= hop_by_hop_bit(name, request);
+    }
+    if present == 0 {
         return;
     }
-    if let Some(conn) = headers.remove(header::CONNECTION)
+    if present & CONNECTION_BIT != 0
+        && let Some(conn) = headers.remove(header::CONNECTION)
         && let Ok(list) = conn.to_str()
     {
         for name in list.split(',') {
             let name = name.trim();
+            // The common tokens name no header of their own, or one found above.
+            if name.eq_ignore_ascii_case("keep-alive") || name.eq_ignore_ascii_case("close") {
+                continue;
+            }
             if !name.eq_ignore_ascii_case("te") || !request {
                 headers.remove(name);
             }
         }
     }
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::UPGRADE);
+    let mut remove = |bit: u8, name: &HeaderName| {
+        if present & bit != 0 {
+            headers.remove(name);
+        }
+    };
+    remove(PROXY_CONNECTION_BIT, &PROXY_CONNECTION);
+    remove(KEEP_ALIVE_BIT, &KEEP_ALIVE);
+    remove(TRANSFER_ENCODING_BIT, &header::TRANSFER_ENCODING);
+    remove(UPGRADE_BIT, &header::UPGRADE);
     if request {
         // The proxy answers `100-continue` itself (hyper does when the body is read).
-        headers.remove(header::EXPECT);
-        if headers
-            .get(header::TE)
-            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        remove(EXPECT_BIT, &header::EXPECT);
+        if present & TE_BIT != 0
+            && headers
+                .get(header::TE)
+                .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
         {
             headers.remove(header::TE);
         }
     } else {
-        headers.remove(header::TE);
+        remove(TE_BIT, &header::TE);
     }
 }
 
-fn is_hop_by_hop(n: &HeaderName, request: bool) -> bool {
-    n == header::CONNECTION
-        || n == header::TRANSFER_ENCODING
-        || n == header::UPGRADE
-        || n == header::TE
-        || (request && n == header::EXPECT)
-        || n == KEEP_ALIVE
-        || n == PROXY_CONNECTION
+const CONNECTION_BIT: u8 = 1;
+const TRANSFER_ENCODING_BIT: u8 = 1 << 1;
+const UPGRADE_BIT: u8 = 1 << 2;
+const TE_BIT: u8 = 1 << 3;
+const EXPECT_BIT: u8 = 1 << 4;
+const KEEP_ALIVE_BIT: u8 = 1 << 5;
+const PROXY_CONNECTION_BIT: u8 = 1 << 6;
+
+/// The bit of a hop-by-hop header, 0 for any other.
+fn hop_by_hop_bit(n: &HeaderName, request: bool) -> u8 {
+    if n == header::CONNECTION {
+        CONNECTION_BIT
+    } else if n == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING_BIT
+    } else if n == header::UPGRADE {
+        UPGRADE_BIT
+    } else if n == header::TE {
+        TE_BIT
+    } else if request && n == header::EXPECT {
+        EXPECT_BIT
+    } else if n == KEEP_ALIVE {
+        KEEP_ALIVE_BIT
+    } else if n == PROXY_CONNECTION {
+        PROXY_CONNECTION_BIT
+    } else {
+        0
+    }
 }
 
 /// The protocol an HTTP/1.1 message asks to switch to: its `Upgrade` header, when its
@@ -81,12 +115,13 @@ pub(crate) fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
 /// Adds `x-forwarded-proto` and `x-request-id` when the request has none, as Istio's
 /// sidecars and gateways do.
 pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), request_id());
-    }
+    // `entry`: one hash and probe each, where a lookup and an insert take two.
+    headers
+        .entry(X_FORWARDED_PROTO.clone())
+        .or_insert_with(|| HeaderValue::from_static("http"));
+    headers
+        .entry(X_REQUEST_ID.clone())
+        .or_insert_with(request_id);
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -95,16 +130,17 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-client-cert`: what this proxy says about the caller, or nothing; never
 /// what the downstream claimed.
 pub(crate) fn set_client_cert(headers: &mut HeaderMap, value: Option<HeaderValue>) {
-    const XFCC: &str = "x-forwarded-client-cert";
     match value {
         Some(v) => {
-            headers.insert(XFCC, v);
+            headers.insert(X_FORWARDED_CLIENT_CERT.clone(), v);
         }
         None => {
-            headers.remove(XFCC);
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
 }
+
+static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::IpAddr) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -184,6 +220,27 @@ pub(crate) fn set_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_alive_responses_lose_their_connection_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-trace"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("content-type"));
+        // Nothing hop-by-hop: nothing changes.
+        let mut h = HeaderMap::new();
+        h.insert("expect", HeaderValue::from_static("100-continue"));
+        h.insert("host", HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2, "expect is hop-by-hop on requests only: {h:?}");
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 1, "{h:?}");
+    }
 
     #[test]
     fn hop_by_hop() {
