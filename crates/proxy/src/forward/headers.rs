@@ -224,7 +224,10 @@ mod tests {
     #[test]
     fn keep_alive_responses_lose_their_connection_headers_only() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-trace"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-trace", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("trailers"));
