@@ -131,6 +131,15 @@ fn an_unreachable_control_plane_is_an_error() {
     );
 }
 
+async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<skiff_xds::ConfigUpdate>,
+) -> skiff_xds::ConfigUpdate {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an update in time")
+        .expect("the client runs")
+}
+
 /// A VirtualService with a misspelt field on line 13, column 7.
 const BROKEN_ROUTE: &str = "\
 apiVersion: networking.istio.io/v1
@@ -175,15 +184,6 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
         },
     )
     .unwrap();
-    let next = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<skiff_xds::ConfigUpdate>| {
-        let rx = rx;
-        async move {
-            tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("an update in time")
-                .expect("the client runs")
-        }
-    };
     let first = next(&mut updates).await;
     let has_endpoint = |u: &skiff_xds::ConfigUpdate, ip: &str| {
         u.config
