@@ -65,9 +65,25 @@ async fn a_workload_added_while_running_starts_and_removed_stops() {
     assert!(line.ends_with("app running)"), "{line}");
     assert!(answers(v3_admin), "its proxy runs");
     assert!(answers(v3_app), "its app answers");
-    // The frontend's proxy learns the new endpoint (subset-less callers reach it).
     let (status, body) = mesh::get_path(v3_admin, "/ready").await.unwrap();
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "its proxy has its config: {body}");
+
+    // Its app's command changes: both are started again.
+    std::fs::write(
+        mesh.dir.path().join("15-backend-v3.yaml"),
+        backend_v3(net).replace("3.0.0", "3.0.1"),
+    )
+    .unwrap();
+    mesh.wait_for("backend-v3 to restart", Duration::from_secs(30), || {
+        let log = mesh.log();
+        log.contains("skiff up: stopped backend-v3.prod (its workload changed)")
+            && log.matches("skiff up: started backend-v3.prod at").count() == 2
+    });
+    let body = mesh::get_path(v3_app, "/").await.unwrap().1;
+    assert!(
+        body.contains("Version: 3.0.1"),
+        "the new command runs: {body}"
+    );
 
     std::fs::remove_file(mesh.dir.path().join("15-backend-v3.yaml")).unwrap();
     mesh.wait_for("backend-v3 to stop", Duration::from_secs(30), || {

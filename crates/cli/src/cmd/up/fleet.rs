@@ -110,7 +110,7 @@ impl Fleet {
             .iter()
             .filter_map(|(id, (old, _))| match wanted.get(id) {
                 None => Some((id.clone(), "its workload is gone")),
-                Some(new) if new != old => Some((id.clone(), "its workload changed")),
+                Some(new) if needs_restart(old, new) => Some((id.clone(), "its workload changed")),
                 Some(_) => None,
             })
             .collect();
@@ -120,7 +120,15 @@ impl Fleet {
             self.running.remove(id);
             println!("skiff up: stopped {id} ({why})");
         }
-        wanted.retain(|id, _| !self.running.contains_key(id));
+        // What the proxy learns over xDS (gateway ports) or only the summary uses
+        // (app ports) is updated in place.
+        wanted.retain(|id, new| match self.running.get_mut(id) {
+            Some((old, _)) => {
+                *old = new.clone();
+                false
+            }
+            None => true,
+        });
         if wanted.is_empty() {
             return Ok(());
         }
@@ -134,6 +142,24 @@ impl Fleet {
         }
         Ok(())
     }
+}
+
+/// Whether a workload changed in a way its running processes cannot follow: another
+/// address, identity, kind or app command.
+fn needs_restart(old: &ProxyPlan, new: &ProxyPlan) -> bool {
+    (
+        &old.address,
+        old.kind,
+        &old.run,
+        &old.service_account,
+        &old.spiffe_id,
+    ) != (
+        &new.address,
+        new.kind,
+        &new.run,
+        &new.service_account,
+        &new.spiffe_id,
+    )
 }
 
 /// `frontend.prod at 127.0.10.10 (proxy admin http://…:15000/, app running)`.
@@ -188,3 +214,6 @@ fn collect(dir: &Path, out: &mut Vec<(PathBuf, Option<SystemTime>, u64)>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
