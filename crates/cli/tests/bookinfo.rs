@@ -1,7 +1,8 @@
 //! Smoke test of `skiff up examples/bookinfo` as real processes: through the ingress
 //! gateway (Gateway port 8080, served on 16080), productpage calls details and
 //! reviews, and reviews v2/v3 call ratings, each app showing the answers it got.
-//! Then Istio's own task files, unchanged (from `../shared/corpus` or
+//! Then Istio's own files, unchanged (its `bookinfo-gateway.yaml` in place of the
+//! example's, and the task files) (from `../shared/corpus` or
 //! `$SKIFF_CORPUS`; without them the rest is skipped with a note, except under CI,
 //! where a missing corpus is a failure): `end-user: jason` sent to the gateway reaches
 //! reviews v2 (the header is propagated hop by hop), and the request-timeouts task
@@ -130,6 +131,12 @@ async fn bookinfo_runs_and_istios_tasks_apply_unchanged() {
         return;
     };
     let tasks = corpus.join("istio/samples/bookinfo/networking");
+    // Istio's own bookinfo-gateway.yaml in place of the example's: the same ingress.
+    std::fs::copy(
+        tasks.join("bookinfo-gateway.yaml"),
+        mesh.dir.path().join("50-bookinfo-gateway.yaml"),
+    )
+    .unwrap();
     for file in [
         "destination-rule-all.yaml",
         "virtual-service-all-v1.yaml",
