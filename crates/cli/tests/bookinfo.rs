@@ -5,8 +5,9 @@
 //! example's, and the task files) (from `../shared/corpus` or
 //! `$SKIFF_CORPUS`; without them the rest is skipped with a note, except under CI,
 //! where a missing corpus is a failure): `end-user: jason` sent to the gateway reaches
-//! reviews v2 (the header is propagated hop by hop), and the request-timeouts task
-//! cuts productpage's call to reviews at 0.5 s.
+//! reviews v2 (the header is propagated hop by hop), the ratings abort fails jason's
+//! ratings call, and the request-timeouts task cuts productpage's call to reviews at
+//! 0.5 s.
 
 #[path = "support/mesh.rs"]
 mod mesh;
@@ -166,6 +167,41 @@ async fn bookinfo_runs_and_istios_tasks_apply_unchanged() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    // Fault injection: jason's calls from reviews v2 to ratings are aborted with 500
+    // at reviews' sidecar; the failure shows, nested, in the page.
+    std::fs::copy(
+        tasks.join("virtual-service-ratings-test-abort.yaml"),
+        mesh.dir
+            .path()
+            .join("virtual-service-ratings-test-abort.yaml"),
+    )
+    .unwrap();
+    let mut tries = 0;
+    let body = loop {
+        let (status, body) = page(gateway, "/productpage", &[("end-user", "jason")]).await;
+        if status == 502 {
+            break body;
+        }
+        tries += 1;
+        assert!(tries < 600, "the abort never applied: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("Hostname: reviews-v2"), "{body}");
+    assert!(
+        body.contains("Error: http://ratings:9080/ratings/0 via proxy")
+            && body.contains("answered 500 Internal Server Error"),
+        "{body}"
+    );
+    assert!(!body.contains("Hostname: ratings-v1"), "{body}");
+    let (status, body) = page(gateway, "/productpage", &[]).await;
+    assert_eq!(status, 200, "others are not affected: {body}");
+    std::fs::remove_file(
+        mesh.dir
+            .path()
+            .join("virtual-service-ratings-test-abort.yaml"),
+    )
+    .unwrap();
 
     // Request timeouts: the task's files replace the routing ones.
     for file in [

@@ -169,7 +169,8 @@ impl TargetClient {
     }
 
     /// GETs the target, copying [`FORWARDED_HEADERS`] from `incoming`. A non-2xx
-    /// answer is an error that carries the status and the start of the body.
+    /// answer is an error that carries the status and the body (its first line on the
+    /// error's line, the rest indented below).
     pub(super) async fn call(
         &self,
         target: &Target,
@@ -212,8 +213,12 @@ impl TargetClient {
         };
         let text = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            let first_line = text.lines().next().unwrap_or("").trim();
-            bail!("{target}{via} answered {status}: {first_line}");
+            // The first line names the failure; the rest (a nested sample app's
+            // answer) follows, indented, so a failure deep in a chain shows where.
+            let mut lines = text.lines();
+            let first_line = lines.next().unwrap_or("").trim();
+            let rest: String = lines.map(|l| format!("\n  {l}")).collect();
+            bail!("{target}{via} answered {status}: {first_line}{rest}");
         }
         Ok(text)
     }
