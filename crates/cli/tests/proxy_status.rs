@@ -130,3 +130,107 @@ fn an_unreachable_control_plane_is_an_error() {
         "{stderr}"
     );
 }
+
+async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<skiff_xds::ConfigUpdate>,
+) -> skiff_xds::ConfigUpdate {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an update in time")
+        .expect("the client runs")
+}
+
+/// A VirtualService with a misspelt field on line 13, column 7.
+const BROKEN_ROUTE: &str = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: backend
+  namespace: prod
+spec:
+  hosts: [backend]
+  http:
+  - route:
+    - destination:
+        host: backend
+        port: {number: 80}
+      wieght: 100
+";
+
+/// The acceptance test of "config that keeps flowing": with one broken file in the
+/// live directory, a change in another file still reaches the proxy, and
+/// `skiff proxy-status` names the broken file's error with file:line and field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), MESH).unwrap();
+    let options = ControlOptions {
+        xds_listen: "127.0.0.1:0".parse().unwrap(),
+        debug_listen: "127.0.0.1:0".parse().unwrap(),
+        debounce: Duration::from_millis(20),
+        ..ControlOptions::new(dir.path())
+    };
+    let running = skiff_control::start(options, MeshCompiler::default())
+        .await
+        .unwrap();
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let client = skiff_xds::connect(
+        &running.xds_addr.to_string(),
+        NodeInfo::new("frontend.prod"),
+        ClientOptions::default(),
+        move |u| {
+            let _ = tx.send(u);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let first = next(&mut updates).await;
+    let has_endpoint = |u: &skiff_xds::ConfigUpdate, ip: &str| {
+        u.config
+            .clusters
+            .iter()
+            .any(|c| c.endpoints.iter().any(|e| e.address.ip().to_string() == ip))
+    };
+    assert!(has_endpoint(&first, "127.0.0.11"));
+
+    std::fs::write(dir.path().join("route.yaml"), BROKEN_ROUTE).unwrap();
+    let mut status = running.plane.subscribe_status();
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| !s.ok))
+        .await
+        .expect("the error is seen")
+        .unwrap();
+    // Another file changes: a second backend. It reaches the frontend's proxy.
+    let more = MESH.to_owned()
+        + "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: backend-v2\n  namespace: prod\nspec:\n  address: 127.0.0.13\n  labels:\n    app: backend\n";
+    std::fs::write(dir.path().join("mesh.yaml"), more).unwrap();
+    let update = loop {
+        let u = next(&mut updates).await;
+        if has_endpoint(&u, "127.0.0.13") {
+            break u;
+        }
+    };
+    assert!(has_endpoint(&update, "127.0.0.11"));
+    assert!(!running.plane.status().ok, "route.yaml is still broken");
+
+    let debug = running.debug_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || proxy_status(&debug))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    let table_end = stdout.find("\n\n").expect("a section under the table");
+    assert!(stdout[..table_end].contains("backend-v2"), "{stdout}");
+    let under: Vec<&str> = stdout[table_end..]
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(under[0].starts_with("configuration errors in "), "{stdout}");
+    assert!(
+        under.iter().any(|l| l.trim_start().starts_with(
+            "error: route.yaml:13:7: VirtualService prod/backend: spec.http[0].route[0]"
+        ) && l.contains("wieght")),
+        "the error names file:line and field: {stdout}"
+    );
+    drop(client);
+    running.shutdown().await.unwrap();
+}

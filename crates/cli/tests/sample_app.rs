@@ -201,6 +201,90 @@ fn goes_through_the_http_proxy_and_forwards_routing_headers() {
     assert!(!lower.contains("x-private"), "{head}");
 }
 
+/// A header-echoing stand-in for a service: answers each request with the names and
+/// values of the headers it got, one per line, prefixed with its own name.
+fn echo_server(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut body = format!("{name}\n");
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(": ") {
+                        body.push_str(&format!("{}={v}\n", k.to_ascii_lowercase()));
+                    }
+                }
+                let mut stream = reader.into_inner();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn calls_every_target_in_order_and_propagates_bookinfo_headers() {
+    let details = echo_server("details");
+    let reviews = echo_server("reviews");
+    let productpage = start(
+        &[
+            "--name",
+            "productpage",
+            "--target",
+            &format!("http://{details}/details"),
+            "--target",
+            &format!("http://{reviews}/reviews"),
+        ],
+        &[],
+    );
+    let sent = [
+        ("end-user", "jason"),
+        ("x-request-id", "req-7"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "vendor=1"),
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-sampled", "1"),
+        ("cookie", "session=abc"),
+        ("user-agent", "bookinfo-test/1.0"),
+    ];
+    let mut headers = sent.to_vec();
+    headers.push(("x-private", "stays here"));
+    let (status, _, body) = get(productpage.addr, &headers);
+    assert_eq!(status, 200, "{body}");
+    let d = body
+        .find(&format!("Target: http://{details}/details\n  details\n"))
+        .expect(&body);
+    let r = body
+        .find(&format!("Target: http://{reviews}/reviews\n  reviews\n"))
+        .expect(&body);
+    assert!(d < r, "details is called before reviews: {body}");
+    for part in [&body[d..r], &body[r..]] {
+        for (name, value) in sent {
+            assert!(
+                part.contains(&format!("  {name}={value}\n")),
+                "{name} not propagated: {part}"
+            );
+        }
+        assert!(!part.contains("x-private"), "{part}");
+    }
+}
+
 #[test]
 fn unreachable_target_is_a_502_with_the_reason() {
     // A port that was free a moment ago: nothing listens there.

@@ -6,15 +6,19 @@ use skiff_model::config::ProxyConfig;
 
 use crate::Finding;
 
+mod keep;
 mod mesh;
 
+pub use keep::{KEPT_NOTE, LastGood, Merged};
 pub use mesh::MeshCompiler;
 
 /// The result of compiling a configuration directory.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
-    /// One config per proxy; `None` when the configuration has errors that make it
-    /// unusable (then nothing is published and proxies keep what they run).
+    /// One config per proxy; `None` when the configuration cannot be used at all (then
+    /// nothing is published and proxies keep what they run). A configuration with
+    /// errors may still give configs (the real compiler leaves the refused resources
+    /// out): they are published, and the errors reported.
     pub configs: Option<Vec<ProxyConfig>>,
     /// Everything worth reporting, errors first.
     pub findings: Vec<Finding>,

@@ -3,9 +3,9 @@
 //! It reads the mesh configuration from a directory of YAML (watched for changes),
 //! compiles one [`ProxyConfig`](skiff_model::config::ProxyConfig) per proxy, and
 //! publishes the result as a [`PushSnapshot`](skiff_xds::PushSnapshot) to the push
-//! server of `skiff-xds`. A configuration with errors is reported (every error with its
-//! file and line, in the log and on the debug endpoint) and not published: proxies keep
-//! the last good configuration.
+//! server of `skiff-xds`. A resource with errors is reported (every error with its file
+//! and line, in the log and on the debug endpoint) and left out, its last good version
+//! serving in its place; every other change is published ([`LastGood`]).
 //!
 //! - [`ControlPlane`]: the state (current snapshot, config status, per-proxy sync state)
 //!   and [`ControlPlane::reload`].
@@ -29,7 +29,7 @@ mod status;
 pub mod watch;
 
 pub use builtin::{BUILTIN_GATEWAY_NAME, BUILTIN_GATEWAY_NAMESPACE, with_builtin_gateway};
-pub use compile::{Compiled, ConfigCompiler, MeshCompiler};
+pub use compile::{Compiled, ConfigCompiler, KEPT_NOTE, LastGood, Merged, MeshCompiler};
 pub use error::ControlError;
 pub use finding::{Finding, Severity};
 pub use plane::ControlPlane;

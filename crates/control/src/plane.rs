@@ -79,10 +79,11 @@ impl ControlPlane {
         &self.sync
     }
 
-    /// Reads and compiles the configuration directory. Without blocking errors, the
-    /// result is published as a new snapshot; with them, every error is logged with
-    /// its file and line and the snapshot being served stays. Either way the status
-    /// is updated. Blocking (file I/O and compiling): call it from a blocking thread.
+    /// Reads and compiles the configuration directory. When the compiler gives configs,
+    /// they are published as a new snapshot, even with errors (the real compiler
+    /// leaves the refused resources out, serving their last good versions); when it
+    /// gives none, the snapshot being served stays. Every error is logged with its file
+    /// and line, and the status is updated (`ok` is false while there are errors). Blocking (file I/O and compiling): call it from a blocking thread.
     pub fn reload(&self) -> Arc<ConfigStatus> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
@@ -93,7 +94,11 @@ impl ControlPlane {
         let mut status = ConfigStatus {
             config_dir: self.dir.display().to_string(),
             reloads: previous.reloads + 1,
-            ok: compiled.configs.is_some(),
+            ok: compiled.configs.is_some()
+                && !compiled
+                    .findings
+                    .iter()
+                    .any(|f| f.severity == Severity::Error),
             serving_generation: previous.serving_generation,
             proxies: previous.proxies,
             ..ConfigStatus::default()
@@ -128,6 +133,13 @@ impl ControlPlane {
                     warnings = status.warnings.len(),
                     "published a new snapshot"
                 );
+                if !status.errors.is_empty() {
+                    tracing::error!(
+                        errors = status.errors.len(),
+                        generation,
+                        "the configuration has errors: the resources they are in are left out (their last good versions keep serving); every other change is published"
+                    );
+                }
             }
             None => {
                 if status.errors.is_empty() {

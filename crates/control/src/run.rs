@@ -74,9 +74,10 @@ pub struct Running {
 }
 
 /// Loads the configuration once, then serves: xDS, the debug endpoint, and reloads on
-/// every change to the directory. An invalid configuration at start is reported (the
-/// debug endpoint shows it and `/ready` stays 503) but does not stop the control
-/// plane: fixing the files is enough.
+/// every change to the directory. Errors at start are reported (the debug endpoint
+/// shows them) but do not stop the control plane: with the real compiler, the
+/// resources without errors are served; when nothing can be compiled at all, `/ready`
+/// stays 503 until the files are fixed.
 pub async fn start(
     options: ControlOptions,
     compiler: impl ConfigCompiler,
@@ -96,10 +97,10 @@ pub async fn start(
     let status = tokio::task::spawn_blocking(move || first.reload())
         .await
         .map_err(|e| ControlError::Reload(e.to_string()))?;
-    if !status.ok {
+    if status.serving_generation == 0 {
         tracing::error!(
             errors = status.errors.len(),
-            "the configuration has errors; serving no proxy until they are fixed"
+            "the configuration cannot be used; serving no proxy until it is fixed"
         );
     }
 

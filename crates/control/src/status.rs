@@ -12,8 +12,10 @@ pub struct ConfigStatus {
     pub config_dir: String,
     /// Reloads attempted so far (0 before the first).
     pub reloads: u64,
-    /// Whether the latest reload produced a snapshot. When false, `errors` says why
-    /// and proxies keep the snapshot of generation `serving_generation`.
+    /// Whether the latest reload was free of errors. When false, `errors` says what
+    /// is wrong, with file and line: the resources with errors are left out (their
+    /// last good versions keep serving, named in `warnings`) and everything else is
+    /// served by the snapshot of generation `serving_generation`.
     pub ok: bool,
     /// When the latest reload finished, in milliseconds since the Unix epoch.
     pub reloaded_at_ms: u64,

@@ -65,6 +65,34 @@ spec:
       weihgt: 100
 ";
 
+const BACKEND_V2: &str = "\
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: backend-v2
+  namespace: prod
+spec:
+  address: 127.0.0.13
+  labels:
+    app: backend
+    version: v2
+";
+
+/// The timeouts of the routes to the backend, as the frontend's config has them.
+fn route_timeouts(update: &ConfigUpdate) -> Vec<Option<Duration>> {
+    update
+        .config
+        .outbound
+        .iter()
+        .filter(|p| p.port == 80)
+        .flat_map(|p| &p.virtual_hosts)
+        .filter(|vh| vh.domains.iter().any(|d| d == "backend"))
+        .flat_map(|vh| &vh.routes)
+        .map(|r| r.timeout)
+        .collect()
+}
+
 const TIMEOUT_ROUTE: &str = "\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -159,48 +187,71 @@ async fn istio_yaml_is_compiled_served_and_guarded_against_errors() -> Result<()
             .any(|e| e.address == "127.0.0.11:8080".parse().unwrap())
     }));
 
-    // A file with an error: reported with file:line, nothing published, nothing pushed.
+    // A route with a 3 s timeout: pushed.
+    std::fs::write(dir.path().join("route.yaml"), TIMEOUT_ROUTE)?;
+    let status = status_until(&running, "the route", |s| s.serving_generation == 2).await;
+    assert!(status.ok, "{status:?}");
+    let second = next(&mut updates).await?;
+    assert_ne!(second.version, first.version);
+    assert_eq!(route_timeouts(&second), [Some(Duration::from_secs(3))]);
+
+    // The route file broken (a misspelt field on line 12): reported with file:line of
+    // the field; the route's last good version keeps serving.
     std::fs::write(dir.path().join("route.yaml"), BAD_ROUTE)?;
     let status = status_until(&running, "an error", |s| !s.ok).await;
-    assert_eq!(status.serving_generation, 1);
     let error = status
         .errors
         .iter()
         .find(|e| e.message.contains("weihgt"))
         .with_context(|| format!("an error naming the field: {:?}", status.errors))?;
     assert_eq!(error.severity, Severity::Error);
+    assert_eq!(error.file.as_deref(), Some("route.yaml"), "{error:?}");
+    assert_eq!((error.line, error.column), (Some(12), Some(7)), "{error:?}");
     assert!(
-        error.file.as_deref().unwrap().ends_with("route.yaml"),
-        "{error:?}"
+        status.warnings.iter().any(|w| w.to_string().starts_with(
+            "route.yaml:1:1: VirtualService prod/backend: its new version has errors"
+        )),
+        "the kept version is named: {:?}",
+        status.warnings
     );
-    assert_eq!(error.line, Some(12), "{error:?}");
-    assert!(Arc::ptr_eq(&snapshot, &running.plane.snapshot()));
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), updates.recv())
-            .await
-            .is_err(),
-        "nothing is pushed while the config has errors"
+    let served = running.plane.snapshot();
+    let frontend = served.get("frontend.prod").context("frontend served")?;
+    assert_eq!(
+        frontend.version, second.version,
+        "the frontend's config is unchanged"
     );
 
-    // Fixed: a new snapshot, and the frontend gets the route with its timeout.
-    std::fs::write(dir.path().join("route.yaml"), TIMEOUT_ROUTE)?;
-    let status = status_until(&running, "fixed", |s| s.ok).await;
-    assert_eq!(status.serving_generation, 2);
-    let second = next(&mut updates).await?;
-    assert_ne!(second.version, first.version);
-    let routes: Vec<_> = second
-        .config
-        .outbound
-        .iter()
-        .flat_map(|p| &p.virtual_hosts)
-        .flat_map(|vh| &vh.routes)
-        .collect();
+    // Meanwhile a change in another file still reaches the proxies: a second backend.
+    std::fs::write(dir.path().join("mesh.yaml"), format!("{MESH}{BACKEND_V2}"))?;
+    let status = status_until(&running, "the new workload", |s| {
+        s.serving_generation > served.generation() && s.proxies == 3
+    })
+    .await;
+    assert!(!status.ok, "route.yaml is still broken: {status:?}");
+    let third = next(&mut updates).await?;
     assert!(
-        routes
+        third.config.clusters.iter().any(|c| c
+            .endpoints
             .iter()
-            .any(|r| r.timeout == Some(Duration::from_secs(3))),
-        "{routes:?}"
+            .any(|e| e.address == "127.0.0.13:8080".parse().unwrap())),
+        "the new endpoint reached the frontend: {:?}",
+        third.config.clusters
     );
+    assert_eq!(
+        route_timeouts(&third),
+        [Some(Duration::from_secs(3))],
+        "the broken route's last good version still serves"
+    );
+
+    // Fixed: ok again, and the fixed route (no timeout) is pushed.
+    std::fs::write(
+        dir.path().join("route.yaml"),
+        BAD_ROUTE.replace("weihgt", "weight"),
+    )?;
+    let status = status_until(&running, "fixed", |s| s.ok).await;
+    assert!(status.errors.is_empty());
+    let fourth = next(&mut updates).await?;
+    assert_eq!(route_timeouts(&fourth), [None]);
     running.shutdown().await?;
     Ok(())
 }

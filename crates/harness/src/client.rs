@@ -37,15 +37,26 @@ impl Reply {
 /// One request on a new connection to `proxy` (an outbound listener), in absolute
 /// form, as an app with `HTTP_PROXY` set sends it.
 pub(crate) async fn send(proxy: SocketAddr, method: Method, url: &str) -> anyhow::Result<Reply> {
+    send_with(proxy, method, url, &[]).await
+}
+
+/// As [`send`], with extra request headers.
+pub(crate) async fn send_with(
+    proxy: SocketAddr,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
     let exchange = async {
         let stream = TcpStream::connect(proxy).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Full::<Bytes>::default())?;
+        let mut req = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::<Bytes>::default())?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -273,6 +273,16 @@ impl Mesh {
         self.request_via(from, Method::GET, url).await
     }
 
+    /// A GET as [`Mesh::get_via`], with extra request headers (e.g. `end-user`).
+    pub async fn get_via_with(
+        &self,
+        from: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        client::send_with(self.proxy(from).outbound(), Method::GET, url, headers).await
+    }
+
     /// A request with any method, as [`Mesh::get_via`].
     pub async fn request_via(
         &self,

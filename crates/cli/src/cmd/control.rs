@@ -147,6 +147,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ..MeshOptions::default()
         },
         builtin_gateway: args.builtin_gateway,
+        ..MeshCompiler::default()
     };
     let mut running = skiff_control::start(options, compiler)
         .await

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use skiff_control::{ConfigStatus, Finding, KEPT_NOTE};
 use skiff_xds::{SyncRow, SyncStatus};
 
 /// How long to wait for the control plane.
@@ -33,7 +34,49 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     print!("{}", render(&rows));
+    // The configuration's errors under the table: a proxy can be SYNCED with a config
+    // that leaves a broken resource out, and this says which and why.
+    let status = runtime
+        .block_on(fetch(args.control, "/debug/configz"))
+        .and_then(|body| {
+            serde_json::from_slice::<ConfigStatus>(&body).with_context(|| {
+                format!(
+                    "the control plane at {} answered /debug/configz with something that is not a config status",
+                    args.control
+                )
+            })
+        });
+    match status {
+        Ok(status) => print!("{}", render_config(&status)),
+        Err(error) => println!("(the configuration's status is unknown: {error:#})"),
+    }
     Ok(())
+}
+
+/// The lines under the table: every error of the configuration with its file, line
+/// and field, and which resources serve their last good version.
+fn render_config(status: &ConfigStatus) -> String {
+    let mut out = String::new();
+    if status.errors.is_empty() {
+        return out;
+    }
+    let kept: Vec<&Finding> = status
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains(KEPT_NOTE))
+        .collect();
+    out.push_str(&format!(
+        "\nconfiguration errors in {} ({}): the resources they are in are left out, every other change is served\n",
+        status.config_dir,
+        status.errors.len()
+    ));
+    for error in &status.errors {
+        out.push_str(&format!("  error: {error}\n"));
+    }
+    for finding in kept {
+        out.push_str(&format!("  kept:  {finding}\n"));
+    }
+    out
 }
 
 /// GETs `path` from the debug endpoint and returns the body of a 200 answer.

@@ -1,10 +1,14 @@
 //! `skiff sample-app`: the demo workload.
 //!
 //! A small HTTP server in the spirit of Google's `hello-app`: it answers every request
-//! with a greeting, its version and its name. Given `--target`, it also calls another
-//! service (through the HTTP proxy named by `HTTP_PROXY`/`http_proxy`, the way an app
-//! beside a skiff sidecar in local mode does) and shows that service's answer, so a
-//! chain of sample apps makes the path a request took through the mesh visible.
+//! with a greeting, its version and its name. Given `--target`s, it also calls those
+//! services, one after the other (through the HTTP proxy named by
+//! `HTTP_PROXY`/`http_proxy`, the way an app beside a skiff sidecar in local mode
+//! does) and shows each answer, so a tree of sample apps (Bookinfo's productpage
+//! calling details and reviews, reviews calling ratings) makes the path a request took
+//! through the mesh visible. It propagates the headers Bookinfo's apps propagate
+//! (`end-user`, the request id, trace context, `cookie`, `user-agent`…), so routing
+//! rules on them hold at every hop.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,10 +43,10 @@ pub(crate) struct Args {
     #[arg(long)]
     name: Option<String>,
     /// A service to call on every request, e.g. `http://backend.prod:8080/`
-    /// (`http://` is assumed when no scheme is given). Calls go through the proxy in
-    /// `HTTP_PROXY`/`http_proxy` when one is set.
+    /// (`http://` is assumed when no scheme is given). Repeat it to call several, in
+    /// order. Calls go through the proxy in `HTTP_PROXY`/`http_proxy` when one is set.
     #[arg(long)]
-    target: Option<String>,
+    target: Vec<String>,
     /// Give up on the target after this many seconds (the answer is then a 502).
     #[arg(long, default_value_t = 10)]
     target_timeout: u64,
@@ -56,7 +60,9 @@ pub(crate) struct Args {
 struct App {
     version: String,
     name: String,
-    target: Option<(Target, TargetClient)>,
+    targets: Vec<Target>,
+    /// The client for the targets (present when there are targets).
+    client: Option<TargetClient>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -66,18 +72,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(name) => name,
         None => host_name(),
     };
-    let target = match &args.target {
-        Some(raw) => {
-            let target = Target::parse(raw)?;
-            let client = TargetClient::from_env(Duration::from_secs(args.target_timeout))?;
-            Some((target, client))
-        }
-        None => None,
+    let targets = args
+        .target
+        .iter()
+        .map(|raw| Target::parse(raw))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client = match targets.is_empty() {
+        true => None,
+        false => Some(TargetClient::from_env(Duration::from_secs(
+            args.target_timeout,
+        ))?),
     };
     let app = Arc::new(App {
         version: args.version,
         name,
-        target,
+        targets,
+        client,
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,8 +110,8 @@ async fn serve(listen: SocketAddr, app: Arc<App>) -> anyhow::Result<()> {
         %local,
         name = %app.name,
         version = %app.version,
-        target = app.target.as_ref().map(|(t, _)| t.to_string()),
-        proxy = app.target.as_ref().and_then(|(_, c)| c.proxy().map(str::to_owned)),
+        targets = ?app.targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        proxy = app.client.as_ref().and_then(|c| c.proxy().map(str::to_owned)),
         "sample-app serving"
     );
 
@@ -141,7 +151,8 @@ async fn serve(listen: SocketAddr, app: Arc<App>) -> anyhow::Result<()> {
     }
 }
 
-/// Answers one request: the greeting, then the target's answer when there is a target.
+/// Answers one request: the greeting, then each target's answer. A target that fails
+/// makes the whole answer a 502, with the error in the target's place.
 async fn handle(
     req: Request<Incoming>,
     app: Arc<App>,
@@ -153,14 +164,16 @@ async fn handle(
             body.push_str(&format!("Caller: {caller}\n"));
         }
         let mut status = StatusCode::OK;
-        if let Some((target, client)) = &app.target {
-            body.push_str(&format!("Target: {target}\n"));
-            match client.call(target, req.headers()).await {
-                Ok(answer) => body.push_str(&indent(&answer)),
-                Err(error) => {
-                    warn!(%target, %error, "calling the target failed");
-                    status = StatusCode::BAD_GATEWAY;
-                    body.push_str(&format!("Error: {error}\n"));
+        if let Some(client) = &app.client {
+            for target in &app.targets {
+                body.push_str(&format!("Target: {target}\n"));
+                match client.call(target, req.headers()).await {
+                    Ok(answer) => body.push_str(&indent(&answer)),
+                    Err(error) => {
+                        warn!(%target, %error, "calling the target failed");
+                        status = StatusCode::BAD_GATEWAY;
+                        body.push_str(&indent(&format!("Error: {error}\n")));
+                    }
                 }
             }
         }

@@ -5,23 +5,33 @@
 //! the ingress gateway for the directory's `Gateway`s, and the apps that workloads ask
 //! to run with the `skiff.dev/run` annotation. It prints what runs where, stays in the
 //! foreground, and stops everything on Ctrl-C.
+//!
+//! While it runs it keeps the mesh in step with the directory and alive: a
+//! WorkloadEntry added, removed or changed gets its proxy and app started, stopped or
+//! restarted ([`fleet`]), and a child that dies is started again with exponential
+//! backoff ([`backoff`], [`supervisor`]).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use skiff_control::LastGood;
 use skiff_identity::{BootstrapTokens, SpiffeId};
 use skiff_model::config::ProxyKind;
 use skiff_model::{Mesh, MeshOptions};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod backoff;
+mod fleet;
 pub(crate) mod keeper;
+mod launch;
 pub(crate) mod lifeline;
 mod supervisor;
 
+use fleet::{AppState, Fleet};
+use launch::{Launch, app_path, wait_ready};
 use supervisor::Supervisor;
 
 /// The annotation of a WorkloadEntry (or Pod) that names the command `skiff up` runs
@@ -54,6 +64,10 @@ pub(crate) struct Args {
     /// DIR (hidden: not read as config).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The wait before restarting a child that died, in milliseconds; it doubles with
+    /// each further restart, up to 30 s (for tests).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    restart_backoff_ms: u64,
 }
 
 /// The files of the state directory.
@@ -98,13 +112,17 @@ fn prepare_state(dir: &Path) -> anyhow::Result<State> {
     })
 }
 
-/// One proxy to start.
-struct ProxyPlan {
+/// One proxy to start, and its app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProxyPlan {
     id: String,
     address: IpAddr,
     kind: ProxyKind,
     gateway_ports: Vec<u16>,
     run: Option<String>,
+    /// The ports the app listens on (its Services' target ports): it is alive when
+    /// they answer.
+    app_ports: Vec<u16>,
     /// The workload's Kubernetes service account and SPIFFE id, from the model.
     service_account: String,
     spiffe_id: String,
@@ -131,7 +149,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("cannot open {}", args.dir.display()))?;
-    let plans = plan(&dir, &args)?;
+    let last_good = LastGood::new();
+    let plans = plan(&dir, &args, &last_good)?;
     let exe = std::env::current_exe().context("cannot find the skiff binary")?;
     let ready_timeout = Duration::from_secs(args.ready_timeout);
     let xds = SocketAddr::new(args.control_address, 15010);
@@ -145,27 +164,36 @@ async fn up(args: Args) -> anyhow::Result<()> {
         .chain([7])
         .max()
         .unwrap_or(7);
-    let mut children = Supervisor::new(width);
+    let policy = backoff::Policy {
+        initial: Duration::from_millis(args.restart_backoff_ms.max(1)),
+        ..backoff::Policy::default()
+    };
+    let mut children = Supervisor::new(width, policy);
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let launch = Launch {
+        app_path: app_path(&exe),
+        exe,
+        dir: dir.clone(),
+        credentials_dir: args.dir.join("credentials"),
+        xds,
+        debug,
+        gateway_address: args.gateway_address,
+        gateway_port_offset: args.gateway_port_offset,
+        ca_dir: state.ca_dir.clone(),
+        root: state.root.clone(),
+        secret_file: state.secret_file.clone(),
+    };
+    let mut fleet = Fleet {
+        launch,
+        tokens: state.tokens.clone(),
+        no_apps: args.no_apps,
+        ready_timeout,
+        running: BTreeMap::new(),
+    };
 
     let started = async {
-        let mut control = Command::new(&exe);
-        control
-            .arg("control")
-            .arg("--config")
-            .arg(&dir)
-            .arg("--xds-listen")
-            .arg(xds.to_string())
-            .arg("--debug-listen")
-            .arg(debug.to_string())
-            .arg("--builtin-gateway")
-            .arg(args.gateway_address.to_string())
-            .arg("--ca-dir")
-            .arg(&state.ca_dir)
-            .arg("--bootstrap-secret-file")
-            .arg(&state.secret_file);
-        children.spawn("control", control)?;
+        children.spawn("control", fleet.launch.control())?;
         wait_ready(debug, ready_timeout)
             .await
             .context("the control plane did not become ready")?;
@@ -175,62 +203,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
                 state.root.display()
             );
         }
-
-        for p in &plans {
-            let mut proxy = Command::new(&exe);
-            proxy
-                .arg("proxy")
-                .arg("--id")
-                .arg(&p.id)
-                .arg("--control")
-                .arg(xds.to_string())
-                .arg("--address")
-                .arg(p.address.to_string())
-                .arg("--ca-root")
-                .arg(&state.root)
-                .arg("--service-account")
-                .arg(&p.service_account)
-                .arg("--credentials-dir")
-                .arg(args.dir.join("credentials"))
-                // The token in the environment, not on the command line that `ps` shows.
-                .env(
-                    "SKIFF_BOOTSTRAP_TOKEN",
-                    state.tokens.token_for(&p.identity()?),
-                );
-            if p.kind == ProxyKind::Gateway {
-                proxy
-                    .arg("--gateway-port-offset")
-                    .arg(args.gateway_port_offset.to_string());
-            }
-            children.spawn(&p.id, proxy)?;
-        }
-        for p in &plans {
-            wait_ready(SocketAddr::new(p.address, 15000), ready_timeout)
-                .await
-                .with_context(|| format!("the proxy of {} did not become ready", p.id))?;
-        }
-        if !args.no_apps {
-            let path = app_path(&exe);
-            for p in plans.iter().filter(|p| p.run.is_some()) {
-                let (name, namespace) = p.id.split_once('.').unwrap_or((&p.id, "default"));
-                let proxy_url = format!("http://{}:15001", p.address);
-                // Through a keeper that stops the app if `skiff up` dies (`up/keeper.rs`).
-                let mut app = Command::new(&exe);
-                app.args(["up-app", "--"])
-                    .arg(p.run.as_deref().unwrap_or_default())
-                    .current_dir(&dir)
-                    .env("PATH", &path)
-                    .env("SKIFF_ADDRESS", p.address.to_string())
-                    .env("SKIFF_WORKLOAD", name)
-                    .env("SKIFF_NAMESPACE", namespace)
-                    .env("HTTP_PROXY", &proxy_url)
-                    .env("http_proxy", &proxy_url)
-                    .env_remove("NO_PROXY")
-                    .env_remove("no_proxy");
-                children.spawn(&format!("{}/app", p.id), app)?;
-            }
-        }
-        anyhow::Ok(())
+        fleet.start(&mut children, plans, true).await
     };
     let outcome = tokio::select! {
         r = started => r,
@@ -244,22 +217,40 @@ async fn up(args: Args) -> anyhow::Result<()> {
 
     print_summary(
         &dir,
-        &plans,
+        &fleet.running,
         &state.root,
         xds,
         debug,
         args.gateway_port_offset,
-        args.no_apps,
     );
 
+    let mut seen = fleet::fingerprint(&dir);
+    let mut tick = tokio::time::interval(fleet::WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            exit = children.next_exit() => match exit {
-                Some((name, last)) => eprintln!("skiff up: {name} stopped (last words: {last:?})"),
-                None => break,
-            },
+            _ = tick.tick() => {}
+        }
+        let now = fleet::fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        // Let a burst of writes (an editor's save, a copy) settle first.
+        tokio::time::sleep(fleet::WATCH_EVERY).await;
+        seen = fleet::fingerprint(&dir);
+        let applied = async {
+            let plans = plan(&dir, &args, &last_good)?;
+            fleet.apply(&mut children, plans).await
+        };
+        let outcome = tokio::select! {
+            r = applied => r,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        };
+        if let Err(error) = outcome {
+            eprintln!("skiff up: {error:#}; the running workloads stay as they are");
         }
     }
     eprintln!("skiff up: stopping");
@@ -270,19 +261,23 @@ async fn up(args: Args) -> anyhow::Result<()> {
 
 /// Works out which proxies and apps to start, from the same model the control plane
 /// builds.
-fn plan(dir: &Path, args: &Args) -> anyhow::Result<Vec<ProxyPlan>> {
+fn plan(dir: &Path, args: &Args, last_good: &LastGood) -> anyhow::Result<Vec<ProxyPlan>> {
     let loaded = skiff_api::load(&[dir])?;
-    if loaded.diagnostics.has_errors() {
-        for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-            eprintln!("error: {d}");
-        }
-        bail!(
-            "{} has {} error(s); fix them and run skiff up again",
+    // As the control plane does: a resource with errors is left out, its last good
+    // version (from the previous look at the directory) standing in.
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+    for d in &errors {
+        eprintln!("error: {d}");
+    }
+    if !errors.is_empty() {
+        eprintln!(
+            "skiff up: {} has {} error(s): the resources they are in are left out (their last good versions stand); everything else runs",
             dir.display(),
-            loaded.diagnostics.errors()
+            errors.len()
         );
     }
-    let resources = skiff_control::with_builtin_gateway(loaded.resources, args.gateway_address);
+    let merged = last_good.merge(&loaded);
+    let resources = skiff_control::with_builtin_gateway(merged.resources, args.gateway_address);
     let mesh = Mesh::build(&resources, MeshOptions::default());
     let mut plans = Vec::new();
     for id in mesh.proxies() {
@@ -310,6 +305,7 @@ fn plan(dir: &Path, args: &Args) -> anyhow::Result<Vec<ProxyPlan>> {
             kind: config.node.kind,
             gateway_ports: config.gateway.iter().map(|g| g.port).collect(),
             run,
+            app_ports: config.inbound.iter().map(|i| i.target_port).collect(),
             service_account: config.node.service_account.clone(),
             spiffe_id: config.node.spiffe_id.clone(),
         });
@@ -327,57 +323,20 @@ fn plan(dir: &Path, args: &Args) -> anyhow::Result<Vec<ProxyPlan>> {
     Ok(plans)
 }
 
-/// `PATH` for apps: the directory of this skiff binary first, so `skiff` in a
-/// `skiff.dev/run` command is the same build.
-fn app_path(exe: &Path) -> std::ffi::OsString {
-    let mut dirs: Vec<PathBuf> = exe.parent().map(Path::to_path_buf).into_iter().collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    std::env::join_paths(dirs).unwrap_or_default()
-}
-
-/// Polls `GET /ready` until it answers 200.
-async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        match ready_status(addr).await {
-            Ok(200) => return Ok(()),
-            Ok(status) => last = format!("/ready answered {status}"),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("http://{addr}/ready: {last} after {timeout:?}")
-}
-
-async fn ready_status(addr: SocketAddr) -> anyhow::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /ready HTTP/1.1\r\nHost: skiff\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await?;
-    let status = std::str::from_utf8(&head[9..12])?.parse()?;
-    Ok(status)
-}
-
 fn print_summary(
     dir: &Path,
-    plans: &[ProxyPlan],
+    running: &BTreeMap<String, (ProxyPlan, AppState)>,
     root: &Path,
     xds: SocketAddr,
     debug: SocketAddr,
     offset: u16,
-    no_apps: bool,
 ) {
     println!();
     println!("skiff up: the mesh of {} is running", dir.display());
     println!("  control plane  xds and CA {xds} (TLS), debug http://{debug}/debug/syncz");
     println!("  mesh CA root   {}", root.display());
     let mut curl = None;
-    for p in plans {
+    for (p, state) in running.values() {
         match p.kind {
             ProxyKind::Gateway => {
                 for port in &p.gateway_ports {
@@ -390,14 +349,12 @@ fn print_summary(
                 }
             }
             ProxyKind::Sidecar => {
-                let app = match (&p.run, no_apps) {
-                    (Some(_), false) => "app running",
-                    (Some(_), true) => "app not started (--no-apps)",
-                    (None, _) => "no app (no skiff.dev/run annotation)",
-                };
                 println!(
-                    "  workload       {:<28} {:<14} proxy admin http://{}:15000/  {app}",
-                    p.id, p.address, p.address
+                    "  workload       {:<28} {:<14} proxy admin http://{}:15000/  {}",
+                    p.id,
+                    p.address,
+                    p.address,
+                    fleet::app_words(p, state)
                 );
             }
         }
@@ -406,6 +363,7 @@ fn print_summary(
     if let Some(curl) = curl {
         println!("try: {curl}");
     }
+    println!("Changes to {} apply while it runs.", dir.display());
     println!("Ctrl-C stops everything.");
     println!();
 }

@@ -45,12 +45,25 @@ impl Mesh {
     /// As [`Mesh::start`], with extra files (name, YAML) added to the directory; their
     /// `127.0.10.` addresses are moved too.
     pub(crate) fn start_with(net: u8, extra: &[(&str, &str)]) -> Mesh {
+        Mesh::start_example("canary", net, extra, &[])
+    }
+
+    /// As [`Mesh::start_with`], on another example of `examples/` (its `127.0.10.`
+    /// and `127.0.20.` addresses moved), with extra arguments to `skiff up`.
+    pub(crate) fn start_example(
+        example: &str,
+        net: u8,
+        extra: &[(&str, &str)],
+        args: &[&str],
+    ) -> Mesh {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in extra {
             let text = text.replace("127.0.10.", &format!("127.0.{net}."));
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(example);
         for entry in std::fs::read_dir(&example).unwrap() {
             let path = entry.unwrap().path();
             // Only the YAML: a local run of the example leaves its state in `.skiff/`.
@@ -58,7 +71,9 @@ impl Mesh {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let text = text.replace("127.0.10.", &format!("127.0.{net}."));
+            let text = text
+                .replace("127.0.10.", &format!("127.0.{net}."))
+                .replace("127.0.20.", &format!("127.0.{net}."));
             std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
         }
         let log = dir.path().with_extension("log");
@@ -70,6 +85,7 @@ impl Mesh {
             .arg(format!("127.0.{net}.1"))
             .arg("--gateway-address")
             .arg(format!("127.0.{net}.1"))
+            .args(args)
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

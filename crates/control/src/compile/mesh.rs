@@ -2,19 +2,23 @@
 //! builds the mesh and compiles every proxy.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use skiff_api::Error as LoadError;
 use skiff_model::{Mesh, MeshOptions};
 
+use super::keep::{KEPT_NOTE, LastGood};
 use crate::{Compiled, ConfigCompiler, Finding, Severity};
 
 /// Compiles a directory of Istio and Kubernetes YAML into per-proxy configs.
 ///
-/// Any error from loading or validating (a malformed file, an unknown field, an
-/// invalid value) blocks publishing: proxies keep the last good configuration until
-/// the files are fixed. Findings of the model (a route to an unknown host, a subset
-/// without endpoints, …) are reported but do not block, as Istio accepts such
-/// configuration too.
+/// A resource with an error from loading or validating (a malformed document, an
+/// unknown field, an invalid value) is left out and its last good version keeps
+/// serving, as Istio's admission webhook keeps the previous version of an object it
+/// refuses; every other change applies (see [`LastGood`]). The errors are reported
+/// with the file and line of the offending field. Findings of the model (a route to an
+/// unknown host, a subset without endpoints, …) are reported but change nothing, as
+/// Istio accepts such configuration too.
 #[derive(Debug, Clone, Default)]
 pub struct MeshCompiler {
     /// Mesh-wide settings (domain suffix, trust domain, inbound port).
@@ -22,6 +26,8 @@ pub struct MeshCompiler {
     /// When set, the built-in ingress gateway workload is added at this address if a
     /// Gateway selects labels no workload has (see [`crate::with_builtin_gateway`]).
     pub builtin_gateway: Option<std::net::IpAddr>,
+    /// The resources served by the previous reload (shared by clones of this compiler).
+    pub last_good: Arc<LastGood>,
 }
 
 impl ConfigCompiler for MeshCompiler {
@@ -48,20 +54,32 @@ impl ConfigCompiler for MeshCompiler {
                 };
             }
         };
-        let mut findings: Vec<Finding> = loaded.diagnostics.iter().map(from_api).collect();
-        if loaded.diagnostics.has_errors() {
-            sort(&mut findings);
-            return Compiled {
-                configs: None,
-                findings,
-            };
+        let mut findings: Vec<Finding> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| from_api(dir, d))
+            .collect();
+        let merged = self.last_good.merge(&loaded);
+        for kept in &merged.kept {
+            let at = &kept.origin;
+            findings.push(
+                Finding::new(
+                    Severity::Warning,
+                    format!("{}: {KEPT_NOTE}", kept.display_name()),
+                )
+                .at(
+                    relative(dir, &at.file),
+                    at.position.line,
+                    at.position.column,
+                ),
+            );
         }
         let resources = match self.builtin_gateway {
-            Some(address) => crate::with_builtin_gateway(loaded.resources, address),
-            None => loaded.resources,
+            Some(address) => crate::with_builtin_gateway(merged.resources, address),
+            None => merged.resources,
         };
         let mesh = Mesh::build(&resources, self.options.clone());
-        findings.extend(mesh.diagnostics().iter().map(from_model));
+        findings.extend(mesh.diagnostics().iter().map(|d| from_model(dir, d)));
         let configs = mesh.proxies().filter_map(|id| mesh.compile(id)).collect();
         sort(&mut findings);
         Compiled {
@@ -76,14 +94,14 @@ fn sort(findings: &mut [Finding]) {
     findings.sort_by_key(|f| f.severity);
 }
 
-fn from_api(d: &skiff_api::Diagnostic) -> Finding {
+fn from_api(dir: &Path, d: &skiff_api::Diagnostic) -> Finding {
     let severity = match d.severity {
         skiff_api::Severity::Error => Severity::Error,
         skiff_api::Severity::Warning => Severity::Warning,
     };
     let message = join(d.resource.as_deref(), d.path.as_deref(), &d.message);
     let mut finding = Finding::new(severity, message);
-    finding.file = Some(d.file.display().to_string());
+    finding.file = Some(relative(dir, &d.file));
     if let Some(p) = d.position {
         finding.line = Some(p.line);
         finding.column = Some(p.column);
@@ -91,7 +109,7 @@ fn from_api(d: &skiff_api::Diagnostic) -> Finding {
     finding
 }
 
-fn from_model(d: &skiff_model::Diagnostic) -> Finding {
+fn from_model(dir: &Path, d: &skiff_model::Diagnostic) -> Finding {
     let severity = match d.severity {
         skiff_model::Severity::Error => Severity::Error,
         skiff_model::Severity::Warning => Severity::Warning,
@@ -101,9 +119,14 @@ fn from_model(d: &skiff_model::Diagnostic) -> Finding {
     let message = join(resource.as_deref(), d.field.as_deref(), &d.message);
     let finding = Finding::new(severity, message);
     match d.resource.as_ref().and_then(|r| r.origin.as_ref()) {
-        Some(o) => finding.at(o.file.clone(), o.line, o.column),
+        Some(o) => finding.at(relative(dir, Path::new(&o.file)), o.line, o.column),
         None => finding,
     }
+}
+
+/// A file as found under the config directory (relative to it when it is inside).
+fn relative(dir: &Path, file: &Path) -> String {
+    file.strip_prefix(dir).unwrap_or(file).display().to_string()
 }
 
 /// `resource: field: message`, leaving out what is unknown.

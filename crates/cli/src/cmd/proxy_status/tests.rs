@@ -64,3 +64,53 @@ fn ages_are_short() {
     assert_eq!(age(7_380_000), "2h3m");
     assert_eq!(age(5 * 86_400_000 + 4 * 3_600_000), "5d4h");
 }
+
+#[test]
+fn configuration_errors_are_listed_under_the_table() {
+    use skiff_control::{Finding, KEPT_NOTE, Severity};
+    let mut status = ConfigStatus {
+        config_dir: "/mesh".into(),
+        ok: true,
+        ..ConfigStatus::default()
+    };
+    assert_eq!(
+        render_config(&status),
+        "",
+        "nothing when there are no errors"
+    );
+    status.ok = false;
+    status.errors.push(
+        Finding::new(
+            Severity::Error,
+            "VirtualService prod/backend: spec.http[0].route[0].wieght: unknown field `wieght`",
+        )
+        .at("route.yaml", 12, 7),
+    );
+    status.warnings.push(
+        Finding::new(
+            Severity::Warning,
+            format!("VirtualService prod/backend: {KEPT_NOTE}"),
+        )
+        .at("route.yaml", 1, 1),
+    );
+    status
+        .warnings
+        .push(Finding::new(Severity::Warning, "an unrelated warning"));
+    let text = render_config(&status);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "", "a blank line after the table: {text}");
+    assert!(
+        lines[1].starts_with("configuration errors in /mesh (1):"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2],
+        "  error: route.yaml:12:7: VirtualService prod/backend: spec.http[0].route[0].wieght: unknown field `wieght`"
+    );
+    assert!(
+        lines[3]
+            .starts_with("  kept:  route.yaml:1:1: VirtualService prod/backend: its new version"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 4, "unrelated warnings stay out: {text}");
+}

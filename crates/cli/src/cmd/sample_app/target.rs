@@ -19,20 +19,39 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-/// Request headers copied from the incoming request to the call to the target: the
-/// canary marker the demo routes on, the request id, and the trace context, so that
-/// routing rules and traces follow a request from hop to hop.
+/// Request headers copied from the incoming request to the calls to the targets: those
+/// Istio's Bookinfo productpage propagates (the request id, every trace context it
+/// knows, `user-agent`, `cookie`, `authorization`, `jwt`), `end-user` (which
+/// productpage sets for a signed-in user and Istio's routing tasks match on), and the
+/// canary marker of skiff's own demo; so routing rules and traces follow a request from
+/// hop to hop.
 pub(super) const FORWARDED_HEADERS: &[&str] = &[
+    "end-user",
     "x-canary",
     "x-request-id",
+    // W3C Trace Context.
     "traceparent",
     "tracestate",
+    // B3 (Zipkin), single and multi header.
     "b3",
     "x-b3-traceid",
     "x-b3-spanid",
     "x-b3-parentspanid",
     "x-b3-sampled",
     "x-b3-flags",
+    // Lightstep, Datadog, Google Cloud, gRPC binary, SkyWalking.
+    "x-ot-span-context",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
+    "x-cloud-trace-context",
+    "grpc-trace-bin",
+    "sw8",
+    // The user and their session.
+    "user-agent",
+    "cookie",
+    "authorization",
+    "jwt",
 ];
 
 /// Largest target answer read; a longer one is an error.
@@ -150,7 +169,8 @@ impl TargetClient {
     }
 
     /// GETs the target, copying [`FORWARDED_HEADERS`] from `incoming`. A non-2xx
-    /// answer is an error that carries the status and the start of the body.
+    /// answer is an error that carries the status and the body (its first line on the
+    /// error's line, the rest indented below).
     pub(super) async fn call(
         &self,
         target: &Target,
@@ -193,8 +213,12 @@ impl TargetClient {
         };
         let text = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            let first_line = text.lines().next().unwrap_or("").trim();
-            bail!("{target}{via} answered {status}: {first_line}");
+            // The first line names the failure; the rest (a nested sample app's
+            // answer) follows, indented, so a failure deep in a chain shows where.
+            let mut lines = text.lines();
+            let first_line = lines.next().unwrap_or("").trim();
+            let rest: String = lines.map(|l| format!("\n  {l}")).collect();
+            bail!("{target}{via} answered {status}: {first_line}{rest}");
         }
         Ok(text)
     }
