@@ -44,6 +44,8 @@ pub(crate) struct Compiler<'m> {
     pub(crate) clusters: HashMap<String, ClusterKey>,
     /// Faults of the routes compiled so far, by route name.
     pub(crate) faults: BTreeMap<String, Fault>,
+    /// Header rules, mirrors and CORS of the routes compiled so far, by route name.
+    pub(crate) http_policies: BTreeMap<String, crate::config::HttpRoutePolicy>,
 }
 
 impl Compiler<'_> {
@@ -70,6 +72,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         workload,
         clusters: HashMap::new(),
         faults: BTreeMap::new(),
+        http_policies: BTreeMap::new(),
     };
     let mut config = ProxyConfig {
         node: node(mesh, workload, kind),
@@ -84,6 +87,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
     }
     config.clusters = cluster::build(&c);
     config.faults = std::mem::take(&mut c.faults);
+    config.http_policies = std::mem::take(&mut c.http_policies);
     config.policies = mesh
         .rules()
         .policies()

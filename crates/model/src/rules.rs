@@ -25,7 +25,7 @@ pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use virtual_service::{
-    DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
+    DestinationRef, HttpRule, MESH, MatchCondition, MirrorRef, RuleAction, VirtualServiceInfo,
 };
 
 /// Translated routing and policy resources, with their indexes.

@@ -99,6 +99,8 @@ pub struct RouteRt {
     pub(crate) timeout: Option<Duration>,
     /// Fault injection, when the route's VirtualService rule has one.
     pub(crate) fault: Option<Box<FaultRt>>,
+    /// Header rules, mirrors and CORS, when the route's rule has any.
+    pub(crate) policy: Option<Box<crate::http_route::HttpPolicyRt>>,
 }
 
 /// A compiled `fault`: shares are in millionths of requests.
@@ -106,6 +108,8 @@ pub struct RouteRt {
 pub(crate) struct FaultRt {
     pub(crate) delay: Option<(Duration, u32)>,
     pub(crate) abort: Option<(StatusCode, u32)>,
+    /// `grpcStatus` of the abort: gRPC requests get a trailers-only answer with it.
+    pub(crate) abort_grpc: Option<u8>,
 }
 
 /// What a compiled route does.
@@ -128,9 +132,12 @@ pub(crate) struct ForwardRt {
 /// Cluster indexes with cumulative weights, for a weighted pick.
 #[derive(Debug)]
 pub(crate) struct WeightedClusters {
-    /// (index into `Snapshot::clusters`, cumulative weight up to and including it).
-    entries: Vec<(usize, u32)>,
+    /// (index into `Snapshot::clusters`, cumulative weight up to and including it,
+    /// position among the route's destinations).
+    entries: Vec<(usize, u32, usize)>,
     total: u32,
+    /// How many destinations the route lists (weight 0 included).
+    count: usize,
 }
 
 /// A compiled redirect.
@@ -189,7 +196,7 @@ impl WeightedClusters {
     ) -> Result<Self, Error> {
         let mut entries = Vec::with_capacity(dests.len());
         let mut total = 0u32;
-        for d in dests {
+        for (position, d) in dests.iter().enumerate() {
             let Some(&i) = index.get(d.cluster.as_str()) else {
                 return Err(Error::UnknownCluster {
                     route: place.to_owned(),
@@ -200,22 +207,37 @@ impl WeightedClusters {
                 continue;
             }
             total = total.saturating_add(d.weight);
-            entries.push((i, total));
+            entries.push((i, total, position));
         }
         if entries.is_empty() {
             return Err(Error::config(place, "no destination with a weight above 0"));
         }
-        Ok(WeightedClusters { entries, total })
+        Ok(WeightedClusters {
+            entries,
+            total,
+            count: dests.len(),
+        })
+    }
+
+    /// How many destinations the route lists.
+    pub(crate) fn len(&self) -> usize {
+        self.count
     }
 
     /// Picks a cluster index, by weight.
     pub(crate) fn pick(&self) -> usize {
+        self.pick_destination().0
+    }
+
+    /// Picks by weight: the cluster index and the destination's position in the route.
+    pub(crate) fn pick_destination(&self) -> (usize, usize) {
         if self.entries.len() == 1 {
-            return self.entries[0].0;
+            return (self.entries[0].0, self.entries[0].2);
         }
         let r = crate::upstream::random_below(self.total);
-        let at = self.entries.partition_point(|&(_, cum)| cum <= r);
-        self.entries[at.min(self.entries.len() - 1)].0
+        let at = self.entries.partition_point(|&(_, cum, _)| cum <= r);
+        let (cluster, _, position) = self.entries[at.min(self.entries.len() - 1)];
+        (cluster, position)
     }
 }
 
@@ -322,6 +344,13 @@ impl Snapshot {
         }
         gateway.sort_by_key(|p| p.port);
         build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
+        build::attach_policies(
+            &config.http_policies,
+            &index,
+            &mut outbound,
+            &mut gateway,
+            &mut warnings,
+        )?;
         let authz =
             crate::authz::Authz::compile(&config.policies.authorization_policies, &mut warnings)?;
         let jwt = crate::authn::JwtRules::compile(&config.policies.jwt_rules, inputs.keys)?;

@@ -303,6 +303,7 @@ fn compile_route(
         action,
         timeout: r.timeout.filter(|t| !t.is_zero()),
         fault: None,
+        policy: None,
     })
 }
 
@@ -338,6 +339,50 @@ pub(super) fn attach_faults(
     Ok(())
 }
 
+/// Gives each route its header rules, mirrors and CORS, by route name, as
+/// [`attach_faults`].
+pub(super) fn attach_policies(
+    policies: &std::collections::BTreeMap<String, model::HttpRoutePolicy>,
+    index: &HashMap<&str, usize>,
+    outbound: &mut [PortRoutes],
+    gateway: &mut [PortRoutes],
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let mut used = std::collections::HashSet::new();
+    let routes = outbound
+        .iter_mut()
+        .chain(gateway.iter_mut())
+        .flat_map(|p| p.http.vhosts.iter_mut())
+        .flat_map(|vh| vh.routes.iter_mut());
+    for route in routes {
+        let Some(p) = policies.get(&*route.name) else {
+            continue;
+        };
+        used.insert(route.name.clone());
+        let destinations = match &route.action {
+            ActionRt::Forward(f) => f.destinations.len(),
+            _ => 0,
+        };
+        let compiled = crate::http_route::HttpPolicyRt::compile(
+            &route.name,
+            p,
+            destinations,
+            |c| index.get(c).copied(),
+            warnings,
+        )?;
+        route.policy = Some(Box::new(compiled));
+    }
+    for name in policies.keys().filter(|n| !used.contains(n.as_str())) {
+        warnings.push(format!(
+            "header rules, mirrors or CORS for route {name}, which no route of this proxy has"
+        ));
+    }
+    Ok(())
+}
+
 fn compile_fault(route: &str, f: &model::Fault) -> Result<FaultRt, Error> {
     let share = |what: &str, per_million: u32| {
         if per_million > 1_000_000 {
@@ -368,5 +413,9 @@ fn compile_fault(route: &str, f: &model::Fault) -> Result<FaultRt, Error> {
         }
         None => None,
     };
-    Ok(FaultRt { delay, abort })
+    Ok(FaultRt {
+        delay,
+        abort,
+        abort_grpc: f.abort.as_ref().and_then(|a| a.grpc_status),
+    })
 }
