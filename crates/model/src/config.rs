@@ -23,10 +23,10 @@ mod jwt;
 mod policy;
 mod security;
 
+pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use http_route::{
     CorsPolicy, DestinationHeaders, HeaderOps, HeaderRules, HttpRoutePolicy, Mirror,
 };
-pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};

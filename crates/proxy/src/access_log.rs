@@ -130,9 +130,8 @@ fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
     buf.push(b' ');
     // Flags as Envoy joins them: the failure's own, then `URX` when retries ran out.
     match (r.flag, r.retries_exhausted) {
-        (crate::ResponseFlag::None, true) | (crate::ResponseFlag::UpstreamRetryLimitExceeded, _) => {
-            buf.extend_from_slice(b"URX")
-        }
+        (crate::ResponseFlag::None, true)
+        | (crate::ResponseFlag::UpstreamRetryLimitExceeded, _) => buf.extend_from_slice(b"URX"),
         (flag, true) => {
             buf.extend_from_slice(flag.as_str().as_bytes());
             buf.extend_from_slice(b",URX");

@@ -192,9 +192,10 @@ where
 {
     use futures_util::FutureExt;
     match timeout {
-        Some(t) => futures_util::future::Either::Left(tokio::time::timeout(t, fut).map(
-            move |r| r.unwrap_or((Err(Error::Timeout(t)), retry::Tally::default())),
-        )),
+        Some(t) => futures_util::future::Either::Left(
+            tokio::time::timeout(t, fut)
+                .map(move |r| r.unwrap_or((Err(Error::Timeout(t)), retry::Tally::default()))),
+        ),
         None => futures_util::future::Either::Right(fut),
     }
 }

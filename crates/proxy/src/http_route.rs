@@ -62,7 +62,11 @@ pub(crate) struct HttpPolicyRt {
 }
 
 impl HeaderOpsRt {
-    fn compile(place: &str, ops: &HeaderOps, warnings: &mut Vec<String>) -> Result<Option<Self>, Error> {
+    fn compile(
+        place: &str,
+        ops: &HeaderOps,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Self>, Error> {
         if ops.is_empty() {
             return Ok(None);
         }
@@ -70,7 +74,9 @@ impl HeaderOpsRt {
             if n.starts_with(':') || n.eq_ignore_ascii_case("host") {
                 return Err(Error::config(
                     place,
-                    format!("header {n:?} cannot be changed by header rules (use rewrite.authority)"),
+                    format!(
+                        "header {n:?} cannot be changed by header rules (use rewrite.authority)"
+                    ),
                 ));
             }
             HeaderName::from_bytes(n.as_bytes())
@@ -83,12 +89,17 @@ impl HeaderOpsRt {
                      substitutions are not expanded)"
                 ));
             }
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| Error::config(place, format!("header {n} value {v:?} is not valid")))?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                Error::config(place, format!("header {n} value {v:?} is not valid"))
+            })?;
             Ok((name(n)?, value))
         };
         Ok(Some(HeaderOpsRt {
-            remove: ops.remove.iter().map(|n| name(n)).collect::<Result<_, _>>()?,
+            remove: ops
+                .remove
+                .iter()
+                .map(|n| name(n))
+                .collect::<Result<_, _>>()?,
             set: ops.set.iter().map(&mut pair).collect::<Result<_, _>>()?,
             add: ops.add.iter().map(&mut pair).collect::<Result<_, _>>()?,
         }))
@@ -109,7 +120,11 @@ impl HeaderOpsRt {
 }
 
 impl HeaderRulesRt {
-    fn compile(place: &str, rules: &HeaderRules, warnings: &mut Vec<String>) -> Result<Self, Error> {
+    fn compile(
+        place: &str,
+        rules: &HeaderRules,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, Error> {
         Ok(HeaderRulesRt {
             request: HeaderOpsRt::compile(place, &rules.request, warnings)?,
             response: HeaderOpsRt::compile(place, &rules.response, warnings)?,
@@ -139,7 +154,10 @@ impl HttpPolicyRt {
                 continue;
             }
             let place = format!("route {route} destination {}", d.index);
-            destination_headers.push((d.index, HeaderRulesRt::compile(&place, &d.headers, warnings)?));
+            destination_headers.push((
+                d.index,
+                HeaderRulesRt::compile(&place, &d.headers, warnings)?,
+            ));
         }
         let mut mirrors = Vec::with_capacity(p.mirrors.len());
         for m in &p.mirrors {
@@ -223,7 +241,10 @@ impl CorsRt {
             v.as_deref()
                 .map(|v| {
                     HeaderValue::from_str(v).map_err(|_| {
-                        Error::config(route, format!("corsPolicy {what} {v:?} is not a valid header value"))
+                        Error::config(
+                            route,
+                            format!("corsPolicy {what} {v:?} is not a valid header value"),
+                        )
                     })
                 })
                 .transpose()
@@ -362,7 +383,11 @@ impl MirrorPlan {
             *copy.version_mut() = req.version();
             *copy.headers_mut() = req.headers().clone();
             *copy.uri_mut() = shadow_uri(req.uri());
-            if let Some(host) = copy.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+            if let Some(host) = copy
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+            {
                 if let Ok(v) = HeaderValue::from_str(&shadow_host(host)) {
                     copy.headers_mut().insert(header::HOST, v);
                 }

@@ -169,7 +169,12 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 /// `404 NR`: no virtual host or route took the request. The body and the record say
 /// for which authority, port and path, so the person who sees it knows what to fix.
 #[cold]
-fn no_route(conn: &Conn, req: &Request<Incoming>, authority: &str, mut rec: Pending) -> Response<RespBody> {
+fn no_route(
+    conn: &Conn,
+    req: &Request<Incoming>,
+    authority: &str,
+    mut rec: Pending,
+) -> Response<RespBody> {
     let port = match (conn.role, &conn.dest) {
         (Role::Gateway(port), _) => port,
         (_, Some(d)) => d.port,

@@ -371,32 +371,36 @@ fn mirrors(
         })
     };
     let mut out = Vec::new();
-    let mut push = |d: &skiff_api::networking::Destination, dest_field: String, per_million: u32| {
-        let (host, lenient) = registry.resolve_host(&d.host, ns);
-        if lenient {
-            super::destination_rule::report_lenient(
-                findings,
-                r,
-                &format!("{dest_field}.host"),
-                &d.host,
-                &host,
-            );
-        }
-        if per_million == 0 {
-            return;
-        }
-        out.push(MirrorRef {
-            destination: DestinationRef {
-                host,
-                subset: d.subset.clone().filter(|s| !s.is_empty()),
-                port: d.port.and_then(|p| p.number).and_then(|n| u16::try_from(n).ok()),
-                weight: 0,
-                field: dest_field,
-                headers: HeaderRules::default(),
-            },
-            per_million,
-        });
-    };
+    let mut push =
+        |d: &skiff_api::networking::Destination, dest_field: String, per_million: u32| {
+            let (host, lenient) = registry.resolve_host(&d.host, ns);
+            if lenient {
+                super::destination_rule::report_lenient(
+                    findings,
+                    r,
+                    &format!("{dest_field}.host"),
+                    &d.host,
+                    &host,
+                );
+            }
+            if per_million == 0 {
+                return;
+            }
+            out.push(MirrorRef {
+                destination: DestinationRef {
+                    host,
+                    subset: d.subset.clone().filter(|s| !s.is_empty()),
+                    port: d
+                        .port
+                        .and_then(|p| p.number)
+                        .and_then(|n| u16::try_from(n).ok()),
+                    weight: 0,
+                    field: dest_field,
+                    headers: HeaderRules::default(),
+                },
+                per_million,
+            });
+        };
     if let Some(m) = &rule.mirror {
         let per_million = match (&rule.mirror_percentage, rule.mirror_percent) {
             (Some(p), _) => share(Some(p)),

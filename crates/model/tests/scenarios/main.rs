@@ -9,6 +9,7 @@ mod fault;
 mod gateway;
 mod policies;
 mod security;
+mod traffic;
 
 use std::path::PathBuf;
 

@@ -126,9 +126,7 @@ impl RetryRt {
 /// [`RetryRt::backoff`] with the random source given: `random_below(k)` is uniform in
 /// `0..k`. Computed in microseconds so a sub-millisecond base still jitters.
 pub(crate) fn backoff_with(base: Duration, n: u32, random_below: impl Fn(u32) -> u32) -> Duration {
-    let base_us = u64::try_from(base.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1);
+    let base_us = u64::try_from(base.as_micros()).unwrap_or(u64::MAX).max(1);
     let max_us = base_us.saturating_mul(10);
     let multiplier = (1u64 << n.clamp(1, 30)) - 1;
     let ceiling = base_us.saturating_mul(multiplier).min(u64::from(u32::MAX));

@@ -20,10 +20,10 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::ReqBody;
+use crate::Error;
 use crate::config::RetryRt;
 use crate::config::retry::Outcome;
 use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1, SendError};
-use crate::Error;
 
 /// Largest request body kept for sending again. Envoy keeps up to its connection
 /// buffer limit (1 MiB); a smaller bound keeps a sidecar's memory small, and requests

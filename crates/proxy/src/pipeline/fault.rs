@@ -39,7 +39,10 @@ pub(crate) async fn apply(
                 HeaderValue::from_static("application/grpc"),
             );
             h.insert("grpc-status", HeaderValue::from(u16::from(code)));
-            h.insert("grpc-message", HeaderValue::from_static("fault filter abort"));
+            h.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
             return Some(resp);
         }
         return Some(local_bytes(

@@ -38,7 +38,8 @@ pub fn fresh_ip() -> IpAddr {
 /// A small HTTP backend (HTTP/1.1 and h2c). It answers with its name in the body and
 /// `x-backend`, and echoes what it saw in `x-seen-*` headers. Paths:
 /// `/delay/<ms>` waits; `/status/<code>` answers that code; `/flaky/<n>` fails with 503
-/// the first n times; `/chance/<percent>` fails with 503 that share of the time, at
+/// the first n times; `/grpc/<code>` answers 200 with that `grpc-status`;
+/// `/chance/<percent>` fails with 503 that share of the time, at
 /// random. Request headers named `x-test-*` come back as `x-seen-x-test-*` (values
 /// joined with `,`).
 #[derive(Clone)]
@@ -143,6 +144,8 @@ async fn answer(
         && flaky.fetch_add(1, Ordering::Relaxed) < n.parse().unwrap()
     {
         status = StatusCode::SERVICE_UNAVAILABLE;
+    } else if path.starts_with("/grpc/") {
+        // Answered below with the code as `grpc-status`.
     } else if let Some(pct) = path.strip_prefix("/chance/")
         && rand::random_range(0..100u32) < pct.parse::<u32>().unwrap()
     {
@@ -174,6 +177,9 @@ async fn answer(
         if let Some(v) = req.headers().get(h) {
             resp = resp.header(format!("x-seen-{h}"), v.clone());
         }
+    }
+    if let Some(code) = path.strip_prefix("/grpc/") {
+        resp = resp.header("grpc-status", code);
     }
     let mut test_headers: Vec<&str> = req
         .headers()
