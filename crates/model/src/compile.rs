@@ -86,6 +86,11 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
     }
     config.clusters = cluster::build(&c);
+    config.missing_clusters = cluster::missing(&c);
+    if !config.missing_clusters.is_empty() {
+        let missing = &config.missing_clusters;
+        config.clusters.retain(|cl| !missing.contains_key(&cl.name));
+    }
     config.faults = std::mem::take(&mut c.faults);
     config.http_policies = std::mem::take(&mut c.http_policies);
     config.policies = mesh

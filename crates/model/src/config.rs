@@ -59,6 +59,12 @@ pub struct ProxyConfig {
     /// `corsPolicy`), by [`Route::name`] as `faults`; routes without any have no entry.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub http_policies: std::collections::BTreeMap<String, HttpRoutePolicy>,
+    /// Clusters that routes name but that do not exist (an unknown host, or a subset
+    /// no DestinationRule defines), with the reason in words. They are not in
+    /// `clusters`; a request routed to one gets `503 NC` saying why, as Envoy answers
+    /// for a cluster istiod did not generate.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missing_clusters: std::collections::BTreeMap<String, String>,
 }
 
 /// VirtualService `fault`: a delay and an abort, each applied to its own share of

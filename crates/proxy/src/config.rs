@@ -60,6 +60,9 @@ pub struct Snapshot {
     pub(crate) jwt: crate::authn::JwtRules,
     gateway: Vec<PortRoutes>,
     warnings: Vec<String>,
+    /// Clusters routes name that do not exist (`ProxyConfig::missing_clusters`): their
+    /// index in `clusters` (an empty stand-in) and why, for the `503 NC`.
+    missing: Vec<(usize, Arc<str>)>,
 }
 
 /// The HTTP route table and TCP routes for one port (outbound or gateway).
@@ -253,12 +256,13 @@ impl Snapshot {
     ) -> Result<Snapshot, Error> {
         let registry = inputs.registry;
         let mut warnings = Vec::new();
-        let clusters = build::compile_clusters(
+        let mut clusters = build::compile_clusters(
             &config,
             registry,
             (inputs.mesh, listen_ip, inputs.credentials),
             &mut warnings,
         )?;
+        let missing = build::missing_clusters(&config, &mut clusters, &mut warnings);
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -366,7 +370,19 @@ impl Snapshot {
             jwt,
             gateway,
             warnings,
+            missing,
         })
+    }
+
+    /// Why cluster `index` does not exist, when it is the stand-in for a missing one.
+    pub(crate) fn missing_cluster(&self, index: usize) -> Option<&Arc<str>> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        self.missing
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, why)| why)
     }
 
     /// Compiles a config on its own, with fresh endpoint state: for tools, tests and

@@ -387,10 +387,9 @@ impl MirrorPlan {
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
+                && let Ok(v) = HeaderValue::from_str(&shadow_host(host))
             {
-                if let Ok(v) = HeaderValue::from_str(&shadow_host(host)) {
-                    copy.headers_mut().insert(header::HOST, v);
-                }
+                copy.headers_mut().insert(header::HOST, v);
             }
             let snapshot = self.snapshot.clone();
             let timeout = self.timeout;

@@ -129,8 +129,11 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         }
         ActionRt::Redirect(rd) => respond::redirect(rd, &req, authority, rec),
         ActionRt::Forward(f) => {
-            let (cluster, position) = f.destinations.pick_destination();
-            let cluster = &snapshot.clusters[cluster];
+            let (index, position) = f.destinations.pick_destination();
+            if let Some(why) = snapshot.missing_cluster(index) {
+                return no_cluster(&snapshot.clusters[index].name, why, rec);
+            }
+            let cluster = &snapshot.clusters[index];
             destination = policy.and_then(|p| p.destination(position));
             let plan = Plan {
                 cluster,
@@ -157,6 +160,24 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         p.on_response(destination, cors_origin.as_ref(), &mut resp);
     }
     resp
+}
+
+/// `503 NC`: the route names a cluster that does not exist.
+#[cold]
+fn no_cluster(name: &str, why: &str, mut rec: Pending) -> Response<RespBody> {
+    let details = format!("cluster {name} not found: {why}");
+    rec.respond(503, ResponseFlag::NoClusterFound);
+    if let Some(r) = rec.record() {
+        r.cluster = Some(name.into());
+        r.details = Some(details.as_str().into());
+    }
+    let mut body = details;
+    body.push('\n');
+    respond::local_bytes(
+        StatusCode::SERVICE_UNAVAILABLE,
+        bytes::Bytes::from(body),
+        rec,
+    )
 }
 
 /// A gRPC request: `content-type: application/grpc` (or `application/grpc+…`).

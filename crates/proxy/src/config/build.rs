@@ -115,6 +115,38 @@ pub(super) fn compile_clusters(
     Ok(clusters)
 }
 
+/// Stand-ins for the clusters the config says do not exist, so routes naming them
+/// compile; the pipeline answers requests routed to them with `503 NC`.
+pub(super) fn missing_clusters(
+    config: &ProxyConfig,
+    clusters: &mut Vec<ClusterRt>,
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, Arc<str>)> {
+    let mut out = Vec::with_capacity(config.missing_clusters.len());
+    for (name, why) in &config.missing_clusters {
+        if clusters.iter().any(|c| *c.name == **name) {
+            continue;
+        }
+        warnings.push(format!(
+            "cluster {name} does not exist ({why}): requests routed to it fail with 503 NC"
+        ));
+        let stand_in = model::Cluster {
+            name: name.clone(),
+            service: String::new(),
+            port: 0,
+            subset: None,
+            protocol: Protocol::Unspecified,
+            lb: model::LbPolicy::default(),
+            endpoints: Vec::new(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            tls: model::ClusterTls::Auto,
+        };
+        out.push((clusters.len(), Arc::from(why.as_str())));
+        clusters.push(ClusterRt::new(&stand_in, Vec::new()));
+    }
+    out
+}
+
 /// Names what set an inbound port's mode, for the reason of a refused connection.
 pub(super) fn mtls_decided_by(p: &model::MtlsPolicy, mode: model::MtlsMode) -> Arc<str> {
     let mode = match mode {

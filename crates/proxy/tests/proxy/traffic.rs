@@ -638,3 +638,27 @@ async fn no_route_says_for_which_authority() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_cluster_is_503_nc_naming_it() {
+    let ip = fresh_ip();
+    let missing = "outbound|80|v9|backend.ns.svc.cluster.local";
+    let mut config = one_service(ip, vec![route("r", vec![], to(missing))], vec![]);
+    config.missing_clusters.insert(
+        missing.into(),
+        "subset v9 of backend.ns.svc.cluster.local is not defined".into(),
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body.contains(missing) && r.body.contains("subset v9"),
+        "{}",
+        r.body
+    );
+    let line = p.log_line("\"GET / ").await;
+    assert!(
+        line.contains(" 503 NC ") && line.contains("subset v9"),
+        "{line}"
+    );
+}
