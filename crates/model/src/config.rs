@@ -25,7 +25,7 @@ mod security;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use http_route::{
-    CorsPolicy, DestinationHeaders, HeaderOps, HeaderRules, HttpRoutePolicy, Mirror,
+    CorsPolicy, DestinationHeaders, HeaderOps, HeaderRules, HttpRoutePolicy, Mirror, RegexRewrite,
 };
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
@@ -359,6 +359,9 @@ pub struct Rewrite {
     /// Replace the authority with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    /// `uriRegexRewrite`: every match of the pattern in the path is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
 }
 
 /// VirtualService `redirect`.

@@ -130,6 +130,9 @@ pub(crate) struct ForwardRt {
     pub(crate) retries: Option<RetryRt>,
     pub(crate) rewrite_uri: Option<Box<str>>,
     pub(crate) rewrite_authority: Option<HeaderValue>,
+    /// `uriRegexRewrite`: the pattern and its substitution (in the regex crate's `$N`
+    /// form).
+    pub(crate) rewrite_regex: Option<Box<(regex::Regex, String)>>,
 }
 
 /// Cluster indexes with cumulative weights, for a weighted pick.

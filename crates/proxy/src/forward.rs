@@ -70,8 +70,15 @@ pub(crate) fn send<'a>(
     let mut path = None;
     let mut authority = None;
     if let Some((selected, f)) = plan.rewrite {
-        path = f.rewrite_uri.as_deref().and_then(|rewrite| {
-            let new = selected.rewrite_path(rewrite, parts.uri.path());
+        let regex = f
+            .rewrite_regex
+            .as_deref()
+            .map(|(re, sub)| re.replace_all(parts.uri.path(), sub.as_str()).into_owned());
+        let prefix = f
+            .rewrite_uri
+            .as_deref()
+            .map(|rewrite| selected.rewrite_path(rewrite, parts.uri.path()));
+        path = regex.or(prefix).and_then(|new| {
             let new = match parts.uri.query() {
                 Some(q) => format!("{new}?{q}"),
                 None => new,

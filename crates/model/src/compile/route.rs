@@ -54,7 +54,13 @@ impl Compiler<'_> {
                 retries: retries.clone(),
                 rewrite: rewrite.clone(),
             }),
-            RuleAction::Redirect(r) => RouteAction::Redirect(r.clone()),
+            RuleAction::Redirect(r) => {
+                let mut r = r.clone();
+                if rule.redirect_from_request_port {
+                    r.port = Some(port);
+                }
+                RouteAction::Redirect(r)
+            }
             RuleAction::DirectResponse { status, body } => RouteAction::DirectResponse {
                 status: *status,
                 body: body.clone(),

@@ -129,3 +129,13 @@ pub struct CorsPolicy {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_unmatched_preflights: bool,
 }
+
+/// `rewrite.uriRegexRewrite`: RE2 pattern and substitution (`\1` refers to a group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewrite {
+    /// The pattern, matched anywhere in the path.
+    pub pattern: String,
+    /// What each match becomes.
+    pub substitution: String,
+}

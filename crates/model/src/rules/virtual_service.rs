@@ -58,6 +58,9 @@ pub struct HttpRule {
     pub mirrors: Vec<MirrorRef>,
     /// `corsPolicy`.
     pub cors: Option<CorsPolicy>,
+    /// `redirect.derivePort: FROM_REQUEST_PORT`: the redirect names the port the
+    /// request came to (set per port when the rule is compiled, as istiod does).
+    pub redirect_from_request_port: bool,
 }
 
 /// A mirror destination of a rule.
@@ -232,7 +235,6 @@ fn http_rule(
     let ns = vs.namespace();
     let field = format!("spec.http[{i}]");
     let action = if let Some(redirect) = &rule.redirect {
-        // `derivePort` is reported by the loader as not implemented.
         RuleAction::Redirect(Redirect {
             uri: redirect.uri.clone(),
             authority: redirect.authority.clone(),
@@ -263,11 +265,17 @@ fn http_rule(
     } else if !rule.route.is_empty() {
         let mut rewrite = None;
         if let Some(rw) = &rule.rewrite {
-            // `uriRegexRewrite` is reported by the loader as not implemented.
-            if rw.uri.is_some() || rw.authority.is_some() {
+            let regex = rw.uri_regex_rewrite.as_ref().and_then(|r| {
+                Some(crate::config::RegexRewrite {
+                    pattern: r.r#match.clone()?,
+                    substitution: r.rewrite.clone().unwrap_or_default(),
+                })
+            });
+            if rw.uri.is_some() || rw.authority.is_some() || regex.is_some() {
                 rewrite = Some(Rewrite {
                     uri: rw.uri.clone(),
                     authority: rw.authority.clone(),
+                    uri_regex_rewrite: regex,
                 });
             }
         }
@@ -323,6 +331,11 @@ fn http_rule(
         headers: rule.headers.as_ref().map(header_rules).unwrap_or_default(),
         mirrors,
         cors: rule.cors_policy.as_ref().map(cors),
+        redirect_from_request_port: rule.redirect.as_ref().is_some_and(|r| {
+            r.port.is_none()
+                && r.derive_port
+                    == Some(skiff_api::networking::RedirectPortSelection::FromRequestPort)
+        }),
     })
 }
 

@@ -118,7 +118,12 @@ fn source_labels_decide_per_proxy_and_grpc_aborts_compile() {
         .collect();
     assert_eq!(
         names,
-        ["prod/backend/copies", "prod/backend/main"],
+        [
+            "prod/backend/copies",
+            "prod/backend/moved",
+            "prod/backend/rx",
+            "prod/backend/main"
+        ],
         "the tester rule is not the frontend's"
     );
     assert!(frontend.faults.is_empty());
@@ -134,5 +139,39 @@ fn source_labels_decide_per_proxy_and_grpc_aborts_compile() {
     assert_eq!(
         (abort.http_status, abort.grpc_status, abort.per_million),
         (200, Some(14), 1_000_000)
+    );
+}
+
+#[test]
+fn derive_port_from_request_and_regex_rewrites_compile() {
+    let mesh = mesh("traffic");
+    let config = compile(&mesh, "frontend.prod");
+    let routes = &vhost(&config, 80, "backend.prod.svc.cluster.local:80").routes;
+    let moved = routes
+        .iter()
+        .find(|r| r.name == "prod/backend/moved")
+        .unwrap();
+    let RouteAction::Redirect(rd) = &moved.action else {
+        panic!("a redirect")
+    };
+    // FROM_REQUEST_PORT: the port the route serves, filled in per port.
+    assert_eq!(
+        (rd.authority.as_deref(), rd.port),
+        (Some("new.example"), Some(80))
+    );
+    let rx = routes.iter().find(|r| r.name == "prod/backend/rx").unwrap();
+    let RouteAction::Forward(f) = &rx.action else {
+        panic!("a forward")
+    };
+    let regex = f
+        .rewrite
+        .as_ref()
+        .unwrap()
+        .uri_regex_rewrite
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (regex.pattern.as_str(), regex.substitution.as_str()),
+        ("^/users/([0-9]+)$", "/v2/users/\\1")
     );
 }

@@ -283,6 +283,26 @@ fn compile_route(
                     format!("rewrite uri {u:?} must start with /"),
                 ));
             }
+            let rewrite_regex = match &rewrite.uri_regex_rewrite {
+                Some(_) if rewrite.uri.is_some() => {
+                    return Err(Error::config(
+                        &r.name,
+                        "rewrite has both uri and uriRegexRewrite",
+                    ));
+                }
+                Some(rx) => {
+                    let compiled = regex::RegexBuilder::new(&rx.pattern)
+                        .size_limit(super::matcher::MAX_REGEX_PROGRAM_BYTES)
+                        .build()
+                        .map_err(|e| Error::InvalidRegex {
+                            route: r.name.clone(),
+                            pattern: rx.pattern.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    Some(Box::new((compiled, re2_substitution(&rx.substitution))))
+                }
+                None => None,
+            };
             ActionRt::Forward(ForwardRt {
                 destinations: WeightedClusters::compile(&r.name, &f.destinations, index)?,
                 retries: f
@@ -291,6 +311,7 @@ fn compile_route(
                     .map(|p| RetryRt::compile(&r.name, p, warnings)),
                 rewrite_uri: rewrite.uri.map(String::into_boxed_str),
                 rewrite_authority,
+                rewrite_regex,
             })
         }
         RouteAction::Redirect(rd) => {
@@ -337,6 +358,33 @@ fn compile_route(
         fault: None,
         policy: None,
     })
+}
+
+/// An RE2 substitution (`\1` for group 1, `\\` for a backslash) in the regex
+/// crate's form (`${1}`, and `$$` for a literal `$`).
+pub(crate) fn re2_substitution(sub: &str) -> String {
+    let mut out = String::with_capacity(sub.len() + 4);
+    let mut chars = sub.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    chars.next();
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Gives each route its `fault`, by route name; a fault that names no route is warned

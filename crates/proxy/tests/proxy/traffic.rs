@@ -662,3 +662,53 @@ async fn a_missing_cluster_is_503_nc_naming_it() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn regex_rewrites_and_redirect_ports() {
+    let ip = fresh_ip();
+    let app = backend("app", ip).await;
+    let forward = RouteAction::Forward(Forward {
+        destinations: vec![WeightedCluster {
+            cluster: "app".into(),
+            weight: 100,
+        }],
+        retries: None,
+        rewrite: Some(Rewrite {
+            uri_regex_rewrite: Some(RegexRewrite {
+                pattern: r"^/users/(\d+)/(\w+)$".into(),
+                substitution: r"/v2/\2/\1".into(),
+            }),
+            ..Rewrite::default()
+        }),
+    });
+    let secure = RouteAction::Redirect(Redirect {
+        uri: None,
+        authority: None,
+        scheme: Some("https".into()),
+        port: None,
+        status: 301,
+    });
+    let config = one_service(
+        ip,
+        vec![
+            route("secure", vec![uri_prefix("/login")], secure),
+            route("rx", vec![], forward),
+        ],
+        vec![cluster("app", Protocol::Http, vec![endpoint(app.addr)])],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut c = Client::connect(p.outbound()).await;
+    let r = c.get("http://backend/users/42/orders?x=1").await;
+    assert_eq!(r.header("x-seen-path"), "/v2/orders/42?x=1");
+    // No match: the path goes as it is.
+    assert_eq!(
+        c.get("http://backend/users/me").await.header("x-seen-path"),
+        "/users/me"
+    );
+    // A scheme change drops the old scheme's default port, as Envoy does.
+    let r = c.get("http://backend:80/login?next=/").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), "https://backend/login?next=/");
+    let r = c.get("http://backend/login").await;
+    assert_eq!(r.header("location"), "https://backend/login");
+}
