@@ -33,7 +33,6 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
         "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
         "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
-        "spec.http[*].delegate" => "delegation to another VirtualService is not implemented: this rule is ignored",
         "spec.http[*].retries.retryRemoteLocalities" => "locality-aware retries are not implemented: a retry may pick an endpoint in any locality",
         "spec.http[*].retries.retryIgnorePreviousHosts" => "retryIgnorePreviousHosts is not implemented: a retry may go to the same endpoint",
     }

@@ -182,6 +182,7 @@ pub fn resolve_gateway(written: &str, namespace: &str) -> String {
 
 pub(super) fn convert(
     vs: &Entry<'_, VirtualService>,
+    delegates: &super::delegate::Delegates<'_>,
     registry: &Registry,
     findings: &mut Findings,
 ) -> VirtualServiceInfo {
@@ -205,12 +206,13 @@ pub(super) fn convert(
     }
     let gateways: Vec<String> = vs.gateways.iter().map(|g| resolve_gateway(g, ns)).collect();
     let mesh = gateways.is_empty() || gateways.iter().any(|g| g == MESH);
-    let mut http: Vec<HttpRule> = vs
-        .http
-        .iter()
-        .enumerate()
-        .filter_map(|(i, rule)| http_rule(vs, i, rule, registry, findings))
-        .collect();
+    let mut http: Vec<HttpRule> = Vec::with_capacity(vs.http.len());
+    for (i, rule) in vs.http.iter().enumerate() {
+        match &rule.delegate {
+            None => http.extend(http_rule(vs, i, rule, registry, findings)),
+            Some(d) => delegated(vs, i, rule, d, delegates, registry, findings, &mut http),
+        }
+    }
     unique_rule_names(&mut http, r, findings);
     VirtualServiceInfo {
         resource: resource_ref(r),
@@ -221,6 +223,76 @@ pub(super) fn convert(
         gateways: gateways.into_iter().filter(|g| g != MESH).collect(),
         visibility: Visibility::from_export_to(&vs.export_to, ns),
         http,
+    }
+}
+
+/// The rules a root rule delegates to, merged with it (istiod's semantics, in
+/// `delegate.rs`). They are named after the root: `<ns>/<root>/<delegate rule name or
+/// i.j>`; their destinations resolve in the delegate's namespace.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the conversion's context, passed through"
+)]
+fn delegated(
+    vs: &Entry<'_, VirtualService>,
+    i: usize,
+    rule: &HttpRoute,
+    d: &skiff_api::networking::Delegate,
+    delegates: &super::delegate::Delegates<'_>,
+    registry: &Registry,
+    findings: &mut Findings,
+    out: &mut Vec<HttpRule>,
+) {
+    let r = vs.resource;
+    let field = format!("spec.http[{i}].delegate");
+    let ns = d
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(vs.namespace());
+    let name = d.name.as_deref().unwrap_or_default();
+    let Some(child) = delegates.get(&(ns, name)) else {
+        findings.report(
+            Severity::Warning,
+            Code::UnknownDelegate,
+            r,
+            Some(&field),
+            format!(
+                "delegate VirtualService {ns}/{name} does not exist (a delegate has no hosts): this rule routes nothing"
+            ),
+        );
+        return;
+    };
+    for (j, child_rule) in child.http.iter().enumerate() {
+        if child_rule.delegate.is_some() {
+            findings.report(
+                Severity::Warning,
+                Code::UnknownDelegate,
+                child.resource,
+                Some(&format!("spec.http[{j}].delegate")),
+                "a delegate cannot delegate again (one level only): this rule is ignored",
+            );
+            continue;
+        }
+        let Some(merged) = super::delegate::merge_route(rule, child_rule) else {
+            findings.report(
+                Severity::Warning,
+                Code::UnknownDelegate,
+                child.resource,
+                Some(&format!("spec.http[{j}].match")),
+                format!(
+                    "the matches of this rule are not narrower than those of {}/{} spec.http[{i}], which delegates to it: the rule is ignored",
+                    vs.namespace(),
+                    vs.name()
+                ),
+            );
+            continue;
+        };
+        if let Some(mut compiled) = http_rule(child, j, &merged, registry, findings) {
+            let label = merged.name.clone().unwrap_or_else(|| format!("{i}.{j}"));
+            compiled.name = format!("{}/{}/{label}", vs.namespace(), vs.name());
+            out.push(compiled);
+        }
     }
 }
 

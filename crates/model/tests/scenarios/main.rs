@@ -3,6 +3,7 @@
 
 mod canary;
 mod corpus;
+mod delegate;
 mod deployments;
 mod diagnostics;
 mod fault;
