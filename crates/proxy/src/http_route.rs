@@ -70,39 +70,42 @@ impl HeaderOpsRt {
         if ops.is_empty() {
             return Ok(None);
         }
-        let name = |n: &str| {
+        // `host` and pseudo-headers are not header rules' to change (Envoy refuses
+        // them): such an entry is skipped with a warning, the rest applies.
+        let name = |n: &str, warnings: &mut Vec<String>| -> Result<Option<HeaderName>, Error> {
             if n.starts_with(':') || n.eq_ignore_ascii_case("host") {
-                return Err(Error::config(
-                    place,
-                    format!(
-                        "header {n:?} cannot be changed by header rules (use rewrite.authority)"
-                    ),
+                warnings.push(format!(
+                    "{place}: header {n:?} cannot be changed by header rules (use \
+                     rewrite.authority); this entry is ignored"
                 ));
+                return Ok(None);
             }
             HeaderName::from_bytes(n.as_bytes())
+                .map(Some)
                 .map_err(|_| Error::config(place, format!("header name {n:?} is not valid")))
         };
-        let mut pair = |(n, v): &(String, String)| -> Result<(HeaderName, HeaderValue), Error> {
-            if v.contains('%') {
-                warnings.push(format!(
-                    "{place}: header {n} value {v:?} is sent as written (Envoy's %COMMAND% \
-                     substitutions are not expanded)"
-                ));
+        let mut out = HeaderOpsRt::default();
+        for n in &ops.remove {
+            out.remove.extend(name(n, warnings)?);
+        }
+        for (list, into) in [(&ops.set, &mut out.set), (&ops.add, &mut out.add)] {
+            for (n, v) in list {
+                let Some(header) = name(n, warnings)? else {
+                    continue;
+                };
+                if v.contains('%') {
+                    warnings.push(format!(
+                        "{place}: header {n} value {v:?} is sent as written (Envoy's \
+                         %COMMAND% substitutions are not expanded)"
+                    ));
+                }
+                let value = HeaderValue::from_str(v).map_err(|_| {
+                    Error::config(place, format!("header {n} value {v:?} is not valid"))
+                })?;
+                into.push((header, value));
             }
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                Error::config(place, format!("header {n} value {v:?} is not valid"))
-            })?;
-            Ok((name(n)?, value))
-        };
-        Ok(Some(HeaderOpsRt {
-            remove: ops
-                .remove
-                .iter()
-                .map(|n| name(n))
-                .collect::<Result<_, _>>()?,
-            set: ops.set.iter().map(&mut pair).collect::<Result<_, _>>()?,
-            add: ops.add.iter().map(&mut pair).collect::<Result<_, _>>()?,
-        }))
+        }
+        Ok(Some(out))
     }
 
     /// Removals first, then overwrites, then appends, as Envoy's header parser does.
@@ -425,6 +428,37 @@ fn shadow_uri(uri: &http::Uri) -> http::Uri {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_pseudo_headers_are_skipped_with_a_warning() {
+        let ops = HeaderOps {
+            set: vec![
+                ("host".into(), "x".into()),
+                ("x-a".into(), "%START_TIME%".into()),
+            ],
+            add: vec![(":path".into(), "/".into())],
+            remove: vec!["x-b".into()],
+        };
+        let mut warnings = Vec::new();
+        let rt = HeaderOpsRt::compile("r", &ops, &mut warnings)
+            .unwrap()
+            .unwrap();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("keep"));
+        h.insert("x-b", HeaderValue::from_static("gone"));
+        rt.apply(&mut h);
+        assert_eq!(h["host"], "keep");
+        assert_eq!(h["x-a"], "%START_TIME%");
+        assert!(!h.contains_key("x-b"));
+        let bad = HeaderOps {
+            set: vec![("x-a".into(), "line\nbreak".into())],
+            ..HeaderOps::default()
+        };
+        assert!(HeaderOpsRt::compile("r", &bad, &mut warnings).is_err());
+    }
+
     #[test]
     fn shadow_hosts() {
         assert_eq!(super::shadow_host("backend"), "backend-shadow");

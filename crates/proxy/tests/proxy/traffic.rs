@@ -712,3 +712,41 @@ async fn regex_rewrites_and_redirect_ports() {
     let r = c.get("http://backend/login").await;
     assert_eq!(r.header("location"), "https://backend/login");
 }
+
+#[tokio::test]
+async fn delegated_rules_route_through_a_real_proxy() {
+    // The model's delegation fixture, compiled for the frontend, its endpoints pointed
+    // at local backends.
+    let yaml = include_str!("../../../model/tests/fixtures/delegate/mesh.yaml");
+    let loaded = skiff_api::load_str("delegate.yaml", yaml);
+    let mesh = skiff_model::Mesh::build(&loaded.resources, skiff_model::MeshOptions::default());
+    let mut config = mesh.compile("frontend.prod").expect("frontend proxy");
+    let ip = fresh_ip();
+    let v1 = backend("v1", ip).await;
+    let v2 = backend("v2", ip).await;
+    config.node.address = Some(ip);
+    for c in &mut config.clusters {
+        for e in &mut c.endpoints {
+            e.address = if e.workload.starts_with("reviews-v2") {
+                v2.addr
+            } else {
+                v1.addr
+            };
+            e.proxy_port = None;
+            e.sidecar = false;
+            e.mtls = false;
+        }
+    }
+    let p = TestProxy::with_config(ip, config).await;
+    let mut c = Client::connect(p.outbound()).await;
+    assert_eq!(c.get("http://reviews/reviews/v2/1").await.body, "v2");
+    assert_eq!(c.get("http://reviews/reviews/1").await.body, "v1");
+    assert_eq!(c.get("http://reviews/other").await.body, "v1");
+    assert!(
+        p.log_line("/reviews/v2/1")
+            .await
+            .contains(" prod/root/0.0 ")
+    );
+    assert!(p.log_line("/reviews/1").await.contains(" prod/root/0.2 "));
+    assert!(p.log_line("/other").await.contains(" prod/root/1 "));
+}
