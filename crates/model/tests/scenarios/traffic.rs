@@ -32,9 +32,9 @@ fn header_rules_mirrors_and_cors_reach_the_caller_by_route_name() {
         p.headers,
         HeaderRules {
             request: HeaderOps {
-                set: vec![("x-route".into(), "main".into())],
+                set: vec![("x-test-route".into(), "main".into())],
                 add: vec![],
-                remove: vec!["x-debug".into()],
+                remove: vec!["x-test-debug".into()],
             },
             response: HeaderOps {
                 set: vec![],

@@ -750,3 +750,67 @@ async fn delegated_rules_route_through_a_real_proxy() {
     assert!(p.log_line("/reviews/1").await.contains(" prod/root/0.2 "));
     assert!(p.log_line("/other").await.contains(" prod/root/1 "));
 }
+
+/// A proxy config compiled by the model from one of its fixtures, for workload `id`,
+/// with every endpoint pointed at the local backend named like its workload.
+async fn compiled(
+    fixture: &str,
+    id: &str,
+    ip: std::net::IpAddr,
+    backends: &[&Backend],
+) -> TestProxy {
+    let loaded = skiff_api::load_str("fixture.yaml", fixture);
+    let mesh = skiff_model::Mesh::build(&loaded.resources, skiff_model::MeshOptions::default());
+    let mut config = mesh.compile(id).expect("proxy");
+    config.node.address = Some(ip);
+    for c in &mut config.clusters {
+        for e in &mut c.endpoints {
+            let b = backends
+                .iter()
+                .find(|b| e.workload.starts_with(b.name))
+                .expect("a backend for every workload");
+            e.address = b.addr;
+            e.proxy_port = None;
+            e.sidecar = false;
+            e.mtls = false;
+        }
+    }
+    TestProxy::with_config(ip, config).await
+}
+
+#[tokio::test]
+async fn source_labels_and_rule_features_from_yaml_through_real_proxies() {
+    let yaml = include_str!("../../../model/tests/fixtures/traffic/mesh.yaml");
+    let ip = fresh_ip();
+    let app = backend("backend", ip).await;
+    let shadow = backend("shadow", ip).await;
+    let frontend = compiled(yaml, "frontend.prod", ip, &[&app, &shadow]).await;
+    let mut c = Client::connect(frontend.outbound()).await;
+    let r = send(
+        &mut c,
+        Request::get("http://backend/page")
+            .header("x-test-debug", "1")
+            .header("origin", "https://shop.example"),
+    )
+    .await;
+    assert_eq!(r.body, "backend");
+    assert_eq!(r.header("x-seen-x-test-route"), "main");
+    assert_eq!(r.header("x-seen-x-test-debug"), "");
+    assert_eq!(r.header("x-served-by"), "skiff");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        "https://shop.example"
+    );
+    // The tester-only rule (sourceLabels app=tester) is not the frontend's.
+    assert_eq!(r.status, 200);
+
+    let ip = fresh_ip();
+    let tester = compiled(yaml, "tester.prod", ip, &[&app, &shadow]).await;
+    let r = send(
+        &mut Client::connect(tester.outbound()).await,
+        Request::post("http://backend/pkg.Svc/Call").header("content-type", "application/grpc"),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.header("grpc-status")), (200, "14"));
+    assert!(tester.log_line("pkg.Svc").await.contains(" FI "));
+}
