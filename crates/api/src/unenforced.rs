@@ -32,22 +32,9 @@ pub const UNENFORCED: &[Unenforced] = rows! {
     VirtualService {
         "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
         "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
-        "spec.http[*].match[*].scheme" => "matching on the scheme is not implemented: this condition is ignored",
         "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
-        "spec.http[*].delegate" => "delegation to another VirtualService is not implemented: this rule is ignored",
-        "spec.http[*].fault.abort.grpcStatus" => "gRPC-status aborts are not implemented: requests are not aborted (use httpStatus)",
-        "spec.http[*].mirror" => "traffic mirroring is not implemented: no copies are sent",
-        "spec.http[*].mirrors" => "traffic mirroring is not implemented: no copies are sent",
-        "spec.http[*].mirrorPercentage" => "traffic mirroring is not implemented: no copies are sent",
-        "spec.http[*].mirrorPercent" => "traffic mirroring is not implemented: no copies are sent",
-        "spec.http[*].corsPolicy" => "CORS policy: no CORS headers are added and preflights are forwarded",
-        "spec.http[*].headers" => "header manipulation is not implemented: headers are forwarded unchanged",
-        "spec.http[*].route[*].headers" => "header manipulation is not implemented: headers are forwarded unchanged",
-        "spec.http[*].rewrite.uriRegexRewrite" => "regex path rewrites are not implemented: the path is forwarded unchanged",
-        "spec.http[*].redirect.derivePort" => "derivePort is not implemented: the redirect keeps the request's port",
-        "spec.http[*].retries.retryRemoteLocalities" => "locality-aware retries are not implemented",
+        "spec.http[*].retries.retryRemoteLocalities" => "locality-aware retries are not implemented: a retry may pick an endpoint in any locality",
         "spec.http[*].retries.retryIgnorePreviousHosts" => "retryIgnorePreviousHosts is not implemented: a retry may go to the same endpoint",
-        "spec.http[*].retries.backoff" => "a custom retry back-off is not implemented",
     }
     DestinationRule {
         "spec.trafficPolicy.connectionPool.tcp.maxConnections" => "connection limits (circuit breaking): connections are not limited",

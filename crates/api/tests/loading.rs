@@ -297,10 +297,14 @@ metadata: {name: vs}
 spec:
   hosts: [backend]
   http:
-  - fault:
+  - match:
+    - statPrefix: s
+      uri: {prefix: /}
+    fault:
       abort: {grpcStatus: UNAVAILABLE, percentage: {value: 5}}
     corsPolicy:
       allowOrigins: [{exact: https://example.com}]
+    retries: {attempts: 2, retryRemoteLocalities: true}
     route:
     - destination: {host: backend}
     timeout: 3s
@@ -319,11 +323,12 @@ spec:
             )
         })
         .collect();
+    // gRPC aborts and CORS are enforced: no warning for them.
     assert_eq!(
         warnings,
         [
-            "8:15:spec.http[0].fault.abort.grpcStatus true",
-            "9:5:spec.http[0].corsPolicy true"
+            "8:7:spec.http[0].match[0].statPrefix true",
+            "14:28:spec.http[0].retries.retryRemoteLocalities true"
         ]
     );
     assert_eq!(loaded.resources.len(), 1);

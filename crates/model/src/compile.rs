@@ -44,6 +44,8 @@ pub(crate) struct Compiler<'m> {
     pub(crate) clusters: HashMap<String, ClusterKey>,
     /// Faults of the routes compiled so far, by route name.
     pub(crate) faults: BTreeMap<String, Fault>,
+    /// Header rules, mirrors and CORS of the routes compiled so far, by route name.
+    pub(crate) http_policies: BTreeMap<String, crate::config::HttpRoutePolicy>,
 }
 
 impl Compiler<'_> {
@@ -70,6 +72,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         workload,
         clusters: HashMap::new(),
         faults: BTreeMap::new(),
+        http_policies: BTreeMap::new(),
     };
     let mut config = ProxyConfig {
         node: node(mesh, workload, kind),
@@ -83,7 +86,13 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
     }
     config.clusters = cluster::build(&c);
+    config.missing_clusters = cluster::missing(&c);
+    if !config.missing_clusters.is_empty() {
+        let missing = &config.missing_clusters;
+        config.clusters.retain(|cl| !missing.contains_key(&cl.name));
+    }
     config.faults = std::mem::take(&mut c.faults);
+    config.http_policies = std::mem::take(&mut c.http_policies);
     config.policies = mesh
         .rules()
         .policies()

@@ -18,11 +18,15 @@ use serde::{Deserialize, Serialize};
 mod authz;
 mod duration;
 mod duration_opt;
+mod http_route;
 mod jwt;
 mod policy;
 mod security;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
+pub use http_route::{
+    CorsPolicy, DestinationHeaders, HeaderOps, HeaderRules, HttpRoutePolicy, Mirror, RegexRewrite,
+};
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
@@ -51,6 +55,16 @@ pub struct ProxyConfig {
     /// name in every virtual host it is compiled into, so one entry covers them all.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub faults: std::collections::BTreeMap<String, Fault>,
+    /// Header rules, mirrors and CORS (VirtualService `headers`, `mirror(s)`,
+    /// `corsPolicy`), by [`Route::name`] as `faults`; routes without any have no entry.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub http_policies: std::collections::BTreeMap<String, HttpRoutePolicy>,
+    /// Clusters that routes name but that do not exist (an unknown host, or a subset
+    /// no DestinationRule defines), with the reason in words. They are not in
+    /// `clusters`; a request routed to one gets `503 NC` saying why, as Envoy answers
+    /// for a cluster istiod did not generate.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missing_clusters: std::collections::BTreeMap<String, String>,
 }
 
 /// VirtualService `fault`: a delay and an abort, each applied to its own share of
@@ -82,8 +96,13 @@ pub struct FaultDelay {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultAbort {
-    /// The status answered (`httpStatus`).
+    /// The status answered (`httpStatus`; 200 for a `grpcStatus` abort, as Envoy
+    /// answers those).
     pub http_status: u16,
+    /// `grpcStatus`, as its numeric code: a gRPC request gets a trailers-only answer
+    /// with this `grpc-status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u8>,
     /// Share of requests aborted, in millionths (as [`FaultDelay::per_million`]).
     pub per_million: u32,
 }
@@ -214,6 +233,9 @@ pub struct RouteMatch {
     /// Match on the method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<StringMatch>,
+    /// Match on the scheme (`http`, `https`) of the request URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<StringMatch>,
     /// Match on the authority (Host header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<StringMatch>,
@@ -317,6 +339,14 @@ pub struct RetryPolicy {
     /// Conditions, as Istio spells them (`5xx`, `gateway-error`, `reset`,
     /// `connect-failure`, `retriable-4xx`, …, or status codes).
     pub retry_on: Vec<String>,
+    /// Base interval of the jittered exponential back-off between tries (`backoff`);
+    /// `None` is Envoy's default of 25 ms. The longest wait is ten times the base.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_opt"
+    )]
+    pub backoff: Option<std::time::Duration>,
 }
 
 /// VirtualService `rewrite`.
@@ -329,6 +359,9 @@ pub struct Rewrite {
     /// Replace the authority with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    /// `uriRegexRewrite`: every match of the pattern in the path is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
 }
 
 /// VirtualService `redirect`.

@@ -87,6 +87,9 @@ pub enum Code {
     ConflictingPolicies,
     /// A policy's selector matches no workload.
     PolicyWithoutWorkload,
+    /// A rule delegates to a VirtualService that does not exist (or is no delegate),
+    /// or whose rules conflict with the root's matches.
+    UnknownDelegate,
 }
 
 /// A resource as findings name it: kind, namespace/name and where it was written.

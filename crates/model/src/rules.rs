@@ -4,6 +4,7 @@
 //! policies.
 
 mod checks;
+mod delegate;
 pub mod destination_rule;
 pub mod gateway;
 pub mod policy;
@@ -25,7 +26,7 @@ pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use virtual_service::{
-    DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
+    DestinationRef, HttpRule, MESH, MatchCondition, MirrorRef, RuleAction, VirtualServiceInfo,
 };
 
 /// Translated routing and policy resources, with their indexes.
@@ -72,8 +73,10 @@ impl Rules {
                 rules.gateways_of_workload.entry(w).or_default().push(i);
             }
         }
-        for vs in resources.virtual_services() {
-            let info = virtual_service::convert(&vs, registry, findings);
+        let all: Vec<_> = resources.virtual_services().collect();
+        let delegates = delegate::collect(&all);
+        for vs in &all {
+            let info = virtual_service::convert(vs, &delegates, registry, findings);
             let i = rules.virtual_services.len();
             if info.mesh {
                 for h in &info.hosts {

@@ -168,6 +168,7 @@ fn bench(c: &mut Criterion) {
     headers.insert("accept", HeaderValue::from_static("*/*"));
     let get = Method::GET;
     let view = |authority, path| RequestView {
+        scheme: "http",
         method: &get,
         path,
         query: None,

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Fields: start time, request line, status, response flag, bytes received, bytes sent,
-//! duration in milliseconds, upstream host, authority, route, cluster; then, only for
-//! what the proxy refused, why in words (`"plaintext connection refused:
+//! duration in milliseconds, upstream host, authority, route, cluster; then, when a
+//! request took more than one upstream try, `attempts=N`; then, only for
+//! what the proxy refused or could not route, why in words (`"plaintext connection refused:
 //! PeerAuthentication prod/default is STRICT"`). A line is
 //! formatted into a per-thread buffer; lines reach stdout in batches, within 50 ms.
 
@@ -127,7 +128,16 @@ fn tcp_line(buf: &mut Vec<u8>, r: &Record) {
 /// The fields after the status, alike for both kinds of line.
 fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
     buf.push(b' ');
-    buf.extend_from_slice(r.flag.as_str().as_bytes());
+    // Flags as Envoy joins them: the failure's own, then `URX` when retries ran out.
+    match (r.flag, r.retries_exhausted) {
+        (crate::ResponseFlag::None, true)
+        | (crate::ResponseFlag::UpstreamRetryLimitExceeded, _) => buf.extend_from_slice(b"URX"),
+        (flag, true) => {
+            buf.extend_from_slice(flag.as_str().as_bytes());
+            buf.extend_from_slice(b",URX");
+        }
+        (flag, false) => buf.extend_from_slice(flag.as_str().as_bytes()),
+    }
     buf.push(b' ');
     push_u64(buf, r.bytes_in());
     buf.push(b' ');
@@ -143,6 +153,10 @@ fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
     buf.extend_from_slice(r.route.as_deref().unwrap_or("-").as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(r.cluster.as_deref().unwrap_or("-").as_bytes());
+    if r.attempts > 1 {
+        buf.extend_from_slice(b" attempts=");
+        push_u64(buf, u64::from(r.attempts));
+    }
     if let Some(details) = &r.details {
         buf.extend_from_slice(b" \"");
         buf.extend_from_slice(details.as_bytes());

@@ -60,6 +60,9 @@ pub struct Snapshot {
     pub(crate) jwt: crate::authn::JwtRules,
     gateway: Vec<PortRoutes>,
     warnings: Vec<String>,
+    /// Clusters routes name that do not exist (`ProxyConfig::missing_clusters`): their
+    /// index in `clusters` (an empty stand-in) and why, for the `503 NC`.
+    missing: Vec<(usize, Arc<str>)>,
 }
 
 /// The HTTP route table and TCP routes for one port (outbound or gateway).
@@ -99,6 +102,8 @@ pub struct RouteRt {
     pub(crate) timeout: Option<Duration>,
     /// Fault injection, when the route's VirtualService rule has one.
     pub(crate) fault: Option<Box<FaultRt>>,
+    /// Header rules, mirrors and CORS, when the route's rule has any.
+    pub(crate) policy: Option<Box<crate::http_route::HttpPolicyRt>>,
 }
 
 /// A compiled `fault`: shares are in millionths of requests.
@@ -106,6 +111,8 @@ pub struct RouteRt {
 pub(crate) struct FaultRt {
     pub(crate) delay: Option<(Duration, u32)>,
     pub(crate) abort: Option<(StatusCode, u32)>,
+    /// `grpcStatus` of the abort: gRPC requests get a trailers-only answer with it.
+    pub(crate) abort_grpc: Option<u8>,
 }
 
 /// What a compiled route does.
@@ -123,14 +130,20 @@ pub(crate) struct ForwardRt {
     pub(crate) retries: Option<RetryRt>,
     pub(crate) rewrite_uri: Option<Box<str>>,
     pub(crate) rewrite_authority: Option<HeaderValue>,
+    /// `uriRegexRewrite`: the pattern and its substitution (in the regex crate's `$N`
+    /// form).
+    pub(crate) rewrite_regex: Option<Box<(regex::Regex, String)>>,
 }
 
 /// Cluster indexes with cumulative weights, for a weighted pick.
 #[derive(Debug)]
 pub(crate) struct WeightedClusters {
-    /// (index into `Snapshot::clusters`, cumulative weight up to and including it).
-    entries: Vec<(usize, u32)>,
+    /// (index into `Snapshot::clusters`, cumulative weight up to and including it,
+    /// position among the route's destinations).
+    entries: Vec<(usize, u32, usize)>,
     total: u32,
+    /// How many destinations the route lists (weight 0 included).
+    count: usize,
 }
 
 /// A compiled redirect.
@@ -189,7 +202,7 @@ impl WeightedClusters {
     ) -> Result<Self, Error> {
         let mut entries = Vec::with_capacity(dests.len());
         let mut total = 0u32;
-        for d in dests {
+        for (position, d) in dests.iter().enumerate() {
             let Some(&i) = index.get(d.cluster.as_str()) else {
                 return Err(Error::UnknownCluster {
                     route: place.to_owned(),
@@ -200,22 +213,37 @@ impl WeightedClusters {
                 continue;
             }
             total = total.saturating_add(d.weight);
-            entries.push((i, total));
+            entries.push((i, total, position));
         }
         if entries.is_empty() {
             return Err(Error::config(place, "no destination with a weight above 0"));
         }
-        Ok(WeightedClusters { entries, total })
+        Ok(WeightedClusters {
+            entries,
+            total,
+            count: dests.len(),
+        })
+    }
+
+    /// How many destinations the route lists.
+    pub(crate) fn len(&self) -> usize {
+        self.count
     }
 
     /// Picks a cluster index, by weight.
     pub(crate) fn pick(&self) -> usize {
+        self.pick_destination().0
+    }
+
+    /// Picks by weight: the cluster index and the destination's position in the route.
+    pub(crate) fn pick_destination(&self) -> (usize, usize) {
         if self.entries.len() == 1 {
-            return self.entries[0].0;
+            return (self.entries[0].0, self.entries[0].2);
         }
         let r = crate::upstream::random_below(self.total);
-        let at = self.entries.partition_point(|&(_, cum)| cum <= r);
-        self.entries[at.min(self.entries.len() - 1)].0
+        let at = self.entries.partition_point(|&(_, cum, _)| cum <= r);
+        let (cluster, _, position) = self.entries[at.min(self.entries.len() - 1)];
+        (cluster, position)
     }
 }
 
@@ -231,12 +259,13 @@ impl Snapshot {
     ) -> Result<Snapshot, Error> {
         let registry = inputs.registry;
         let mut warnings = Vec::new();
-        let clusters = build::compile_clusters(
+        let mut clusters = build::compile_clusters(
             &config,
             registry,
             (inputs.mesh, listen_ip, inputs.credentials),
             &mut warnings,
         )?;
+        let missing = build::missing_clusters(&config, &mut clusters, &mut warnings);
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -322,6 +351,13 @@ impl Snapshot {
         }
         gateway.sort_by_key(|p| p.port);
         build::attach_faults(&config.faults, &mut outbound, &mut gateway, &mut warnings)?;
+        build::attach_policies(
+            &config.http_policies,
+            &index,
+            &mut outbound,
+            &mut gateway,
+            &mut warnings,
+        )?;
         let authz =
             crate::authz::Authz::compile(&config.policies.authorization_policies, &mut warnings)?;
         let jwt = crate::authn::JwtRules::compile(&config.policies.jwt_rules, inputs.keys)?;
@@ -337,7 +373,19 @@ impl Snapshot {
             jwt,
             gateway,
             warnings,
+            missing,
         })
+    }
+
+    /// Why cluster `index` does not exist, when it is the stand-in for a missing one.
+    pub(crate) fn missing_cluster(&self, index: usize) -> Option<&Arc<str>> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        self.missing
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, why)| why)
     }
 
     /// Compiles a config on its own, with fresh endpoint state: for tools, tests and

@@ -161,6 +161,9 @@ pub enum ResponseFlag {
     /// `DPE`: the downstream spoke something the proxy could not parse (e.g. a bad
     /// transport header).
     DownstreamProtocolError,
+    /// `NC`: the route names a cluster that does not exist (an unknown host or an
+    /// undefined subset) (503).
+    NoClusterFound,
 }
 
 impl ResponseFlag {
@@ -178,6 +181,7 @@ impl ResponseFlag {
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::NoClusterFound => "NC",
         }
     }
 }

@@ -45,6 +45,11 @@ pub(crate) struct Plan<'a> {
     /// `x-forwarded-client-cert` for the app: inbound over mutual TLS, who called. Any
     /// such header the downstream sent is dropped either way, so an app can trust it.
     pub(crate) client_cert: Option<HeaderValue>,
+    /// VirtualService request header rules, in order: the chosen destination's, then
+    /// the route's.
+    pub(crate) request_headers: [Option<&'a crate::http_route::HeaderOpsRt>; 2],
+    /// Copies for the route's mirrors, when this request was drawn for any.
+    pub(crate) mirror: Option<crate::http_route::MirrorPlan>,
 }
 
 /// Forwards `req` by `plan`. A plain function: the header rules run before the
@@ -65,8 +70,15 @@ pub(crate) fn send<'a>(
     let mut path = None;
     let mut authority = None;
     if let Some((selected, f)) = plan.rewrite {
-        path = f.rewrite_uri.as_deref().and_then(|rewrite| {
-            let new = selected.rewrite_path(rewrite, parts.uri.path());
+        let regex = f
+            .rewrite_regex
+            .as_deref()
+            .map(|(re, sub)| re.replace_all(parts.uri.path(), sub.as_str()).into_owned());
+        let prefix = f
+            .rewrite_uri
+            .as_deref()
+            .map(|rewrite| selected.rewrite_path(rewrite, parts.uri.path()));
+        path = regex.or(prefix).and_then(|new| {
             let new = match parts.uri.query() {
                 Some(q) => format!("{new}?{q}"),
                 None => new,
@@ -93,6 +105,9 @@ pub(crate) fn send<'a>(
         headers::append_forwarded_for(&mut parts.headers, ip);
     }
     headers::set_client_cert(&mut parts.headers, plan.client_cert);
+    for ops in plan.request_headers.into_iter().flatten() {
+        ops.apply(&mut parts.headers);
+    }
     headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = rec.count_body(&body);
     let timeout = plan.timeout;
@@ -106,17 +121,99 @@ pub(crate) fn send<'a>(
     }
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let retries = plan.retries;
+    let mirror = plan.mirror;
     Either::Right(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let sent = with_timeout(timeout, retry::send(cluster, req, retries)).await;
+        let req = match mirror {
+            // Mirrored requests are few: boxed, so others do not carry its future.
+            Some(m) => match Box::pin(mirror_copies(m, req)).await {
+                Ok(req) => req,
+                Err(e) => return respond::error(&e, e.response_flag(), rec),
+            },
+            None => req,
+        };
+        let (sent, tally) = with_route_timeout(timeout, retry::send(cluster, req, retries)).await;
+        rec.tries(tally.attempts, tally.exhausted);
         match sent {
-            Ok(((resp, pooled, in_flight), flag)) => {
-                let resp = upstream_response(resp, pooled, in_flight, flag, rec);
+            Ok((resp, pooled, in_flight)) => {
+                let resp = upstream_response(resp, pooled, in_flight, ResponseFlag::None, rec);
                 resp.map(|body| body.with_deadline(deadline))
             }
             Err(e) => respond::error(&e, e.response_flag(), rec),
         }
     })
+}
+
+/// Reads a body of known length up to the replay limit in full (so that the copies
+/// and the request itself, and its retries, can each send it), then hands copies to
+/// the mirrors.
+async fn mirror_copies(
+    m: crate::http_route::MirrorPlan,
+    req: Request<ReqBody>,
+) -> Result<Request<ReqBody>, Error> {
+    use http_body_util::BodyExt as _;
+    let small = match req.body() {
+        ReqBody::Incoming(b, _) => http_body::Body::size_hint(b)
+            .exact()
+            .is_some_and(|n| n <= retry::REPLAY_LIMIT),
+        _ => false,
+    };
+    let req = if small {
+        let (parts, body) = req.into_parts();
+        let data = body
+            .collect()
+            .await
+            .map_err(|e| Error::DownstreamBody(e.to_string()))?
+            .to_bytes();
+        Request::from_parts(parts, ReqBody::Full(Some(data)))
+    } else {
+        req
+    };
+    m.send(&req);
+    Ok(req)
+}
+
+/// One copy of a request to a mirror cluster: sent once, its answer read and dropped
+/// (so its connection goes back to the pool). Returns the status it got.
+pub(crate) async fn send_copy(
+    cluster: &ClusterRt,
+    req: Request<ReqBody>,
+    timeout: Option<Duration>,
+) -> Result<StatusCode, Error> {
+    use http_body_util::BodyExt as _;
+    let work = async {
+        let (sent, _) = retry::send(cluster, req, None).await;
+        let (resp, pooled, in_flight) = sent?;
+        let status = resp.status();
+        let body = RespBody::upstream(resp.into_body(), pooled, Some(in_flight), None);
+        let _ = body.collect().await;
+        Ok(status)
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, work)
+            .await
+            .unwrap_or(Err(Error::Timeout(t))),
+        None => work.await,
+    }
+}
+
+/// The tries under the route's timeout; when it expires, the request is a `UT`
+/// whatever the tries had reached.
+fn with_route_timeout<T, F>(
+    timeout: Option<Duration>,
+    fut: F,
+) -> impl Future<Output = (Result<T, Error>, retry::Tally)>
+where
+    F: Future<Output = (Result<T, Error>, retry::Tally)>,
+{
+    use futures_util::FutureExt;
+    match timeout {
+        Some(t) => futures_util::future::Either::Left(
+            tokio::time::timeout(t, fut)
+                .map(move |r| r.unwrap_or((Err(Error::Timeout(t)), retry::Tally::default()))),
+        ),
+        None => futures_util::future::Either::Right(fut),
+    }
 }
 
 /// An HTTP/1.1 upgrade, on a connection of its own.

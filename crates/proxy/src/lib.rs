@@ -41,6 +41,7 @@ mod error;
 pub mod file_source;
 mod forward;
 mod http;
+mod http_route;
 mod inbound;
 mod io;
 mod outbound;

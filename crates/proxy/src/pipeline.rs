@@ -34,6 +34,7 @@ use hyper::body::Incoming;
 use crate::config::{ActionRt, Snapshot};
 use crate::conn::{Conn, Role};
 use crate::forward::{self, Plan, RespBody};
+use crate::http_route::{CorsVerdict, MirrorPlan};
 use crate::record::{Pending, Record};
 use crate::respond;
 use crate::route::{RequestView, Selected, Selection, split_authority};
@@ -89,30 +90,51 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     }
     let authority = authority(&conn, &req);
     let Some(selected) = route(&snapshot, &conn, &req, authority) else {
-        tracing::debug!(authority, path = req.uri().path(), "no route");
-        rec.respond(404, ResponseFlag::NoRoute);
-        return respond::local(StatusCode::NOT_FOUND, "", rec);
+        return no_route(&conn, &req, authority, rec);
     };
     if let Some(r) = rec.record() {
         r.route = Some(selected.route.name.clone());
     }
+    let policy = selected.route.policy.as_deref();
+
+    // 5a. CORS (before faults, as Istio orders its filters): a preflight may be
+    // answered here; an allowed origin gets its headers on the response.
+    let mut cors_origin = None;
+    if let Some(cors) = policy.and_then(|p| p.cors.as_ref()) {
+        match cors.check(&req) {
+            CorsVerdict::Pass => {}
+            CorsVerdict::Allowed(origin) => cors_origin = Some(origin),
+            CorsVerdict::Answer(headers) => {
+                rec.respond(200, ResponseFlag::None);
+                let mut resp = respond::local_bytes(StatusCode::OK, bytes::Bytes::new(), rec);
+                resp.headers_mut().extend(headers);
+                return resp;
+            }
+        }
+    }
 
     // 5. fault
     if let Some(f) = &selected.route.fault
-        && let Some(aborted) = Box::pin(fault::apply(f, &mut rec)).await
+        && let Some(aborted) = Box::pin(fault::apply(f, is_grpc(&req), &mut rec)).await
     {
         return aborted;
     }
 
     // 6. act
-    match &selected.route.action {
+    let mut destination = None;
+    let mut resp = match &selected.route.action {
         ActionRt::Direct { status, body } => {
             rec.respond(status.as_u16(), ResponseFlag::None);
             respond::local_bytes(*status, body.clone(), rec)
         }
         ActionRt::Redirect(rd) => respond::redirect(rd, &req, authority, rec),
         ActionRt::Forward(f) => {
-            let cluster = &snapshot.clusters[f.destinations.pick()];
+            let (index, position) = f.destinations.pick_destination();
+            if let Some(why) = snapshot.missing_cluster(index) {
+                return no_cluster(&snapshot.clusters[index].name, why, rec);
+            }
+            let cluster = &snapshot.clusters[index];
+            destination = policy.and_then(|p| p.destination(position));
             let plan = Plan {
                 cluster,
                 retries: f.retries.as_ref(),
@@ -122,11 +144,75 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
                 // Istio's gateways do (Envoy's use_remote_address); sidecars leave it.
                 edge_client: matches!(conn.role, Role::Gateway(_)).then(|| conn.peer.ip()),
                 client_cert: None,
+                request_headers: [
+                    destination.and_then(|d| d.request.as_ref()),
+                    policy.and_then(|p| p.headers.request.as_ref()),
+                ],
+                mirror: policy
+                    .filter(|p| !p.mirrors.is_empty())
+                    .and_then(|p| MirrorPlan::draw(&snapshot, &p.mirrors, selected.route.timeout)),
             };
             // 7–10.
             forward::send(plan, req, rec).await
         }
+    };
+    if let Some(p) = policy {
+        p.on_response(destination, cors_origin.as_ref(), &mut resp);
     }
+    resp
+}
+
+/// `503 NC`: the route names a cluster that does not exist.
+#[cold]
+fn no_cluster(name: &str, why: &str, mut rec: Pending) -> Response<RespBody> {
+    let details = format!("cluster {name} not found: {why}");
+    rec.respond(503, ResponseFlag::NoClusterFound);
+    if let Some(r) = rec.record() {
+        r.cluster = Some(name.into());
+        r.details = Some(details.as_str().into());
+    }
+    let mut body = details;
+    body.push('\n');
+    respond::local_bytes(
+        StatusCode::SERVICE_UNAVAILABLE,
+        bytes::Bytes::from(body),
+        rec,
+    )
+}
+
+/// A gRPC request: `content-type: application/grpc` (or `application/grpc+…`).
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `404 NR`: no virtual host or route took the request. The body and the record say
+/// for which authority, port and path, so the person who sees it knows what to fix.
+#[cold]
+fn no_route(
+    conn: &Conn,
+    req: &Request<Incoming>,
+    authority: &str,
+    mut rec: Pending,
+) -> Response<RespBody> {
+    let port = match (conn.role, &conn.dest) {
+        (Role::Gateway(port), _) => port,
+        (_, Some(d)) => d.port,
+        (_, None) => split_authority(authority, 80).1,
+    };
+    let path = req.uri().path();
+    tracing::debug!(authority, path, port, "no route");
+    let details = format!(
+        "no route matched: no VirtualService route or service on port {port} takes authority {authority:?} path {path:?}"
+    );
+    rec.respond(404, ResponseFlag::NoRoute);
+    if let Some(r) = rec.record() {
+        r.details = Some(details.as_str().into());
+    }
+    let mut body = details;
+    body.push('\n');
+    respond::local_bytes(StatusCode::NOT_FOUND, bytes::Bytes::from(body), rec)
 }
 
 /// An inbound request: to the app port the peer proxy named. A plain function, so
@@ -163,6 +249,8 @@ fn inbound<'s>(
         rewrite: None,
         edge_client: None,
         client_cert: conn.tls.as_ref().and_then(|t| t.xfcc.clone()),
+        request_headers: [None, None],
+        mirror: None,
     };
     Either::Right(forward::send(plan, req, rec))
 }
@@ -274,6 +362,10 @@ fn route<'s>(
     };
     let view = RequestView {
         method: req.method(),
+        scheme: req
+            .uri()
+            .scheme_str()
+            .unwrap_or(if conn.tls.is_some() { "https" } else { "http" }),
         path: req.uri().path(),
         query: req.uri().query(),
         authority,

@@ -69,6 +69,10 @@ pub(crate) struct Record {
     /// Why the proxy refused or ended it, in words (as Envoy's response code details):
     /// "plaintext connection refused: PeerAuthentication prod/default is STRICT".
     pub(crate) details: Option<Arc<str>>,
+    /// Upstream tries made (Envoy's `UPSTREAM_REQUEST_ATTEMPT_COUNT`); 0 when none.
+    pub(crate) attempts: u32,
+    /// The retry policy's attempts were used up (`URX`, beside the last failure's flag).
+    pub(crate) retries_exhausted: bool,
 }
 
 impl Record {
@@ -86,6 +90,8 @@ impl Record {
             route: None,
             cluster: None,
             details: None,
+            attempts: 0,
+            retries_exhausted: false,
         })
     }
 
@@ -143,6 +149,14 @@ impl Pending {
             if !(flag == ResponseFlag::None && r.flag == ResponseFlag::DelayInjected) {
                 r.flag = flag;
             }
+        }
+    }
+
+    /// Notes how the upstream tries went.
+    pub(crate) fn tries(&mut self, attempts: u32, exhausted: bool) {
+        if let Some(r) = self.record() {
+            r.attempts = attempts;
+            r.retries_exhausted = exhausted;
         }
     }
 

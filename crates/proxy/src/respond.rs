@@ -38,16 +38,27 @@ pub(crate) fn redirect(
     authority: &str,
     mut rec: Pending,
 ) -> Response<RespBody> {
-    let scheme = rd
-        .scheme
-        .as_deref()
-        .or(req.uri().scheme_str())
-        .unwrap_or("http");
+    let request_scheme = req.uri().scheme_str().unwrap_or("http");
+    let scheme = rd.scheme.as_deref().unwrap_or(request_scheme);
     let host = match (&rd.authority, rd.port) {
         (Some(a), Some(p)) => format!("{}:{p}", crate::config::strip_port(a)),
         (Some(a), None) => a.to_string(),
         (None, Some(p)) => format!("{}:{p}", crate::config::strip_port(authority)),
-        (None, None) => authority.to_owned(),
+        // As Envoy: when the scheme changes, the old scheme's default port goes
+        // (`http://a:80` → `https://a`); any other port stays.
+        (None, None) => {
+            let host = crate::config::strip_port(authority);
+            let port = &authority[host.len()..];
+            let default = match request_scheme {
+                "https" => ":443",
+                _ => ":80",
+            };
+            if scheme != request_scheme && port == default {
+                host.to_owned()
+            } else {
+                authority.to_owned()
+            }
+        }
     };
     let path = rd.uri.as_deref().unwrap_or(req.uri().path());
     let location = match (req.uri().query(), path.contains('?')) {

@@ -13,6 +13,9 @@ use crate::config::{MatchRt, RouteRt, RouteTable, VirtualHostRt};
 pub struct RequestView<'a> {
     /// The method.
     pub method: &'a Method,
+    /// The scheme: the absolute URI's, else `https` when the downstream connection is
+    /// TLS, else `http` (as Envoy sets `:scheme`).
+    pub scheme: &'a str,
     /// The path, without the query string.
     pub path: &'a str,
     /// The query string, without `?`.

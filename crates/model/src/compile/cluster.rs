@@ -105,3 +105,52 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
         })
         .collect()
 }
+
+/// The referenced clusters that do not exist, with why: a host that no service or
+/// ServiceEntry declares, or a subset that the host's DestinationRule (as this proxy
+/// sees it) does not define.
+pub(crate) fn missing(c: &Compiler<'_>) -> std::collections::BTreeMap<String, String> {
+    let registry = c.mesh.registry();
+    let w = c.workload;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, key) in &c.clusters {
+        let Some(service) = key.service.map(|id| &registry.services()[id]) else {
+            out.insert(
+                name.clone(),
+                format!("no service or ServiceEntry declares host {}", key.host),
+            );
+            continue;
+        };
+        let Some(subset) = &key.subset else {
+            continue;
+        };
+        let dr = c.mesh.rules().destination_rule(
+            &service.hostname,
+            &w.namespace,
+            &w.labels,
+            &service.namespace,
+        );
+        match dr {
+            Some(dr) if dr.subset(subset).is_some() => {}
+            Some(dr) => {
+                out.insert(
+                    name.clone(),
+                    format!(
+                        "subset {subset} of {} is not defined: {} defines no subset named {subset}",
+                        service.hostname, dr.resource
+                    ),
+                );
+            }
+            None => {
+                out.insert(
+                    name.clone(),
+                    format!(
+                        "subset {subset} of {} is not defined: no DestinationRule for it applies",
+                        service.hostname
+                    ),
+                );
+            }
+        }
+    }
+    out
+}

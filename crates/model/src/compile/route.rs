@@ -1,7 +1,9 @@
 //! VirtualService rules instantiated for one proxy, one place (`mesh` or a gateway) and
 //! one destination port.
 
-use crate::config::{Forward, Route, RouteAction, WeightedCluster};
+use crate::config::{
+    DestinationHeaders, Forward, HttpRoutePolicy, Mirror, Route, RouteAction, WeightedCluster,
+};
 use crate::rules::find_service;
 use crate::rules::{DestinationRef, HttpRule, RuleAction, VirtualServiceInfo};
 
@@ -52,7 +54,13 @@ impl Compiler<'_> {
                 retries: retries.clone(),
                 rewrite: rewrite.clone(),
             }),
-            RuleAction::Redirect(r) => RouteAction::Redirect(r.clone()),
+            RuleAction::Redirect(r) => {
+                let mut r = r.clone();
+                if rule.redirect_from_request_port {
+                    r.port = Some(port);
+                }
+                RouteAction::Redirect(r)
+            }
             RuleAction::DirectResponse { status, body } => RouteAction::DirectResponse {
                 status: *status,
                 body: body.clone(),
@@ -61,12 +69,46 @@ impl Compiler<'_> {
         if let Some(fault) = &rule.fault {
             self.faults.insert(rule.name.clone(), fault.clone());
         }
+        let policy = self.http_policy(rule, port);
+        if !policy.is_empty() {
+            self.http_policies.insert(rule.name.clone(), policy);
+        }
         Some(Route {
             name: rule.name.clone(),
             matches,
             action,
             timeout: rule.timeout,
         })
+    }
+
+    /// A rule's header rules, mirrors and CORS for this proxy. Mirrors and
+    /// per-destination headers only apply to forwarding rules.
+    fn http_policy(&mut self, rule: &HttpRule, port: u16) -> HttpRoutePolicy {
+        let mut policy = HttpRoutePolicy {
+            headers: rule.headers.clone(),
+            cors: rule.cors.clone(),
+            ..HttpRoutePolicy::default()
+        };
+        if let RuleAction::Forward { destinations, .. } = &rule.action {
+            policy.destination_headers = destinations
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !d.headers.is_empty())
+                .map(|(index, d)| DestinationHeaders {
+                    index,
+                    headers: d.headers.clone(),
+                })
+                .collect();
+            policy.mirrors = rule
+                .mirrors
+                .iter()
+                .map(|m| Mirror {
+                    cluster: self.destination_cluster(&m.destination, port),
+                    per_million: m.per_million,
+                })
+                .collect();
+        }
+        policy
     }
 
     /// The cluster of a destination: its port, else the service's only port, else the

@@ -349,6 +349,7 @@ fn faults_are_keyed_by_unique_route_names_with_istio_percentages() {
                 &Fault {
                     delay: None,
                     abort: Some(FaultAbort {
+                        grpc_status: None,
                         http_status: 418,
                         per_million: 1_000_000
                     }),

@@ -7,8 +7,8 @@ use skiff_api::networking::{HttpRoute, HttpRouteDestination, VirtualService};
 use skiff_api::{Entry, HeaderMatch as ApiHeaderMatch, Resource, StringMatch as ApiStringMatch};
 
 use crate::config::{
-    Fault, FaultAbort, FaultDelay, HeaderMatch, Redirect, RetryPolicy, Rewrite, RouteMatch,
-    StringMatch,
+    CorsPolicy, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderOps, HeaderRules, Redirect,
+    RetryPolicy, Rewrite, RouteMatch, StringMatch,
 };
 use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
 use crate::registry::{Labels, Registry, Visibility};
@@ -52,6 +52,24 @@ pub struct HttpRule {
     pub timeout: Option<Duration>,
     /// Fault injection (`fault`), when it delays or aborts any request.
     pub fault: Option<Fault>,
+    /// The rule's `headers`.
+    pub headers: HeaderRules,
+    /// `mirror` (with `mirrorPercentage`) and `mirrors`, destinations resolved.
+    pub mirrors: Vec<MirrorRef>,
+    /// `corsPolicy`.
+    pub cors: Option<CorsPolicy>,
+    /// `redirect.derivePort: FROM_REQUEST_PORT`: the redirect names the port the
+    /// request came to (set per port when the rule is compiled, as istiod does).
+    pub redirect_from_request_port: bool,
+}
+
+/// A mirror destination of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRef {
+    /// Where the copies go (its weight is unused).
+    pub destination: DestinationRef,
+    /// Share of requests copied, in millionths.
+    pub per_million: u32,
 }
 
 /// One alternative of a rule's match, with the conditions the compiler settles per
@@ -118,10 +136,13 @@ pub struct DestinationRef {
     pub weight: u32,
     /// Field path, `spec.http[i].route[j].destination`.
     pub field: String,
+    /// `route[j].headers`.
+    pub headers: HeaderRules,
 }
 
-/// Istio's retry policy for rules that set none: two retries on connection failures,
-/// refused streams, gRPC `unavailable`/`cancelled`, and HTTP 503.
+/// Istio's retry policy for rules that set none (`retry.DefaultPolicy` in istiod): two
+/// retries on `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`
+/// with 503 as the one retriable status code.
 pub fn default_retries() -> RetryPolicy {
     RetryPolicy {
         attempts: 2,
@@ -131,10 +152,12 @@ pub fn default_retries() -> RetryPolicy {
             "refused-stream",
             "unavailable",
             "cancelled",
+            "retriable-status-codes",
             "503",
         ]
         .map(String::from)
         .to_vec(),
+        backoff: None,
     }
 }
 
@@ -159,6 +182,7 @@ pub fn resolve_gateway(written: &str, namespace: &str) -> String {
 
 pub(super) fn convert(
     vs: &Entry<'_, VirtualService>,
+    delegates: &super::delegate::Delegates<'_>,
     registry: &Registry,
     findings: &mut Findings,
 ) -> VirtualServiceInfo {
@@ -182,12 +206,13 @@ pub(super) fn convert(
     }
     let gateways: Vec<String> = vs.gateways.iter().map(|g| resolve_gateway(g, ns)).collect();
     let mesh = gateways.is_empty() || gateways.iter().any(|g| g == MESH);
-    let mut http: Vec<HttpRule> = vs
-        .http
-        .iter()
-        .enumerate()
-        .filter_map(|(i, rule)| http_rule(vs, i, rule, registry, findings))
-        .collect();
+    let mut http: Vec<HttpRule> = Vec::with_capacity(vs.http.len());
+    for (i, rule) in vs.http.iter().enumerate() {
+        match &rule.delegate {
+            None => http.extend(http_rule(vs, i, rule, registry, findings)),
+            Some(d) => delegated(vs, i, rule, d, delegates, registry, findings, &mut http),
+        }
+    }
     unique_rule_names(&mut http, r, findings);
     VirtualServiceInfo {
         resource: resource_ref(r),
@@ -198,6 +223,76 @@ pub(super) fn convert(
         gateways: gateways.into_iter().filter(|g| g != MESH).collect(),
         visibility: Visibility::from_export_to(&vs.export_to, ns),
         http,
+    }
+}
+
+/// The rules a root rule delegates to, merged with it (istiod's semantics, in
+/// `delegate.rs`). They are named after the root: `<ns>/<root>/<delegate rule name or
+/// i.j>`; their destinations resolve in the delegate's namespace.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the conversion's context, passed through"
+)]
+fn delegated(
+    vs: &Entry<'_, VirtualService>,
+    i: usize,
+    rule: &HttpRoute,
+    d: &skiff_api::networking::Delegate,
+    delegates: &super::delegate::Delegates<'_>,
+    registry: &Registry,
+    findings: &mut Findings,
+    out: &mut Vec<HttpRule>,
+) {
+    let r = vs.resource;
+    let field = format!("spec.http[{i}].delegate");
+    let ns = d
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(vs.namespace());
+    let name = d.name.as_deref().unwrap_or_default();
+    let Some(child) = delegates.get(&(ns, name)) else {
+        findings.report(
+            Severity::Warning,
+            Code::UnknownDelegate,
+            r,
+            Some(&field),
+            format!(
+                "delegate VirtualService {ns}/{name} does not exist (a delegate has no hosts): this rule routes nothing"
+            ),
+        );
+        return;
+    };
+    for (j, child_rule) in child.http.iter().enumerate() {
+        if child_rule.delegate.is_some() {
+            findings.report(
+                Severity::Warning,
+                Code::UnknownDelegate,
+                child.resource,
+                Some(&format!("spec.http[{j}].delegate")),
+                "a delegate cannot delegate again (one level only): this rule is ignored",
+            );
+            continue;
+        }
+        let Some(merged) = super::delegate::merge_route(rule, child_rule) else {
+            findings.report(
+                Severity::Warning,
+                Code::UnknownDelegate,
+                child.resource,
+                Some(&format!("spec.http[{j}].match")),
+                format!(
+                    "the matches of this rule are not narrower than those of {}/{} spec.http[{i}], which delegates to it: the rule is ignored",
+                    vs.namespace(),
+                    vs.name()
+                ),
+            );
+            continue;
+        };
+        if let Some(mut compiled) = http_rule(child, j, &merged, registry, findings) {
+            let label = merged.name.clone().unwrap_or_else(|| format!("{i}.{j}"));
+            compiled.name = format!("{}/{}/{label}", vs.namespace(), vs.name());
+            out.push(compiled);
+        }
     }
 }
 
@@ -212,7 +307,6 @@ fn http_rule(
     let ns = vs.namespace();
     let field = format!("spec.http[{i}]");
     let action = if let Some(redirect) = &rule.redirect {
-        // `derivePort` is reported by the loader as not implemented.
         RuleAction::Redirect(Redirect {
             uri: redirect.uri.clone(),
             authority: redirect.authority.clone(),
@@ -243,11 +337,17 @@ fn http_rule(
     } else if !rule.route.is_empty() {
         let mut rewrite = None;
         if let Some(rw) = &rule.rewrite {
-            // `uriRegexRewrite` is reported by the loader as not implemented.
-            if rw.uri.is_some() || rw.authority.is_some() {
+            let regex = rw.uri_regex_rewrite.as_ref().and_then(|r| {
+                Some(crate::config::RegexRewrite {
+                    pattern: r.r#match.clone()?,
+                    substitution: r.rewrite.clone().unwrap_or_default(),
+                })
+            });
+            if rw.uri.is_some() || rw.authority.is_some() || regex.is_some() {
                 rewrite = Some(Rewrite {
                     uri: rw.uri.clone(),
                     authority: rw.authority.clone(),
+                    uri_regex_rewrite: regex,
                 });
             }
         }
@@ -267,6 +367,7 @@ fn http_rule(
             route_match: RouteMatch {
                 uri: m.uri.as_ref().map(string_match),
                 method: m.method.as_ref().map(string_match),
+                scheme: m.scheme.as_ref().map(string_match),
                 authority: m.authority.as_ref().map(string_match),
                 headers: header_matches(&m.headers),
                 without_headers: header_matches(&m.without_headers),
@@ -287,6 +388,7 @@ fn http_rule(
         })
         .collect();
     let label = rule.name.clone().unwrap_or_else(|| i.to_string());
+    let mirrors = mirrors(rule, &field, ns, registry, r, findings);
     Some(HttpRule {
         name: format!("{ns}/{}/{label}", vs.name()),
         field,
@@ -298,7 +400,127 @@ fn http_rule(
             .map(|d| d.value())
             .filter(|d| !d.is_zero()),
         fault: rule.fault.as_ref().and_then(fault),
+        headers: rule.headers.as_ref().map(header_rules).unwrap_or_default(),
+        mirrors,
+        cors: rule.cors_policy.as_ref().map(cors),
+        redirect_from_request_port: rule.redirect.as_ref().is_some_and(|r| {
+            r.port.is_none()
+                && r.derive_port
+                    == Some(skiff_api::networking::RedirectPortSelection::FromRequestPort)
+        }),
     })
+}
+
+/// `headers` as the proxy applies them: names in lower case, sorted.
+pub(crate) fn header_rules(h: &skiff_api::networking::Headers) -> HeaderRules {
+    fn ops(o: Option<&skiff_api::networking::HeaderOperations>) -> HeaderOps {
+        let Some(o) = o else {
+            return HeaderOps::default();
+        };
+        let pairs = |m: &std::collections::BTreeMap<String, String>| {
+            let mut v: Vec<(String, String)> = m
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut remove: Vec<String> = o.remove.iter().map(|k| k.to_ascii_lowercase()).collect();
+        remove.sort();
+        remove.dedup();
+        HeaderOps {
+            set: pairs(&o.set),
+            add: pairs(&o.add),
+            remove,
+        }
+    }
+    HeaderRules {
+        request: ops(h.request.as_ref()),
+        response: ops(h.response.as_ref()),
+    }
+}
+
+/// `mirror` + `mirrorPercentage` (or the deprecated integer `mirrorPercent`), then each
+/// of `mirrors`. Istio's default share is 100% when no percentage is given.
+fn mirrors(
+    rule: &HttpRoute,
+    field: &str,
+    ns: &str,
+    registry: &Registry,
+    r: &Resource,
+    findings: &mut Findings,
+) -> Vec<MirrorRef> {
+    let share = |p: Option<&skiff_api::Percent>| {
+        p.map_or(1_000_000, |p| {
+            (p.value.clamp(0.0, 100.0) * 10_000.0).round() as u32
+        })
+    };
+    let mut out = Vec::new();
+    let mut push =
+        |d: &skiff_api::networking::Destination, dest_field: String, per_million: u32| {
+            let (host, lenient) = registry.resolve_host(&d.host, ns);
+            if lenient {
+                super::destination_rule::report_lenient(
+                    findings,
+                    r,
+                    &format!("{dest_field}.host"),
+                    &d.host,
+                    &host,
+                );
+            }
+            if per_million == 0 {
+                return;
+            }
+            out.push(MirrorRef {
+                destination: DestinationRef {
+                    host,
+                    subset: d.subset.clone().filter(|s| !s.is_empty()),
+                    port: d
+                        .port
+                        .and_then(|p| p.number)
+                        .and_then(|n| u16::try_from(n).ok()),
+                    weight: 0,
+                    field: dest_field,
+                    headers: HeaderRules::default(),
+                },
+                per_million,
+            });
+        };
+    if let Some(m) = &rule.mirror {
+        let per_million = match (&rule.mirror_percentage, rule.mirror_percent) {
+            (Some(p), _) => share(Some(p)),
+            (None, Some(p)) => p.min(100) * 10_000,
+            (None, None) => 1_000_000,
+        };
+        push(m, format!("{field}.mirror"), per_million);
+    }
+    for (i, m) in rule.mirrors.iter().enumerate() {
+        push(
+            &m.destination,
+            format!("{field}.mirrors[{i}].destination"),
+            share(m.percentage.as_ref()),
+        );
+    }
+    out
+}
+
+/// `corsPolicy`, as Envoy's CORS filter takes it.
+fn cors(c: &skiff_api::networking::CorsPolicy) -> CorsPolicy {
+    let join = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
+    let mut allow_origins: Vec<StringMatch> = c.allow_origins.iter().map(string_match).collect();
+    allow_origins.extend(c.allow_origin.iter().map(|o| StringMatch::Exact(o.clone())));
+    CorsPolicy {
+        allow_origins,
+        allow_methods: join(&c.allow_methods),
+        allow_headers: join(&c.allow_headers),
+        expose_headers: join(&c.expose_headers),
+        max_age_seconds: c.max_age.as_ref().map(|d| d.value().as_secs()),
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        ignore_unmatched_preflights: matches!(
+            c.unmatched_preflights,
+            Some(skiff_api::networking::UnmatchedPreflights::Ignore)
+        ),
+    }
 }
 
 /// Route names key per-route settings in the proxy config (faults), so they must be
@@ -329,10 +551,39 @@ fn unique_rule_names(http: &mut [HttpRule], r: &Resource, findings: &mut Finding
     }
 }
 
+/// The numeric code of a gRPC status name (`UNAVAILABLE` → 14), as istiod maps
+/// `fault.abort.grpcStatus`.
+pub fn grpc_code(name: &str) -> Option<u8> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name.trim()))
+        .and_then(|i| u8::try_from(i).ok())
+}
+
 /// `fault`, as the share of requests (in millionths) delayed and aborted. Istio's
-/// semantics: an unset `percentage` delays or aborts no request (a delay falls back to
-/// the deprecated integer `percent`); a gRPC or HTTP/2 abort is reported by the loader
-/// as not implemented and left out here.
+/// semantics, from istiod's translation and Envoy's fault filter: an unset `percentage`
+/// delays or aborts no request (istiod leaves Envoy's fractional percentage unset, and
+/// an unset one is 0%; a delay falls back to the deprecated integer `percent`). An
+/// HTTP/2 abort is reported by the loader as not implemented and left out here.
 fn fault(f: &skiff_api::networking::HttpFaultInjection) -> Option<Fault> {
     fn per_million(percentage: Option<&skiff_api::Percent>, percent: Option<i32>) -> u32 {
         match (percentage, percent) {
@@ -348,8 +599,14 @@ fn fault(f: &skiff_api::networking::HttpFaultInjection) -> Option<Fault> {
         })
     });
     let abort = f.abort.as_ref().and_then(|a| {
+        let (http_status, grpc_status) = match (a.http_status, a.grpc_status.as_deref()) {
+            (Some(code), _) => (u16::try_from(code).ok()?, None),
+            (None, Some(name)) => (200, Some(grpc_code(name)?)),
+            (None, None) => return None,
+        };
         Some(FaultAbort {
-            http_status: u16::try_from(a.http_status?).ok()?,
+            http_status,
+            grpc_status,
             per_million: per_million(a.percentage.as_ref(), None),
         })
     });
@@ -409,6 +666,7 @@ fn destinations(
                     .and_then(|n| u16::try_from(n).ok()),
                 weight,
                 field: dest_field,
+                headers: d.headers.as_ref().map(header_rules).unwrap_or_default(),
             }
         })
         .collect()
@@ -462,6 +720,11 @@ fn retries(rule: &HttpRoute) -> Option<RetryPolicy> {
         attempts: attempts as u32,
         per_try_timeout: retry.per_try_timeout.as_ref().map(|d| d.value()),
         retry_on,
+        backoff: retry
+            .backoff
+            .as_ref()
+            .map(|d| d.value())
+            .filter(|d| !d.is_zero()),
     })
 }
 

@@ -106,13 +106,25 @@ fn http_routes_on_a_port_without_protocol() {
 }
 
 #[test]
-fn a_route_to_a_missing_subset_compiles_to_an_empty_cluster() {
+fn a_route_to_a_missing_subset_or_host_names_a_missing_cluster_with_why() {
     let mesh = mesh("diagnostics");
     let config = compile(&mesh, "backend-v1.prod");
-    let c = cluster(&config, "outbound|80|v3|backend.prod.svc.cluster.local");
-    assert!(c.endpoints.is_empty());
-    let c = cluster(&config, "outbound|80||backnd.prod.svc.cluster.local");
-    assert!(c.endpoints.is_empty());
+    let subset = "outbound|80|v3|backend.prod.svc.cluster.local";
+    let host = "outbound|80||backnd.prod.svc.cluster.local";
+    assert_eq!(
+        config.missing_clusters[subset],
+        "subset v3 of backend.prod.svc.cluster.local is not defined: DestinationRule prod/backend defines no subset named v3"
+    );
+    assert_eq!(
+        config.missing_clusters[host],
+        "no service or ServiceEntry declares host backnd.prod.svc.cluster.local"
+    );
+    assert!(
+        !config
+            .clusters
+            .iter()
+            .any(|c| c.name == subset || c.name == host)
+    );
 }
 
 #[test]

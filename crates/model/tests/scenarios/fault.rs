@@ -51,6 +51,7 @@ fn faults_reach_the_callers_config_by_route_name() {
         Some(&Fault {
             delay: None,
             abort: Some(FaultAbort {
+                grpc_status: None,
                 http_status: 503,
                 per_million: 500_000
             }),

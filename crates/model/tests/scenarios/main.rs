@@ -3,12 +3,14 @@
 
 mod canary;
 mod corpus;
+mod delegate;
 mod deployments;
 mod diagnostics;
 mod fault;
 mod gateway;
 mod policies;
 mod security;
+mod traffic;
 
 use std::path::PathBuf;
 

@@ -115,6 +115,38 @@ pub(super) fn compile_clusters(
     Ok(clusters)
 }
 
+/// Stand-ins for the clusters the config says do not exist, so routes naming them
+/// compile; the pipeline answers requests routed to them with `503 NC`.
+pub(super) fn missing_clusters(
+    config: &ProxyConfig,
+    clusters: &mut Vec<ClusterRt>,
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, Arc<str>)> {
+    let mut out = Vec::with_capacity(config.missing_clusters.len());
+    for (name, why) in &config.missing_clusters {
+        if clusters.iter().any(|c| *c.name == **name) {
+            continue;
+        }
+        warnings.push(format!(
+            "cluster {name} does not exist ({why}): requests routed to it fail with 503 NC"
+        ));
+        let stand_in = model::Cluster {
+            name: name.clone(),
+            service: String::new(),
+            port: 0,
+            subset: None,
+            protocol: Protocol::Unspecified,
+            lb: model::LbPolicy::default(),
+            endpoints: Vec::new(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            tls: model::ClusterTls::Auto,
+        };
+        out.push((clusters.len(), Arc::from(why.as_str())));
+        clusters.push(ClusterRt::new(&stand_in, Vec::new()));
+    }
+    out
+}
+
 /// Names what set an inbound port's mode, for the reason of a refused connection.
 pub(super) fn mtls_decided_by(p: &model::MtlsPolicy, mode: model::MtlsMode) -> Arc<str> {
     let mode = match mode {
@@ -251,6 +283,26 @@ fn compile_route(
                     format!("rewrite uri {u:?} must start with /"),
                 ));
             }
+            let rewrite_regex = match &rewrite.uri_regex_rewrite {
+                Some(_) if rewrite.uri.is_some() => {
+                    return Err(Error::config(
+                        &r.name,
+                        "rewrite has both uri and uriRegexRewrite",
+                    ));
+                }
+                Some(rx) => {
+                    let compiled = regex::RegexBuilder::new(&rx.pattern)
+                        .size_limit(super::matcher::MAX_REGEX_PROGRAM_BYTES)
+                        .build()
+                        .map_err(|e| Error::InvalidRegex {
+                            route: r.name.clone(),
+                            pattern: rx.pattern.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    Some(Box::new((compiled, re2_substitution(&rx.substitution))))
+                }
+                None => None,
+            };
             ActionRt::Forward(ForwardRt {
                 destinations: WeightedClusters::compile(&r.name, &f.destinations, index)?,
                 retries: f
@@ -259,6 +311,7 @@ fn compile_route(
                     .map(|p| RetryRt::compile(&r.name, p, warnings)),
                 rewrite_uri: rewrite.uri.map(String::into_boxed_str),
                 rewrite_authority,
+                rewrite_regex,
             })
         }
         RouteAction::Redirect(rd) => {
@@ -303,7 +356,35 @@ fn compile_route(
         action,
         timeout: r.timeout.filter(|t| !t.is_zero()),
         fault: None,
+        policy: None,
     })
+}
+
+/// An RE2 substitution (`\1` for group 1, `\\` for a backslash) in the regex
+/// crate's form (`${1}`, and `$$` for a literal `$`).
+pub(crate) fn re2_substitution(sub: &str) -> String {
+    let mut out = String::with_capacity(sub.len() + 4);
+    let mut chars = sub.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    chars.next();
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Gives each route its `fault`, by route name; a fault that names no route is warned
@@ -333,6 +414,50 @@ pub(super) fn attach_faults(
     for name in faults.keys().filter(|n| !used.contains(n.as_str())) {
         warnings.push(format!(
             "fault for route {name}, which no route of this proxy has"
+        ));
+    }
+    Ok(())
+}
+
+/// Gives each route its header rules, mirrors and CORS, by route name, as
+/// [`attach_faults`].
+pub(super) fn attach_policies(
+    policies: &std::collections::BTreeMap<String, model::HttpRoutePolicy>,
+    index: &HashMap<&str, usize>,
+    outbound: &mut [PortRoutes],
+    gateway: &mut [PortRoutes],
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let mut used = std::collections::HashSet::new();
+    let routes = outbound
+        .iter_mut()
+        .chain(gateway.iter_mut())
+        .flat_map(|p| p.http.vhosts.iter_mut())
+        .flat_map(|vh| vh.routes.iter_mut());
+    for route in routes {
+        let Some(p) = policies.get(&*route.name) else {
+            continue;
+        };
+        used.insert(route.name.clone());
+        let destinations = match &route.action {
+            ActionRt::Forward(f) => f.destinations.len(),
+            _ => 0,
+        };
+        let compiled = crate::http_route::HttpPolicyRt::compile(
+            &route.name,
+            p,
+            destinations,
+            |c| index.get(c).copied(),
+            warnings,
+        )?;
+        route.policy = Some(Box::new(compiled));
+    }
+    for name in policies.keys().filter(|n| !used.contains(n.as_str())) {
+        warnings.push(format!(
+            "header rules, mirrors or CORS for route {name}, which no route of this proxy has"
         ));
     }
     Ok(())
@@ -368,5 +493,9 @@ fn compile_fault(route: &str, f: &model::Fault) -> Result<FaultRt, Error> {
         }
         None => None,
     };
-    Ok(FaultRt { delay, abort })
+    Ok(FaultRt {
+        delay,
+        abort,
+        abort_grpc: f.abort.as_ref().and_then(|a| a.grpc_status),
+    })
 }

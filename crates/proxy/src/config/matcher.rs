@@ -45,6 +45,7 @@ pub(crate) struct MatchRt {
     pub(crate) uri: Option<StrMatch>,
     ignore_uri_case: bool,
     method: Option<StrMatch>,
+    scheme: Option<StrMatch>,
     authority: Option<StrMatch>,
     headers: Vec<HeaderCond>,
     without_headers: Vec<HeaderCond>,
@@ -165,6 +166,7 @@ impl MatchRt {
             uri: opt(&m.uri)?,
             ignore_uri_case: m.ignore_uri_case,
             method: opt(&m.method)?,
+            scheme: opt(&m.scheme)?,
             authority: opt(&m.authority)?,
             headers: headers(&m.headers)?,
             without_headers: headers(&m.without_headers)?,
@@ -192,6 +194,11 @@ impl MatchRt {
         }
         if let Some(m) = &self.method
             && !m.matches(req.method.as_str())
+        {
+            return false;
+        }
+        if let Some(m) = &self.scheme
+            && !m.matches(req.scheme)
         {
             return false;
         }

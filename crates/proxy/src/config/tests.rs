@@ -199,6 +199,7 @@ fn unimplemented_things_warn() {
             attempts: 2,
             per_try_timeout: None,
             retry_on: vec!["5xx,made-up".to_owned()],
+            backoff: None,
         });
     }
     c.clusters.push(cluster("empty", &[]));
@@ -267,6 +268,7 @@ fn faults_attach_by_route_name_and_are_validated() {
             per_million: share,
         }),
         abort: Some(FaultAbort {
+            grpc_status: None,
             http_status: status,
             per_million: share,
         }),

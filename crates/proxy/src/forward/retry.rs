@@ -20,10 +20,10 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::ReqBody;
+use crate::Error;
 use crate::config::RetryRt;
 use crate::config::retry::Outcome;
 use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1, SendError};
-use crate::{Error, ResponseFlag};
 
 /// Largest request body kept for sending again. Envoy keeps up to its connection
 /// buffer limit (1 MiB); a smaller bound keeps a sidecar's memory small, and requests
@@ -33,24 +33,44 @@ pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
 /// A response, the pooled connection it came on, and the in-flight count it holds.
 pub(super) type Sent = (Response<Incoming>, Option<PooledH1>, InFlight);
 
+/// How the tries of a request went: for the record.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tally {
+    /// Tries made (the first one included); 0 when none could be made.
+    pub(crate) attempts: u32,
+    /// The policy would have tried again but its attempts were used up (`URX`).
+    pub(crate) exhausted: bool,
+}
+
 /// Sends `req` to an endpoint of `cluster`, and again to a new pick while `policy`
-/// allows. Returns the response with `URX` when the last try was still a failure the
-/// policy retries.
+/// allows. The tally says how many tries it took and whether the last one was still a
+/// failure the policy retries (`URX`), whatever that failure was.
 pub(super) async fn send(
     cluster: &ClusterRt,
     req: Request<ReqBody>,
     policy: Option<&RetryRt>,
-) -> Result<(Sent, ResponseFlag), Error> {
+) -> (Result<Sent, Error>, Tally) {
     let Some(policy) = policy.filter(|p| p.attempts > 0) else {
-        let ep = pick(cluster)?;
-        return once(ep, cluster, req)
-            .await
-            .map(|s| (s, ResponseFlag::None))
-            .map_err(|e| e.error);
+        let ep = match pick(cluster) {
+            Ok(ep) => ep,
+            Err(e) => return (Err(e), Tally::default()),
+        };
+        let r = once(ep, cluster, req).await.map_err(|e| e.error);
+        return (
+            r,
+            Tally {
+                attempts: 1,
+                exhausted: false,
+            },
+        );
     };
     let (req, head) = match req.body() {
         ReqBody::Empty => {
             let head = copy_head(&req, None);
+            (req, Some(head))
+        }
+        ReqBody::Full(data) => {
+            let head = copy_head(&req, data.clone());
             (req, Some(head))
         }
         ReqBody::Incoming(body, _)
@@ -59,13 +79,22 @@ pub(super) async fn send(
                 .is_some_and(|n| n <= REPLAY_LIMIT) =>
         {
             // Boxed: only requests with a body pay for the larger future.
-            Box::pin(read_in_full(req)).await?
+            match Box::pin(read_in_full(req)).await {
+                Ok(r) => r,
+                Err(e) => return (Err(e), Tally::default()),
+            }
         }
         _ => (req, None),
     };
     let (result, unsent) = attempt(cluster, req, policy).await;
     match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
-        Verdict::Done(flag) => result.map(|s| (s, flag)),
+        Verdict::Done(exhausted) => (
+            result,
+            Tally {
+                attempts: 1,
+                exhausted,
+            },
+        ),
         // Trying again is the cold path: boxed, so the future of a request that
         // succeeds at once stays small and allocation-free.
         Verdict::Again(outcome) => {
@@ -77,7 +106,8 @@ pub(super) async fn send(
 
 /// What to do after a try.
 enum Verdict {
-    Done(ResponseFlag),
+    /// Stop; `true` when the policy wanted another try but had none left.
+    Done(bool),
     Again(Outcome),
 }
 
@@ -85,7 +115,7 @@ fn verdict(
     policy: &RetryRt,
     result: &Result<Sent, Error>,
     replayable: bool,
-    tries: u32,
+    retries: u32,
 ) -> Verdict {
     let outcome = match result {
         Ok((resp, ..)) => Outcome::Response {
@@ -95,18 +125,34 @@ fn verdict(
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok()?.parse().ok()),
         },
-        Err(Error::NoHealthyUpstream(_)) => return Verdict::Done(ResponseFlag::None),
+        Err(Error::NoHealthyUpstream(_)) => return Verdict::Done(false),
         Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
         Err(Error::Timeout(_)) => Outcome::Timeout,
-        Err(_) => Outcome::Reset,
+        Err(Error::UpstreamReset { source, .. }) => Outcome::Reset {
+            refused: refused_stream(source),
+        },
+        Err(_) => Outcome::Reset { refused: false },
     };
     if !policy.retriable(outcome) || !replayable {
-        Verdict::Done(ResponseFlag::None)
-    } else if tries >= policy.attempts {
-        Verdict::Done(ResponseFlag::UpstreamRetryLimitExceeded)
+        Verdict::Done(false)
+    } else if retries >= policy.attempts {
+        Verdict::Done(true)
     } else {
         Verdict::Again(outcome)
     }
+}
+
+/// Whether an upstream error is an HTTP/2 `REFUSED_STREAM` (the server did not process
+/// the request).
+fn refused_stream(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// One try on a new endpoint pick, under the per-try timeout. (Plain functions here
@@ -137,18 +183,26 @@ async fn again(
     head: Option<Head>,
     mut unsent: Option<Request<ReqBody>>,
     mut outcome: Outcome,
-) -> Result<(Sent, ResponseFlag), Error> {
-    let mut tries = 0u32;
+) -> (Result<Sent, Error>, Tally) {
+    let mut retries = 0u32;
     loop {
-        tries += 1;
-        tracing::debug!(cluster = %cluster.name, retry = tries, ?outcome, "retrying");
-        tokio::time::sleep(RetryRt::backoff(tries)).await;
+        retries += 1;
+        tracing::debug!(cluster = %cluster.name, retry = retries, ?outcome, "retrying");
+        tokio::time::sleep(policy.backoff(retries)).await;
         let Some(req) = unsent.take().or_else(|| head.as_ref().map(rebuild)) else {
             unreachable!("a retry is only started with a request to send");
         };
         let (result, back) = attempt(cluster, req, policy).await;
-        match verdict(policy, &result, back.is_some() || head.is_some(), tries) {
-            Verdict::Done(flag) => return result.map(|s| (s, flag)),
+        match verdict(policy, &result, back.is_some() || head.is_some(), retries) {
+            Verdict::Done(exhausted) => {
+                return (
+                    result,
+                    Tally {
+                        attempts: retries + 1,
+                        exhausted,
+                    },
+                );
+            }
             Verdict::Again(o) => {
                 outcome = o;
                 unsent = back;

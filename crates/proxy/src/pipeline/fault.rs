@@ -4,7 +4,7 @@
 //! aborted one.
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderValue, Response};
 
 use crate::ResponseFlag;
 use crate::config::FaultRt;
@@ -13,8 +13,14 @@ use crate::record::Pending;
 use crate::respond::local_bytes;
 use crate::upstream::random_below;
 
-/// Applies `fault`; returns the response when the request is aborted.
-pub(crate) async fn apply(fault: &FaultRt, log: &mut Pending) -> Option<Response<RespBody>> {
+/// Applies `fault`; returns the response when the request is aborted. A `grpcStatus`
+/// abort answers a gRPC request (`content-type: application/grpc…`) as Envoy does:
+/// HTTP 200, trailers-only, with `grpc-status` and `grpc-message`.
+pub(crate) async fn apply(
+    fault: &FaultRt,
+    grpc: bool,
+    log: &mut Pending,
+) -> Option<Response<RespBody>> {
     if let Some((delay, share)) = fault.delay
         && hit(share)
     {
@@ -25,6 +31,20 @@ pub(crate) async fn apply(fault: &FaultRt, log: &mut Pending) -> Option<Response
         && hit(share)
     {
         log.respond(status.as_u16(), ResponseFlag::FaultInjected);
+        if let (Some(code), true) = (fault.abort_grpc, grpc) {
+            let mut resp = local_bytes(status, Bytes::new(), std::mem::take(log));
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+            h.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
+            return Some(resp);
+        }
         return Some(local_bytes(
             status,
             Bytes::from_static(b"fault filter abort"),

@@ -26,6 +26,7 @@ fn req(authority: &'static str, path: &'static str) -> Req {
 impl Req {
     fn view(&self) -> RequestView<'_> {
         RequestView {
+            scheme: "http",
             method: &self.method,
             path: self.path,
             query: self.query,

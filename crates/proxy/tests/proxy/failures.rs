@@ -74,6 +74,7 @@ fn retrying(attempts: u32, on: &str) -> RouteAction {
             attempts,
             per_try_timeout: None,
             retry_on: vec![on.into()],
+            backoff: None,
         }),
         rewrite: None,
     })
@@ -218,6 +219,7 @@ async fn fault_injection_delays_and_aborts() {
         Fault {
             delay: None,
             abort: Some(FaultAbort {
+                grpc_status: None,
                 http_status: 503,
                 per_million: 500_000,
             }),
@@ -228,6 +230,7 @@ async fn fault_injection_delays_and_aborts() {
         Fault {
             delay: None,
             abort: Some(FaultAbort {
+                grpc_status: None,
                 http_status: 418,
                 per_million: 1_000_000,
             }),

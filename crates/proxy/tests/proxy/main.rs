@@ -18,4 +18,5 @@ mod origination;
 mod protocols;
 mod routing;
 mod swap;
+mod traffic;
 mod xds;

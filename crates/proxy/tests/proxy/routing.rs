@@ -244,6 +244,7 @@ async fn redirect_direct_response_and_rewrite() {
                     rewrite: Some(Rewrite {
                         uri: Some("/v2/".into()),
                         authority: Some("backend.internal".into()),
+                        ..Rewrite::default()
                     }),
                 }),
             ),

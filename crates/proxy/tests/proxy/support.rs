@@ -38,7 +38,10 @@ pub fn fresh_ip() -> IpAddr {
 /// A small HTTP backend (HTTP/1.1 and h2c). It answers with its name in the body and
 /// `x-backend`, and echoes what it saw in `x-seen-*` headers. Paths:
 /// `/delay/<ms>` waits; `/status/<code>` answers that code; `/flaky/<n>` fails with 503
-/// the first n times.
+/// the first n times; `/grpc/<code>` answers 200 with that `grpc-status`;
+/// `/chance/<percent>` fails with 503 that share of the time, at
+/// random. Request headers named `x-test-*` come back as `x-seen-x-test-*` (values
+/// joined with `,`).
 #[derive(Clone)]
 pub struct Backend {
     pub addr: SocketAddr,
@@ -46,6 +49,8 @@ pub struct Backend {
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
     pub name: &'static str,
+    /// The authority of every request it answered, in order.
+    pub hosts: Arc<Mutex<Vec<String>>>,
 }
 
 pub async fn backend(name: &'static str, ip: IpAddr) -> Backend {
@@ -58,8 +63,10 @@ pub async fn backend_at(name: &'static str, addr: SocketAddr) -> Backend {
     let hits = Arc::new(AtomicUsize::new(0));
     let flaky = Arc::new(AtomicUsize::new(0));
     let conns = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(Mutex::new(Vec::new()));
     let h = hits.clone();
     let cs = conns.clone();
+    let hs = hosts.clone();
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else {
@@ -68,10 +75,19 @@ pub async fn backend_at(name: &'static str, addr: SocketAddr) -> Backend {
             cs.fetch_add(1, Ordering::Relaxed);
             let hits = h.clone();
             let flaky = flaky.clone();
+            let hosts = hs.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let hits = hits.clone();
                     let flaky = flaky.clone();
+                    let host = req
+                        .headers()
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                        .unwrap_or_default();
+                    hosts.lock().unwrap().push(host);
                     async move { Ok::<_, Infallible>(answer(name, req, &hits, &flaky).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -85,6 +101,7 @@ pub async fn backend_at(name: &'static str, addr: SocketAddr) -> Backend {
         hits,
         conns,
         name,
+        hosts,
     }
 }
 
@@ -127,6 +144,12 @@ async fn answer(
         && flaky.fetch_add(1, Ordering::Relaxed) < n.parse().unwrap()
     {
         status = StatusCode::SERVICE_UNAVAILABLE;
+    } else if path.starts_with("/grpc/") {
+        // Answered below with the code as `grpc-status`.
+    } else if let Some(pct) = path.strip_prefix("/chance/")
+        && rand::random_range(0..100u32) < pct.parse::<u32>().unwrap()
+    {
+        status = StatusCode::SERVICE_UNAVAILABLE;
     }
     let seen_host = req
         .headers()
@@ -154,6 +177,25 @@ async fn answer(
         if let Some(v) = req.headers().get(h) {
             resp = resp.header(format!("x-seen-{h}"), v.clone());
         }
+    }
+    if let Some(code) = path.strip_prefix("/grpc/") {
+        resp = resp.header("grpc-status", code);
+    }
+    let mut test_headers: Vec<&str> = req
+        .headers()
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-test-"))
+        .collect();
+    test_headers.dedup();
+    for name in test_headers {
+        let joined: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        resp = resp.header(format!("x-seen-{name}"), joined.join(","));
     }
     let body = req
         .into_body()
