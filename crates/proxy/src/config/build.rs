@@ -35,7 +35,9 @@ pub(super) fn compile_clusters(
                 "defined twice",
             ));
         }
-        let proto = UpstreamProto::for_protocol(c.protocol);
+        let proto = crate::upstream::proto_of(c);
+        let breaker = registry.breaker(c);
+        let pool: Option<Arc<str>> = breaker.as_ref().map(|_| c.name.as_str().into());
         let origination = match &c.tls {
             model::ClusterTls::Simple(t) | model::ClusterTls::Mutual(t) => {
                 let alpn: &[&[u8]] = match proto {
@@ -74,6 +76,7 @@ pub(super) fn compile_clusters(
                 target_port,
                 proto,
                 identity: identity.clone(),
+                pool: pool.clone(),
             };
             let tls = || match (identity, mesh, expected) {
                 _ if origination.is_some() => {
@@ -88,7 +91,10 @@ pub(super) fn compile_clusters(
                 }
                 _ => UpstreamTls::Plain,
             };
-            endpoints.push((registry.get(key, e.address, Some(source), tls), e.weight));
+            endpoints.push((
+                registry.get(key, e.address, Some(source), breaker.as_ref(), tls),
+                e.weight,
+            ));
         }
 
         if c.endpoints.is_empty() {
@@ -103,7 +109,7 @@ pub(super) fn compile_clusters(
                 c.name, c.protocol
             ));
         }
-        clusters.push(ClusterRt::new(c, endpoints));
+        clusters.push(ClusterRt::new(c, endpoints, registry, breaker));
     }
     if plain_instead_of_mtls > 0 {
         warnings.push(format!(

@@ -48,13 +48,19 @@ impl Balancer {
         }
     }
 
-    pub(super) fn pick(&self) -> Option<&Arc<EndpointState>> {
+    /// The endpoint at `i`.
+    pub(super) fn endpoint(&self, i: usize) -> &Arc<EndpointState> {
+        &self.endpoints[i]
+    }
+
+    /// Chooses an endpoint's index, or `None` when there is none.
+    pub(super) fn pick(&self) -> Option<usize> {
         match self.endpoints.len() {
             0 => return None,
-            1 => return self.endpoints.first(),
+            1 => return Some(0),
             _ => {}
         }
-        let i = match self.policy {
+        Some(match self.policy {
             LbPolicy::RoundRobin => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
                 self.by_weight((n % self.total as usize) as u32)
@@ -71,8 +77,35 @@ impl Balancer {
                 let lb = self.endpoints[b].active() as u64 * u64::from(self.weights[a]);
                 if lb < la { b } else { a }
             }
-        };
-        self.endpoints.get(i)
+        })
+    }
+
+    /// [`Self::pick`] among the endpoints `usable` accepts (some are ejected): the
+    /// policy's own choice when it is usable, else a weighted random one of the usable.
+    pub(super) fn pick_where(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        for _ in 0..2 {
+            match self.pick() {
+                Some(i) if usable(i) => return Some(i),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        let total: u64 = (0..self.endpoints.len())
+            .filter(|&i| usable(i))
+            .map(|i| u64::from(self.weights[i]))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = u64::from(random_below(u32::try_from(total).unwrap_or(u32::MAX)));
+        for i in (0..self.endpoints.len()).filter(|&i| usable(i)) {
+            let w = u64::from(self.weights[i]);
+            if r < w {
+                return Some(i);
+            }
+            r -= w;
+        }
+        None
     }
 
     fn random(&self) -> usize {
