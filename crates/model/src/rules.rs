@@ -22,10 +22,10 @@ use crate::registry::{Labels, Registry, labels_match};
 
 pub(crate) use checks::find_service;
 pub use destination_rule::{DestinationRuleInfo, SubsetInfo, TlsLevels, tls_mode};
-pub use traffic_policy::{ClusterPolicy, LbSettings, PoolSettings};
 pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
+pub use traffic_policy::{ClusterPolicy, LbSettings, PoolSettings};
 pub use virtual_service::{
     DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
 };

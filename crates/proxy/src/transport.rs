@@ -145,7 +145,11 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
 /// (what is unset keeps the system's value).
 fn set_keepalive(
     stream: &TcpStream,
-    (time, interval, probes): (Option<std::time::Duration>, Option<std::time::Duration>, Option<u32>),
+    (time, interval, probes): (
+        Option<std::time::Duration>,
+        Option<std::time::Duration>,
+        Option<u32>,
+    ),
 ) {
     let mut k = socket2::TcpKeepalive::new();
     if let Some(t) = time {

@@ -349,9 +349,7 @@ impl EndpointState {
             return true;
         }
         let now = tokio::time::Instant::now();
-        let past = |at: Option<tokio::time::Instant>, limit: Option<Duration>| {
-            matches!((at, limit), (Some(at), Some(limit)) if now.saturating_duration_since(at) >= limit)
-        };
+        let past = |at: Option<tokio::time::Instant>, limit: Option<Duration>| matches!((at, limit), (Some(at), Some(limit)) if now.saturating_duration_since(at) >= limit);
         past(c.born, b.max_connection_duration()) || (idle && past(c.since, b.idle_timeout()))
     }
 
@@ -586,7 +584,11 @@ pub(crate) struct ClusterRt {
 /// How the proxy speaks to a cluster's endpoints: by its protocol, or HTTP/2 for an
 /// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`.
 pub(crate) fn proto_of(c: &Cluster) -> UpstreamProto {
-    let upgrade = c.traffic.connection_pool.as_ref().is_some_and(|p| p.h2_upgrade);
+    let upgrade = c
+        .traffic
+        .connection_pool
+        .as_ref()
+        .is_some_and(|p| p.h2_upgrade);
     if upgrade && c.protocol == Protocol::Http {
         UpstreamProto::Http2
     } else {
@@ -610,7 +612,10 @@ impl ClusterRt {
             Box::new((d, hosts))
         });
         let hash = c.traffic.consistent_hash.as_ref().map(|h| {
-            let names: Vec<String> = endpoints.iter().map(|(e, _)| e.display.to_string()).collect();
+            let names: Vec<String> = endpoints
+                .iter()
+                .map(|(e, _)| e.display.to_string())
+                .collect();
             let weights: Vec<u32> = endpoints.iter().map(|(_, w)| (*w).max(1)).collect();
             Box::new(hash::HashTable::build(h, &names, &weights))
         });
@@ -666,7 +671,9 @@ impl ClusterRt {
             .map(|(_, hosts)| hosts);
         let usable = |i: usize| ejected.is_none_or(|h| !h[i].is_ejected());
         if let Some(table) = &self.hash {
-            let h = hash.unwrap_or_else(|| u64::from(random_below(u32::MAX)) << 32 | u64::from(random_below(u32::MAX)));
+            let h = hash.unwrap_or_else(|| {
+                u64::from(random_below(u32::MAX)) << 32 | u64::from(random_below(u32::MAX))
+            });
             return table.lookup(h, usable);
         }
         match ejected {

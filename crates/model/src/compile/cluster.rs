@@ -57,7 +57,8 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
             if let Some(dr) = dr {
                 let policy = dr.policy_for(key.port, subset);
                 cluster.lb = policy.lb().unwrap_or_default();
-                cluster.connect_timeout = policy.connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                cluster.connect_timeout =
+                    policy.connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
                 cluster.traffic = TrafficPolicy {
                     connection_pool: policy.connection_pool.map(|p| p.limits),
                     outlier_detection: policy.outlier_detection,

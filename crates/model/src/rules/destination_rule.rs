@@ -98,7 +98,9 @@ impl DestinationRuleInfo {
     /// sets replaces the rule's, or the subset's port-level entry replaces them all.
     pub fn policy_for(&self, port: u16, subset: Option<&SubsetInfo>) -> ClusterPolicy {
         let at_port = |list: &[(u16, ClusterPolicy)]| {
-            list.iter().find(|(p, _)| *p == port).map(|(_, c)| c.clone())
+            list.iter()
+                .find(|(p, _)| *p == port)
+                .map(|(_, c)| c.clone())
         };
         let rule = at_port(&self.port_policies).unwrap_or_else(|| self.policy.clone());
         match subset {

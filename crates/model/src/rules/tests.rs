@@ -146,7 +146,10 @@ fn policies_layer_subset_over_port_over_rule() {
     assert_eq!(dr.policy_for(81, None).lb(), Some(LbPolicy::Random));
     let v1 = dr.policy_for(80, dr.subset("v1"));
     assert_eq!(v1.lb(), Some(LbPolicy::RoundRobin));
-    assert_eq!(v1.connect_timeout(), Some(std::time::Duration::from_secs(2)));
+    assert_eq!(
+        v1.connect_timeout(),
+        Some(std::time::Duration::from_secs(2))
+    );
 }
 
 #[test]

@@ -72,7 +72,9 @@ impl ClusterPolicy {
 
     /// `connectionPool.tcp.connectTimeout`, if set.
     pub fn connect_timeout(&self) -> Option<Duration> {
-        self.connection_pool.as_ref().and_then(|p| p.connect_timeout)
+        self.connection_pool
+            .as_ref()
+            .and_then(|p| p.connect_timeout)
     }
 }
 
@@ -86,7 +88,8 @@ pub(super) fn convert(
     findings: &mut Findings,
 ) -> ClusterPolicy {
     ClusterPolicy {
-        load_balancer: lb.map(|lb| load_balancer(lb, r, &format!("{field}.loadBalancer"), findings)),
+        load_balancer: lb
+            .map(|lb| load_balancer(lb, r, &format!("{field}.loadBalancer"), findings)),
         connection_pool: pool.map(connection_pool),
         outlier_detection: outlier.map(outlier_detection),
     }
@@ -167,7 +170,9 @@ fn connection_pool(p: &ConnectionPoolSettings) -> PoolSettings {
     let tcp = p.tcp.as_ref();
     let http = p.http.as_ref();
     PoolSettings {
-        connect_timeout: tcp.and_then(|t| t.connect_timeout.as_ref()).map(|d| d.value()),
+        connect_timeout: tcp
+            .and_then(|t| t.connect_timeout.as_ref())
+            .map(|d| d.value()),
         limits: ConnectionPool {
             max_connections: limit(tcp.and_then(|t| t.max_connections)),
             max_pending_requests: limit(http.and_then(|h| h.http1_max_pending_requests)),
@@ -182,11 +187,13 @@ fn connection_pool(p: &ConnectionPoolSettings) -> PoolSettings {
                 .and_then(|t| t.max_connection_duration.as_ref())
                 .map(|d| d.value())
                 .filter(|d| !d.is_zero()),
-            tcp_keepalive: tcp.and_then(|t| t.tcp_keepalive.as_ref()).map(|k| TcpKeepalive {
-                probes: k.probes.filter(|n| *n > 0),
-                time: k.time.as_ref().map(|d| d.value()),
-                interval: k.interval.as_ref().map(|d| d.value()),
-            }),
+            tcp_keepalive: tcp
+                .and_then(|t| t.tcp_keepalive.as_ref())
+                .map(|k| TcpKeepalive {
+                    probes: k.probes.filter(|n| *n > 0),
+                    time: k.time.as_ref().map(|d| d.value()),
+                    interval: k.interval.as_ref().map(|d| d.value()),
+                }),
             h2_upgrade: http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade),
         },
     }

@@ -70,7 +70,9 @@ fn limit(v: Option<u32>) -> usize {
 }
 
 fn millis(d: Option<Duration>) -> u64 {
-    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+    d.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
 }
 
 impl Breaker {
@@ -143,7 +145,9 @@ impl Breaker {
     ) -> Result<Slot, Overflow> {
         let max = max.load(Ordering::Relaxed);
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .map_err(|_| what)?;
         Ok(Slot {
             breaker: self.clone(),

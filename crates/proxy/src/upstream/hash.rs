@@ -54,7 +54,9 @@ impl HashTable {
             HashAlgorithm::RingHash { minimum_ring_size } => {
                 Table::Ring(ring(names, weights, minimum_ring_size))
             }
-            HashAlgorithm::Maglev { table_size } => Table::Maglev(maglev(names, weights, table_size)),
+            HashAlgorithm::Maglev { table_size } => {
+                Table::Maglev(maglev(names, weights, table_size))
+            }
         };
         HashTable {
             key: policy.key.clone(),
@@ -88,15 +90,17 @@ impl HashTable {
     }
 }
 
-/// Envoy's ring: each endpoint gets points in proportion to its weight, the ring at
-/// least `min` points (and at most 8M); a point's hash is that of `<name>_<n>`.
+/// The ring: each endpoint gets `min` points per unit of weight (so the ring holds at
+/// least `min` points, `minimumRingSize`), at most 8M points in all; a point's hash is
+/// that of `<name>_<n>`. Envoy spreads `min` over all endpoints instead; giving each
+/// endpoint its points whatever the others are means that removing one moves only its
+/// own keys.
 fn ring(names: &[String], weights: &[u32], min: u64) -> Vec<(u64, u32)> {
     let total: u64 = weights.iter().map(|w| u64::from((*w).max(1))).sum();
     if names.is_empty() || total == 0 {
         return Vec::new();
     }
-    // Points per unit of weight: the ring holds at least `min`, at most 8M.
-    let per_weight = min.div_ceil(total).clamp(1, (MAX_RING_SIZE / total).max(1));
+    let per_weight = min.clamp(1, (MAX_RING_SIZE / total).max(1));
     let mut points = Vec::with_capacity((per_weight * total) as usize);
     let mut key = String::new();
     for (i, (name, w)) in names.iter().zip(weights).enumerate() {
@@ -128,7 +132,10 @@ fn maglev(names: &[String], weights: &[u32], size: u64) -> Vec<u32> {
         .map(|n| hash64(format!("{n}#skip").as_bytes()) % (m - 1).max(1) + 1)
         .collect();
     let max_weight = f64::from(weights.iter().copied().max().unwrap_or(1).max(1));
-    let weights: Vec<f64> = weights.iter().map(|w| f64::from((*w).max(1)) / max_weight).collect();
+    let weights: Vec<f64> = weights
+        .iter()
+        .map(|w| f64::from((*w).max(1)) / max_weight)
+        .collect();
     let mut next = vec![0u64; names.len()];
     let mut credit = vec![0f64; names.len()];
     let mut table = vec![u32::MAX; m as usize];
@@ -159,7 +166,12 @@ fn maglev(names: &[String], weights: &[u32], size: u64) -> Vec<u32> {
 
 /// The hash of a request, by the cluster's key; `None` when the request lacks the
 /// attribute (then the balancer picks at random, as Envoy does).
-pub(crate) fn request_hash(key: &HashKey, headers: &HeaderMap, query: Option<&str>, source: Option<IpAddr>) -> Option<u64> {
+pub(crate) fn request_hash(
+    key: &HashKey,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    source: Option<IpAddr>,
+) -> Option<u64> {
     match key {
         HashKey::Header(name) => {
             let v = headers.get(name.as_str())?;

@@ -55,9 +55,9 @@ impl Kind {
             Kind::ConsecutiveGateway => {
                 format!("{n} consecutive gateway errors (consecutiveGatewayErrors)")
             }
-            Kind::ConsecutiveLocalOrigin => format!(
-                "{n} consecutive local-origin failures (consecutiveLocalOriginFailures)"
-            ),
+            Kind::ConsecutiveLocalOrigin => {
+                format!("{n} consecutive local-origin failures (consecutiveLocalOriginFailures)")
+            }
         }
     }
 }
@@ -158,7 +158,8 @@ impl Detector {
         s.base_ms.store(ms(od.base_ejection_time), r);
         s.max_ms.store(ms(od.max_ejection_time), r);
         s.max_percent.store(od.max_ejection_percent.min(100), r);
-        s.min_health_percent.store(od.min_health_percent.min(100), r);
+        s.min_health_percent
+            .store(od.min_health_percent.min(100), r);
     }
 
     /// The monitors of a snapshot's endpoints, in order; endpoints no longer in the
@@ -316,7 +317,8 @@ impl Detector {
                 }
                 continue;
             }
-            let since = Duration::from_millis(now - h.last_ejection.load(Ordering::Relaxed).min(now));
+            let since =
+                Duration::from_millis(now - h.last_ejection.load(Ordering::Relaxed).min(now));
             if self.ejection_time(backoff) <= since {
                 h.consecutive_5xx.store(0, Ordering::Relaxed);
                 h.consecutive_gateway.store(0, Ordering::Relaxed);

@@ -111,10 +111,7 @@ fn a_subset_component_replaces_the_rules_whole_component() {
         }
     );
     // What the subset does not set comes from the rule.
-    assert_eq!(
-        v1.connection_pool.unwrap().limits.max_connections,
-        Some(7)
-    );
+    assert_eq!(v1.connection_pool.unwrap().limits.max_connections, Some(7));
     assert_eq!(v1.outlier_detection.unwrap().consecutive_5xx, 3);
 }
 
@@ -184,7 +181,14 @@ spec:
         Some(7)
     );
     assert!(c.traffic.consistent_hash.is_some());
-    assert_eq!(c.traffic.outlier_detection.as_ref().unwrap().consecutive_5xx, 3);
+    assert_eq!(
+        c.traffic
+            .outlier_detection
+            .as_ref()
+            .unwrap()
+            .consecutive_5xx,
+        3
+    );
     // Port 81: the rule's port-level entry left no pool; the subset's hash stays.
     let alt = config
         .clusters
