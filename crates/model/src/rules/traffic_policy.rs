@@ -210,9 +210,15 @@ fn outlier_detection(o: &ApiOutlier) -> OutlierDetection {
         .filter(|d| !d.is_zero())
         .unwrap_or(secs(30));
     let split = o.split_external_local_origin_errors == Some(true);
+    // The deprecated `consecutiveErrors` counts gateway errors only, as Istio read it
+    // (istio/api#617); the newer fields, when set, take precedence.
+    let (default_5xx, default_gateway) = match o.consecutive_errors {
+        Some(n) if n > 0 => (0, n as u32),
+        _ => (5, 0),
+    };
     OutlierDetection {
-        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(5),
-        consecutive_gateway: o.consecutive_gateway_errors.unwrap_or(0),
+        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(default_5xx),
+        consecutive_gateway: o.consecutive_gateway_errors.unwrap_or(default_gateway),
         consecutive_local_origin: match (split, o.consecutive_local_origin_failures) {
             (false, _) => 0,
             (true, Some(n)) if n > 0 => n,
