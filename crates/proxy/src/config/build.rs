@@ -19,6 +19,37 @@ use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 use skiff_identity::{MeshTls, SpiffeId};
 use std::sync::Arc;
 
+/// The `connectionPool` settings a cluster's protocol does not use, said loudly.
+fn pool_warnings(
+    c: &model::Cluster,
+    p: &model::ConnectionPool,
+    proto: UpstreamProto,
+    warnings: &mut Vec<String>,
+) {
+    let per_connection = p.max_connections.is_some()
+        || p.max_pending_requests.is_some()
+        || p.max_requests_per_connection.is_some()
+        || p.idle_timeout.is_some()
+        || p.max_connection_duration.is_some();
+    match proto {
+        UpstreamProto::Http2 if per_connection => warnings.push(format!(
+            "cluster {}: maxConnections, http1MaxPendingRequests, maxRequestsPerConnection, \
+             idleTimeout and maxConnectionDuration are applied to HTTP/1.1 upstreams only; \
+             this cluster speaks HTTP/2 over one connection per endpoint (http2MaxRequests \
+             and maxRetries apply)",
+            c.name
+        )),
+        UpstreamProto::Opaque if per_connection || p.max_requests.is_some() => {
+            warnings.push(format!(
+                "cluster {}: connectionPool limits are not applied to opaque TCP \
+                 connections (only tcpKeepalive and connectTimeout are)",
+                c.name
+            ));
+        }
+        _ => {}
+    }
+}
+
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,
@@ -108,6 +139,9 @@ pub(super) fn compile_clusters(
                 "cluster {}: protocol {:?} is carried as opaque TCP (no TLS origination)",
                 c.name, c.protocol
             ));
+        }
+        if let Some(p) = &c.traffic.connection_pool {
+            pool_warnings(c, p, proto, warnings);
         }
         clusters.push(ClusterRt::new(c, endpoints, registry, breaker));
     }
