@@ -576,10 +576,13 @@ pub(crate) struct ClusterRt {
     /// `connectionPool` limits.
     pub(crate) breaker: Option<Arc<Breaker>>,
     /// `outlierDetection`: the detector and the monitor of each endpoint, in order.
-    outlier: Option<Box<(Arc<outlier::Detector>, Vec<Arc<outlier::HostMonitor>>)>>,
+    outlier: Option<Box<Monitored>>,
     /// `consistentHash`.
     hash: Option<Box<hash::HashTable>>,
 }
+
+/// A cluster's outlier detector and the monitor of each of its endpoints, in order.
+type Monitored = (Arc<outlier::Detector>, Vec<Arc<outlier::HostMonitor>>);
 
 /// How the proxy speaks to a cluster's endpoints: by its protocol, or HTTP/2 for an
 /// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`.
