@@ -532,3 +532,117 @@ async fn random_balancing_spreads_within_binomial_bounds() {
         );
     }
 }
+
+#[tokio::test]
+async fn max_requests_per_connection_and_h2_upgrade() {
+    let ip = fresh_ip();
+    let b = backend("b", ip).await;
+    let mut c = cluster("one", Protocol::Http, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| p.max_requests_per_connection = Some(1)));
+    let mut up = cluster("up", Protocol::Http, vec![endpoint(b.addr)]);
+    up.traffic.connection_pool = Some(pool(|p| p.h2_upgrade = true));
+    let config = one_service(
+        ip,
+        vec![
+            route("up", vec![uri_prefix("/up")], to("up")),
+            route("one", vec![], to("one")),
+        ],
+        vec![c, up],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let mut client = Client::connect(p.outbound()).await;
+    for _ in 0..5 {
+        let r = client.get("http://backend/").await;
+        assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
+    }
+    // One request per connection: five connections for five requests.
+    assert_eq!(b.conns.load(Ordering::Relaxed), 5);
+    for _ in 0..3 {
+        let r = client.get("http://backend/up").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-seen-version"), "HTTP/2.0");
+    }
+    // HTTP/2: one connection carries them all.
+    assert_eq!(b.conns.load(Ordering::Relaxed), 6);
+}
+
+/// A backend that fails every request with 503 except the second to arrive, which it
+/// holds until let go and then answers 200.
+async fn second_held(ip: IpAddr) -> (SocketAddr, Arc<AtomicUsize>, Arc<Semaphore>) {
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let (a, g) = (arrived.clone(), gate.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (a, g) = (a.clone(), g.clone());
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let (a, g) = (a.clone(), g.clone());
+                        async move {
+                            let status = if a.fetch_add(1, Ordering::Relaxed) + 1 == 2 {
+                                g.acquire().await.unwrap().forget();
+                                200
+                            } else {
+                                503
+                            };
+                            let resp = Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, arrived, gate)
+}
+
+#[tokio::test]
+async fn a_retry_over_max_retries_is_not_made_and_flagged_uo() {
+    let ip = fresh_ip();
+    let (addr, arrived, gate) = second_held(ip).await;
+    let mut c = cluster("flaky", Protocol::Http, vec![endpoint(addr)]);
+    c.traffic.connection_pool = Some(pool(|p| p.max_retries = Some(1)));
+    let action = RouteAction::Forward(Forward {
+        destinations: vec![WeightedCluster {
+            cluster: "flaky".into(),
+            weight: 100,
+        }],
+        retries: Some(RetryPolicy {
+            attempts: 2,
+            per_try_timeout: None,
+            retry_on: vec!["5xx".into()],
+        }),
+        rewrite: None,
+    });
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], action)], vec![c]),
+    )
+    .await;
+    let out = p.outbound();
+    // A: its first try fails, its retry is held at the backend (the one retry allowed).
+    let a = tokio::spawn(async move { get(out, "http://backend/a").await });
+    for _ in 0..250 {
+        if arrived.load(Ordering::Relaxed) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(arrived.load(Ordering::Relaxed), 2);
+    // B: its first try fails too, and no retry is made: its 503 goes back, flagged UO.
+    let b = get(out, "http://backend/b").await;
+    assert_eq!(b.status, 503);
+    assert_eq!(arrived.load(Ordering::Relaxed), 3);
+    assert!(p.log_line("\"GET /b ").await.contains(" 503 UO "));
+    gate.add_permits(1);
+    assert_eq!(a.await.unwrap().status, 200);
+    assert!(p.log_line("\"GET /a ").await.contains(" 200 - "));
+}
