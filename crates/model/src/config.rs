@@ -29,7 +29,7 @@ pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
-    HashCookie, HashKey, OutlierDetection, TcpKeepalive, TrafficPolicy,
+    HashCookie, HashKey, OutlierDetection, TcpKeepalive, TrafficPolicy, Warmup,
 };
 
 /// Everything one proxy needs to serve traffic. One value per proxy.

@@ -166,6 +166,8 @@ pub(crate) struct EndpointState {
     /// The cluster's `connectionPool` limits, when it has them (then this endpoint's
     /// pool is the cluster's own: see [`EndpointKey::pool`]).
     pub(crate) breaker: Option<Arc<Breaker>>,
+    /// When the proxy first had this endpoint (slow start counts from here).
+    joined: tokio::time::Instant,
     active: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
@@ -194,6 +196,7 @@ impl EndpointState {
             tls,
             source,
             breaker: None,
+            joined: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
@@ -630,7 +633,7 @@ impl ClusterRt {
             } else {
                 c.connect_timeout
             },
-            lb: lb::Balancer::new(c.lb, endpoints),
+            lb: lb::Balancer::new(c.lb, endpoints).with_warmup(c.traffic.warmup.as_ref()),
             breaker,
             outlier,
             hash,

@@ -62,7 +62,11 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 cluster.traffic = TrafficPolicy {
                     connection_pool: policy.connection_pool.map(|p| p.limits),
                     outlier_detection: policy.outlier_detection,
-                    consistent_hash: policy.load_balancer.and_then(|l| l.consistent_hash),
+                    consistent_hash: policy
+                        .load_balancer
+                        .as_ref()
+                        .and_then(|l| l.consistent_hash.clone()),
+                    warmup: policy.load_balancer.and_then(|l| l.warmup),
                 };
                 if let Some(t) = dr.tls_for(key.port, subset) {
                     cluster.tls = cluster_tls(t);

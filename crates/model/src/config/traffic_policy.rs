@@ -28,6 +28,24 @@ pub struct TrafficPolicy {
     /// [`super::Cluster::lb`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHash>,
+    /// `loadBalancer.warmup` / `warmupDurationSecs`: slow start of new endpoints
+    /// (round robin and least request only, as in Envoy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
+}
+
+/// Envoy's slow start: an endpoint younger than `window` has its weight scaled by
+/// `max(minimum_percent, (age / window)^(1 / aggression))`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warmup {
+    /// The slow-start window.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// `minimumPercent` (10): the least share of its weight a new endpoint gets.
+    pub minimum_percent: u32,
+    /// `aggression` (1.0), in thousandths: above 1 ramps up faster at first.
+    pub aggression_milli: u32,
 }
 
 impl TrafficPolicy {

@@ -16,7 +16,7 @@ use skiff_api::networking::{
 
 use crate::config::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
-    HashCookie, HashKey, LbPolicy, OutlierDetection, TcpKeepalive,
+    HashCookie, HashKey, LbPolicy, OutlierDetection, TcpKeepalive, Warmup,
 };
 use crate::diagnostic::{Code, Findings, Severity};
 
@@ -27,6 +27,8 @@ pub struct LbSettings {
     pub simple: Option<LbPolicy>,
     /// `consistentHash`.
     pub consistent_hash: Option<ConsistentHash>,
+    /// `warmup` or `warmupDurationSecs`.
+    pub warmup: Option<Warmup>,
 }
 
 /// `connectionPool`: the connect timeout and the limits.
@@ -155,9 +157,29 @@ fn load_balancer(
         };
         Some(ConsistentHash { key, algorithm })
     });
+    // Istio: `warmup` wins over the older `warmupDurationSecs`; Envoy's defaults (10 %,
+    // aggression 1) for what is unset.
+    let warmup = match (&lb.warmup, &lb.warmup_duration_secs) {
+        (Some(w), _) => Some(Warmup {
+            window: w.duration.value(),
+            minimum_percent: w.minimum_percent.map_or(10, |p| p.clamp(0.0, 100.0) as u32),
+            aggression_milli: w
+                .aggression
+                .filter(|a| *a > 0.0)
+                .map_or(1000, |a| (a * 1000.0).min(u32::MAX as f64) as u32),
+        }),
+        (None, Some(d)) => Some(Warmup {
+            window: d.value(),
+            minimum_percent: 10,
+            aggression_milli: 1000,
+        }),
+        (None, None) => None,
+    }
+    .filter(|w| !w.window.is_zero());
     LbSettings {
         simple,
         consistent_hash,
+        warmup,
     }
 }
 

@@ -198,3 +198,49 @@ spec:
     assert!(alt.traffic.connection_pool.is_none());
     assert!(alt.traffic.consistent_hash.is_some());
 }
+
+#[test]
+fn warmup_takes_envoys_defaults_and_wins_over_warmup_duration_secs() {
+    let m = mesh(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: svc}
+spec: {ports: [{name: http, port: 80}, {name: http-alt, port: 81}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: svc}
+spec:
+  host: api
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 60s}
+    portLevelSettings:
+    - port: {number: 81}
+      loadBalancer:
+        simple: LEAST_REQUEST
+        warmup: {duration: 2m, minimumPercent: 25, aggression: 2}
+"#,
+    );
+    let dr = rule(&m);
+    let w = dr
+        .policy_for(80, None)
+        .load_balancer
+        .unwrap()
+        .warmup
+        .unwrap();
+    assert_eq!(
+        (w.window, w.minimum_percent, w.aggression_milli),
+        (Duration::from_secs(60), 10, 1000)
+    );
+    let w = dr
+        .policy_for(81, None)
+        .load_balancer
+        .unwrap()
+        .warmup
+        .unwrap();
+    assert_eq!(
+        (w.window, w.minimum_percent, w.aggression_milli),
+        (Duration::from_secs(120), 25, 2000)
+    );
+}
