@@ -142,6 +142,7 @@ impl EndpointRegistry {
         let shared = clusters.entry(c.name.as_str().into()).or_default();
         if let Some(d) = shared.outlier.upgrade() {
             d.configure(od);
+            d.ensure_sweep();
             return Some(d);
         }
         let d = outlier::Detector::start(&c.name, od);

@@ -122,6 +122,8 @@ pub(crate) struct Detector {
     /// Endpoints of the cluster.
     size: AtomicUsize,
     hosts: Mutex<HashMap<EndpointKey, Arc<HostMonitor>>>,
+    /// The sweep task runs (it needs a runtime, which a build may not have).
+    sweeping: AtomicBool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -138,12 +140,23 @@ impl Detector {
             ejected: AtomicUsize::new(0),
             size: AtomicUsize::new(0),
             hosts: Mutex::new(HashMap::new()),
+            sweeping: AtomicBool::new(false),
         });
         d.configure(od);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(sweep(Arc::downgrade(&d)));
-        }
+        d.ensure_sweep();
         d
+    }
+
+    /// Starts the sweep if it is not running yet and a runtime is at hand.
+    pub(crate) fn ensure_sweep(self: &Arc<Self>) {
+        if self.sweeping.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
+            && !self.sweeping.swap(true, Ordering::AcqRel)
+        {
+            rt.spawn(sweep(Arc::downgrade(self)));
+        }
     }
 
     /// Takes the settings of a new snapshot.
