@@ -346,14 +346,16 @@ spec:
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
     connectionPool:
-      tcp: {connectTimeout: 2s, maxConnections: 10}
+      tcp: {connectTimeout: 2s, maxConnections: 10, idleTimeout: 1h}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
       connectionPool:
-        http: {http1MaxPendingRequests: 5}
+        http: {http1MaxPendingRequests: 5, maxRetries: 2, useClientProtocol: true}
       outlierDetection: {consecutive5xxErrors: 3}
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-user}
 ";
     let loaded = skiff_api::load_str("dr.yaml", text);
     let warned: Vec<&str> = loaded
@@ -365,9 +367,8 @@ spec:
     assert_eq!(
         warned,
         [
-            "spec.trafficPolicy.connectionPool.tcp.maxConnections",
-            "spec.subsets[0].trafficPolicy.connectionPool.http",
-            "spec.subsets[0].trafficPolicy.outlierDetection",
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+            "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol",
         ]
     );
 }

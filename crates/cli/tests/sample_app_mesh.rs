@@ -163,6 +163,7 @@ fn cluster(subset: &str, app: SocketAddr) -> Cluster {
         }],
         connect_timeout: Duration::from_secs(2),
         tls: Default::default(),
+        traffic: Default::default(),
     }
 }
 

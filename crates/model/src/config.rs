@@ -22,6 +22,7 @@ mod http_route;
 mod jwt;
 mod policy;
 mod security;
+mod traffic_policy;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use http_route::{
@@ -30,6 +31,10 @@ pub use http_route::{
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
+pub use traffic_policy::{
+    ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
+    HashCookie, HashKey, OutlierDetection, TcpKeepalive, TrafficPolicy, Warmup,
+};
 
 /// Everything one proxy needs to serve traffic. One value per proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -461,6 +466,10 @@ pub struct Cluster {
     /// when none is set.
     #[serde(default, skip_serializing_if = "ClusterTls::is_auto")]
     pub tls: ClusterTls,
+    /// Connection-pool limits, outlier detection and consistent hashing from the
+    /// DestinationRule (left out when serialized when none is set).
+    #[serde(default, skip_serializing_if = "TrafficPolicy::is_empty")]
+    pub traffic: TrafficPolicy,
 }
 
 impl Cluster {

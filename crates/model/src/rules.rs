@@ -9,6 +9,7 @@ pub mod destination_rule;
 pub mod gateway;
 pub mod policy;
 pub mod sidecar;
+pub mod traffic_policy;
 pub mod virtual_service;
 
 use std::collections::HashMap;
@@ -21,10 +22,11 @@ use crate::host;
 use crate::registry::{Labels, Registry, labels_match};
 
 pub(crate) use checks::find_service;
-pub use destination_rule::{ClusterPolicy, DestinationRuleInfo, SubsetInfo, TlsLevels, tls_mode};
+pub use destination_rule::{DestinationRuleInfo, SubsetInfo, TlsLevels, tls_mode};
 pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
+pub use traffic_policy::{ClusterPolicy, LbSettings, PoolSettings};
 pub use virtual_service::{
     DestinationRef, HttpRule, MESH, MatchCondition, MirrorRef, RuleAction, VirtualServiceInfo,
 };

@@ -124,6 +124,7 @@ fn mesh(services: usize) -> ProxyConfig {
             }],
             connect_timeout: Duration::from_secs(10),
             tls: Default::default(),
+            traffic: Default::default(),
         });
     }
     vhosts.push(VirtualHost {

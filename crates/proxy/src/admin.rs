@@ -72,6 +72,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 "version": snapshot.as_ref().map(|s| s.version()),
                 "config": snapshot.as_ref().map(|s| s.config()),
                 "warnings": snapshot.as_ref().map(|s| s.warnings()).unwrap_or_default(),
+                "upstreams": snapshot.as_ref().map(|s| s.upstream_status()),
                 "lastRejected": rejected,
             });
             match serde_json::to_vec_pretty(&dump) {

@@ -265,7 +265,7 @@ impl Snapshot {
             (inputs.mesh, listen_ip, inputs.credentials),
             &mut warnings,
         )?;
-        let missing = build::missing_clusters(&config, &mut clusters, &mut warnings);
+        let missing = build::missing_clusters(&config, registry, &mut clusters, &mut warnings);
         let index: std::collections::HashMap<&str, usize> = clusters
             .iter()
             .enumerate()
@@ -301,11 +301,13 @@ impl Snapshot {
                 target_port: None,
                 proto,
                 identity: None,
+                pool: None,
             };
             let name: Arc<str> = format!("inbound|{}||", port.target_port).into();
             let app = registry.get(
                 key,
                 SocketAddr::new(listen_ip, port.target_port),
+                None,
                 None,
                 || UpstreamTls::Plain,
             );
@@ -422,6 +424,17 @@ impl Snapshot {
     /// Things the config asks for that this proxy accepts but does not do.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Circuit-breaker counts and outlier ejections of the clusters that have them
+    /// (`/config_dump`'s `upstreams`), by cluster name.
+    pub fn upstream_status(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .clusters
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.status()?)))
+            .collect();
+        map.into()
     }
 
     /// The outbound routes for a destination port.

@@ -99,6 +99,14 @@ pub enum Error {
     /// The route's timeout (or the retry policy's per-try timeout) expired.
     #[error("upstream request timeout after {0:?}")]
     Timeout(Duration),
+    /// A `connectionPool` limit of the cluster refused the request (circuit breaking).
+    #[error("upstream overflow: cluster {cluster} is at its {limit} limit")]
+    Overflow {
+        /// The cluster.
+        cluster: String,
+        /// The DestinationRule field whose limit was reached.
+        limit: &'static str,
+    },
     /// A cluster has no endpoints.
     #[error("cluster {0} has no healthy upstream")]
     NoHealthyUpstream(String),
@@ -120,6 +128,7 @@ impl Error {
             Error::UpstreamReset { .. } => ResponseFlag::UpstreamConnectionTermination,
             Error::Timeout(_) => ResponseFlag::UpstreamTimeout,
             Error::NoHealthyUpstream(_) => ResponseFlag::NoHealthyUpstream,
+            Error::Overflow { .. } => ResponseFlag::UpstreamOverflow,
             Error::Io(_) | Error::DownstreamBody(_) => {
                 ResponseFlag::DownstreamConnectionTermination
             }
@@ -150,6 +159,8 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// `UT`: the route timeout expired (504).
     UpstreamTimeout,
+    /// `UO`: a circuit breaker (`connectionPool` limit) refused the request (503).
+    UpstreamOverflow,
     /// `URX`: the retry policy's attempts were used up.
     UpstreamRetryLimitExceeded,
     /// `DC`: the downstream closed the connection before the response completed.
@@ -176,6 +187,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectFailure => "UF",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::UpstreamTimeout => "UT",
+            ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DelayInjected => "DI",

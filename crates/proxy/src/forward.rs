@@ -111,6 +111,16 @@ pub(crate) fn send<'a>(
     headers::set_target(&mut parts, cluster.proto, authority, path);
     let counter = rec.count_body(&body);
     let timeout = plan.timeout;
+    // Consistent hashing: one branch for a cluster without it.
+    let (hash, set_cookie) = match cluster.hash_key() {
+        None => (None, None),
+        Some(key) => {
+            let source = plan
+                .edge_client
+                .or_else(|| rec.record().map(|r| r.conn.peer.ip()));
+            crate::upstream::request_hash(key, &parts, source)
+        }
+    };
     if let Some((protocol, downstream)) = upgrade {
         headers::restore_upgrade(&mut parts.headers, protocol);
         let req = Request::from_parts(parts, ReqBody::new(body, counter));
@@ -132,11 +142,21 @@ pub(crate) fn send<'a>(
             },
             None => req,
         };
-        let (sent, tally) = with_route_timeout(timeout, retry::send(cluster, req, retries)).await;
+        let (sent, tally) =
+            with_route_timeout(timeout, retry::send(cluster, req, retries, hash)).await;
         rec.tries(tally.attempts, tally.exhausted);
         match sent {
             Ok((resp, pooled, in_flight)) => {
-                let resp = upstream_response(resp, pooled, in_flight, ResponseFlag::None, rec);
+                // A retry that `maxRetries` did not allow: the last answer, flagged `UO`.
+                let flag = if tally.overflow {
+                    ResponseFlag::UpstreamOverflow
+                } else {
+                    ResponseFlag::None
+                };
+                let mut resp = upstream_response(resp, pooled, in_flight, flag, rec);
+                if let Some(cookie) = set_cookie {
+                    resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+                }
                 resp.map(|body| body.with_deadline(deadline))
             }
             Err(e) => respond::error(&e, e.response_flag(), rec),
@@ -182,7 +202,7 @@ pub(crate) async fn send_copy(
 ) -> Result<StatusCode, Error> {
     use http_body_util::BodyExt as _;
     let work = async {
-        let (sent, _) = retry::send(cluster, req, None).await;
+        let (sent, _) = retry::send(cluster, req, None, None).await;
         let (resp, pooled, in_flight) = sent?;
         let status = resp.status();
         let body = RespBody::upstream(resp.into_body(), pooled, Some(in_flight), None);
@@ -255,7 +275,7 @@ where
 fn upstream_response(
     resp: Response<Incoming>,
     pooled: Option<PooledH1>,
-    in_flight: InFlight,
+    mut in_flight: InFlight,
     flag: ResponseFlag,
     mut rec: Pending,
 ) -> Response<RespBody> {
@@ -270,6 +290,9 @@ fn upstream_response(
     rec.respond(parts.status.as_u16(), flag);
     if let Some(r) = rec.record() {
         r.upstream = Some(in_flight.endpoint().clone());
+        if let Some(note) = in_flight.take_note() {
+            r.details = Some(note.into());
+        }
     }
     Response::from_parts(
         parts,

@@ -22,6 +22,22 @@ pub(crate) fn error(e: &Error, flag: ResponseFlag, mut rec: Pending) -> Response
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
         ),
+        ResponseFlag::UpstreamOverflow => {
+            // As Envoy: the reason in the body, `x-envoy-overloaded`, and which limit in
+            // the record's details.
+            if let Some(r) = rec.record() {
+                r.details = Some(e.to_string().into());
+            }
+            rec.respond(StatusCode::SERVICE_UNAVAILABLE.as_u16(), flag);
+            let mut resp = local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                rec,
+            );
+            resp.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+            return resp;
+        }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream connect error or disconnect/reset before headers. reset reason: connection termination",

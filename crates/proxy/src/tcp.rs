@@ -5,19 +5,30 @@ use std::sync::Arc;
 
 use crate::record::{BytesIn, Record};
 use crate::transport::Io;
-use crate::upstream::{ClusterRt, EndpointState};
+use crate::upstream::{ClusterRt, EndpointState, Outcome};
 use crate::{Error, ResponseFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Picks an endpoint of `cluster` and connects to it (with the transport header when it
 /// is behind a peer proxy).
+/// Outlier detection, when the cluster has it, counts the connect: a failure is a
+/// local-origin failure, a connection made is a success (Envoy's final connect success
+/// of its TCP proxy).
 pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(Io, Arc<EndpointState>), Error> {
-    let ep = cluster
-        .pick()
-        .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))?
-        .clone();
-    let stream = ep.connect(cluster.connect_timeout).await?;
-    Ok((stream, ep))
+    let i = cluster
+        .pick_index(None)
+        .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))?;
+    let ep = cluster.endpoint(i).clone();
+    let stream = ep.connect(cluster.connect_timeout).await;
+    if let Some(m) = cluster.monitor(i) {
+        m.report(match &stream {
+            Ok(_) => Outcome::Status(200),
+            Err(e) => Outcome::LocalFailure {
+                timeout: matches!(e, Error::ConnectTimeout { .. }),
+            },
+        });
+    }
+    Ok((stream?, ep))
 }
 
 /// Names the route and cluster a TCP connection takes in its record.

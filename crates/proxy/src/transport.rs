@@ -88,6 +88,9 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    if let Some(keepalive) = ep.breaker.as_ref().and_then(|b| b.keepalive()) {
+        set_keepalive(&stream, keepalive);
+    }
     let mut io = match &ep.tls {
         UpstreamTls::Plain => Io::Plain(stream),
         UpstreamTls::Mesh { identity, config } => {
@@ -136,6 +139,34 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
     }
     tracing::debug!(upstream = %addr, target_port = ?ep.key.target_port, tls = ?ep.tls, "connected");
     Ok(io)
+}
+
+/// DestinationRule `tcpKeepalive` on an upstream socket: idle time, interval, probes
+/// (what is unset keeps the system's value).
+fn set_keepalive(
+    stream: &TcpStream,
+    (time, interval, probes): (
+        Option<std::time::Duration>,
+        Option<std::time::Duration>,
+        Option<u32>,
+    ),
+) {
+    let mut k = socket2::TcpKeepalive::new();
+    if let Some(t) = time {
+        k = k.with_time(t);
+    }
+    if let Some(i) = interval {
+        k = k.with_interval(i);
+    }
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    if let Some(p) = probes {
+        k = k.with_retries(p);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let _ = probes;
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&k) {
+        tracing::debug!(error = %e, "tcpKeepalive not applied");
+    }
 }
 
 /// TCP connect to `addr`, from `source` when given (port chosen by the kernel).

@@ -23,7 +23,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng;
 use skiff_model::config::{Cluster, Protocol};
 
+mod breaker;
+mod hash;
 mod lb;
+mod outlier;
+
+pub(crate) use breaker::{Breaker, Overflow, Slot};
+pub(crate) use outlier::Outcome;
 
 /// How the proxy talks HTTP to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,12 +63,24 @@ pub(crate) struct EndpointKey {
     pub(crate) proto: UpstreamProto,
     /// The SPIFFE id the peer must prove (mesh mutual TLS), `None` for plain text.
     pub(crate) identity: Option<Arc<str>>,
+    /// The cluster, when it has `connectionPool` limits: its connections are its own
+    /// (as Envoy's pools are per cluster), so they count against its limits only.
+    pub(crate) pool: Option<Arc<str>>,
 }
 
 /// Endpoint state shared by every snapshot that contains the endpoint.
 #[derive(Default, Debug)]
 pub(crate) struct EndpointRegistry {
     map: Mutex<HashMap<EndpointKey, Weak<EndpointState>>>,
+    /// Per-cluster circuit breakers and outlier detectors, by cluster name.
+    clusters: Mutex<HashMap<Arc<str>, ClusterShared>>,
+}
+
+/// What one cluster keeps across snapshots.
+#[derive(Default, Debug)]
+struct ClusterShared {
+    breaker: Weak<Breaker>,
+    outlier: Weak<outlier::Detector>,
 }
 
 impl EndpointRegistry {
@@ -73,6 +91,7 @@ impl EndpointRegistry {
         key: EndpointKey,
         app: SocketAddr,
         source: Option<std::net::IpAddr>,
+        breaker: Option<&Arc<Breaker>>,
         tls: impl FnOnce() -> UpstreamTls,
     ) -> Arc<EndpointState> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,7 +103,9 @@ impl EndpointRegistry {
                 && s.is_ipv4() == key.dial.is_ipv4()
                 && s.is_loopback() == key.dial.ip().is_loopback()
         });
-        let state = Arc::new(EndpointState::new(key.clone(), app, source, tls()));
+        let mut state = EndpointState::new(key.clone(), app, source, tls());
+        state.breaker = breaker.cloned();
+        let state = Arc::new(state);
         map.insert(key, Arc::downgrade(&state));
         state
     }
@@ -93,6 +114,40 @@ impl EndpointRegistry {
     pub(crate) fn prune(&self) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
+        drop(map);
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        clusters.retain(|_, c| c.breaker.strong_count() > 0 || c.outlier.strong_count() > 0);
+    }
+
+    /// The circuit breaker of cluster `c` with its new limits, when it has
+    /// `connectionPool` limits.
+    pub(crate) fn breaker(&self, c: &Cluster) -> Option<Arc<Breaker>> {
+        let pool = c.traffic.connection_pool.as_ref()?;
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = clusters.entry(c.name.as_str().into()).or_default();
+        if let Some(b) = shared.breaker.upgrade() {
+            b.set_limits(pool);
+            return Some(b);
+        }
+        let b = Arc::new(Breaker::new(pool));
+        shared.breaker = Arc::downgrade(&b);
+        Some(b)
+    }
+
+    /// The outlier detector of cluster `c` with its new settings, when it has
+    /// `outlierDetection`.
+    fn detector(&self, c: &Cluster) -> Option<Arc<outlier::Detector>> {
+        let od = c.traffic.outlier_detection.as_ref()?;
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = clusters.entry(c.name.as_str().into()).or_default();
+        if let Some(d) = shared.outlier.upgrade() {
+            d.configure(od);
+            d.ensure_sweep();
+            return Some(d);
+        }
+        let d = outlier::Detector::start(&c.name, od);
+        shared.outlier = Arc::downgrade(&d);
+        Some(d)
     }
 }
 
@@ -109,8 +164,13 @@ pub(crate) struct EndpointState {
     /// The local address connections leave from: the workload's own, so the peer sees
     /// (and `source.ip` / `ipBlocks` match) the caller's address, not the host's.
     pub(crate) source: Option<std::net::IpAddr>,
+    /// The cluster's `connectionPool` limits, when it has them (then this endpoint's
+    /// pool is the cluster's own: see [`EndpointKey::pool`]).
+    pub(crate) breaker: Option<Arc<Breaker>>,
+    /// When the proxy first had this endpoint (slow start counts from here).
+    joined: tokio::time::Instant,
     active: AtomicUsize,
-    idle: Mutex<Vec<http1::SendRequest<ReqBody>>>,
+    idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
     h2_connect: tokio::sync::Mutex<()>,
 }
@@ -136,6 +196,8 @@ impl EndpointState {
             display: app.to_string().into(),
             tls,
             source,
+            breaker: None,
+            joined: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
@@ -183,9 +245,9 @@ impl EndpointState {
     ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
         // An idle connection the server closed meanwhile hands the request back unsent;
         // then the next one (or a new one) takes it.
-        while let Some(mut sr) = self.checkout_idle() {
-            match sr.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Some(PooledH1::new(sr, self.clone())))),
+        while let Some(mut idle) = self.checkout_idle() {
+            match idle.sr.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Some(PooledH1::new(idle, self.clone())))),
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
                     None => return Err(self.failed(self.reset(e.into_error()), None)),
@@ -199,14 +261,47 @@ impl EndpointState {
 
     async fn send_h1_new(
         self: &Arc<Self>,
-        req: Request<ReqBody>,
+        mut req: Request<ReqBody>,
         connect_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<PooledH1>), SendError> {
+        // Under `connectionPool` limits: a connection slot, or wait as pending for a
+        // connection to come free (refused at once over `http1MaxPendingRequests`).
+        let mut pending = None;
+        let slot = loop {
+            let Some(b) = &self.breaker else {
+                break None;
+            };
+            let notified = b.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if pending.is_some() {
+                while let Some(mut idle) = self.checkout_idle() {
+                    match idle.sr.try_send_request(req).await {
+                        Ok(resp) => return Ok((resp, Some(PooledH1::new(idle, self.clone())))),
+                        Err(mut e) => match e.take_message() {
+                            Some(r) => req = r,
+                            None => return Err(self.failed(self.reset(e.into_error()), None)),
+                        },
+                    }
+                }
+            }
+            if let Some(slot) = b.connection() {
+                break Some(slot);
+            }
+            if pending.is_none() {
+                match b.pending() {
+                    Ok(p) => pending = Some(p),
+                    Err(o) => return Err(self.failed(self.overflow(o), Some(req))),
+                }
+            }
+            notified.await;
+        };
+        drop(pending);
         let io = match self.connect(connect_timeout).await {
             Ok(io) => io,
             Err(error) => return Err(self.failed(error, Some(req))),
         };
-        let (mut sr, conn) = match http1::Builder::new()
+        let (sr, conn) = match http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(io))
             .await
@@ -219,9 +314,17 @@ impl EndpointState {
             if let Err(e) = conn.await {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
             }
+            // The connection is gone: its slot frees one for a pending request.
+            drop(slot);
         });
-        match sr.try_send_request(req).await {
-            Ok(resp) => Ok((resp, Some(PooledH1::new(sr, self.clone())))),
+        let mut idle = Idle {
+            sr,
+            uses: 0,
+            born: self.breaker.as_ref().map(|_| tokio::time::Instant::now()),
+            since: None,
+        };
+        match idle.sr.try_send_request(req).await {
+            Ok(resp) => Ok((resp, Some(PooledH1::new(idle, self.clone())))),
             Err(mut e) => {
                 let unsent = e.take_message();
                 Err(self.failed(self.reset(e.into_error()), unsent))
@@ -229,20 +332,53 @@ impl EndpointState {
         }
     }
 
-    fn checkout_idle(&self) -> Option<http1::SendRequest<ReqBody>> {
+    fn checkout_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(sr) = idle.pop() {
-            if sr.is_ready() {
-                return Some(sr);
+        while let Some(c) = idle.pop() {
+            if c.sr.is_ready() && !self.expired(&c, true) {
+                return Some(c);
             }
         }
         None
     }
 
-    fn put_idle(&self, sr: http1::SendRequest<ReqBody>) {
+    /// Under `connectionPool` limits: the connection served `maxRequestsPerConnection`,
+    /// is older than `maxConnectionDuration`, or (`idle`) idled past `idleTimeout`.
+    fn expired(&self, c: &Idle, idle: bool) -> bool {
+        let Some(b) = &self.breaker else {
+            return false;
+        };
+        let max_uses = b.max_requests_per_connection();
+        if max_uses > 0 && c.uses as usize >= max_uses {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let past = |at: Option<tokio::time::Instant>, limit: Option<Duration>| matches!((at, limit), (Some(at), Some(limit)) if now.saturating_duration_since(at) >= limit);
+        past(c.born, b.max_connection_duration()) || (idle && past(c.since, b.idle_timeout()))
+    }
+
+    fn put_idle(&self, mut c: Idle) {
+        if self.breaker.is_some() {
+            if self.expired(&c, false) {
+                // Dropped: the connection closes, and its slot frees another.
+                return;
+            }
+            c.since = Some(tokio::time::Instant::now());
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sr);
+            idle.push(c);
+        }
+        drop(idle);
+        if let Some(b) = &self.breaker {
+            b.freed();
+        }
+    }
+
+    fn overflow(&self, o: Overflow) -> Error {
+        Error::Overflow {
+            cluster: self.key.pool.as_deref().unwrap_or("").to_owned(),
+            limit: o.field(),
         }
     }
 
@@ -342,58 +478,98 @@ pub(crate) struct SendError {
     pub(crate) unsent: Option<Box<Request<ReqBody>>>,
 }
 
+/// An idle HTTP/1.1 connection, with what `connectionPool` limits look at (the times
+/// only under limits).
+struct Idle {
+    sr: http1::SendRequest<ReqBody>,
+    /// Requests it has served.
+    uses: u32,
+    /// When it was opened.
+    born: Option<tokio::time::Instant>,
+    /// When it went idle.
+    since: Option<tokio::time::Instant>,
+}
+
 /// An HTTP/1.1 connection lent to one request; back to the pool once the response is
 /// read through.
 pub(crate) struct PooledH1 {
-    sr: http1::SendRequest<ReqBody>,
+    conn: Idle,
     endpoint: Arc<EndpointState>,
 }
 
 impl PooledH1 {
-    fn new(sr: http1::SendRequest<ReqBody>, endpoint: Arc<EndpointState>) -> Self {
-        PooledH1 { sr, endpoint }
+    fn new(mut conn: Idle, endpoint: Arc<EndpointState>) -> Self {
+        conn.uses = conn.uses.saturating_add(1);
+        PooledH1 { conn, endpoint }
     }
 
     /// Returns the connection to its pool: at once when it is ready for the next
     /// request, else when it becomes ready (the connection task may not have seen the
     /// end of the response yet).
     pub(crate) fn release(self) {
-        let PooledH1 { mut sr, endpoint } = self;
-        if sr.is_ready() {
-            endpoint.put_idle(sr);
-        } else if !sr.is_closed()
+        let PooledH1 { mut conn, endpoint } = self;
+        if conn.sr.is_ready() {
+            endpoint.put_idle(conn);
+        } else if !conn.sr.is_closed()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             rt.spawn(async move {
-                if sr.ready().await.is_ok() {
-                    endpoint.put_idle(sr);
+                if conn.sr.ready().await.is_ok() {
+                    endpoint.put_idle(conn);
                 }
             });
         }
     }
 }
 
-/// Counts a request against its endpoint while it is in flight (for least-request).
-pub(crate) struct InFlight(Arc<EndpointState>);
+/// Counts a request against its endpoint while it is in flight (for least-request),
+/// and against its cluster's `http2MaxRequests` when it has one.
+pub(crate) struct InFlight {
+    endpoint: Arc<EndpointState>,
+    _slot: Option<Slot>,
+    /// What outlier detection did on this try's answer, for the record's details.
+    note: Option<Box<str>>,
+}
 
 impl InFlight {
     pub(crate) fn new(endpoint: Arc<EndpointState>) -> Self {
+        InFlight::with_slot(endpoint, None)
+    }
+
+    /// [`Self::new`], holding the cluster's request slot until the response is done.
+    pub(crate) fn with_slot(endpoint: Arc<EndpointState>, slot: Option<Slot>) -> Self {
         endpoint.active.fetch_add(1, Ordering::Relaxed);
-        InFlight(endpoint)
+        InFlight {
+            endpoint,
+            _slot: slot,
+            note: None,
+        }
     }
 
     pub(crate) fn endpoint(&self) -> &Arc<EndpointState> {
-        &self.0
+        &self.endpoint
+    }
+
+    /// Keeps what outlier detection did on this answer.
+    pub(crate) fn set_note(&mut self, note: String) {
+        self.note = Some(note.into());
+    }
+
+    /// What outlier detection did on this answer, if anything.
+    pub(crate) fn take_note(&mut self) -> Option<Box<str>> {
+        self.note.take()
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A cluster of a snapshot: its endpoints and how to choose among them.
+/// A cluster of a snapshot: its endpoints and how to choose among them, and the
+/// resilience state (circuit breaker, outlier detector, hash table) when the cluster's
+/// DestinationRule asks for it; `None` costs a cluster without them nothing.
 #[derive(Debug)]
 pub(crate) struct ClusterRt {
     pub(crate) name: Arc<str>,
@@ -401,19 +577,67 @@ pub(crate) struct ClusterRt {
     pub(crate) proto: UpstreamProto,
     pub(crate) connect_timeout: Duration,
     lb: lb::Balancer,
+    /// `connectionPool` limits.
+    pub(crate) breaker: Option<Arc<Breaker>>,
+    /// `outlierDetection`: the detector and the monitor of each endpoint, in order.
+    outlier: Option<Box<Monitored>>,
+    /// `consistentHash`.
+    hash: Option<Box<hash::HashTable>>,
+}
+
+/// A cluster's outlier detector and the monitor of each of its endpoints, in order.
+type Monitored = (Arc<outlier::Detector>, Vec<Arc<outlier::HostMonitor>>);
+
+/// How the proxy speaks to a cluster's endpoints: by its protocol, or HTTP/2 for an
+/// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`.
+pub(crate) fn proto_of(c: &Cluster) -> UpstreamProto {
+    let upgrade = c
+        .traffic
+        .connection_pool
+        .as_ref()
+        .is_some_and(|p| p.h2_upgrade);
+    if upgrade && c.protocol == Protocol::Http {
+        UpstreamProto::Http2
+    } else {
+        UpstreamProto::for_protocol(c.protocol)
+    }
 }
 
 impl ClusterRt {
-    pub(crate) fn new(c: &Cluster, endpoints: Vec<(Arc<EndpointState>, u32)>) -> Self {
+    pub(crate) fn new(
+        c: &Cluster,
+        endpoints: Vec<(Arc<EndpointState>, u32)>,
+        registry: &EndpointRegistry,
+        breaker: Option<Arc<Breaker>>,
+    ) -> Self {
+        let outlier = registry.detector(c).map(|d| {
+            let keys: Vec<(EndpointKey, &str)> = endpoints
+                .iter()
+                .map(|(e, _)| (e.key.clone(), &*e.display))
+                .collect();
+            let hosts = d.hosts_for(&keys);
+            Box::new((d, hosts))
+        });
+        let hash = c.traffic.consistent_hash.as_ref().map(|h| {
+            let names: Vec<String> = endpoints
+                .iter()
+                .map(|(e, _)| e.display.to_string())
+                .collect();
+            let weights: Vec<u32> = endpoints.iter().map(|(_, w)| (*w).max(1)).collect();
+            Box::new(hash::HashTable::build(h, &names, &weights))
+        });
         ClusterRt {
             name: c.name.as_str().into(),
-            proto: UpstreamProto::for_protocol(c.protocol),
+            proto: proto_of(c),
             connect_timeout: if c.connect_timeout.is_zero() {
                 Duration::from_secs(10)
             } else {
                 c.connect_timeout
             },
-            lb: lb::Balancer::new(c.lb, endpoints),
+            lb: lb::Balancer::new(c.lb, endpoints).with_warmup(c.traffic.warmup.as_ref()),
+            breaker,
+            outlier,
+            hash,
         }
     }
 
@@ -432,12 +656,104 @@ impl ClusterRt {
                 skiff_model::config::LbPolicy::RoundRobin,
                 vec![(endpoint, 1)],
             ),
+            breaker: None,
+            outlier: None,
+            hash: None,
         }
     }
 
-    /// Chooses an endpoint, or `None` when the cluster has none.
+    /// Chooses an endpoint, or `None` when the cluster has none (or none healthy).
     pub(crate) fn pick(&self) -> Option<&Arc<EndpointState>> {
-        self.lb.pick()
+        self.pick_index(None).map(|i| self.lb.endpoint(i))
+    }
+
+    /// Chooses an endpoint by index: by `hash` when the cluster hashes (and the request
+    /// has the attribute), else by the cluster's balancer; ejected endpoints skipped
+    /// unless the cluster is in panic.
+    pub(crate) fn pick_index(&self, hash: Option<u64>) -> Option<usize> {
+        let ejected = self
+            .outlier
+            .as_deref()
+            .filter(|(d, _)| d.filtering())
+            .map(|(_, hosts)| hosts);
+        let usable = |i: usize| ejected.is_none_or(|h| !h[i].is_ejected());
+        if let Some(table) = &self.hash {
+            let h = hash.unwrap_or_else(|| {
+                u64::from(random_below(u32::MAX)) << 32 | u64::from(random_below(u32::MAX))
+            });
+            return table.lookup(h, usable);
+        }
+        match ejected {
+            None => self.lb.pick(),
+            Some(_) => self.lb.pick_where(usable),
+        }
+    }
+
+    /// The endpoint at `i` (from [`Self::pick_index`]).
+    pub(crate) fn endpoint(&self, i: usize) -> &Arc<EndpointState> {
+        self.lb.endpoint(i)
+    }
+
+    /// The hash key of a consistent-hash cluster.
+    pub(crate) fn hash_key(&self) -> Option<&skiff_model::config::HashKey> {
+        self.hash.as_deref().map(|t| &t.key)
+    }
+
+    /// For outlier detection: what the endpoint at `i` answered. The detector and the
+    /// endpoint's monitor, to report to once the try is over; `None` without detection.
+    pub(crate) fn monitor(&self, i: usize) -> Option<HostReport> {
+        let (d, hosts) = self.outlier.as_deref()?;
+        Some(HostReport(d.clone(), hosts.get(i)?.clone()))
+    }
+
+    /// `/config_dump`: circuit-breaker counts and outlier ejections, when the cluster
+    /// has them.
+    pub(crate) fn status(&self) -> Option<serde_json::Value> {
+        if self.breaker.is_none() && self.outlier.is_none() {
+            return None;
+        }
+        let mut v = serde_json::Map::new();
+        if let Some(b) = &self.breaker {
+            let [connections, pending, requests, retries] = b.counts();
+            v.insert(
+                "circuitBreaker".into(),
+                serde_json::json!({
+                    "connections": connections, "pendingRequests": pending,
+                    "requests": requests, "retries": retries,
+                }),
+            );
+        }
+        if let Some((d, _)) = self.outlier.as_deref() {
+            v.insert("outlierDetection".into(), d.status());
+        }
+        Some(v.into())
+    }
+}
+
+/// Where one try's outcome is reported (outlier detection).
+pub(crate) struct HostReport(Arc<outlier::Detector>, Arc<outlier::HostMonitor>);
+
+impl HostReport {
+    /// Counts the outcome; returns the ejection it caused, in words, if any.
+    pub(crate) fn report(&self, outcome: Outcome) -> Option<String> {
+        self.0.report(&self.1, outcome)
+    }
+}
+
+/// The hash of a request for a consistent-hash cluster; with a cookie key and no cookie
+/// yet, also the `Set-Cookie` to answer with.
+pub(crate) fn request_hash(
+    key: &skiff_model::config::HashKey,
+    parts: &http::request::Parts,
+    source: Option<std::net::IpAddr>,
+) -> (Option<u64>, Option<http::HeaderValue>) {
+    let h = hash::request_hash(key, &parts.headers, parts.uri.query(), source);
+    match (h, key) {
+        (None, skiff_model::config::HashKey::Cookie(c)) => match hash::new_cookie(c, source) {
+            Some((h, set)) => (Some(h), Some(set)),
+            None => (None, None),
+        },
+        _ => (h, None),
     }
 }
 

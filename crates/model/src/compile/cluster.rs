@@ -1,10 +1,11 @@
-//! Clusters: the upstreams the proxy's routes name, with endpoints, load balancing and
-//! connect timeout from the DestinationRule that applies.
+//! Clusters: the upstreams the proxy's routes name, with endpoints, load balancing,
+//! connect timeout, connection-pool limits, outlier detection and consistent hashing
+//! from the DestinationRule that applies.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{Cluster, ClusterTls, Endpoint, LbPolicy, Protocol};
+use crate::config::{Cluster, ClusterTls, Endpoint, LbPolicy, Protocol, TrafficPolicy};
 use crate::registry::labels_match;
 
 use super::Compiler;
@@ -34,6 +35,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 endpoints: Vec::new(),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 tls: ClusterTls::Auto,
+                traffic: TrafficPolicy::default(),
             };
             let Some(service) = key.service.map(|id| &registry.services()[id]) else {
                 return cluster;
@@ -54,8 +56,18 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
             };
             if let Some(dr) = dr {
                 let policy = dr.policy_for(key.port, subset);
-                cluster.lb = policy.lb.unwrap_or_default();
-                cluster.connect_timeout = policy.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                cluster.lb = policy.lb().unwrap_or_default();
+                cluster.connect_timeout =
+                    policy.connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                cluster.traffic = TrafficPolicy {
+                    connection_pool: policy.connection_pool.map(|p| p.limits),
+                    outlier_detection: policy.outlier_detection,
+                    consistent_hash: policy
+                        .load_balancer
+                        .as_ref()
+                        .and_then(|l| l.consistent_hash.clone()),
+                    warmup: policy.load_balancer.and_then(|l| l.warmup),
+                };
                 if let Some(t) = dr.tls_for(key.port, subset) {
                     cluster.tls = cluster_tls(t);
                 }

@@ -1,36 +1,16 @@
-//! DestinationRules: subsets, load balancing and connect timeouts, indexed by host.
+//! DestinationRules: subsets, load balancing, connection pools, outlier detection and
+//! TLS, indexed by host.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use skiff_api::networking::{
-    ClientTlsMode, ClientTlsSettings, LoadBalancerSettings, SimpleLb, TrafficPolicy,
-};
+use skiff_api::networking::{ClientTlsMode, ClientTlsSettings, TrafficPolicy};
 use skiff_api::{Entry, Resource, ResourceSet};
 
-use crate::config::LbPolicy;
 use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
 use crate::host;
 use crate::registry::{Labels, Registry, Visibility, display_labels};
 
-/// The part of a traffic policy that shapes a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClusterPolicy {
-    /// `loadBalancer.simple`, when set to something skiff implements.
-    pub lb: Option<LbPolicy>,
-    /// `connectionPool.tcp.connectTimeout`.
-    pub connect_timeout: Option<Duration>,
-}
-
-impl ClusterPolicy {
-    /// `self`, with the fields `over` sets taking precedence.
-    pub fn overlay(self, over: ClusterPolicy) -> ClusterPolicy {
-        ClusterPolicy {
-            lb: over.lb.or(self.lb),
-            connect_timeout: over.connect_timeout.or(self.connect_timeout),
-        }
-    }
-}
+use super::traffic_policy::ClusterPolicy;
 
 /// The `tls` blocks of one traffic policy: top level and port level.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -112,20 +92,24 @@ pub struct SubsetInfo {
 }
 
 impl DestinationRuleInfo {
-    /// The policy for `port` of the host, narrowed to `subset`: subset port level, subset,
-    /// rule port level, rule, from strongest to weakest.
+    /// The load balancer, connection pool and outlier detection for `port` of the host,
+    /// narrowed to `subset`, as Istio merges them: the rule's port-level entry for the
+    /// port replaces the rule's components wholesale; then each component the subset
+    /// sets replaces the rule's, or the subset's port-level entry replaces them all.
     pub fn policy_for(&self, port: u16, subset: Option<&SubsetInfo>) -> ClusterPolicy {
         let at_port = |list: &[(u16, ClusterPolicy)]| {
             list.iter()
                 .find(|(p, _)| *p == port)
-                .map(|(_, c)| *c)
-                .unwrap_or_default()
+                .map(|(_, c)| c.clone())
         };
-        let mut policy = self.policy.overlay(at_port(&self.port_policies));
-        if let Some(s) = subset {
-            policy = policy.overlay(s.policy).overlay(at_port(&s.port_policies));
+        let rule = at_port(&self.port_policies).unwrap_or_else(|| self.policy.clone());
+        match subset {
+            None => rule,
+            Some(s) => match at_port(&s.port_policies) {
+                Some(whole) => whole,
+                None => rule.overlay(&s.policy),
+            },
         }
-        policy
     }
 
     /// The `tls` a cluster for `port` (narrowed to `subset`) uses, as Istio's cluster
@@ -305,21 +289,14 @@ fn traffic_policy(
     field: &str,
     findings: &mut Findings,
 ) -> (ClusterPolicy, Vec<(u16, ClusterPolicy)>) {
-    let connect_timeout = |pool: &Option<skiff_api::networking::ConnectionPoolSettings>| {
-        pool.as_ref()
-            .and_then(|p| p.tcp.as_ref())
-            .and_then(|t| t.connect_timeout.as_ref())
-            .map(|d| d.value())
-    };
-    let top = ClusterPolicy {
-        lb: load_balancer(
-            tp.load_balancer.as_ref(),
-            r,
-            &format!("{field}.loadBalancer"),
-            findings,
-        ),
-        connect_timeout: connect_timeout(&tp.connection_pool),
-    };
+    let top = super::traffic_policy::convert(
+        tp.load_balancer.as_ref(),
+        tp.connection_pool.as_ref(),
+        tp.outlier_detection.as_ref(),
+        r,
+        field,
+        findings,
+    );
     let mut ports = Vec::new();
     for (i, p) in tp.port_level_settings.iter().enumerate() {
         let Some(port) = p
@@ -329,43 +306,17 @@ fn traffic_policy(
         else {
             continue;
         };
-        let lb_field = format!("{field}.portLevelSettings[{i}].loadBalancer");
-        ports.push((
-            port,
-            ClusterPolicy {
-                lb: load_balancer(p.load_balancer.as_ref(), r, &lb_field, findings),
-                connect_timeout: connect_timeout(&p.connection_pool),
-            },
-        ));
+        let policy = super::traffic_policy::convert(
+            p.load_balancer.as_ref(),
+            p.connection_pool.as_ref(),
+            p.outlier_detection.as_ref(),
+            r,
+            &format!("{field}.portLevelSettings[{i}]"),
+            findings,
+        );
+        ports.push((port, policy));
     }
     (top, ports)
-}
-
-fn load_balancer(
-    lb: Option<&LoadBalancerSettings>,
-    r: &Resource,
-    field: &str,
-    findings: &mut Findings,
-) -> Option<LbPolicy> {
-    let lb = lb?;
-    // `consistentHash` is reported by the loader as not implemented.
-    match lb.simple? {
-        SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
-        SimpleLb::LeastRequest | SimpleLb::LeastConn => Some(LbPolicy::LeastRequest),
-        SimpleLb::Random => Some(LbPolicy::Random),
-        SimpleLb::Unspecified => None,
-        SimpleLb::Passthrough => {
-            findings.report(
-                Severity::Warning,
-                Code::NotImplemented,
-                r,
-                Some(&format!("{field}.simple")),
-                "PASSTHROUGH load balancing is not implemented; skiff balances with \
-                 LEAST_REQUEST over the service's endpoints instead",
-            );
-            None
-        }
-    }
 }
 
 /// Each subset should select at least one endpoint of its service.

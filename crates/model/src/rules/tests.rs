@@ -142,11 +142,14 @@ fn policies_layer_subset_over_port_over_rule() {
         .destination_rule("api.svc.svc.cluster.local", "svc", &Labels::new(), "svc")
         .unwrap();
     let plain = dr.policy_for(80, None);
-    assert_eq!(plain.lb, Some(LbPolicy::RoundRobin));
-    assert_eq!(dr.policy_for(81, None).lb, Some(LbPolicy::Random));
+    assert_eq!(plain.lb(), Some(LbPolicy::RoundRobin));
+    assert_eq!(dr.policy_for(81, None).lb(), Some(LbPolicy::Random));
     let v1 = dr.policy_for(80, dr.subset("v1"));
-    assert_eq!(v1.lb, Some(LbPolicy::RoundRobin));
-    assert_eq!(v1.connect_timeout, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(v1.lb(), Some(LbPolicy::RoundRobin));
+    assert_eq!(
+        v1.connect_timeout(),
+        Some(std::time::Duration::from_secs(2))
+    );
 }
 
 #[test]

@@ -19,6 +19,37 @@ use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 use skiff_identity::{MeshTls, SpiffeId};
 use std::sync::Arc;
 
+/// The `connectionPool` settings a cluster's protocol does not use, said loudly.
+fn pool_warnings(
+    c: &model::Cluster,
+    p: &model::ConnectionPool,
+    proto: UpstreamProto,
+    warnings: &mut Vec<String>,
+) {
+    let per_connection = p.max_connections.is_some()
+        || p.max_pending_requests.is_some()
+        || p.max_requests_per_connection.is_some()
+        || p.idle_timeout.is_some()
+        || p.max_connection_duration.is_some();
+    match proto {
+        UpstreamProto::Http2 if per_connection => warnings.push(format!(
+            "cluster {}: maxConnections, http1MaxPendingRequests, maxRequestsPerConnection, \
+             idleTimeout and maxConnectionDuration are applied to HTTP/1.1 upstreams only; \
+             this cluster speaks HTTP/2 over one connection per endpoint (http2MaxRequests \
+             and maxRetries apply)",
+            c.name
+        )),
+        UpstreamProto::Opaque if per_connection || p.max_requests.is_some() => {
+            warnings.push(format!(
+                "cluster {}: connectionPool limits are not applied to opaque TCP \
+                 connections (only tcpKeepalive and connectTimeout are)",
+                c.name
+            ));
+        }
+        _ => {}
+    }
+}
+
 pub(super) fn compile_clusters(
     config: &ProxyConfig,
     registry: &EndpointRegistry,
@@ -35,7 +66,9 @@ pub(super) fn compile_clusters(
                 "defined twice",
             ));
         }
-        let proto = UpstreamProto::for_protocol(c.protocol);
+        let proto = crate::upstream::proto_of(c);
+        let breaker = registry.breaker(c);
+        let pool: Option<Arc<str>> = breaker.as_ref().map(|_| c.name.as_str().into());
         let origination = match &c.tls {
             model::ClusterTls::Simple(t) | model::ClusterTls::Mutual(t) => {
                 let alpn: &[&[u8]] = match proto {
@@ -74,6 +107,7 @@ pub(super) fn compile_clusters(
                 target_port,
                 proto,
                 identity: identity.clone(),
+                pool: pool.clone(),
             };
             let tls = || match (identity, mesh, expected) {
                 _ if origination.is_some() => {
@@ -88,7 +122,10 @@ pub(super) fn compile_clusters(
                 }
                 _ => UpstreamTls::Plain,
             };
-            endpoints.push((registry.get(key, e.address, Some(source), tls), e.weight));
+            endpoints.push((
+                registry.get(key, e.address, Some(source), breaker.as_ref(), tls),
+                e.weight,
+            ));
         }
 
         if c.endpoints.is_empty() {
@@ -103,7 +140,10 @@ pub(super) fn compile_clusters(
                 c.name, c.protocol
             ));
         }
-        clusters.push(ClusterRt::new(c, endpoints));
+        if let Some(p) = &c.traffic.connection_pool {
+            pool_warnings(c, p, proto, warnings);
+        }
+        clusters.push(ClusterRt::new(c, endpoints, registry, breaker));
     }
     if plain_instead_of_mtls > 0 {
         warnings.push(format!(
@@ -119,6 +159,7 @@ pub(super) fn compile_clusters(
 /// compile; the pipeline answers requests routed to them with `503 NC`.
 pub(super) fn missing_clusters(
     config: &ProxyConfig,
+    registry: &EndpointRegistry,
     clusters: &mut Vec<ClusterRt>,
     warnings: &mut Vec<String>,
 ) -> Vec<(usize, Arc<str>)> {
@@ -140,9 +181,10 @@ pub(super) fn missing_clusters(
             endpoints: Vec::new(),
             connect_timeout: std::time::Duration::from_secs(10),
             tls: model::ClusterTls::Auto,
+            traffic: Default::default(),
         };
         out.push((clusters.len(), Arc::from(why.as_str())));
-        clusters.push(ClusterRt::new(&stand_in, Vec::new()));
+        clusters.push(ClusterRt::new(&stand_in, Vec::new(), registry, None));
     }
     out
 }

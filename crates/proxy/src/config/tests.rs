@@ -25,6 +25,7 @@ pub(crate) fn cluster(name: &str, endpoints: &[&str]) -> Cluster {
             .collect(),
         connect_timeout: Duration::from_secs(1),
         tls: Default::default(),
+        traffic: Default::default(),
     }
 }
 

@@ -9,7 +9,6 @@
 //! upstream as it arrives, and such a request is not tried again once sent.
 
 use std::future::{Future, ready};
-use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
@@ -23,7 +22,7 @@ use super::ReqBody;
 use crate::Error;
 use crate::config::RetryRt;
 use crate::config::retry::Outcome;
-use crate::upstream::{ClusterRt, EndpointState, InFlight, PooledH1, SendError};
+use crate::upstream::{ClusterRt, InFlight, Outcome as Health, PooledH1, SendError, Slot};
 
 /// Largest request body kept for sending again. Envoy keeps up to its connection
 /// buffer limit (1 MiB); a smaller bound keeps a sidecar's memory small, and requests
@@ -40,6 +39,9 @@ pub(crate) struct Tally {
     pub(crate) attempts: u32,
     /// The policy would have tried again but its attempts were used up (`URX`).
     pub(crate) exhausted: bool,
+    /// The policy would have tried again but the cluster's `maxRetries` were all in
+    /// flight: the last answer stands, flagged `UO`, as in Envoy.
+    pub(crate) overflow: bool,
 }
 
 /// Sends `req` to an endpoint of `cluster`, and again to a new pick while `policy`
@@ -49,9 +51,10 @@ pub(super) async fn send(
     cluster: &ClusterRt,
     req: Request<ReqBody>,
     policy: Option<&RetryRt>,
+    hash: Option<u64>,
 ) -> (Result<Sent, Error>, Tally) {
     let Some(policy) = policy.filter(|p| p.attempts > 0) else {
-        let ep = match pick(cluster) {
+        let ep = match pick(cluster, hash) {
             Ok(ep) => ep,
             Err(e) => return (Err(e), Tally::default()),
         };
@@ -60,7 +63,7 @@ pub(super) async fn send(
             r,
             Tally {
                 attempts: 1,
-                exhausted: false,
+                ..Tally::default()
             },
         );
     };
@@ -86,21 +89,42 @@ pub(super) async fn send(
         }
         _ => (req, None),
     };
-    let (result, unsent) = attempt(cluster, req, policy).await;
+    let (result, unsent) = attempt(cluster, req, policy, hash).await;
     match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
         Verdict::Done(exhausted) => (
             result,
             Tally {
                 attempts: 1,
                 exhausted,
+                overflow: false,
             },
         ),
         // Trying again is the cold path: boxed, so the future of a request that
         // succeeds at once stays small and allocation-free.
-        Verdict::Again(outcome) => {
-            drop(result);
-            Box::pin(again(cluster, policy, head, unsent, outcome)).await
-        }
+        Verdict::Again(outcome) => match retry_slot(cluster) {
+            Err(()) => (
+                result,
+                Tally {
+                    attempts: 1,
+                    exhausted: false,
+                    overflow: true,
+                },
+            ),
+            Ok(slot) => {
+                drop(result);
+                Box::pin(again(cluster, policy, head, unsent, outcome, slot, hash)).await
+            }
+        },
+    }
+}
+
+/// A retry's slot under `connectionPool.http.maxRetries`: `Err` when the cluster has
+/// as many retries in flight as it allows (then, as Envoy, the last answer stands,
+/// flagged `UO`).
+fn retry_slot(cluster: &ClusterRt) -> Result<Option<Slot>, ()> {
+    match &cluster.breaker {
+        None => Ok(None),
+        Some(b) => b.retry().map(Some).map_err(|_| ()),
     }
 }
 
@@ -125,7 +149,8 @@ fn verdict(
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok()?.parse().ok()),
         },
-        Err(Error::NoHealthyUpstream(_)) => return Verdict::Done(false),
+        // Envoy retries neither: no endpoint, or a circuit breaker's refusal.
+        Err(Error::NoHealthyUpstream(_) | Error::Overflow { .. }) => return Verdict::Done(false),
         Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => Outcome::ConnectFailure,
         Err(Error::Timeout(_)) => Outcome::Timeout,
         Err(Error::UpstreamReset { source, .. }) => Outcome::Reset {
@@ -161,8 +186,9 @@ fn attempt<'a>(
     cluster: &'a ClusterRt,
     req: Request<ReqBody>,
     policy: &RetryRt,
+    hash: Option<u64>,
 ) -> impl Future<Output = (Result<Sent, Error>, Option<Request<ReqBody>>)> + 'a {
-    let ep = match pick(cluster) {
+    let ep = match pick(cluster, hash) {
         Ok(ep) => ep,
         Err(e) => return Either::Left(ready((Err(e), Some(req)))),
     };
@@ -170,7 +196,13 @@ fn attempt<'a>(
     Either::Right(match policy.per_try_timeout {
         Some(t) => Either::Left(tokio::time::timeout(t, fut).map(move |r| match r {
             Ok(r) => split(r),
-            Err(_) => (Err(Error::Timeout(t)), None),
+            Err(_) => {
+                // A try that timed out is a local-origin failure of its endpoint.
+                if let Some(m) = cluster.monitor(ep) {
+                    m.report(Health::LocalFailure { timeout: true });
+                }
+                (Err(Error::Timeout(t)), None)
+            }
         })),
         None => Either::Right(fut.map(split)),
     })
@@ -183,16 +215,19 @@ async fn again(
     head: Option<Head>,
     mut unsent: Option<Request<ReqBody>>,
     mut outcome: Outcome,
+    mut slot: Option<Slot>,
+    hash: Option<u64>,
 ) -> (Result<Sent, Error>, Tally) {
     let mut retries = 0u32;
     loop {
         retries += 1;
+        let retrying = slot.take();
         tracing::debug!(cluster = %cluster.name, retry = retries, ?outcome, "retrying");
         tokio::time::sleep(policy.backoff(retries)).await;
         let Some(req) = unsent.take().or_else(|| head.as_ref().map(rebuild)) else {
             unreachable!("a retry is only started with a request to send");
         };
-        let (result, back) = attempt(cluster, req, policy).await;
+        let (result, back) = attempt(cluster, req, policy, hash).await;
         match verdict(policy, &result, back.is_some() || head.is_some(), retries) {
             Verdict::Done(exhausted) => {
                 return (
@@ -200,10 +235,25 @@ async fn again(
                     Tally {
                         attempts: retries + 1,
                         exhausted,
+                        overflow: false,
                     },
                 );
             }
             Verdict::Again(o) => {
+                drop(retrying);
+                match retry_slot(cluster) {
+                    Err(()) => {
+                        return (
+                            result,
+                            Tally {
+                                attempts: retries + 1,
+                                exhausted: false,
+                                overflow: true,
+                            },
+                        );
+                    }
+                    Ok(s) => slot = s,
+                }
                 outcome = o;
                 unsent = back;
             }
@@ -211,20 +261,55 @@ async fn again(
     }
 }
 
-fn pick(cluster: &ClusterRt) -> Result<&Arc<EndpointState>, Error> {
+/// The index of the endpoint for the next try.
+fn pick(cluster: &ClusterRt, hash: Option<u64>) -> Result<usize, Error> {
     cluster
-        .pick()
+        .pick_index(hash)
         .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))
 }
 
+/// One try on endpoint `i`: under the cluster's request limit when it has one, its
+/// outcome counted by outlier detection when the cluster has it.
 fn once(
-    ep: &Arc<EndpointState>,
+    i: usize,
     cluster: &ClusterRt,
     req: Request<ReqBody>,
 ) -> impl Future<Output = Result<Sent, SendError>> + use<> {
-    let in_flight = InFlight::new(ep.clone());
-    ep.send(req, cluster.connect_timeout)
-        .map(move |r| r.map(|(resp, pooled)| (resp, pooled, in_flight)))
+    let ep = cluster.endpoint(i);
+    let slot = match &cluster.breaker {
+        None => None,
+        Some(b) => match b.request() {
+            Ok(s) => Some(s),
+            Err(o) => {
+                let error = Error::Overflow {
+                    cluster: cluster.name.to_string(),
+                    limit: o.field(),
+                };
+                return Either::Left(ready(Err(SendError {
+                    error,
+                    unsent: Some(Box::new(req)),
+                })));
+            }
+        },
+    };
+    let mut in_flight = InFlight::with_slot(ep.clone(), slot);
+    let monitor = cluster.monitor(i);
+    Either::Right(ep.send(req, cluster.connect_timeout).map(move |r| {
+        if let Some(m) = monitor {
+            let outcome = match &r {
+                Ok((resp, _)) => Some(Health::Status(resp.status().as_u16())),
+                Err(e) => match e.error {
+                    Error::Overflow { .. } => None,
+                    Error::Timeout(_) => Some(Health::LocalFailure { timeout: true }),
+                    _ => Some(Health::LocalFailure { timeout: false }),
+                },
+            };
+            if let Some(note) = outcome.and_then(|o| m.report(o)) {
+                in_flight.set_note(note);
+            }
+        }
+        r.map(|(resp, pooled)| (resp, pooled, in_flight))
+    }))
 }
 
 fn split(r: Result<Sent, SendError>) -> (Result<Sent, Error>, Option<Request<ReqBody>>) {

@@ -16,6 +16,7 @@ mod jwt;
 mod mtls;
 mod origination;
 mod protocols;
+mod resilience;
 mod routing;
 mod swap;
 mod traffic;

@@ -449,6 +449,7 @@ pub fn cluster(name: &str, protocol: Protocol, endpoints: Vec<Endpoint>) -> Clus
         endpoints,
         connect_timeout: Duration::from_secs(2),
         tls: Default::default(),
+        traffic: Default::default(),
     }
 }
 

@@ -1,0 +1,243 @@
+//! Circuit breaking: a DestinationRule's `connectionPool` limits, per cluster and per
+//! proxy, with Envoy's semantics. A request over `http2MaxRequests`, or one that must
+//! wait for a connection while `http1MaxPendingRequests` others already wait, is answered
+//! `503` with flag `UO` at once; nothing queues without bound. A retry over `maxRetries`
+//! is not made (the last answer goes back, flagged `UO`).
+//!
+//! One [`Breaker`] per cluster name outlives snapshots (its counts stay right while
+//! requests of an old snapshot finish); each snapshot build stores its limits. A cluster
+//! without `connectionPool` has none and pays nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use skiff_model::config::ConnectionPool;
+use tokio::sync::Notify;
+
+/// A limit that is not set.
+const UNLIMITED: usize = usize::MAX;
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// `http2MaxRequests`.
+    Requests,
+    /// `http1MaxPendingRequests` (with every connection of `maxConnections` busy).
+    Pending,
+    /// `maxRetries`.
+    Retries,
+}
+
+impl Overflow {
+    /// The DestinationRule field, for the record's details.
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            Overflow::Requests => "connectionPool.http.http2MaxRequests",
+            Overflow::Pending => {
+                "connectionPool.http.http1MaxPendingRequests (all connections of \
+                 connectionPool.tcp.maxConnections busy)"
+            }
+            Overflow::Retries => "connectionPool.http.maxRetries",
+        }
+    }
+}
+
+/// The counters and limits of one cluster.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    max_connections: AtomicUsize,
+    max_pending: AtomicUsize,
+    max_requests: AtomicUsize,
+    max_retries: AtomicUsize,
+    /// 0: unlimited.
+    max_requests_per_connection: AtomicUsize,
+    /// Milliseconds, 0: none.
+    idle_timeout_ms: AtomicU64,
+    max_connection_duration_ms: AtomicU64,
+    /// Keepalive: time, interval (ms) and probes, 0 where unset; all 0: off.
+    keepalive: [AtomicU64; 3],
+    connections: AtomicUsize,
+    pending: AtomicUsize,
+    requests: AtomicUsize,
+    retries: AtomicUsize,
+    /// Woken when a connection goes idle or closes: pending requests look again.
+    freed: Notify,
+}
+
+fn limit(v: Option<u32>) -> usize {
+    v.map_or(UNLIMITED, |n| n as usize)
+}
+
+fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+impl Breaker {
+    pub(crate) fn new(p: &ConnectionPool) -> Breaker {
+        let b = Breaker {
+            max_connections: AtomicUsize::new(UNLIMITED),
+            max_pending: AtomicUsize::new(UNLIMITED),
+            max_requests: AtomicUsize::new(UNLIMITED),
+            max_retries: AtomicUsize::new(UNLIMITED),
+            max_requests_per_connection: AtomicUsize::new(0),
+            idle_timeout_ms: AtomicU64::new(0),
+            max_connection_duration_ms: AtomicU64::new(0),
+            keepalive: Default::default(),
+            connections: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
+            freed: Notify::new(),
+        };
+        b.set_limits(p);
+        b
+    }
+
+    /// Takes the limits of a new snapshot.
+    pub(crate) fn set_limits(&self, p: &ConnectionPool) {
+        let r = Ordering::Relaxed;
+        self.max_connections.store(limit(p.max_connections), r);
+        self.max_pending.store(limit(p.max_pending_requests), r);
+        self.max_requests.store(limit(p.max_requests), r);
+        self.max_retries.store(limit(p.max_retries), r);
+        self.max_requests_per_connection
+            .store(p.max_requests_per_connection.map_or(0, |n| n as usize), r);
+        self.idle_timeout_ms.store(millis(p.idle_timeout), r);
+        self.max_connection_duration_ms
+            .store(millis(p.max_connection_duration), r);
+        let k = p.tcp_keepalive.as_ref();
+        self.keepalive[0].store(millis(k.and_then(|k| k.time)), r);
+        self.keepalive[1].store(millis(k.and_then(|k| k.interval)), r);
+        self.keepalive[2].store(k.and_then(|k| k.probes).map_or(0, u64::from), r);
+        // A raised limit may let waiting requests through.
+        self.freed.notify_waiters();
+    }
+
+    /// Counts a request in flight, or refuses it over `http2MaxRequests`.
+    pub(crate) fn request(self: &Arc<Self>) -> Result<Slot, Overflow> {
+        self.take(&self.requests, &self.max_requests, Overflow::Requests)
+    }
+
+    /// Counts a retry in flight, or refuses it over `maxRetries`.
+    pub(crate) fn retry(self: &Arc<Self>) -> Result<Slot, Overflow> {
+        self.take(&self.retries, &self.max_retries, Overflow::Retries)
+    }
+
+    /// Counts a request waiting for a connection, or refuses it.
+    pub(crate) fn pending(self: &Arc<Self>) -> Result<Slot, Overflow> {
+        self.take(&self.pending, &self.max_pending, Overflow::Pending)
+    }
+
+    /// Counts a new connection, or `None` at `maxConnections`.
+    pub(crate) fn connection(self: &Arc<Self>) -> Option<Slot> {
+        self.take(&self.connections, &self.max_connections, Overflow::Pending)
+            .ok()
+    }
+
+    fn take(
+        self: &Arc<Self>,
+        count: &AtomicUsize,
+        max: &AtomicUsize,
+        what: Overflow,
+    ) -> Result<Slot, Overflow> {
+        let max = max.load(Ordering::Relaxed);
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| what)?;
+        Ok(Slot {
+            breaker: self.clone(),
+            which: what,
+            connection: std::ptr::eq(count, &self.connections),
+        })
+    }
+
+    /// Wakes requests waiting for a connection.
+    pub(crate) fn freed(&self) {
+        self.freed.notify_waiters();
+    }
+
+    /// A future that resolves at the next [`Self::freed`]; register it (`enable`)
+    /// before looking for a connection, so a wake-up in between is not lost.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
+    /// `maxRequestsPerConnection`, 0 for none.
+    pub(crate) fn max_requests_per_connection(&self) -> usize {
+        self.max_requests_per_connection.load(Ordering::Relaxed)
+    }
+
+    /// `http.idleTimeout`.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        nonzero(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// `tcp.maxConnectionDuration`.
+    pub(crate) fn max_connection_duration(&self) -> Option<Duration> {
+        nonzero(self.max_connection_duration_ms.load(Ordering::Relaxed))
+    }
+
+    /// `tcp.tcpKeepalive`, when set: idle time, interval, probes.
+    pub(crate) fn keepalive(&self) -> Option<(Option<Duration>, Option<Duration>, Option<u32>)> {
+        let [t, i, p] = &self.keepalive;
+        let (t, i, p) = (
+            t.load(Ordering::Relaxed),
+            i.load(Ordering::Relaxed),
+            p.load(Ordering::Relaxed),
+        );
+        (t | i | p != 0).then(|| {
+            (
+                nonzero(t),
+                nonzero(i),
+                (p > 0).then(|| u32::try_from(p).unwrap_or(u32::MAX)),
+            )
+        })
+    }
+
+    /// Counts now, for `/config_dump`: connections, pending, requests, retries.
+    pub(crate) fn counts(&self) -> [usize; 4] {
+        let r = Ordering::Relaxed;
+        [
+            self.connections.load(r),
+            self.pending.load(r),
+            self.requests.load(r),
+            self.retries.load(r),
+        ]
+    }
+}
+
+fn nonzero(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// One unit of a count, given back on drop.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    breaker: Arc<Breaker>,
+    which: Overflow,
+    connection: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let b = &self.breaker;
+        let count = if self.connection {
+            &b.connections
+        } else {
+            match self.which {
+                Overflow::Requests => &b.requests,
+                Overflow::Pending => &b.pending,
+                Overflow::Retries => &b.retries,
+            }
+        };
+        count.fetch_sub(1, Ordering::AcqRel);
+        if self.connection {
+            b.freed();
+        }
+    }
+}
