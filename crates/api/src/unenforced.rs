@@ -30,8 +30,7 @@ macro_rules! rows {
 /// The table of fields skiff parses but does not enforce yet.
 pub const UNENFORCED: &[Unenforced] = rows! {
     VirtualService {
-        "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
-        "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
+        "spec.tcp[*].match[*].sourceSubnet" => "matching on the source subnet is not implemented: this condition is ignored",
         "spec.http[*].match[*].scheme" => "matching on the scheme is not implemented: this condition is ignored",
         "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
         "spec.http[*].delegate" => "delegation to another VirtualService is not implemented: this rule is ignored",

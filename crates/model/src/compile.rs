@@ -8,6 +8,7 @@
 mod cluster;
 mod gateway;
 mod inbound;
+mod l4;
 mod outbound;
 mod route;
 mod scope;

@@ -19,11 +19,13 @@ mod authz;
 mod duration;
 mod duration_opt;
 mod jwt;
+mod l4;
 mod policy;
 mod security;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
+pub use l4::{L4Match, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 
@@ -364,6 +366,10 @@ pub struct TcpRoute {
     pub domains: Vec<String>,
     /// Where the bytes go, chosen by weight per connection.
     pub destinations: Vec<WeightedCluster>,
+    /// Runtime conditions (VirtualService `tcp`/`tls` matches): the route applies when
+    /// any one holds. Empty: always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<L4Match>,
 }
 
 /// A port of this workload that other proxies reach through the inbound listener.
@@ -398,6 +404,10 @@ pub struct GatewayPort {
     /// Virtual hosts from VirtualServices bound to those gateways, one per host name
     /// the servers allow.
     pub virtual_hosts: Vec<VirtualHost>,
+    /// For TCP servers, the `tcp` routes of the VirtualServices bound to the gateways;
+    /// for TLS `PASSTHROUGH` servers, their `tls` routes (by SNI). In order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpRoute>,
 }
 
 /// An upstream: a service port, optionally narrowed to a subset.

@@ -25,7 +25,8 @@ pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use virtual_service::{
-    DestinationRef, HttpRule, MESH, MatchCondition, RuleAction, VirtualServiceInfo,
+    DestinationRef, HttpRule, L4Condition, L4Rule, MESH, MatchCondition, RuleAction,
+    VirtualServiceInfo,
 };
 
 /// Translated routing and policy resources, with their indexes.

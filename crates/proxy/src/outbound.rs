@@ -71,34 +71,30 @@ where
     }
 }
 
-/// Carries a connection to `dest` by the port's TCP route.
+/// Carries a connection to `dest` by the port's TCP or TLS routes.
 async fn tcp_to<I>(conn: &Arc<Conn>, io: I, dest: &Destination)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut rec = Record::tcp(conn);
     let Some(snapshot) = conn.inputs.current() else {
         return;
     };
-    let Some(route) = snapshot
-        .outbound_port(dest.port)
-        .and_then(|p| p.tcp_route(&dest.host))
-    else {
-        rec.flag = ResponseFlag::NoRoute;
-        rec.finish();
+    let Some(port) = snapshot.outbound_port(dest.port) else {
         return;
     };
-    let cluster = &snapshot.clusters[route.destinations.pick()];
-    tcp::routed(&mut rec, &route.name, &cluster.name);
-    match tcp::connect(cluster).await {
-        Ok((up, ep)) => tcp::splice(io, up, ep, rec).await,
-        Err(e) => tcp::failed(rec, &e),
-    }
+    let ip = dest_ip(&dest.host);
+    crate::l4::serve(conn, &snapshot, port, io, Some(&dest.host), ip).await
+}
+
+/// The address a destination names, when it is one (`10.0.0.1`, `[::1]`).
+fn dest_ip(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 /// `CONNECT host:port`: for a TCP port, connect upstream first (so a failure is an HTTP
 /// error the app sees), then answer 200 and copy bytes; for HTTP and undeclared ports,
-/// answer 200 and serve the tunnel as a connection to that destination.
+/// and ports routed by SNI (whose route is known only from the ClientHello), answer 200
+/// and serve the tunnel as a connection to that destination.
 pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<RespBody> {
     let Some(snapshot) = conn.inputs.current() else {
         return respond::local(
@@ -125,7 +121,8 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
         return respond::local(StatusCode::NOT_FOUND, "", rec);
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    if port.protocol.is_http() || port.protocol == Protocol::Unspecified {
+    if port.protocol.is_http() || port.protocol == Protocol::Unspecified || port.routes_by_sni()
+    {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(up) => serve_destination(tunnel, TokioIo::new(up)).await,

@@ -3,14 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::config::{GatewayPort, Protocol, VirtualHost};
+use skiff_api::networking::ServerTlsMode;
+
+use crate::config::{GatewayPort, Protocol, TcpRoute, VirtualHost};
 use crate::host;
-use crate::rules::GatewayInfo;
+use crate::rules::{GatewayInfo, ServerInfo};
 
 use super::Compiler;
+use super::l4::L4Kind;
 
 struct PortAcc {
     protocol: Protocol,
+    tcp: Vec<TcpRoute>,
     gateways: BTreeSet<String>,
     virtual_hosts: BTreeMap<String, VirtualHost>,
     /// (host, VirtualService) pairs already added, so one VirtualService reached through
@@ -25,11 +29,16 @@ pub(super) fn build(c: &mut Compiler<'_>, gateways: &[&GatewayInfo]) -> Vec<Gate
         for server in &gw.servers {
             let acc = ports.entry(server.port).or_insert_with(|| PortAcc {
                 protocol: server.protocol,
+                tcp: Vec::new(),
                 gateways: BTreeSet::new(),
                 virtual_hosts: BTreeMap::new(),
                 seen: HashSet::new(),
             });
             acc.gateways.insert(gw.key.clone());
+            if let Some(kind) = l4_kind(server) {
+                l4_server(c, gw, server, kind, acc);
+                continue;
+            }
             if !server.protocol.is_http() {
                 continue;
             }
@@ -70,6 +79,7 @@ pub(super) fn build(c: &mut Compiler<'_>, gateways: &[&GatewayInfo]) -> Vec<Gate
             protocol: acc.protocol,
             gateways: acc.gateways.into_iter().collect(),
             virtual_hosts: acc.virtual_hosts.into_values().collect(),
+            tcp: acc.tcp,
         })
         .collect()
 }
@@ -81,5 +91,66 @@ fn gateway_domains(name: &str, port: u16) -> Vec<String> {
         vec![name.to_string()]
     } else {
         vec![name.to_string(), format!("{name}:{port}")]
+    }
+}
+
+/// Which VirtualService rules an opaque server carries: `tcp` rules for TCP servers,
+/// `tls` rules (by SNI) for TLS and HTTPS servers in `PASSTHROUGH` mode. `None` for
+/// servers that carry HTTP routes (or nothing).
+fn l4_kind(server: &ServerInfo) -> Option<L4Kind> {
+    match (server.protocol, server.tls_mode()) {
+        (Protocol::Tcp, _) => Some(L4Kind::Tcp),
+        (Protocol::Tls | Protocol::Https, Some(ServerTlsMode::Passthrough)) => Some(L4Kind::Tls),
+        _ => None,
+    }
+}
+
+/// The TCP or TLS routes of the VirtualServices bound to `gw` whose hosts the server
+/// serves, as Istio builds a gateway's network filters: for TLS, each route's `sniHosts`
+/// narrowed to the names the server hosts allow (a route left with none is dropped).
+fn l4_server(
+    c: &mut Compiler<'_>,
+    gw: &GatewayInfo,
+    server: &ServerInfo,
+    kind: L4Kind,
+    acc: &mut PortAcc,
+) {
+    let mesh = c.mesh;
+    for vs in mesh.rules().virtual_services_of_gateway(&gw.key) {
+        if !vs.visibility.includes(&gw.namespace) {
+            continue;
+        }
+        let admitted: Vec<&str> = server
+            .hosts
+            .iter()
+            .filter(|h| h.admits(&vs.namespace))
+            .map(|h| h.host.as_str())
+            .collect();
+        let bound = vs
+            .hosts
+            .iter()
+            .any(|vh| admitted.iter().any(|sh| host::intersect(vh, sh).is_some()));
+        let vs_key = format!("{}/{}", vs.namespace, vs.name);
+        if !bound || !acc.seen.insert((String::new(), vs_key)) {
+            continue;
+        }
+        let routes = c.l4_routes(vs, kind, &gw.key, server.port, &[]).routes;
+        for mut route in routes {
+            if kind == L4Kind::Tls {
+                for m in &mut route.matches {
+                    m.sni_hosts = m
+                        .sni_hosts
+                        .iter()
+                        .flat_map(|sni| admitted.iter().filter_map(|sh| host::intersect(sni, sh)))
+                        .collect();
+                    m.sni_hosts.dedup();
+                }
+                route.matches.retain(|m| !m.sni_hosts.is_empty());
+                if route.matches.is_empty() {
+                    continue;
+                }
+            }
+            acc.tcp.push(route);
+        }
     }
 }

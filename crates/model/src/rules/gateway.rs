@@ -33,6 +33,15 @@ pub struct ServerInfo {
     pub protocol: Protocol,
     /// Host names served, with the namespaces whose VirtualServices may bind to them.
     pub hosts: Vec<ServerHost>,
+    /// `tls`, as written.
+    pub tls: Option<skiff_api::networking::ServerTlsSettings>,
+}
+
+impl ServerInfo {
+    /// The TLS mode of the server, when it sets one.
+    pub fn tls_mode(&self) -> Option<skiff_api::networking::ServerTlsMode> {
+        self.tls.as_ref().and_then(|t| t.mode)
+    }
 }
 
 /// A server host entry: `[namespace/]host`.
@@ -82,15 +91,21 @@ pub(super) fn collect(
             let declared =
                 DeclaredProtocol::parse(&s.port.protocol).unwrap_or(DeclaredProtocol::Unspecified);
             let protocol = declared.carried_as().unwrap_or(Protocol::Tcp);
-            if !protocol.is_http() {
+            let passthrough = s.tls.as_ref().and_then(|t| t.mode)
+                == Some(skiff_api::networking::ServerTlsMode::Passthrough);
+            let routed = protocol.is_http()
+                || protocol == Protocol::Tcp
+                || (matches!(protocol, Protocol::Tls | Protocol::Https) && passthrough);
+            if !routed {
                 findings.report(
                     Severity::Warning,
                     Code::NotImplemented,
                     r,
                     Some(&format!("spec.servers[{i}].port.protocol")),
                     format!(
-                        "{} gateway servers are not routed yet: skiff opens port {port} but only \
-                         HTTP, HTTP2 and GRPC servers carry VirtualService routes",
+                        "{} gateway servers that terminate TLS are not routed yet: skiff opens \
+                         port {port} but only HTTP, HTTP2, GRPC, TCP and PASSTHROUGH servers \
+                         carry VirtualService routes",
                         s.port.protocol
                     ),
                 );
@@ -115,6 +130,7 @@ pub(super) fn collect(
                 port,
                 protocol,
                 hosts: s.hosts.iter().map(|h| ServerHost::parse(h, ns)).collect(),
+                tls: s.tls.clone(),
             });
         }
         let workloads = if gw.selector.is_empty() {

@@ -6,6 +6,7 @@
     reason = "a test binary: nothing here is reachable from outside"
 )]
 
+mod certs;
 mod support;
 
 mod admin;
@@ -13,6 +14,7 @@ mod authz;
 mod chain;
 mod failures;
 mod jwt;
+mod l4;
 mod mtls;
 mod origination;
 mod protocols;

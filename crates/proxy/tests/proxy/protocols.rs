@@ -54,6 +54,7 @@ fn tcp_config(
             protocol,
             virtual_hosts: vec![],
             tcp: vec![TcpRoute {
+                matches: vec![],
                 name: "cache".into(),
                 domains: vec![],
                 destinations: vec![WeightedCluster {
