@@ -111,3 +111,6 @@ pub(crate) struct L4Routes {
     /// added either (as in Istio).
     pub(crate) catch_all: bool,
 }
+
+#[cfg(test)]
+mod tests;
