@@ -101,7 +101,13 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.warmup" => "slow start (warm-up) is not implemented",
     }
     Gateway {
-        "spec.servers[*].tls" => "TLS on gateway servers: the port does not terminate TLS",
+        "spec.servers[*].tls.caCrl" => "certificate revocation lists are not checked",
+        "spec.servers[*].tls.subjectAltNames" => "client subjectAltNames are not checked: any certificate of the CA is accepted",
+        "spec.servers[*].tls.verifyCertificateSpki" => "client certificate SPKI pins are not checked",
+        "spec.servers[*].tls.verifyCertificateHash" => "client certificate hash pins are not checked",
+        "spec.servers[*].tls.credentialNames" => "several credentials per server are not implemented: use credentialName",
+        "spec.servers[*].tls.tlsCertificates" => "several certificates per server are not implemented: use serverCertificate",
+        "spec.servers[*].tls.caCertCredentialName" => "caCertCredentialName is not implemented: put ca.crt in the credentialName secret (or <name>-cacert)",
         "spec.servers[*].bind" => "binding a gateway server to an address is not implemented",
         "spec.servers[*].defaultEndpoint" => "defaultEndpoint is not implemented",
     }

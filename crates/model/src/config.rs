@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 mod authz;
 mod duration;
 mod duration_opt;
+mod gateway_tls;
 mod jwt;
 mod l4;
 mod policy;
 mod security;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
+pub use gateway_tls::{ServerTls, ServerTlsMode};
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use l4::{L4Match, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
@@ -408,6 +410,11 @@ pub struct GatewayPort {
     /// for TLS `PASSTHROUGH` servers, their `tls` routes (by SNI). In order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpRoute>,
+    /// TLS the port terminates (servers in `SIMPLE`, `MUTUAL` or `OPTIONAL_MUTUAL`
+    /// mode), chosen by the ClientHello's server name. Empty: the port is plain (or
+    /// passes TLS through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<ServerTls>,
 }
 
 /// An upstream: a service port, optionally narrowed to a subset.

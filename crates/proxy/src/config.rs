@@ -74,6 +74,8 @@ pub struct PortRoutes {
     /// Virtual hosts and how to find them.
     pub http: RouteTable,
     pub(crate) tcp: Vec<TcpRouteRt>,
+    /// TLS the (gateway) port terminates.
+    pub(crate) tls: Option<Box<crate::gateway::TlsServers>>,
 }
 
 /// Virtual hosts of one port with the index that finds them by authority.
@@ -305,7 +307,7 @@ impl Snapshot {
                     "listed twice",
                 ));
             }
-            if !port.protocol.is_http() && port.tcp.is_empty() {
+            if !port.protocol.is_http() && port.tcp.is_empty() && port.tls.is_empty() {
                 warnings.push(format!(
                     "gateway port {} ({:?}): no TCP or TLS route is bound to it; the port is not \
                      opened",
@@ -318,6 +320,23 @@ impl Snapshot {
                 protocol: port.protocol,
                 http: build::compile_table(&place, &port.virtual_hosts, &index, &mut warnings)?,
                 tcp: l4::compile_routes(&port.tcp, &index)?,
+                tls: if port.tls.is_empty() {
+                    None
+                } else {
+                    let alpn: &[&[u8]] = if port.protocol == Protocol::Https {
+                        &[b"h2", b"http/1.1"]
+                    } else {
+                        &[]
+                    };
+                    let servers = crate::gateway::TlsServers::compile(
+                        port.port,
+                        &port.tls,
+                        alpn,
+                        inputs.credentials,
+                        &mut warnings,
+                    )?;
+                    Some(Box::new(servers))
+                },
             });
         }
         gateway.sort_by_key(|p| p.port);
@@ -392,7 +411,9 @@ impl Snapshot {
         let gateway = self.config.node.kind == ProxyKind::Gateway;
         self.gateway
             .iter()
-            .filter(move |p| gateway && (p.protocol.is_http() || !p.tcp.is_empty()))
+            .filter(move |p| {
+                gateway && (p.protocol.is_http() || !p.tcp.is_empty() || p.tls.is_some())
+            })
             .map(|p| p.port)
     }
 

@@ -112,6 +112,13 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         }
         ActionRt::Redirect(rd) => respond::redirect(rd, &req, authority, rec),
         ActionRt::Forward(f) => {
+            if matches!(conn.role, Role::Gateway(_)) && conn.tls.is_some() {
+                // The gateway terminated TLS: the scheme the client used.
+                req.headers_mut().insert(
+                    http::header::HeaderName::from_static("x-forwarded-proto"),
+                    http::HeaderValue::from_static("https"),
+                );
+            }
             let cluster = &snapshot.clusters[f.destinations.pick()];
             let plan = Plan {
                 cluster,

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use skiff_api::networking::ServerTlsMode;
 
-use crate::config::{GatewayPort, Protocol, TcpRoute, VirtualHost};
+use crate::config::{
+    GatewayPort, Protocol, Redirect, Route, RouteAction, ServerTls, ServerTlsMode as Mode, TcpRoute,
+    VirtualHost,
+};
 use crate::host;
 use crate::rules::{GatewayInfo, ServerInfo};
 
@@ -15,6 +18,7 @@ use super::l4::L4Kind;
 struct PortAcc {
     protocol: Protocol,
     tcp: Vec<TcpRoute>,
+    tls: Vec<ServerTls>,
     gateways: BTreeSet<String>,
     virtual_hosts: BTreeMap<String, VirtualHost>,
     /// (host, VirtualService) pairs already added, so one VirtualService reached through
@@ -30,16 +34,24 @@ pub(super) fn build(c: &mut Compiler<'_>, gateways: &[&GatewayInfo]) -> Vec<Gate
             let acc = ports.entry(server.port).or_insert_with(|| PortAcc {
                 protocol: server.protocol,
                 tcp: Vec::new(),
+                tls: Vec::new(),
                 gateways: BTreeSet::new(),
                 virtual_hosts: BTreeMap::new(),
                 seen: HashSet::new(),
             });
             acc.gateways.insert(gw.key.clone());
+            if let Some(tls) = terminated(server) {
+                acc.tls.push(tls);
+            }
             if let Some(kind) = l4_kind(server) {
                 l4_server(c, gw, server, kind, acc);
                 continue;
             }
-            if !server.protocol.is_http() {
+            if server.tls.as_ref().is_some_and(|t| t.https_redirect) && server.protocol.is_http() {
+                https_redirect(server, acc);
+                continue;
+            }
+            if !server.protocol.is_http() && server.protocol != Protocol::Https {
                 continue;
             }
             for vs in mesh.rules().virtual_services_of_gateway(&gw.key) {
@@ -80,6 +92,7 @@ pub(super) fn build(c: &mut Compiler<'_>, gateways: &[&GatewayInfo]) -> Vec<Gate
             gateways: acc.gateways.into_iter().collect(),
             virtual_hosts: acc.virtual_hosts.into_values().collect(),
             tcp: acc.tcp,
+            tls: acc.tls,
         })
         .collect()
 }
@@ -101,7 +114,67 @@ fn l4_kind(server: &ServerInfo) -> Option<L4Kind> {
     match (server.protocol, server.tls_mode()) {
         (Protocol::Tcp, _) => Some(L4Kind::Tcp),
         (Protocol::Tls | Protocol::Https, Some(ServerTlsMode::Passthrough)) => Some(L4Kind::Tls),
+        // TLS terminated, then opaque: the bytes inside go by `tcp` rules.
+        (Protocol::Tls, Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)) => {
+            Some(L4Kind::Tcp)
+        }
         _ => None,
+    }
+}
+
+/// The TLS a server terminates, when its mode is `SIMPLE`, `MUTUAL` or
+/// `OPTIONAL_MUTUAL` on an `HTTPS` or `TLS` port.
+fn terminated(server: &ServerInfo) -> Option<ServerTls> {
+    if !matches!(server.protocol, Protocol::Https | Protocol::Tls) {
+        return None;
+    }
+    let t = server.tls.as_ref()?;
+    let mode = match t.mode? {
+        ServerTlsMode::Simple => Mode::Simple,
+        ServerTlsMode::Mutual => Mode::Mutual,
+        ServerTlsMode::OptionalMutual => Mode::OptionalMutual,
+        _ => return None,
+    };
+    let version = |v: Option<skiff_api::networking::TlsProtocol>| {
+        v.and_then(|v| serde_json::to_value(v).ok())
+            .and_then(|v| v.as_str().map(String::from))
+    };
+    Some(ServerTls {
+        hosts: server.hosts.iter().map(|h| h.host.clone()).collect(),
+        mode,
+        server_certificate: t.server_certificate.clone(),
+        private_key: t.private_key.clone(),
+        ca_certificates: t.ca_certificates.clone(),
+        credential_name: t.credential_name.clone(),
+        min_protocol_version: version(t.min_protocol_version),
+        max_protocol_version: version(t.max_protocol_version),
+        cipher_suites: t.cipher_suites.clone(),
+    })
+}
+
+/// `httpsRedirect`: every request to the server's hosts is answered `301` to the same
+/// URL with `https` (Envoy's `require_tls: ALL`), whatever the VirtualServices say.
+fn https_redirect(server: &ServerInfo, acc: &mut PortAcc) {
+    for h in &server.hosts {
+        acc.virtual_hosts.insert(
+            h.host.clone(),
+            VirtualHost {
+                name: format!("{}:{}", h.host, server.port),
+                domains: gateway_domains(&h.host, server.port),
+                routes: vec![Route {
+                    name: "https-redirect".to_string(),
+                    matches: Vec::new(),
+                    action: RouteAction::Redirect(Redirect {
+                        uri: None,
+                        authority: None,
+                        scheme: Some("https".to_string()),
+                        port: None,
+                        status: 301,
+                    }),
+                    timeout: None,
+                }],
+            },
+        );
     }
 }
 

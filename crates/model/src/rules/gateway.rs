@@ -91,11 +91,14 @@ pub(super) fn collect(
             let declared =
                 DeclaredProtocol::parse(&s.port.protocol).unwrap_or(DeclaredProtocol::Unspecified);
             let protocol = declared.carried_as().unwrap_or(Protocol::Tcp);
-            let passthrough = s.tls.as_ref().and_then(|t| t.mode)
-                == Some(skiff_api::networking::ServerTlsMode::Passthrough);
+            use skiff_api::networking::ServerTlsMode as M;
+            let tls_mode_served = matches!(
+                s.tls.as_ref().and_then(|t| t.mode),
+                Some(M::Passthrough | M::Simple | M::Mutual | M::OptionalMutual)
+            );
             let routed = protocol.is_http()
                 || protocol == Protocol::Tcp
-                || (matches!(protocol, Protocol::Tls | Protocol::Https) && passthrough);
+                || (matches!(protocol, Protocol::Tls | Protocol::Https) && tls_mode_served);
             if !routed {
                 findings.report(
                     Severity::Warning,
@@ -103,9 +106,10 @@ pub(super) fn collect(
                     r,
                     Some(&format!("spec.servers[{i}].port.protocol")),
                     format!(
-                        "{} gateway servers that terminate TLS are not routed yet: skiff opens \
-                         port {port} but only HTTP, HTTP2, GRPC, TCP and PASSTHROUGH servers \
-                         carry VirtualService routes",
+                        "this {} gateway server is not routed: skiff serves TLS servers in \
+                         SIMPLE, MUTUAL, OPTIONAL_MUTUAL and PASSTHROUGH mode (not \
+                         ISTIO_MUTUAL or AUTO_PASSTHROUGH), so port {port} carries nothing \
+                         for it",
                         s.port.protocol
                     ),
                 );

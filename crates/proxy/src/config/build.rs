@@ -173,6 +173,7 @@ pub(super) fn compile_outbound_port(
         protocol: port.protocol,
         http,
         tcp,
+        tls: None,
     })
 }
 

@@ -190,6 +190,7 @@ fn unimplemented_things_warn() {
     c.node.kind = ProxyKind::Gateway;
     c.gateway.push(GatewayPort {
         tcp: vec![],
+        tls: vec![],
         port: 443,
         protocol: Protocol::Https,
         gateways: vec!["ns/gw".to_owned()],

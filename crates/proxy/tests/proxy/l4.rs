@@ -210,6 +210,7 @@ async fn gateway_tcp_and_passthrough_servers() {
             gateways: vec!["ns/gw".into()],
             virtual_hosts: vec![],
             tcp: vec![tcp_route("ns/shop/tls/0", &[], &[("web", 100)], vec![sni(&["shop.example.com"])])],
+            tls: vec![],
         },
         GatewayPort {
             port: 31400,
@@ -217,6 +218,7 @@ async fn gateway_tcp_and_passthrough_servers() {
             gateways: vec!["ns/gw".into()],
             virtual_hosts: vec![],
             tcp: vec![tcp_route("ns/db/tcp/0", &[], &[("db", 100)], vec![])],
+            tls: vec![],
         },
     ];
     let p = TestProxy::with_config(ip, config).await;

@@ -14,6 +14,7 @@ mod authz;
 mod chain;
 mod failures;
 mod jwt;
+mod gateway_tls;
 mod l4;
 mod mtls;
 mod origination;

@@ -278,6 +278,7 @@ async fn gateway_port_with_offset() {
     config.node.kind = ProxyKind::Gateway;
     config.gateway = vec![GatewayPort {
         tcp: vec![],
+        tls: vec![],
         port: 80,
         protocol: Protocol::Http,
         gateways: vec!["ns/gw".into()],
