@@ -121,7 +121,7 @@ pub const UNENFORCED: &[Unenforced] = rows! {
     }
     Sidecar {
         "spec.ingress" => "Sidecar ingress listeners are not implemented: inbound ports come from the Services",
-        "spec.outboundTrafficPolicy" => "outboundTrafficPolicy is not implemented: traffic to unknown hosts gets 404 NR",
+        "spec.outboundTrafficPolicy.egressProxy" => "egressProxy is not implemented: ALLOW_ANY traffic goes to its own destination",
         "spec.inboundConnectionPool" => "inbound connection pool limits are not implemented",
     }
     Telemetry {

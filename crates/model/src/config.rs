@@ -27,7 +27,7 @@ mod security;
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
 pub use gateway_tls::{ServerTls, ServerTlsMode};
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
-pub use l4::{L4Match, sni_matches};
+pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 
@@ -55,6 +55,9 @@ pub struct ProxyConfig {
     /// name in every virtual host it is compiled into, so one entry covers them all.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub faults: std::collections::BTreeMap<String, Fault>,
+    /// Traffic to destinations no service covers: passed through or refused.
+    #[serde(default, skip_serializing_if = "OutboundTrafficPolicy::is_registry_only")]
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
 
 /// VirtualService `fault`: a delay and an abort, each applied to its own share of

@@ -46,6 +46,7 @@ mod inbound;
 mod io;
 mod l4;
 mod outbound;
+mod passthrough;
 mod pipeline;
 mod record;
 mod respond;

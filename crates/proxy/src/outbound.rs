@@ -116,9 +116,7 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
     });
     let dest = tunnel.dest.as_ref().expect("just set");
     let Some(port) = snapshot.outbound_port(dest.port) else {
-        let mut rec = Record::http(&conn, &req);
-        rec.respond(404, ResponseFlag::NoRoute);
-        return respond::local(StatusCode::NOT_FOUND, "", rec);
+        return Box::pin(passthrough_tunnel(&snapshot, &conn, &tunnel, req)).await;
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     if port.protocol.is_http() || port.protocol == Protocol::Unspecified || port.routes_by_sni()
@@ -133,6 +131,10 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
     }
     let mut rec = Record::tcp(&tunnel);
     let Some(route) = port.tcp_route(&dest.host) else {
+        if port.tcp.iter().all(|r| !r.domains.is_empty()) {
+            // No route names this host: a destination outside the registry.
+            return Box::pin(passthrough_tunnel(&snapshot, &conn, &tunnel, req)).await;
+        }
         let mut rec = Record::http(&conn, &req);
         rec.respond(404, ResponseFlag::NoRoute);
         return respond::local(StatusCode::NOT_FOUND, "", rec);
@@ -166,4 +168,41 @@ fn connect_failed(
         r.cluster = tcp.cluster.clone();
     }
     respond::error(e, e.response_flag(), rec)
+}
+
+/// A tunnel to a destination no service covers: passed through or refused by the
+/// `outboundTrafficPolicy` (the refusal is the tunnel's HTTP answer).
+async fn passthrough_tunnel(
+    snapshot: &crate::config::Snapshot,
+    conn: &Arc<Conn>,
+    tunnel: &Arc<Conn>,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
+    let dest = tunnel.dest.as_ref().expect("a tunnel has a destination");
+    match crate::passthrough::tunnel(snapshot, tunnel, &dest.host, dest.port).await {
+        Ok((up, ep, mut rec)) => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            rec.upstream = Some(ep.clone());
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(down) => tcp::splice(TokioIo::new(down), up, ep, rec).await,
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            respond::local(StatusCode::OK, "", Pending::default())
+        }
+        Err((e, cluster)) => {
+            let mut rec = Record::http(conn, &req);
+            if let Some(r) = rec.record() {
+                r.cluster = Some(cluster.into());
+                r.details = Some(e.to_string().into());
+            }
+            let flag = e.response_flag();
+            if cluster == "BlackHoleCluster" {
+                rec.respond(502, flag);
+                return respond::local(StatusCode::BAD_GATEWAY, "", rec);
+            }
+            respond::error(&e, flag, rec)
+        }
+    }
 }

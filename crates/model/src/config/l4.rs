@@ -45,3 +45,25 @@ pub fn sni_matches(pattern: &str, name: &str) -> bool {
         None => pattern.eq_ignore_ascii_case(name),
     }
 }
+
+/// What a sidecar does with traffic to a destination no service of its registry covers
+/// (MeshConfig / Sidecar `outboundTrafficPolicy.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundTrafficPolicy {
+    /// Refuse it, as Istio's `block_all` route and `BlackHoleCluster` do: HTTP gets
+    /// `502`, a tunnel is refused. The zero value of a hand-written config; the model
+    /// sets Istio's default, [`OutboundTrafficPolicy::AllowAny`], unless told otherwise.
+    #[default]
+    RegistryOnly,
+    /// Pass it through to the destination it was sent to (`PassthroughCluster`): the
+    /// request's authority, or the tunnel's `host:port`, resolved by DNS at the proxy.
+    AllowAny,
+}
+
+impl OutboundTrafficPolicy {
+    /// True for [`OutboundTrafficPolicy::RegistryOnly`].
+    pub fn is_registry_only(&self) -> bool {
+        *self == OutboundTrafficPolicy::RegistryOnly
+    }
+}

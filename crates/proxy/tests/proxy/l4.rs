@@ -235,3 +235,41 @@ async fn gateway_tcp_and_passthrough_servers() {
     let line = p.log_line("server name other.example.com").await;
     assert!(line.contains(" NR "), "{line}");
 }
+
+#[tokio::test]
+async fn allow_any_passes_unknown_destinations_through_and_registry_only_refuses() {
+    let ip = fresh_ip();
+    let web = backend("outside", std::net::Ipv4Addr::LOCALHOST.into()).await;
+    let echo = named_tcp(std::net::Ipv4Addr::LOCALHOST.into(), "e").await;
+    let mut config = one_service(ip, vec![route("default", vec![], to("backend"))], vec![
+        cluster("backend", Protocol::Http, vec![endpoint(web.addr)]),
+    ]);
+    config.outbound_traffic_policy = OutboundTrafficPolicy::AllowAny;
+    let p = TestProxy::with_config(ip, config.clone()).await;
+    // HTTP to a name outside the registry: resolved by DNS at the proxy, forwarded.
+    let url = format!("http://localhost:{}/x", web.addr.port());
+    let r = get(p.outbound(), &url).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-backend"), "outside");
+    let line = p.log_line("allow_any").await;
+    assert!(line.contains("PassthroughCluster"), "{line}");
+    // A tunnel to an unknown port.
+    let mut s = connect_tunnel(p.outbound(), &format!("localhost:{}", echo.port()))
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut s, 1).await, "e");
+
+    // REGISTRY_ONLY: 502, named after Istio's block_all route and BlackHoleCluster.
+    config.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
+    p.proxy.apply("2", config).unwrap();
+    let r = get(p.outbound(), &url).await;
+    assert_eq!(r.status, 502);
+    let line = p.log_line("block_all").await;
+    assert!(line.contains("REGISTRY_ONLY"), "{line}");
+    let err = connect_tunnel(p.outbound(), &format!("localhost:{}", echo.port()))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("HTTP/1.1 502"), "{err}");
+    // A known service is still served.
+    assert_eq!(get(p.outbound(), "http://backend/").await.status, 200);
+}

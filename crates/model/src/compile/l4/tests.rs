@@ -221,3 +221,66 @@ spec:
         "{findings:?}"
     );
 }
+
+#[test]
+fn gateway_tls_termination_and_https_redirect() {
+    use crate::config::{RouteAction, ServerTlsMode};
+    let yaml = format!(
+        "{SERVICES}---\n{}",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: b}
+spec:
+  selector: {istio: ingress}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [shop.example.com]
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [b/shop.example.com]
+    tls: {mode: MUTUAL, credentialName: shop-cred, minProtocolVersion: TLSV1_3}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ingress, namespace: b}
+spec: {address: 10.0.0.9, labels: {istio: ingress}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: b}
+spec:
+  hosts: [shop.example.com]
+  gateways: [gw]
+  http: [{route: [{destination: {host: db}}]}]
+"#
+    );
+    let mesh = mesh(&yaml);
+    let config = mesh.compile("ingress.b").unwrap();
+    let http = config.gateway.iter().find(|p| p.port == 80).unwrap();
+    assert_eq!(http.virtual_hosts.len(), 1);
+    let route = &http.virtual_hosts[0].routes[..];
+    assert_eq!(route.len(), 1, "every request is redirected");
+    match &route[0].action {
+        RouteAction::Redirect(r) => {
+            assert_eq!((r.scheme.as_deref(), r.status), (Some("https"), 301));
+        }
+        other => panic!("{other:?}"),
+    }
+    let https = config.gateway.iter().find(|p| p.port == 443).unwrap();
+    assert_eq!(https.tls.len(), 1);
+    let tls = &https.tls[0];
+    assert_eq!(tls.hosts, ["shop.example.com"]);
+    assert_eq!(tls.mode, ServerTlsMode::Mutual);
+    assert_eq!(tls.credential_name.as_deref(), Some("shop-cred"));
+    assert_eq!(tls.min_protocol_version.as_deref(), Some("TLSV1_3"));
+    assert_eq!(https.virtual_hosts.len(), 1, "the VirtualService's routes");
+    assert!(
+        !mesh
+            .diagnostics()
+            .iter()
+            .any(|d| d.message.contains("not routed")),
+        "{:?}",
+        mesh.diagnostics()
+    );
+}
