@@ -56,7 +56,10 @@ pub struct ProxyConfig {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub faults: std::collections::BTreeMap<String, Fault>,
     /// Traffic to destinations no service covers: passed through or refused.
-    #[serde(default, skip_serializing_if = "OutboundTrafficPolicy::is_registry_only")]
+    #[serde(
+        default,
+        skip_serializing_if = "OutboundTrafficPolicy::is_registry_only"
+    )]
     pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
 

@@ -147,7 +147,6 @@ pub(crate) struct RedirectRt {
     pub(crate) port: Option<u16>,
 }
 
-
 /// An inbound port: where the app listens, and the cluster (of that one endpoint) that
 /// reaches it.
 #[derive(Debug)]

@@ -11,11 +11,11 @@ use std::time::Duration;
 use skiff_model::config::Protocol;
 use tokio::net::TcpStream;
 
+use crate::ResponseFlag;
 use crate::conn::{Conn, TlsInfo};
 use crate::io::Rewind;
 use crate::record::Record;
 use crate::sniff::sni::{self, Hello};
-use crate::ResponseFlag;
 
 mod tls;
 
@@ -63,7 +63,8 @@ async fn terminate(
         let Some(config) = servers.select(name.as_deref()) else {
             return Err(format!(
                 "no TLS server of port {port} serves {}",
-                name.as_deref().unwrap_or("clients that send no server name")
+                name.as_deref()
+                    .unwrap_or("clients that send no server name")
             ));
         };
         let tls = tokio_rustls::TlsAcceptor::from(config)

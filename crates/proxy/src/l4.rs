@@ -45,7 +45,11 @@ pub(crate) async fn serve<I>(
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "reading the ClientHello failed");
-            return refuse(rec, ResponseFlag::DownstreamConnectionTermination, e.to_string());
+            return refuse(
+                rec,
+                ResponseFlag::DownstreamConnectionTermination,
+                e.to_string(),
+            );
         }
         Err(_) => {
             let reason = "no TLS ClientHello within 10s".to_string();

@@ -88,7 +88,10 @@ where
 
 /// The address a destination names, when it is one (`10.0.0.1`, `[::1]`).
 fn dest_ip(host: &str) -> Option<std::net::IpAddr> {
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// `CONNECT host:port`: for a TCP port, connect upstream first (so a failure is an HTTP
@@ -119,8 +122,7 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
         return Box::pin(passthrough_tunnel(&snapshot, &conn, &tunnel, req)).await;
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    if port.protocol.is_http() || port.protocol == Protocol::Unspecified || port.routes_by_sni()
-    {
+    if port.protocol.is_http() || port.protocol == Protocol::Unspecified || port.routes_by_sni() {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(up) => serve_destination(tunnel, TokioIo::new(up)).await,

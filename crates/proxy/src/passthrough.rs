@@ -63,7 +63,12 @@ pub(crate) async fn http(
             return respond::error(&e, flag, rec);
         }
     };
-    let cluster = ClusterRt::single(PASSTHROUGH.into(), UpstreamProto::Http1, ep, CONNECT_TIMEOUT);
+    let cluster = ClusterRt::single(
+        PASSTHROUGH.into(),
+        UpstreamProto::Http1,
+        ep,
+        CONNECT_TIMEOUT,
+    );
     let plan = Plan {
         cluster: &cluster,
         retries: None,
@@ -89,7 +94,10 @@ pub(crate) async fn tunnel(
     let ep = endpoint(tunnel, host, port, UpstreamProto::Opaque)
         .await
         .map_err(|e| (e, PASSTHROUGH))?;
-    let up = ep.connect(CONNECT_TIMEOUT).await.map_err(|e| (e, PASSTHROUGH))?;
+    let up = ep
+        .connect(CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| (e, PASSTHROUGH))?;
     let mut rec = Record::tcp(tunnel);
     rec.route = Some(ALLOW_ANY.into());
     rec.cluster = Some(PASSTHROUGH.into());

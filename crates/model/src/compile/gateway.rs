@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use skiff_api::networking::ServerTlsMode;
 
 use crate::config::{
-    GatewayPort, Protocol, Redirect, Route, RouteAction, ServerTls, ServerTlsMode as Mode, TcpRoute,
-    VirtualHost,
+    GatewayPort, Protocol, Redirect, Route, RouteAction, ServerTls, ServerTlsMode as Mode,
+    TcpRoute, VirtualHost,
 };
 use crate::host;
 use crate::rules::{GatewayInfo, ServerInfo};
@@ -115,9 +115,10 @@ fn l4_kind(server: &ServerInfo) -> Option<L4Kind> {
         (Protocol::Tcp, _) => Some(L4Kind::Tcp),
         (Protocol::Tls | Protocol::Https, Some(ServerTlsMode::Passthrough)) => Some(L4Kind::Tls),
         // TLS terminated, then opaque: the bytes inside go by `tcp` rules.
-        (Protocol::Tls, Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)) => {
-            Some(L4Kind::Tcp)
-        }
+        (
+            Protocol::Tls,
+            Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual),
+        ) => Some(L4Kind::Tcp),
         _ => None,
     }
 }

@@ -52,7 +52,8 @@ impl Compiler<'_> {
             match kind {
                 L4Kind::Tcp => {
                     if rule.matches.is_empty() || applying.iter().any(|m| m.is_empty()) {
-                        out.routes.push(self.l4_route(rule, port, domains, Vec::new()));
+                        out.routes
+                            .push(self.l4_route(rule, port, domains, Vec::new()));
                         out.catch_all = true;
                         break;
                     }

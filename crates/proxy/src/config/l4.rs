@@ -42,9 +42,12 @@ pub(crate) struct L4Target<'a> {
 
 impl L4MatchRt {
     fn holds(&self, t: &L4Target<'_>) -> bool {
-        (self.subnets.is_empty() || t.ip.is_some_and(|ip| self.subnets.iter().any(|b| b.contains(ip))))
+        (self.subnets.is_empty()
+            || t.ip
+                .is_some_and(|ip| self.subnets.iter().any(|b| b.contains(ip))))
             && (self.sni.is_empty()
-                || t.sni.is_some_and(|name| self.sni.iter().any(|p| sni_matches(p, name))))
+                || t.sni
+                    .is_some_and(|name| self.sni.iter().any(|p| sni_matches(p, name))))
     }
 }
 
@@ -54,7 +57,9 @@ impl TcpRouteRt {
     }
 
     fn names(&self, host: &str, with_port: &str) -> bool {
-        self.domains.iter().any(|d| **d == *host || **d == *with_port)
+        self.domains
+            .iter()
+            .any(|d| **d == *host || **d == *with_port)
     }
 
     /// True when the route needs the ClientHello's server name.
@@ -74,11 +79,7 @@ impl PortRoutes {
                 .iter()
                 .find(|r| r.names(host, &with_port) && r.holds(t))
         });
-        named.or_else(|| {
-            self.tcp
-                .iter()
-                .find(|r| r.domains.is_empty() && r.holds(t))
-        })
+        named.or_else(|| self.tcp.iter().find(|r| r.domains.is_empty() && r.holds(t)))
     }
 
     /// True when some route of the port is chosen by SNI, so the ClientHello must be

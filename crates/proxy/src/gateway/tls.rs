@@ -41,7 +41,11 @@ impl TlsServers {
             let place = format!("gateway port {port} TLS server {:?}", s.hosts);
             let config = server_config(s, alpn, credentials, &place, warnings)
                 .map_err(|e| Error::config(place, e))?;
-            let hosts = s.hosts.iter().map(|h| h.to_ascii_lowercase().into()).collect();
+            let hosts = s
+                .hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase().into())
+                .collect();
             out.push((hosts, Arc::new(config)));
         }
         Ok(TlsServers { servers: out })
@@ -80,7 +84,9 @@ fn server_config(
     let (cert, key): (PathBuf, PathBuf) = match (&s.server_certificate, &s.private_key, &secret) {
         (Some(c), Some(k), _) => (c.into(), k.into()),
         (_, _, Some((dir, _))) => (dir.join("tls.crt"), dir.join("tls.key")),
-        _ => return Err("serverCertificate and privateKey, or credentialName, are required".into()),
+        _ => {
+            return Err("serverCertificate and privateKey, or credentialName, are required".into());
+        }
     };
     let base = skiff_identity::crypto_provider();
     let provider = Arc::new(CryptoProvider {
@@ -202,10 +208,7 @@ fn cipher_suites(
         .iter()
         .filter(|cs| {
             cs.version() == &rustls::version::TLS13
-                || cs
-                    .suite()
-                    .as_str()
-                    .is_some_and(|n| keep.contains(&n))
+                || cs.suite().as_str().is_some_and(|n| keep.contains(&n))
         })
         .copied()
         .collect()

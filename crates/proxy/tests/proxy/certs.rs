@@ -40,10 +40,13 @@ impl TestCa {
     }
 }
 
-
 /// A TLS server with `cert` that, once the handshake is done, writes `name` and then
 /// echoes what it reads.
-pub async fn tls_named_server(ip: IpAddr, name: &'static str, cert: (String, String)) -> SocketAddr {
+pub async fn tls_named_server(
+    ip: IpAddr,
+    name: &'static str,
+    cert: (String, String),
+) -> SocketAddr {
     let chain = vec![CertificateDer::from_pem_slice(cert.0.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(skiff_identity::crypto_provider())

@@ -129,12 +129,20 @@ async fn simple_tls_terminates_with_the_server_the_sni_names() {
     }
     // A name no server holds: the handshake fails, and the log says why.
     let s = TcpStream::connect(addr).await.unwrap();
-    assert!(tls_client(s, "shop.example.org", &ca.pem, None).await.is_err());
-    let line = p.log_line("no TLS server of port 443 serves shop.example.org").await;
+    assert!(
+        tls_client(s, "shop.example.org", &ca.pem, None)
+            .await
+            .is_err()
+    );
+    let line = p
+        .log_line("no TLS server of port 443 serves shop.example.org")
+        .await;
     assert!(line.contains(" DPE "), "{line}");
     // Plain text on the TLS port is refused too.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: shop.example.com\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: shop.example.com\r\n\r\n")
+        .await
+        .unwrap();
     p.log_line("did not start a TLS handshake").await;
 }
 
@@ -158,9 +166,14 @@ async fn mutual_tls_from_a_credential_name_requires_a_client_certificate() {
     let addr = p.proxy.gateway_addr(443).unwrap();
 
     let s = TcpStream::connect(addr).await.unwrap();
-    let tls = tls_client(s, "shop.example.com", &ca.pem, Some(clients.leaf(&["client"])))
-        .await
-        .unwrap();
+    let tls = tls_client(
+        s,
+        "shop.example.com",
+        &ca.pem,
+        Some(clients.leaf(&["client"])),
+    )
+    .await
+    .unwrap();
     assert_eq!(https_get(tls, "shop.example.com").await.status, 200);
 
     // Without a client certificate the server refuses the handshake (TLS 1.3 reports
@@ -188,10 +201,14 @@ async fn mutual_tls_from_a_credential_name_requires_a_client_certificate() {
     }
 
     // TLS server: terminated (no SNI needed for `*`), the bytes inside go by the TCP route.
-    let s = TcpStream::connect(p.proxy.gateway_addr(9443).unwrap()).await.unwrap();
+    let s = TcpStream::connect(p.proxy.gateway_addr(9443).unwrap())
+        .await
+        .unwrap();
     let mut tls = tls_client(s, "db.example.com", &ca.pem, None).await;
     assert!(tls.is_err(), "the certificate names shop.example.com only");
-    let s = TcpStream::connect(p.proxy.gateway_addr(9443).unwrap()).await.unwrap();
+    let s = TcpStream::connect(p.proxy.gateway_addr(9443).unwrap())
+        .await
+        .unwrap();
     tls = tls_client(s, "shop.example.com", &ca.pem, None).await;
     let mut tls = tls.unwrap();
     tls.write_all(b"hello").await.unwrap();
@@ -207,21 +224,26 @@ async fn protocol_versions_and_cipher_suites_narrow_the_handshake() {
     shop.server_certificate = Some(write(dir.path(), "c.crt", &cert));
     shop.private_key = Some(write(dir.path(), "c.key", &key));
     shop.min_protocol_version = Some("TLSV1_3".into());
-    shop.cipher_suites = vec!["ECDHE-ECDSA-AES128-GCM-SHA256".into(), "DES-CBC3-SHA".into()];
+    shop.cipher_suites = vec![
+        "ECDHE-ECDSA-AES128-GCM-SHA256".into(),
+        "DES-CBC3-SHA".into(),
+    ];
     let ip = fresh_ip();
     let p = gateway(ip, vec![shop], None, None).await;
     let warnings = p.proxy.snapshot().unwrap().warnings().join("\n");
-    assert!(warnings.contains("\"DES-CBC3-SHA\" is not one rustls offers"), "{warnings}");
+    assert!(
+        warnings.contains("\"DES-CBC3-SHA\" is not one rustls offers"),
+        "{warnings}"
+    );
     let addr = p.proxy.gateway_addr(443).unwrap();
     // A TLS 1.2-only client is refused; the default client (1.3) gets through.
     let s = TcpStream::connect(addr).await.unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(
-            rustls::pki_types::pem::PemObject::from_pem_slice(ca.pem.as_bytes()).map(
-                |c: rustls::pki_types::CertificateDer<'static>| c.to_vec(),
-            )
-            .unwrap(),
+            rustls::pki_types::pem::PemObject::from_pem_slice(ca.pem.as_bytes())
+                .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+                .unwrap(),
         ))
         .unwrap();
     let tls12 = rustls::ClientConfig::builder_with_provider(skiff_identity::crypto_provider())
@@ -233,8 +255,13 @@ async fn protocol_versions_and_cipher_suites_narrow_the_handshake() {
     let r = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls12))
         .connect(name, s)
         .await;
-    assert!(r.is_err(), "TLS 1.2 was accepted under minProtocolVersion TLSV1_3");
+    assert!(
+        r.is_err(),
+        "TLS 1.2 was accepted under minProtocolVersion TLSV1_3"
+    );
     let s = TcpStream::connect(addr).await.unwrap();
-    let tls = tls_client(s, "shop.example.com", &ca.pem, None).await.unwrap();
+    let tls = tls_client(s, "shop.example.com", &ca.pem, None)
+        .await
+        .unwrap();
     assert_eq!(https_get(tls, "shop.example.com").await.status, 200);
 }

@@ -27,7 +27,12 @@ async fn named_tcp(ip: IpAddr, name: &'static str) -> SocketAddr {
     addr
 }
 
-fn tcp_route(name: &str, domains: &[&str], dests: &[(&str, u32)], matches: Vec<L4Match>) -> TcpRoute {
+fn tcp_route(
+    name: &str,
+    domains: &[&str],
+    dests: &[(&str, u32)],
+    matches: Vec<L4Match>,
+) -> TcpRoute {
     TcpRoute {
         name: name.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),
@@ -75,7 +80,12 @@ async fn tcp_route_weights_split_connections() {
         vec![opaque_port(
             5432,
             Protocol::Tcp,
-            vec![tcp_route("ns/db/tcp/0", &["db", "db:5432"], &[("a", 80), ("b", 20)], vec![])],
+            vec![tcp_route(
+                "ns/db/tcp/0",
+                &["db", "db:5432"],
+                &[("a", 80), ("b", 20)],
+                vec![],
+            )],
         )],
         vec![
             cluster("a", Protocol::Tcp, vec![endpoint(a)]),
@@ -95,7 +105,10 @@ async fn tcp_route_weights_split_connections() {
         }
     }
     // Binomial(300, 0.2): mean 60, sigma sqrt(300 * 0.2 * 0.8) = 6.93; 6 sigma = 41.6.
-    assert!((19..=101).contains(&to_b), "{to_b} of {N} connections went to b");
+    assert!(
+        (19..=101).contains(&to_b),
+        "{to_b} of {N} connections went to b"
+    );
     let line = p.log_line("ns/db/tcp/0").await;
     assert!(line.contains("\"- - -\" 0 -"), "{line}");
 }
@@ -121,14 +134,23 @@ async fn destination_subnets_choose_the_route_and_nothing_else_matches() {
         ],
     );
     let p = TestProxy::with_config(ip, config).await;
-    let mut s = connect_tunnel(p.outbound(), "127.200.9.9:5432").await.unwrap();
+    let mut s = connect_tunnel(p.outbound(), "127.200.9.9:5432")
+        .await
+        .unwrap();
     assert_eq!(read_text(&mut s, 1).await, "a");
-    let mut s = connect_tunnel(p.outbound(), "127.201.0.7:5432").await.unwrap();
+    let mut s = connect_tunnel(p.outbound(), "127.201.0.7:5432")
+        .await
+        .unwrap();
     assert_eq!(read_text(&mut s, 1).await, "b");
-    let err = connect_tunnel(p.outbound(), "127.201.0.8:5432").await.unwrap_err();
+    let err = connect_tunnel(p.outbound(), "127.201.0.8:5432")
+        .await
+        .unwrap_err();
     assert!(err.starts_with("HTTP/1.1 404"), "{err}");
     let err = connect_tunnel(p.outbound(), "db:5432").await.unwrap_err();
-    assert!(err.starts_with("HTTP/1.1 404"), "a name has no address to match: {err}");
+    assert!(
+        err.starts_with("HTTP/1.1 404"),
+        "a name has no address to match: {err}"
+    );
 }
 
 /// A sidecar with TLS port 443: `a.example.com` to server a, `*.example.org` to b.
@@ -142,8 +164,18 @@ async fn tls_setup(ca: &TestCa) -> (TestProxy, IpAddr) {
             443,
             Protocol::Tls,
             vec![
-                tcp_route("ns/ext/tls/0", &[], &[("a", 100)], vec![sni(&["a.example.com"])]),
-                tcp_route("ns/ext/tls/1", &[], &[("b", 100)], vec![sni(&["*.example.org"])]),
+                tcp_route(
+                    "ns/ext/tls/0",
+                    &[],
+                    &[("a", 100)],
+                    vec![sni(&["a.example.com"])],
+                ),
+                tcp_route(
+                    "ns/ext/tls/1",
+                    &[],
+                    &[("b", 100)],
+                    vec![sni(&["*.example.org"])],
+                ),
             ],
         )],
         vec![
@@ -171,7 +203,11 @@ async fn tls_routes_by_server_name_without_terminating() {
 
     // No route for this name: the connection is closed, NR with the name in the log.
     let tunnel = connect_tunnel(p.outbound(), "ext:443").await.unwrap();
-    assert!(tls_client(tunnel, "c.example.net", &ca.pem, None).await.is_err());
+    assert!(
+        tls_client(tunnel, "c.example.net", &ca.pem, None)
+            .await
+            .is_err()
+    );
     let line = p.log_line("server name c.example.net").await;
     assert!(line.contains(" NR "), "{line}");
 }
@@ -209,7 +245,12 @@ async fn gateway_tcp_and_passthrough_servers() {
             protocol: Protocol::Tls,
             gateways: vec!["ns/gw".into()],
             virtual_hosts: vec![],
-            tcp: vec![tcp_route("ns/shop/tls/0", &[], &[("web", 100)], vec![sni(&["shop.example.com"])])],
+            tcp: vec![tcp_route(
+                "ns/shop/tls/0",
+                &[],
+                &[("web", 100)],
+                vec![sni(&["shop.example.com"])],
+            )],
             tls: vec![],
         },
         GatewayPort {
@@ -222,16 +263,28 @@ async fn gateway_tcp_and_passthrough_servers() {
         },
     ];
     let p = TestProxy::with_config(ip, config).await;
-    let mut s = TcpStream::connect(p.proxy.gateway_addr(31400).unwrap()).await.unwrap();
+    let mut s = TcpStream::connect(p.proxy.gateway_addr(31400).unwrap())
+        .await
+        .unwrap();
     assert_eq!(read_text(&mut s, 1).await, "d");
     s.write_all(b"x").await.unwrap();
     assert_eq!(read_text(&mut s, 1).await, "x");
 
-    let s = TcpStream::connect(p.proxy.gateway_addr(443).unwrap()).await.unwrap();
-    let mut tls = tls_client(s, "shop.example.com", &ca.pem, None).await.unwrap();
+    let s = TcpStream::connect(p.proxy.gateway_addr(443).unwrap())
+        .await
+        .unwrap();
+    let mut tls = tls_client(s, "shop.example.com", &ca.pem, None)
+        .await
+        .unwrap();
     assert_eq!(read_text(&mut tls, 1).await, "w");
-    let s = TcpStream::connect(p.proxy.gateway_addr(443).unwrap()).await.unwrap();
-    assert!(tls_client(s, "other.example.com", &ca.pem, None).await.is_err());
+    let s = TcpStream::connect(p.proxy.gateway_addr(443).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        tls_client(s, "other.example.com", &ca.pem, None)
+            .await
+            .is_err()
+    );
     let line = p.log_line("server name other.example.com").await;
     assert!(line.contains(" NR "), "{line}");
 }
@@ -241,9 +294,11 @@ async fn allow_any_passes_unknown_destinations_through_and_registry_only_refuses
     let ip = fresh_ip();
     let web = backend("outside", std::net::Ipv4Addr::LOCALHOST.into()).await;
     let echo = named_tcp(std::net::Ipv4Addr::LOCALHOST.into(), "e").await;
-    let mut config = one_service(ip, vec![route("default", vec![], to("backend"))], vec![
-        cluster("backend", Protocol::Http, vec![endpoint(web.addr)]),
-    ]);
+    let mut config = one_service(
+        ip,
+        vec![route("default", vec![], to("backend"))],
+        vec![cluster("backend", Protocol::Http, vec![endpoint(web.addr)])],
+    );
     config.outbound_traffic_policy = OutboundTrafficPolicy::AllowAny;
     let p = TestProxy::with_config(ip, config.clone()).await;
     // HTTP to a name outside the registry: resolved by DNS at the proxy, forwarded.

@@ -284,3 +284,35 @@ spec:
         mesh.diagnostics()
     );
 }
+
+#[test]
+fn outbound_traffic_policy_is_allow_any_unless_a_sidecar_says_registry_only() {
+    use crate::config::OutboundTrafficPolicy;
+    let mesh_default = mesh(SERVICES);
+    let red = mesh_default.compile("red.b").unwrap();
+    assert_eq!(red.outbound_traffic_policy, OutboundTrafficPolicy::AllowAny);
+    let yaml = format!(
+        "{SERVICES}---\n{}",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: b}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"#
+    );
+    let locked = mesh(&yaml);
+    let red = locked.compile("red.b").unwrap();
+    assert_eq!(
+        red.outbound_traffic_policy,
+        OutboundTrafficPolicy::RegistryOnly
+    );
+    assert!(
+        !locked
+            .diagnostics()
+            .iter()
+            .any(|d| d.message.contains("outboundTrafficPolicy")),
+        "{:?}",
+        locked.diagnostics()
+    );
+}

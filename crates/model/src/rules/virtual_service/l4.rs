@@ -66,12 +66,15 @@ pub(super) fn tcp_rules(
             let field = format!("spec.tcp[{i}]");
             L4Rule {
                 name: format!("{ns}/{}/tcp/{i}", vs.name()),
-                matches: rule
-                    .r#match
-                    .iter()
-                    .map(|m| tcp_condition(m, ns))
-                    .collect(),
-                destinations: destinations(&rule.route, &field, ns, registry, vs.resource, findings),
+                matches: rule.r#match.iter().map(|m| tcp_condition(m, ns)).collect(),
+                destinations: destinations(
+                    &rule.route,
+                    &field,
+                    ns,
+                    registry,
+                    vs.resource,
+                    findings,
+                ),
                 field,
             }
         })
@@ -92,12 +95,15 @@ pub(super) fn tls_rules(
             let field = format!("spec.tls[{i}]");
             L4Rule {
                 name: format!("{ns}/{}/tls/{i}", vs.name()),
-                matches: rule
-                    .r#match
-                    .iter()
-                    .map(|m| tls_condition(m, ns))
-                    .collect(),
-                destinations: destinations(&rule.route, &field, ns, registry, vs.resource, findings),
+                matches: rule.r#match.iter().map(|m| tls_condition(m, ns)).collect(),
+                destinations: destinations(
+                    &rule.route,
+                    &field,
+                    ns,
+                    registry,
+                    vs.resource,
+                    findings,
+                ),
                 field,
             }
         })

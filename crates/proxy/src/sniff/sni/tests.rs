@@ -60,7 +60,10 @@ fn other_protocols_are_not_tls() {
     assert_eq!(parse(b"\x16"), Hello::NeedMore);
     assert_eq!(parse(b""), Hello::NeedMore);
     // A handshake record that holds something other than a ClientHello.
-    assert_eq!(parse(b"\x16\x03\x01\x00\x04\x02\x00\x00\x00"), Hello::NotTls);
+    assert_eq!(
+        parse(b"\x16\x03\x01\x00\x04\x02\x00\x00\x00"),
+        Hello::NotTls
+    );
 }
 
 #[tokio::test]
