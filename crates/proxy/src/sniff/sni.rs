@@ -30,10 +30,7 @@ pub fn parse(buf: &[u8]) -> Hello {
     // Reassemble the handshake bytes from as many records as are complete.
     let mut handshake = Vec::new();
     let mut at = 0;
-    loop {
-        let Some(header) = buf.get(at..at + 5) else {
-            break;
-        };
+    while let Some(header) = buf.get(at..at + 5) {
         if header[0] != 0x16 || header[1] != 0x03 {
             return Hello::NotTls;
         }
