@@ -327,14 +327,21 @@ impl Snapshot {
                     } else {
                         &[]
                     };
-                    let servers = crate::gateway::TlsServers::compile(
+                    // As Envoy keeps a listener whose secret is missing out of service
+                    // while the others serve: this port stays closed, with the reason.
+                    match crate::gateway::TlsServers::compile(
                         port.port,
                         &port.tls,
                         alpn,
                         inputs.credentials,
                         &mut warnings,
-                    )?;
-                    Some(Box::new(servers))
+                    ) {
+                        Ok(servers) => Some(Box::new(servers)),
+                        Err(e) => {
+                            warnings.push(format!("{e}; the port is not opened"));
+                            None
+                        }
+                    }
                 },
             });
         }
@@ -411,7 +418,18 @@ impl Snapshot {
         self.gateway
             .iter()
             .filter(move |p| {
-                gateway && (p.protocol.is_http() || !p.tcp.is_empty() || p.tls.is_some())
+                let terminates = self
+                    .config
+                    .gateway
+                    .iter()
+                    .any(|g| g.port == p.port && !g.tls.is_empty());
+                // A port that terminates TLS opens only with its certificates.
+                gateway
+                    && if terminates {
+                        p.tls.is_some()
+                    } else {
+                        p.protocol.is_http() || !p.tcp.is_empty()
+                    }
             })
             .map(|p| p.port)
     }

@@ -265,3 +265,30 @@ async fn protocol_versions_and_cipher_suites_narrow_the_handshake() {
         .unwrap();
     assert_eq!(https_get(tls, "shop.example.com").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_missing_credential_keeps_only_its_port_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shop = server(&["*"], ServerTlsMode::Simple);
+    shop.credential_name = Some("absent".into());
+    let ip = fresh_ip();
+    let p = gateway(ip, vec![shop], Some(dir.path()), None).await;
+    let warnings = p.proxy.snapshot().unwrap().warnings().join("\n");
+    assert!(warnings.contains("absent"), "{warnings}");
+    assert!(warnings.contains("the port is not opened"), "{warnings}");
+    assert!(p.proxy.gateway_addr(443).is_none());
+    // The rest of the config is in service: an HTTP port added next to it opens.
+    let mut config = p.proxy.snapshot().unwrap().config().clone();
+    let mut http = config.gateway[0].clone();
+    http.port = 80;
+    http.protocol = Protocol::Http;
+    http.tls = vec![];
+    config.gateway.push(http);
+    p.proxy.apply("2", config).unwrap();
+    let r = get(
+        p.proxy.gateway_addr(80).unwrap(),
+        "http://shop.example.com/",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
