@@ -30,8 +30,7 @@ macro_rules! rows {
 /// The table of fields skiff parses but does not enforce yet.
 pub const UNENFORCED: &[Unenforced] = rows! {
     VirtualService {
-        "spec.tls" => "TLS passthrough routes are not implemented: these rules are ignored",
-        "spec.tcp" => "TCP routes are not implemented: TCP traffic goes to the destination service directly",
+        "spec.tcp[*].match[*].sourceSubnet" => "matching on the source subnet is not implemented: this condition is ignored",
         "spec.http[*].match[*].statPrefix" => "per-match stat prefixes are not implemented",
         "spec.http[*].retries.retryRemoteLocalities" => "locality-aware retries are not implemented: a retry may pick an endpoint in any locality",
         "spec.http[*].retries.retryIgnorePreviousHosts" => "retryIgnorePreviousHosts is not implemented: a retry may go to the same endpoint",
@@ -69,7 +68,13 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.subsets[*].trafficPolicy.portLevelSettings[*].loadBalancer.localityLbSetting" => "locality load balancing is not implemented",
     }
     Gateway {
-        "spec.servers[*].tls" => "TLS on gateway servers: the port does not terminate TLS",
+        "spec.servers[*].tls.caCrl" => "certificate revocation lists are not checked",
+        "spec.servers[*].tls.subjectAltNames" => "client subjectAltNames are not checked: any certificate of the CA is accepted",
+        "spec.servers[*].tls.verifyCertificateSpki" => "client certificate SPKI pins are not checked",
+        "spec.servers[*].tls.verifyCertificateHash" => "client certificate hash pins are not checked",
+        "spec.servers[*].tls.credentialNames" => "several credentials per server are not implemented: use credentialName",
+        "spec.servers[*].tls.tlsCertificates" => "several certificates per server are not implemented: use serverCertificate",
+        "spec.servers[*].tls.caCertCredentialName" => "caCertCredentialName is not implemented: put ca.crt in the credentialName secret (or <name>-cacert)",
         "spec.servers[*].bind" => "binding a gateway server to an address is not implemented",
         "spec.servers[*].defaultEndpoint" => "defaultEndpoint is not implemented",
     }
@@ -83,7 +88,7 @@ pub const UNENFORCED: &[Unenforced] = rows! {
     }
     Sidecar {
         "spec.ingress" => "Sidecar ingress listeners are not implemented: inbound ports come from the Services",
-        "spec.outboundTrafficPolicy" => "outboundTrafficPolicy is not implemented: traffic to unknown hosts gets 404 NR",
+        "spec.outboundTrafficPolicy.egressProxy" => "egressProxy is not implemented: ALLOW_ANY traffic goes to its own destination",
         "spec.inboundConnectionPool" => "inbound connection pool limits are not implemented",
     }
     Telemetry {

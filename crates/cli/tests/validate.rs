@@ -25,7 +25,7 @@ fn the_seed_examples_validate() {
     let (code, out) = skiff(&[dir.as_os_str()]);
     assert_eq!(code, 0, "{out}");
     let last = out.lines().last().unwrap();
-    assert_eq!(last, "25 files, 34 resources valid, 0 errors, 9 warnings");
+    assert_eq!(last, "25 files, 34 resources valid, 0 errors, 7 warnings");
     assert!(out.lines().all(|l| l.starts_with("warning: ") || l == last));
 }
 

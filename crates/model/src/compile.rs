@@ -8,6 +8,7 @@
 mod cluster;
 mod gateway;
 mod inbound;
+mod l4;
 mod outbound;
 mod route;
 mod scope;
@@ -82,6 +83,11 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         ProxyKind::Sidecar => {
             config.outbound = outbound::build(&mut c);
             config.inbound = inbound::build(&c, w);
+            config.outbound_traffic_policy = mesh
+                .rules()
+                .sidecar_for(&workload.namespace, &workload.labels)
+                .and_then(|s| s.outbound_traffic_policy)
+                .unwrap_or(mesh.options().outbound_traffic_policy);
         }
         ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
     }

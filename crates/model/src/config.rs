@@ -18,17 +18,21 @@ use serde::{Deserialize, Serialize};
 mod authz;
 mod duration;
 mod duration_opt;
+mod gateway_tls;
 mod http_route;
 mod jwt;
+mod l4;
 mod policy;
 mod security;
 mod traffic_policy;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
+pub use gateway_tls::{ServerTls, ServerTlsMode};
 pub use http_route::{
     CorsPolicy, DestinationHeaders, HeaderOps, HeaderRules, HttpRoutePolicy, Mirror, RegexRewrite,
 };
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
+pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use traffic_policy::{
@@ -70,6 +74,12 @@ pub struct ProxyConfig {
     /// for a cluster istiod did not generate.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub missing_clusters: std::collections::BTreeMap<String, String>,
+    /// Traffic to destinations no service covers: passed through or refused.
+    #[serde(
+        default,
+        skip_serializing_if = "OutboundTrafficPolicy::is_registry_only"
+    )]
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
 
 /// VirtualService `fault`: a delay and an abort, each applied to its own share of
@@ -402,6 +412,10 @@ pub struct TcpRoute {
     pub domains: Vec<String>,
     /// Where the bytes go, chosen by weight per connection.
     pub destinations: Vec<WeightedCluster>,
+    /// Runtime conditions (VirtualService `tcp`/`tls` matches): the route applies when
+    /// any one holds. Empty: always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<L4Match>,
 }
 
 /// A port of this workload that other proxies reach through the inbound listener.
@@ -436,6 +450,15 @@ pub struct GatewayPort {
     /// Virtual hosts from VirtualServices bound to those gateways, one per host name
     /// the servers allow.
     pub virtual_hosts: Vec<VirtualHost>,
+    /// For TCP servers, the `tcp` routes of the VirtualServices bound to the gateways;
+    /// for TLS `PASSTHROUGH` servers, their `tls` routes (by SNI). In order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpRoute>,
+    /// TLS the port terminates (servers in `SIMPLE`, `MUTUAL` or `OPTIONAL_MUTUAL`
+    /// mode), chosen by the ClientHello's server name. Empty: the port is plain (or
+    /// passes TLS through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<ServerTls>,
 }
 
 /// An upstream: a service port, optionally narrowed to a subset.

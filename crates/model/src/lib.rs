@@ -38,6 +38,9 @@ pub struct MeshOptions {
     pub inbound_proxy_port: Option<u16>,
     /// The root namespace: mesh-wide policies live there.
     pub root_namespace: String,
+    /// MeshConfig `outboundTrafficPolicy.mode` (Istio's default: `ALLOW_ANY`); a
+    /// workload's Sidecar may override it.
+    pub outbound_traffic_policy: config::OutboundTrafficPolicy,
 }
 
 impl Default for MeshOptions {
@@ -48,6 +51,7 @@ impl Default for MeshOptions {
             trust_domain_aliases: Vec::new(),
             inbound_proxy_port: Some(15006),
             root_namespace: "istio-system".to_string(),
+            outbound_traffic_policy: config::OutboundTrafficPolicy::AllowAny,
         }
     }
 }

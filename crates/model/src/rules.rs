@@ -28,7 +28,8 @@ pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
 pub use traffic_policy::{ClusterPolicy, LbSettings, PoolSettings};
 pub use virtual_service::{
-    DestinationRef, HttpRule, MESH, MatchCondition, MirrorRef, RuleAction, VirtualServiceInfo,
+    DestinationRef, HttpRule, L4Condition, L4Rule, MESH, MatchCondition, MirrorRef, RuleAction,
+    VirtualServiceInfo,
 };
 
 /// Translated routing and policy resources, with their indexes.

@@ -483,8 +483,7 @@ async fn accept_loop(
                 match role {
                     Role::Outbound => crate::outbound::serve(conn, stream).await,
                     Role::Inbound => crate::inbound::serve(conn, stream).await,
-                    // A gateway port serves HTTP (other protocols are not opened).
-                    Role::Gateway(_) => crate::http::serve(conn, stream).await,
+                    Role::Gateway(port) => crate::gateway::serve(conn, stream, port).await,
                 }
             }
             .instrument(span),

@@ -30,6 +30,7 @@ use crate::Error;
 mod matcher;
 mod rule;
 
+pub(crate) use matcher::IpBlock;
 use rule::{RuleRt, Why};
 
 /// What authorization looks at in a verified token (the authenticate phase's output).

@@ -24,11 +24,13 @@ const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod build;
 mod domains;
+pub(crate) mod l4;
 pub(crate) mod matcher;
 pub(crate) mod retry;
 
 pub use domains::DomainIndex;
 pub(crate) use domains::strip_port;
+pub(crate) use l4::{L4Target, TcpRouteRt};
 pub(crate) use matcher::MatchRt;
 pub(crate) use retry::RetryRt;
 
@@ -75,6 +77,8 @@ pub struct PortRoutes {
     /// Virtual hosts and how to find them.
     pub http: RouteTable,
     pub(crate) tcp: Vec<TcpRouteRt>,
+    /// TLS the (gateway) port terminates.
+    pub(crate) tls: Option<Box<crate::gateway::TlsServers>>,
 }
 
 /// Virtual hosts of one port with the index that finds them by authority.
@@ -156,14 +160,6 @@ pub(crate) struct RedirectRt {
     pub(crate) port: Option<u16>,
 }
 
-/// A compiled TCP route.
-#[derive(Debug)]
-pub(crate) struct TcpRouteRt {
-    pub(crate) name: Arc<str>,
-    pub(crate) domains: Vec<Box<str>>,
-    pub(crate) destinations: WeightedClusters,
-}
-
 /// An inbound port: where the app listens, and the cluster (of that one endpoint) that
 /// reaches it.
 #[derive(Debug)]
@@ -182,15 +178,20 @@ pub(crate) struct InboundRt {
 }
 
 impl PortRoutes {
-    /// The TCP route for a destination known by name: the first whose domains hold the
-    /// name (with or without the port), else the first without domains.
+    /// The TCP route for a destination known by name (the name's address, when it is
+    /// one, for `destinationSubnets`): see [`PortRoutes::tcp_route_for`].
     pub(crate) fn tcp_route(&self, host: &str) -> Option<&TcpRouteRt> {
         let host = host.to_ascii_lowercase();
-        let with_port = format!("{host}:{}", self.port);
-        self.tcp
-            .iter()
-            .find(|r| r.domains.iter().any(|d| **d == *host || **d == *with_port))
-            .or_else(|| self.tcp.iter().find(|r| r.domains.is_empty()))
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
+        self.tcp_route_for(&L4Target {
+            host: Some(&host),
+            ip,
+            sni: None,
+        })
     }
 }
 
@@ -336,10 +337,10 @@ impl Snapshot {
                     "listed twice",
                 ));
             }
-            if !port.protocol.is_http() {
+            if !port.protocol.is_http() && port.tcp.is_empty() && port.tls.is_empty() {
                 warnings.push(format!(
-                    "gateway port {} ({:?}): only plain HTTP gateway servers are served; TLS \
-                     termination and TCP/TLS passthrough are not implemented, the port is not opened",
+                    "gateway port {} ({:?}): no TCP or TLS route is bound to it; the port is not \
+                     opened",
                     port.port, port.protocol
                 ));
             }
@@ -348,7 +349,31 @@ impl Snapshot {
                 port: port.port,
                 protocol: port.protocol,
                 http: build::compile_table(&place, &port.virtual_hosts, &index, &mut warnings)?,
-                tcp: Vec::new(),
+                tcp: l4::compile_routes(&port.tcp, &index)?,
+                tls: if port.tls.is_empty() {
+                    None
+                } else {
+                    let alpn: &[&[u8]] = if port.protocol == Protocol::Https {
+                        &[b"h2", b"http/1.1"]
+                    } else {
+                        &[]
+                    };
+                    // As Envoy keeps a listener whose secret is missing out of service
+                    // while the others serve: this port stays closed, with the reason.
+                    match crate::gateway::TlsServers::compile(
+                        port.port,
+                        &port.tls,
+                        alpn,
+                        inputs.credentials,
+                        &mut warnings,
+                    ) {
+                        Ok(servers) => Some(Box::new(servers)),
+                        Err(e) => {
+                            warnings.push(format!("{e}; the port is not opened"));
+                            None
+                        }
+                    }
+                },
             });
         }
         gateway.sort_by_key(|p| p.port);
@@ -447,12 +472,26 @@ impl Snapshot {
         find_port(&self.gateway, port)
     }
 
-    /// Gateway ports this proxy serves (HTTP ones; others are warned about).
+    /// Gateway ports this proxy serves: HTTP ones, and opaque ones with routes (others are
+    /// warned about).
     pub(crate) fn served_gateway_ports(&self) -> impl Iterator<Item = u16> + '_ {
         let gateway = self.config.node.kind == ProxyKind::Gateway;
         self.gateway
             .iter()
-            .filter(move |p| gateway && p.protocol.is_http())
+            .filter(move |p| {
+                let terminates = self
+                    .config
+                    .gateway
+                    .iter()
+                    .any(|g| g.port == p.port && !g.tls.is_empty());
+                // A port that terminates TLS opens only with its certificates.
+                gateway
+                    && if terminates {
+                        p.tls.is_some()
+                    } else {
+                        p.protocol.is_http() || !p.tcp.is_empty()
+                    }
+            })
             .map(|p| p.port)
     }
 

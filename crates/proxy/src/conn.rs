@@ -130,6 +130,20 @@ impl Conn {
         })
     }
 
+    /// The same connection after a TLS handshake this proxy terminated (a gateway
+    /// server in `SIMPLE` or `MUTUAL` mode).
+    pub(crate) fn with_tls(&self, tls: TlsInfo) -> Arc<Conn> {
+        Arc::new(Conn {
+            inputs: self.inputs.clone(),
+            role: self.role,
+            dest: self.dest.clone(),
+            peer: self.peer,
+            local: self.local,
+            tls: Some(tls),
+            drain: self.drain.clone(),
+        })
+    }
+
     /// The peer's SPIFFE id, when it showed a mesh certificate.
     pub(crate) fn peer_identity(&self) -> Option<&str> {
         self.tls.as_ref()?.peer_identity.as_deref()

@@ -71,34 +71,33 @@ where
     }
 }
 
-/// Carries a connection to `dest` by the port's TCP route.
+/// Carries a connection to `dest` by the port's TCP or TLS routes.
 async fn tcp_to<I>(conn: &Arc<Conn>, io: I, dest: &Destination)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut rec = Record::tcp(conn);
     let Some(snapshot) = conn.inputs.current() else {
         return;
     };
-    let Some(route) = snapshot
-        .outbound_port(dest.port)
-        .and_then(|p| p.tcp_route(&dest.host))
-    else {
-        rec.flag = ResponseFlag::NoRoute;
-        rec.finish();
+    let Some(port) = snapshot.outbound_port(dest.port) else {
         return;
     };
-    let cluster = &snapshot.clusters[route.destinations.pick()];
-    tcp::routed(&mut rec, &route.name, &cluster.name);
-    match tcp::connect(cluster).await {
-        Ok((up, ep)) => tcp::splice(io, up, ep, rec).await,
-        Err(e) => tcp::failed(rec, &e),
-    }
+    let ip = dest_ip(&dest.host);
+    crate::l4::serve(conn, &snapshot, port, io, Some(&dest.host), ip).await
+}
+
+/// The address a destination names, when it is one (`10.0.0.1`, `[::1]`).
+fn dest_ip(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// `CONNECT host:port`: for a TCP port, connect upstream first (so a failure is an HTTP
 /// error the app sees), then answer 200 and copy bytes; for HTTP and undeclared ports,
-/// answer 200 and serve the tunnel as a connection to that destination.
+/// and ports routed by SNI (whose route is known only from the ClientHello), answer 200
+/// and serve the tunnel as a connection to that destination.
 pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<RespBody> {
     let Some(snapshot) = conn.inputs.current() else {
         return respond::local(
@@ -120,12 +119,10 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
     });
     let dest = tunnel.dest.as_ref().expect("just set");
     let Some(port) = snapshot.outbound_port(dest.port) else {
-        let mut rec = Record::http(&conn, &req);
-        rec.respond(404, ResponseFlag::NoRoute);
-        return respond::local(StatusCode::NOT_FOUND, "", rec);
+        return Box::pin(passthrough_tunnel(&snapshot, &conn, &tunnel, req)).await;
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    if port.protocol.is_http() || port.protocol == Protocol::Unspecified {
+    if port.protocol.is_http() || port.protocol == Protocol::Unspecified || port.routes_by_sni() {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(up) => serve_destination(tunnel, TokioIo::new(up)).await,
@@ -136,6 +133,10 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
     }
     let mut rec = Record::tcp(&tunnel);
     let Some(route) = port.tcp_route(&dest.host) else {
+        if port.tcp.iter().all(|r| !r.domains.is_empty()) {
+            // No route names this host: a destination outside the registry.
+            return Box::pin(passthrough_tunnel(&snapshot, &conn, &tunnel, req)).await;
+        }
         let mut rec = Record::http(&conn, &req);
         rec.respond(404, ResponseFlag::NoRoute);
         return respond::local(StatusCode::NOT_FOUND, "", rec);
@@ -169,4 +170,41 @@ fn connect_failed(
         r.cluster = tcp.cluster.clone();
     }
     respond::error(e, e.response_flag(), rec)
+}
+
+/// A tunnel to a destination no service covers: passed through or refused by the
+/// `outboundTrafficPolicy` (the refusal is the tunnel's HTTP answer).
+async fn passthrough_tunnel(
+    snapshot: &crate::config::Snapshot,
+    conn: &Arc<Conn>,
+    tunnel: &Arc<Conn>,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
+    let dest = tunnel.dest.as_ref().expect("a tunnel has a destination");
+    match crate::passthrough::tunnel(snapshot, tunnel, &dest.host, dest.port).await {
+        Ok((up, ep, mut rec)) => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            rec.upstream = Some(ep.clone());
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(down) => tcp::splice(TokioIo::new(down), up, ep, rec).await,
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            respond::local(StatusCode::OK, "", Pending::default())
+        }
+        Err((e, cluster)) => {
+            let mut rec = Record::http(conn, &req);
+            if let Some(r) = rec.record() {
+                r.cluster = Some(cluster.into());
+                r.details = Some(e.to_string().into());
+            }
+            let flag = e.response_flag();
+            if cluster == "BlackHoleCluster" {
+                rec.respond(502, flag);
+                return respond::local(StatusCode::BAD_GATEWAY, "", rec);
+            }
+            respond::error(&e, flag, rec)
+        }
+    }
 }

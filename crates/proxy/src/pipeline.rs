@@ -90,6 +90,15 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     }
     let authority = authority(&conn, &req);
     let Some(selected) = route(&snapshot, &conn, &req, authority) else {
+        if conn.role == Role::Outbound
+            && let Some((host, port)) = unknown_destination(&snapshot, &conn, &req, authority)
+        {
+            let host = host.to_owned();
+            return Box::pin(crate::passthrough::http(
+                &snapshot, &conn, req, &host, port, rec,
+            ))
+            .await;
+        }
         return no_route(&conn, &req, authority, rec);
     };
     if let Some(r) = rec.record() {
@@ -129,6 +138,13 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         }
         ActionRt::Redirect(rd) => respond::redirect(rd, &req, authority, rec),
         ActionRt::Forward(f) => {
+            if matches!(conn.role, Role::Gateway(_)) && conn.tls.is_some() {
+                // The gateway terminated TLS: the scheme the client used.
+                req.headers_mut().insert(
+                    http::header::HeaderName::from_static("x-forwarded-proto"),
+                    http::HeaderValue::from_static("https"),
+                );
+            }
             let (index, position) = f.destinations.pick_destination();
             if let Some(why) = snapshot.missing_cluster(index) {
                 return no_cluster(&snapshot.clusters[index].name, why, rec);
@@ -343,6 +359,40 @@ fn authority<'r>(conn: &'r Conn, req: &'r Request<Incoming>) -> &'r str {
         })
         .or(conn.dest.as_ref().map(|d| &*d.host))
         .unwrap_or("")
+}
+
+/// For an outbound request no route took: its host and port when no virtual host
+/// claims the authority (a destination outside the registry), for the
+/// `outboundTrafficPolicy`. Only on that failure path.
+fn unknown_destination<'a>(
+    snapshot: &Snapshot,
+    conn: &Conn,
+    req: &Request<Incoming>,
+    authority: &'a str,
+) -> Option<(&'a str, u16)> {
+    let (host, port) = match &conn.dest {
+        Some(d) => (crate::config::strip_port(authority), d.port),
+        None => split_authority(authority, 80),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let Some(table) = snapshot.outbound_port(port) else {
+        return Some((host, port));
+    };
+    let view = RequestView {
+        method: req.method(),
+        scheme: req
+            .uri()
+            .scheme_str()
+            .unwrap_or(if conn.tls.is_some() { "https" } else { "http" }),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        authority,
+        port,
+        headers: req.headers(),
+    };
+    matches!(table.http.select(&view), Selection::NoVirtualHost).then_some((host, port))
 }
 
 /// Phase 2 for outbound and gateway requests.

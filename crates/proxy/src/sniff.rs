@@ -2,6 +2,8 @@
 //! connection say whether it is HTTP/1.x, HTTP/2 with prior knowledge, or something else
 //! (which the proxy then carries as opaque TCP).
 
+pub mod sni;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 

@@ -84,5 +84,6 @@ pub(crate) async fn splice_until<D, U>(
 pub(crate) fn failed(mut rec: Box<Record>, e: &Error) {
     tracing::debug!(error = %e, route = ?rec.route, "tcp connection failed");
     rec.flag = e.response_flag();
+    rec.details = Some(e.to_string().into());
     rec.finish();
 }

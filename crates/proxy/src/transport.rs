@@ -35,7 +35,7 @@ use crate::upstream::EndpointState;
 
 mod origination;
 
-pub(crate) use origination::{Origination, compile as origination_for};
+pub(crate) use origination::{Origination, compile as origination_for, read_certs, read_key};
 
 /// How long a peer has to finish the TLS handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

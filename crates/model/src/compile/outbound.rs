@@ -8,6 +8,7 @@ use crate::config::{OutboundPort, Protocol, TcpRoute, VirtualHost, WeightedClust
 use crate::host;
 use crate::rules::MESH;
 
+use super::l4::{L4Kind, L4Routes};
 use super::{ClusterKey, Compiler, scope};
 
 #[derive(Default)]
@@ -55,20 +56,33 @@ pub(super) fn build(c: &mut Compiler<'_>) -> Vec<OutboundPort> {
                 });
             }
             if !p.protocol.is_http() {
-                let cluster = c.use_cluster(ClusterKey {
-                    host: service.hostname.clone(),
-                    port: p.port,
-                    subset: None,
-                    service: Some(id),
-                });
-                ports.entry(p.port).or_default().tcp.push(TcpRoute {
-                    name,
-                    domains,
-                    destinations: vec![WeightedCluster {
-                        cluster,
-                        weight: 100,
-                    }],
-                });
+                let kind = match p.protocol {
+                    Protocol::Tls | Protocol::Https => L4Kind::Tls,
+                    _ => L4Kind::Tcp,
+                };
+                let l4 = match vs {
+                    Some(vs) => c.l4_routes(vs, kind, MESH, p.port, &domains),
+                    None => L4Routes::default(),
+                };
+                let acc = ports.entry(p.port).or_default();
+                acc.tcp.extend(l4.routes);
+                if !l4.catch_all {
+                    let cluster = c.use_cluster(ClusterKey {
+                        host: service.hostname.clone(),
+                        port: p.port,
+                        subset: None,
+                        service: Some(id),
+                    });
+                    ports.entry(p.port).or_default().tcp.push(TcpRoute {
+                        name,
+                        domains,
+                        destinations: vec![WeightedCluster {
+                            cluster,
+                            weight: 100,
+                        }],
+                        matches: Vec::new(),
+                    });
+                }
             }
         }
     }

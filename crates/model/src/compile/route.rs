@@ -113,7 +113,7 @@ impl Compiler<'_> {
 
     /// The cluster of a destination: its port, else the service's only port, else the
     /// port the request came to.
-    fn destination_cluster(&mut self, d: &DestinationRef, request_port: u16) -> String {
+    pub(super) fn destination_cluster(&mut self, d: &DestinationRef, request_port: u16) -> String {
         let registry = self.mesh.registry();
         let id = find_service(registry, &d.host, &self.workload.namespace);
         let service = id.map(|id| &registry.services()[id]);

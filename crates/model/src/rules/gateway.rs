@@ -33,6 +33,15 @@ pub struct ServerInfo {
     pub protocol: Protocol,
     /// Host names served, with the namespaces whose VirtualServices may bind to them.
     pub hosts: Vec<ServerHost>,
+    /// `tls`, as written.
+    pub tls: Option<skiff_api::networking::ServerTlsSettings>,
+}
+
+impl ServerInfo {
+    /// The TLS mode of the server, when it sets one.
+    pub fn tls_mode(&self) -> Option<skiff_api::networking::ServerTlsMode> {
+        self.tls.as_ref().and_then(|t| t.mode)
+    }
 }
 
 /// A server host entry: `[namespace/]host`.
@@ -82,15 +91,25 @@ pub(super) fn collect(
             let declared =
                 DeclaredProtocol::parse(&s.port.protocol).unwrap_or(DeclaredProtocol::Unspecified);
             let protocol = declared.carried_as().unwrap_or(Protocol::Tcp);
-            if !protocol.is_http() {
+            use skiff_api::networking::ServerTlsMode as M;
+            let tls_mode_served = matches!(
+                s.tls.as_ref().and_then(|t| t.mode),
+                Some(M::Passthrough | M::Simple | M::Mutual | M::OptionalMutual)
+            );
+            let routed = protocol.is_http()
+                || protocol == Protocol::Tcp
+                || (matches!(protocol, Protocol::Tls | Protocol::Https) && tls_mode_served);
+            if !routed {
                 findings.report(
                     Severity::Warning,
                     Code::NotImplemented,
                     r,
                     Some(&format!("spec.servers[{i}].port.protocol")),
                     format!(
-                        "{} gateway servers are not routed yet: skiff opens port {port} but only \
-                         HTTP, HTTP2 and GRPC servers carry VirtualService routes",
+                        "this {} gateway server is not routed: skiff serves TLS servers in \
+                         SIMPLE, MUTUAL, OPTIONAL_MUTUAL and PASSTHROUGH mode (not \
+                         ISTIO_MUTUAL or AUTO_PASSTHROUGH), so port {port} carries nothing \
+                         for it",
                         s.port.protocol
                     ),
                 );
@@ -115,6 +134,7 @@ pub(super) fn collect(
                 port,
                 protocol,
                 hosts: s.hosts.iter().map(|h| ServerHost::parse(h, ns)).collect(),
+                tls: s.tls.clone(),
             });
         }
         let workloads = if gw.selector.is_empty() {

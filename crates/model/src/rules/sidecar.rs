@@ -23,6 +23,8 @@ pub struct SidecarInfo {
     pub selector: Option<Labels>,
     /// Egress listeners.
     pub egress: Vec<EgressInfo>,
+    /// `outboundTrafficPolicy.mode`, when set.
+    pub outbound_traffic_policy: Option<crate::config::OutboundTrafficPolicy>,
 }
 
 /// One egress listener: the hosts it reaches, on one port or all.
@@ -127,6 +129,18 @@ pub(super) fn collect(
             namespace: ns.to_string(),
             selector,
             egress,
+            outbound_traffic_policy: sc
+                .outbound_traffic_policy
+                .as_ref()
+                .and_then(|p| p.mode)
+                .map(|m| match m {
+                    skiff_api::networking::OutboundTrafficMode::AllowAny => {
+                        crate::config::OutboundTrafficPolicy::AllowAny
+                    }
+                    skiff_api::networking::OutboundTrafficMode::RegistryOnly => {
+                        crate::config::OutboundTrafficPolicy::RegistryOnly
+                    }
+                }),
         });
     }
     out

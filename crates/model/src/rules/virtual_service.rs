@@ -13,6 +13,10 @@ use crate::config::{
 use crate::diagnostic::{Code, Findings, ResourceRef, Severity, resource_ref};
 use crate::registry::{Labels, Registry, Visibility};
 
+mod l4;
+
+pub use l4::{L4Condition, L4Rule};
+
 /// The reserved gateway name for all sidecars.
 pub const MESH: &str = "mesh";
 
@@ -35,6 +39,10 @@ pub struct VirtualServiceInfo {
     pub visibility: Visibility,
     /// HTTP rules, in order.
     pub http: Vec<HttpRule>,
+    /// `tcp` rules, in order.
+    pub tcp: Vec<L4Rule>,
+    /// `tls` rules, in order.
+    pub tls: Vec<L4Rule>,
 }
 
 /// One HTTP rule.
@@ -223,6 +231,8 @@ pub(super) fn convert(
         gateways: gateways.into_iter().filter(|g| g != MESH).collect(),
         visibility: Visibility::from_export_to(&vs.export_to, ns),
         http,
+        tcp: l4::tcp_rules(vs, registry, findings),
+        tls: l4::tls_rules(vs, registry, findings),
     }
 }
 

@@ -11,7 +11,7 @@ use skiff_model::config::{self as model, OutboundPort, Protocol, ProxyConfig, Ro
 
 use super::{
     ActionRt, DomainIndex, FaultRt, ForwardRt, MatchRt, PortRoutes, RedirectRt, RetryRt, RouteRt,
-    RouteTable, TcpRouteRt, VirtualHostRt, WeightedClusters,
+    RouteTable, VirtualHostRt, WeightedClusters,
 };
 use crate::Error;
 use crate::transport::UpstreamTls;
@@ -229,18 +229,7 @@ pub(super) fn compile_outbound_port(
 ) -> Result<PortRoutes, Error> {
     let place = format!("outbound port {}", port.port);
     let http = compile_table(&place, &port.virtual_hosts, index, warnings)?;
-    let mut tcp = Vec::with_capacity(port.tcp.len());
-    for r in &port.tcp {
-        tcp.push(TcpRouteRt {
-            name: r.name.as_str().into(),
-            domains: r
-                .domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase().into_boxed_str())
-                .collect(),
-            destinations: WeightedClusters::compile(&r.name, &r.destinations, index)?,
-        });
-    }
+    let tcp = super::l4::compile_routes(&port.tcp, index)?;
     if tcp.len() > 1 && tcp.iter().filter(|r| r.domains.is_empty()).count() > 1 {
         warnings.push(format!(
             "{place}: several TCP routes without domains; a CONNECT tunnel that names none of \
@@ -258,6 +247,7 @@ pub(super) fn compile_outbound_port(
         protocol: port.protocol,
         http,
         tcp,
+        tls: None,
     })
 }
 

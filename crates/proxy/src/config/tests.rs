@@ -190,6 +190,8 @@ fn unimplemented_things_warn() {
     let mut c = simple();
     c.node.kind = ProxyKind::Gateway;
     c.gateway.push(GatewayPort {
+        tcp: vec![],
+        tls: vec![],
         port: 443,
         protocol: Protocol::Https,
         gateways: vec!["ns/gw".to_owned()],
@@ -206,7 +208,7 @@ fn unimplemented_things_warn() {
     c.clusters.push(cluster("empty", &[]));
     let s = Snapshot::compile("v", c).unwrap();
     let w = s.warnings().join("\n");
-    assert!(w.contains("TLS termination"), "{w}");
+    assert!(w.contains("no TCP or TLS route is bound to it"), "{w}");
     assert!(w.contains("\"made-up\" is not implemented"), "{w}");
     assert!(w.contains("cluster empty has no endpoints"), "{w}");
     assert_eq!(s.served_gateway_ports().count(), 0);

@@ -123,7 +123,7 @@ pub(crate) fn compile(
     })
 }
 
-fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let certs: Vec<_> =
         rustls_pemfile_certs(&pem).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -140,7 +140,7 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Stri
         .map_err(|e| e.to_string())
 }
 
-fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub(crate) fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, String> {
     use rustls::pki_types::pem::PemObject;
     PrivateKeyDer::from_pem_file(file).map_err(|e| format!("privateKey {}: {e}", file.display()))
 }

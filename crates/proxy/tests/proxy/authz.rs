@@ -158,6 +158,7 @@ async fn tcp_pair(
             protocol: Protocol::Tcp,
             virtual_hosts: vec![],
             tcp: vec![TcpRoute {
+                matches: vec![],
                 name: "db.prod.svc.cluster.local:5432".into(),
                 domains: vec!["db".into()],
                 destinations: vec![WeightedCluster {

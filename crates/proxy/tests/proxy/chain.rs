@@ -136,6 +136,7 @@ async fn tcp_through_connect_and_two_proxies() {
             protocol: Protocol::Tcp,
             virtual_hosts: vec![],
             tcp: vec![TcpRoute {
+                matches: vec![],
                 name: "db.ns.svc.cluster.local:5432".into(),
                 domains: vec!["db".into(), "db.ns".into()],
                 destinations: vec![WeightedCluster {

@@ -6,13 +6,16 @@
     reason = "a test binary: nothing here is reachable from outside"
 )]
 
+mod certs;
 mod support;
 
 mod admin;
 mod authz;
 mod chain;
 mod failures;
+mod gateway_tls;
 mod jwt;
+mod l4;
 mod mtls;
 mod origination;
 mod protocols;

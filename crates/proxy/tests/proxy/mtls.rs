@@ -364,6 +364,7 @@ async fn certificate_and_root_rotation_under_load_fail_no_request() {
         protocol: Protocol::Tcp,
         virtual_hosts: vec![],
         tcp: vec![TcpRoute {
+            matches: vec![],
             name: "db.prod.svc.cluster.local:5432".into(),
             domains: vec!["db".into()],
             destinations: vec![WeightedCluster {

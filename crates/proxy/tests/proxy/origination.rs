@@ -7,43 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use skiff_model::config::*;
 
+use crate::certs::TestCa;
 use crate::support::*;
-
-/// A CA: its certificate (PEM) and a way to issue leaves.
-struct TestCa {
-    pem: String,
-    params: CertificateParams,
-    key: KeyPair,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa { pem, params, key }
-    }
-
-    /// A leaf for `names`: (certificate PEM, key PEM).
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = KeyPair::generate().unwrap();
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// An HTTPS server with `cert`; with `client_ca`, it requires client certificates of
 /// that CA. Answers `tls-server`, and records the SNI it was asked for.

@@ -54,6 +54,7 @@ fn tcp_config(
             protocol,
             virtual_hosts: vec![],
             tcp: vec![TcpRoute {
+                matches: vec![],
                 name: "cache".into(),
                 domains: vec![],
                 destinations: vec![WeightedCluster {
@@ -76,11 +77,11 @@ async fn connect_tunnel_for_tcp() {
     let mut buf = [0u8; 6];
     s.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"PING\r\n");
-    // A port with no config is refused.
+    // A port with no config is refused (REGISTRY_ONLY: BlackHoleCluster).
     let err = connect_tunnel(p.outbound(), "cache:6380")
         .await
         .unwrap_err();
-    assert!(err.starts_with("HTTP/1.1 404"), "{err}");
+    assert!(err.starts_with("HTTP/1.1 502"), "{err}");
 }
 
 #[tokio::test]

@@ -121,8 +121,10 @@ async fn no_route_is_404_nr() {
     let p = TestProxy::with_config(ip, config).await;
     let mut c = Client::connect(p.outbound()).await;
     assert_eq!(c.get("http://backend/other").await.status, 404);
-    assert_eq!(c.get("http://unknown/api").await.status, 404);
-    assert_eq!(c.get("http://backend:81/api").await.status, 404);
+    // Hosts and ports outside the registry: REGISTRY_ONLY (the zero value of a
+    // hand-written config) answers 502 as Istio's block_all route does.
+    assert_eq!(c.get("http://unknown/api").await.status, 502);
+    assert_eq!(c.get("http://backend:81/api").await.status, 502);
     assert!(p.log_line("/other").await.contains(" 404 NR "));
     assert_eq!(v1.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
@@ -278,6 +280,8 @@ async fn gateway_port_with_offset() {
     );
     config.node.kind = ProxyKind::Gateway;
     config.gateway = vec![GatewayPort {
+        tcp: vec![],
+        tls: vec![],
         port: 80,
         protocol: Protocol::Http,
         gateways: vec!["ns/gw".into()],
