@@ -362,7 +362,7 @@ fn http_rule(
             }
         }
         RuleAction::Forward {
-            destinations: destinations(&rule.route, &field, ns, registry, r, findings),
+            destinations: http_destinations(&rule.route, &field, ns, registry, r, findings),
             retries: retries(rule),
             rewrite,
         }
@@ -625,8 +625,39 @@ fn fault(f: &skiff_api::networking::HttpFaultInjection) -> Option<Fault> {
     (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
 }
 
-fn destinations(
+/// One weighted destination of a rule, whichever its kind (`http`, `tcp`, `tls`).
+pub(super) struct Weighted<'a> {
+    pub(super) destination: &'a skiff_api::networking::Destination,
+    pub(super) weight: Option<i32>,
+    /// `http` destinations only.
+    pub(super) headers: Option<&'a skiff_api::networking::Headers>,
+}
+
+fn http_destinations(
     route: &[HttpRouteDestination],
+    field: &str,
+    ns: &str,
+    registry: &Registry,
+    r: &Resource,
+    findings: &mut Findings,
+) -> Vec<DestinationRef> {
+    let route: Vec<Weighted<'_>> = route
+        .iter()
+        .map(|d| Weighted {
+            destination: &d.destination,
+            weight: d.weight,
+            headers: d.headers.as_ref(),
+        })
+        .collect();
+    destinations(&route, "traffic", field, ns, registry, r, findings)
+}
+
+/// A rule's destinations: hosts resolved, weights normalised to sum to 100. `what`
+/// names what is split ("traffic", "connections") in the warning for a rule whose
+/// destinations all lack a weight.
+pub(super) fn destinations(
+    route: &[Weighted<'_>],
+    what: &str,
     field: &str,
     ns: &str,
     registry: &Registry,
@@ -647,7 +678,7 @@ fn destinations(
             Code::NotImplemented,
             r,
             Some(&format!("{field}.route")),
-            "no destination has a weight; skiff splits the traffic evenly between them",
+            format!("no destination has a weight; skiff splits the {what} evenly between them"),
         );
     }
     route
@@ -676,7 +707,7 @@ fn destinations(
                     .and_then(|n| u16::try_from(n).ok()),
                 weight,
                 field: dest_field,
-                headers: d.headers.as_ref().map(header_rules).unwrap_or_default(),
+                headers: d.headers.map(header_rules).unwrap_or_default(),
             }
         })
         .collect()

@@ -1,12 +1,12 @@
 //! The `tcp` and `tls` rules of a VirtualService: opaque and TLS-passthrough traffic,
 //! matched per connection on its port, destination address, source and (TLS) server name.
 
+use skiff_api::Entry;
 use skiff_api::networking::{L4MatchAttributes, RouteDestination, TlsMatchAttributes};
-use skiff_api::{Entry, Resource};
 
-use super::{DestinationRef, normalise_weights, resolve_gateway};
+use super::{DestinationRef, Weighted, destinations, resolve_gateway};
 use crate::config::L4Match;
-use crate::diagnostic::{Code, Findings, Severity};
+use crate::diagnostic::Findings;
 use crate::registry::{Labels, Registry};
 use skiff_api::networking::VirtualService;
 
@@ -59,26 +59,11 @@ pub(super) fn tcp_rules(
     findings: &mut Findings,
 ) -> Vec<L4Rule> {
     let ns = vs.namespace();
-    vs.tcp
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let field = format!("spec.tcp[{i}]");
-            L4Rule {
-                name: format!("{ns}/{}/tcp/{i}", vs.name()),
-                matches: rule.r#match.iter().map(|m| tcp_condition(m, ns)).collect(),
-                destinations: destinations(
-                    &rule.route,
-                    &field,
-                    ns,
-                    registry,
-                    vs.resource,
-                    findings,
-                ),
-                field,
-            }
-        })
-        .collect()
+    let rules = vs.tcp.iter().map(|rule| {
+        let matches = rule.r#match.iter().map(|m| tcp_condition(m, ns)).collect();
+        (matches, &rule.route[..])
+    });
+    l4_rules(vs, "tcp", rules, registry, findings)
 }
 
 /// The `tls` rules, in order. Each match must name `sniHosts` (validation says so).
@@ -88,16 +73,40 @@ pub(super) fn tls_rules(
     findings: &mut Findings,
 ) -> Vec<L4Rule> {
     let ns = vs.namespace();
-    vs.tls
-        .iter()
+    let rules = vs.tls.iter().map(|rule| {
+        let matches = rule.r#match.iter().map(|m| tls_condition(m, ns)).collect();
+        (matches, &rule.route[..])
+    });
+    l4_rules(vs, "tls", rules, registry, findings)
+}
+
+/// The rules of one kind (`tcp`, `tls`), given each rule's conditions and route.
+fn l4_rules<'a>(
+    vs: &Entry<'_, VirtualService>,
+    kind: &str,
+    rules: impl Iterator<Item = (Vec<L4Condition>, &'a [RouteDestination])>,
+    registry: &Registry,
+    findings: &mut Findings,
+) -> Vec<L4Rule> {
+    let ns = vs.namespace();
+    rules
         .enumerate()
-        .map(|(i, rule)| {
-            let field = format!("spec.tls[{i}]");
+        .map(|(i, (matches, route))| {
+            let field = format!("spec.{kind}[{i}]");
+            let route: Vec<Weighted<'_>> = route
+                .iter()
+                .map(|d| Weighted {
+                    destination: &d.destination,
+                    weight: d.weight,
+                    headers: None,
+                })
+                .collect();
             L4Rule {
-                name: format!("{ns}/{}/tls/{i}", vs.name()),
-                matches: rule.r#match.iter().map(|m| tls_condition(m, ns)).collect(),
+                name: format!("{ns}/{}/{kind}/{i}", vs.name()),
+                matches,
                 destinations: destinations(
-                    &rule.route,
+                    &route,
+                    "connections",
                     &field,
                     ns,
                     registry,
@@ -134,61 +143,4 @@ fn tls_condition(m: &TlsMatchAttributes, ns: &str) -> L4Condition {
             sni_hosts: m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
         },
     }
-}
-
-fn destinations(
-    route: &[RouteDestination],
-    field: &str,
-    ns: &str,
-    registry: &Registry,
-    r: &Resource,
-    findings: &mut Findings,
-) -> Vec<DestinationRef> {
-    let raw: Vec<u32> = route
-        .iter()
-        .map(|d| match (d.weight, route.len()) {
-            (None, 1) => 100,
-            (w, _) => w.unwrap_or(0).max(0) as u32,
-        })
-        .collect();
-    if raw.iter().all(|w| *w == 0) && route.len() > 1 {
-        findings.report(
-            Severity::Warning,
-            Code::NotImplemented,
-            r,
-            Some(&format!("{field}.route")),
-            "no destination has a weight; skiff splits the connections evenly between them",
-        );
-    }
-    route
-        .iter()
-        .zip(normalise_weights(&raw))
-        .enumerate()
-        .map(|(j, (d, weight))| {
-            let dest_field = format!("{field}.route[{j}].destination");
-            let (host, lenient) = registry.resolve_host(&d.destination.host, ns);
-            if lenient {
-                crate::rules::destination_rule::report_lenient(
-                    findings,
-                    r,
-                    &format!("{dest_field}.host"),
-                    &d.destination.host,
-                    &host,
-                );
-            }
-            DestinationRef {
-                host,
-                subset: d.destination.subset.clone().filter(|s| !s.is_empty()),
-                port: d
-                    .destination
-                    .port
-                    .and_then(|p| p.number)
-                    .and_then(|n| u16::try_from(n).ok()),
-                weight,
-                field: dest_field,
-                // TCP and TLS routes have no header rules.
-                headers: Default::default(),
-            }
-        })
-        .collect()
 }
