@@ -5,6 +5,9 @@
 //!   it raised, the last rejected update and where the listeners are;
 //! - `GET /certs`: the mesh certificate in service (SPIFFE id, serial, validity) and
 //!   the number of trusted roots, as Envoy's `/certs`;
+//! - `GET /failures`: the recent failed requests (oldest first; a fixed number kept),
+//!   for `skiff explain`: request id, status, response flags, route, cluster, upstream
+//!   host, attempts and why;
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -88,6 +91,11 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (&Method::GET, "/certs") => json(&certs(proxy)),
+        (&Method::GET, "/failures") => json(&serde_json::json!({
+            "proxy": proxy.id(),
+            "capacity": crate::failures::CAPACITY,
+            "failures": proxy.recent_failures(),
+        })),
         (&Method::POST, "/quitquitquit") => {
             proxy.request_shutdown();
             text(StatusCode::OK, "draining\n")
@@ -95,7 +103,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "endpoints: GET /ready, GET /config_dump, GET /certs, POST /quitquitquit\n",
+            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /failures, POST /quitquitquit\n",
         ),
     }
 }

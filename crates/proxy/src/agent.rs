@@ -72,7 +72,7 @@ pub fn connect_xds(
     let proxy = proxy.clone();
     skiff_xds::connect_with(
         &control.address,
-        NodeInfo::new(id),
+        NodeInfo::new(id).with("admin", proxy.admin_addr().to_string()),
         options,
         move |update: ConfigUpdate| {
             proxy

@@ -85,6 +85,8 @@ pub(crate) struct ProxyInputs {
     snapshot: ArcSwapOption<Snapshot>,
     pub(crate) endpoints: EndpointRegistry,
     pub(crate) access_log: Arc<AccessLog>,
+    /// Recent failed requests, for `skiff explain` (`GET /failures`).
+    pub(crate) failures: crate::failures::Failures,
     pub(crate) http_server: auto::Builder<TokioExecutor>,
     /// This workload's mesh identity, if it has one.
     pub(crate) mesh: Option<skiff_identity::MeshTls>,
@@ -104,6 +106,7 @@ impl ProxyInputs {
             snapshot: ArcSwapOption::empty(),
             endpoints: EndpointRegistry::default(),
             access_log,
+            failures: crate::failures::Failures::default(),
             http_server,
             mesh,
             jwks: crate::authn::JwksCache::new(),
@@ -365,6 +368,16 @@ impl Proxy {
     /// The last rejected update (version, reason), until an update is accepted.
     pub fn last_rejected(&self) -> Option<(String, String)> {
         self.lock().rejected.clone()
+    }
+
+    /// The proxy's id, `<name>.<namespace>`.
+    pub fn id(&self) -> &str {
+        &self.shared.options.id
+    }
+
+    /// The recent failed requests, oldest first (`GET /failures`).
+    pub(crate) fn recent_failures(&self) -> Vec<crate::failures::Failure> {
+        self.shared.inputs.failures.list()
     }
 
     /// Where the admin listener is.

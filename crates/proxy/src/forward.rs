@@ -98,8 +98,14 @@ pub(crate) fn send<'a>(
         authority.or_else(|| headers::authority_value(&parts))
     };
     headers::strip_hop_by_hop(&mut parts.headers, true);
-    if plan.rewrite.is_some() {
-        headers::add_request_headers(&mut parts.headers);
+    let request_id = if plan.rewrite.is_some() {
+        Some(headers::add_request_headers(&mut parts.headers))
+    } else {
+        // Inbound: the id the calling proxy (or client) sent, forwarded as it is.
+        headers::request_id_of(&parts.headers)
+    };
+    if let Some(r) = rec.record() {
+        r.request_id = request_id;
     }
     if let Some(ip) = plan.edge_client {
         headers::append_forwarded_for(&mut parts.headers, ip);

@@ -38,6 +38,7 @@ pub mod config;
 mod conn;
 mod drain;
 mod error;
+mod failures;
 pub mod file_source;
 mod forward;
 mod gateway;

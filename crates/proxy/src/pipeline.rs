@@ -124,7 +124,8 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
 
     // 5. fault
     if let Some(f) = &selected.route.fault
-        && let Some(aborted) = Box::pin(fault::apply(f, is_grpc(&req), &mut rec)).await
+        && let Some(aborted) =
+            Box::pin(fault::apply(f, is_grpc(&req), req.headers(), &mut rec)).await
     {
         return aborted;
     }
@@ -147,6 +148,7 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
             }
             let (index, position) = f.destinations.pick_destination();
             if let Some(why) = snapshot.missing_cluster(index) {
+                rec.note_request_id(req.headers());
                 return no_cluster(&snapshot.clusters[index].name, why, rec);
             }
             let cluster = &snapshot.clusters[index];
@@ -219,6 +221,7 @@ fn no_route(
     };
     let path = req.uri().path();
     tracing::debug!(authority, path, port, "no route");
+    rec.note_request_id(req.headers());
     let details = format!(
         "no route matched: no VirtualService route or service on port {port} takes authority {authority:?} path {path:?}"
     );
@@ -244,6 +247,7 @@ fn inbound<'s>(
     let port = conn.dest.as_ref().map_or(0, |d| d.port);
     let Some(p) = snapshot.inbound_port(port) else {
         rec.respond(404, ResponseFlag::NoRoute);
+        rec.note_request_id(req.headers());
         return Either::Left(std::future::ready(respond::local(
             StatusCode::NOT_FOUND,
             "",
@@ -290,6 +294,7 @@ async fn authenticate(
             let details = rejected.to_string();
             tracing::info!("request refused: {details}");
             rec.respond(401, ResponseFlag::None);
+            rec.note_request_id(&parts.headers);
             if let Some(r) = rec.record() {
                 r.details = Some(details.into());
             }
@@ -336,6 +341,7 @@ fn authorize(
     let details = decision.details()?;
     tracing::info!(peer = %conn.peer, "{details}");
     rec.respond(403, ResponseFlag::None);
+    rec.note_request_id(req.headers());
     if let Some(r) = rec.record() {
         r.details = Some(details.into());
     }

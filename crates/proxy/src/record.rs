@@ -4,7 +4,8 @@
 //! the phases it passes through (route, cluster, upstream host, status, response flag,
 //! bytes) and finished exactly once: when the response body ends, when the request is
 //! dropped (the client went away: `DC`), or when the TCP connection closes. Finishing
-//! hands it to its writers — today the access log, later metrics and traces — and every
+//! hands it to its writers — the access log and the ring of recent failures
+//! (`failures.rs`), later metrics and traces — and every
 //! request is recorded whether or not a writer is on. The connection context it holds
 //! gives the writers the downstream address and both identities without copying them.
 
@@ -15,6 +16,8 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderValue, Method, Uri, Version};
 
 use crate::ResponseFlag;
+
+const X_REQUEST_ID: &str = "x-request-id";
 use crate::conn::Conn;
 use crate::upstream::EndpointState;
 
@@ -73,6 +76,10 @@ pub(crate) struct Record {
     pub(crate) attempts: u32,
     /// The retry policy's attempts were used up (`URX`, beside the last failure's flag).
     pub(crate) retries_exhausted: bool,
+    /// `x-request-id`: set when the request is forwarded (the value it went with) or,
+    /// on the paths where the proxy answers itself, from the request. A shared handle
+    /// on the header's bytes, not a copy.
+    pub(crate) request_id: Option<HeaderValue>,
 }
 
 impl Record {
@@ -92,6 +99,7 @@ impl Record {
             details: None,
             attempts: 0,
             retries_exhausted: false,
+            request_id: None,
         })
     }
 
@@ -127,6 +135,7 @@ impl Record {
     /// Hands the finished record to its writers.
     pub(crate) fn finish(self: Box<Self>) {
         self.conn.inputs.access_log.write(&self);
+        self.conn.inputs.failures.write(&self);
     }
 }
 
@@ -157,6 +166,17 @@ impl Pending {
         if let Some(r) = self.record() {
             r.attempts = attempts;
             r.retries_exhausted = exhausted;
+        }
+    }
+
+    /// Notes the request's `x-request-id`, for the ring of failures. Called where the
+    /// proxy answers a request itself (cold paths); a forwarded request's id is noted
+    /// as it is forwarded.
+    pub(crate) fn note_request_id(&mut self, headers: &http::HeaderMap) {
+        if let Some(r) = self.record()
+            && r.request_id.is_none()
+        {
+            r.request_id = headers.get(X_REQUEST_ID).cloned();
         }
     }
 

@@ -14,7 +14,7 @@ pub fn connect(proxy: &Proxy, control: &str, id: &str) -> Result<XdsClient, Erro
     let proxy = proxy.clone();
     skiff_xds::connect(
         control,
-        NodeInfo::new(id),
+        NodeInfo::new(id).with("admin", proxy.admin_addr().to_string()),
         ClientOptions::default(),
         move |update: ConfigUpdate| {
             proxy

@@ -52,6 +52,13 @@ impl NodeInfo {
         }
     }
 
+    /// Adds a fact to the metadata (e.g. `admin`: the address of the proxy's admin
+    /// endpoint, which `skiff proxy-config` and `skiff explain` reach it by).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
     fn to_proto(&self) -> Node {
         Node {
             id: self.id.clone(),

@@ -39,6 +39,7 @@ struct StreamInfo {
     since: SystemTime,
     peer: Option<SocketAddr>,
     proxy_version: Option<String>,
+    admin: Option<String>,
 }
 
 /// Where one proxy stands, as reported by [`SyncTable::rows`].
@@ -61,6 +62,10 @@ pub struct SyncRow {
     pub peer: Option<String>,
     /// The skiff version the proxy reports (node metadata `version`).
     pub proxy_version: Option<String>,
+    /// The address of the proxy's admin endpoint, as the proxy reports it (node
+    /// metadata `admin`): where `skiff proxy-config` and `skiff explain` reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// The version the current snapshot holds for this proxy (`None` when the
     /// snapshot does not know the proxy).
     pub desired: Option<String>,
@@ -162,6 +167,7 @@ impl SyncTable {
         stream: u64,
         peer: Option<SocketAddr>,
         proxy_version: Option<String>,
+        admin: Option<String>,
     ) {
         let mut table = self.lock();
         let state = table.entry(proxy_id.to_owned()).or_default();
@@ -172,6 +178,7 @@ impl SyncTable {
                 since: SystemTime::now(),
                 peer,
                 proxy_version,
+                admin,
             }),
             ..ProxySync::default()
         };
@@ -254,6 +261,7 @@ fn row(id: &str, state: &ProxySync, snapshot: &PushSnapshot, now: SystemTime) ->
             .as_ref()
             .and_then(|s| s.peer.map(|p| p.to_string())),
         proxy_version: state.stream.as_ref().and_then(|s| s.proxy_version.clone()),
+        admin: state.stream.as_ref().and_then(|s| s.admin.clone()),
         desired,
         sent,
         acked: state.acked.clone(),

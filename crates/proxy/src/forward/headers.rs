@@ -113,15 +113,22 @@ pub(crate) fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
 }
 
 /// Adds `x-forwarded-proto` and `x-request-id` when the request has none, as Istio's
-/// sidecars and gateways do.
-pub(crate) fn add_request_headers(headers: &mut HeaderMap) {
+/// sidecars and gateways do. Returns the request id it goes with (a shared handle on
+/// the header's bytes).
+pub(crate) fn add_request_headers(headers: &mut HeaderMap) -> HeaderValue {
     // `entry`: one hash and probe each, where a lookup and an insert take two.
     headers
         .entry(X_FORWARDED_PROTO.clone())
         .or_insert_with(|| HeaderValue::from_static("http"));
     headers
         .entry(X_REQUEST_ID.clone())
-        .or_insert_with(request_id);
+        .or_insert_with(request_id)
+        .clone()
+}
+
+/// The request's `x-request-id`, as it came.
+pub(crate) fn request_id_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers.get(&X_REQUEST_ID).cloned()
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -19,6 +19,7 @@ use crate::upstream::random_below;
 pub(crate) async fn apply(
     fault: &FaultRt,
     grpc: bool,
+    headers: &http::HeaderMap,
     log: &mut Pending,
 ) -> Option<Response<RespBody>> {
     if let Some((delay, share)) = fault.delay
@@ -31,6 +32,7 @@ pub(crate) async fn apply(
         && hit(share)
     {
         log.respond(status.as_u16(), ResponseFlag::FaultInjected);
+        log.note_request_id(headers);
         if let (Some(code), true) = (fault.abort_grpc, grpc) {
             let mut resp = local_bytes(status, Bytes::new(), std::mem::take(log));
             let h = resp.headers_mut();

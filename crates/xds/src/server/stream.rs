@@ -73,13 +73,17 @@ impl ProxyStream {
             let _ = self.responses.send(Err(status)).await;
             return;
         }
-        let proxy_version = first
-            .node
-            .as_ref()
-            .and_then(|n| n.metadata.get("version").cloned());
+        let meta = |key: &str| {
+            first
+                .node
+                .as_ref()
+                .and_then(|n| n.metadata.get(key).cloned())
+        };
+        let proxy_version = meta("version");
+        let admin = meta("admin");
         tracing::info!(proxy = %proxy, version = ?proxy_version, resume = %first.version_info, "proxy connected");
         self.sync
-            .connected(&proxy, self.id, self.peer, proxy_version);
+            .connected(&proxy, self.id, self.peer, proxy_version, admin);
         let Err(end) = self.serve(&proxy, first.version_info).await;
         self.sync.disconnected(&proxy, self.id);
         match end {

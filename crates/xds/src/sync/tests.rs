@@ -29,13 +29,20 @@ fn push_then_ack_is_synced_and_nack_shows_reason() {
     let snap = snapshot(&["a.prod"]);
     let v = snap.get("a.prod").unwrap().version.clone();
     let table = SyncTable::new();
-    table.connected("a.prod", 7, None, Some("0.1.0".into()));
+    table.connected(
+        "a.prod",
+        7,
+        None,
+        Some("0.1.0".into()),
+        Some("127.0.0.1:15000".into()),
+    );
     table.pushed("a.prod", 7, &v);
     assert_eq!(table.row("a.prod", &snap).status, SyncStatus::Stale);
     table.acked("a.prod", 7, &v);
     let row = table.row("a.prod", &snap);
     assert_eq!(row.status, SyncStatus::Synced);
     assert_eq!(row.proxy_version.as_deref(), Some("0.1.0"));
+    assert_eq!(row.admin.as_deref(), Some("127.0.0.1:15000"));
 
     table.pushed("a.prod", 7, "other");
     table.nacked("a.prod", 7, "other", "bad regex");
@@ -49,8 +56,8 @@ fn push_then_ack_is_synced_and_nack_shows_reason() {
 fn updates_from_a_replaced_stream_are_ignored() {
     let snap = snapshot(&["a.prod"]);
     let table = SyncTable::new();
-    table.connected("a.prod", 1, None, None);
-    table.connected("a.prod", 2, None, None);
+    table.connected("a.prod", 1, None, None, None);
+    table.connected("a.prod", 2, None, None, None);
     table.pushed("a.prod", 1, "old");
     table.disconnected("a.prod", 1);
     let row = table.row("a.prod", &snap);
@@ -62,8 +69,8 @@ fn updates_from_a_replaced_stream_are_ignored() {
 fn connected_proxy_unknown_to_snapshot_is_listed_and_disconnected_one_is_not() {
     let snap = snapshot(&[]);
     let table = SyncTable::new();
-    table.connected("ghost.prod", 1, None, None);
-    table.connected("gone.prod", 2, None, None);
+    table.connected("ghost.prod", 1, None, None, None);
+    table.connected("gone.prod", 2, None, None, None);
     table.disconnected("gone.prod", 2);
     let rows = table.rows(&snap);
     assert_eq!(rows.len(), 1);

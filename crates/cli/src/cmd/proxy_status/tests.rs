@@ -10,6 +10,7 @@ fn row(name: &str, status: SyncStatus) -> SyncRow {
         connected_since_ms: None,
         peer: None,
         proxy_version: None,
+        admin: None,
         desired: Some("00000000000000aa".into()),
         sent: None,
         acked: None,
