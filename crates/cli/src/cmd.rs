@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod admin;
 pub(crate) mod control;
+pub(crate) mod explain;
 pub(crate) mod proxy;
+pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
 pub(crate) mod sample_app;
 pub(crate) mod up;

@@ -31,6 +31,10 @@ enum Command {
     Up(cmd::up::Args),
     /// Show whether each proxy runs the config the control plane has for it.
     ProxyStatus(cmd::proxy_status::Args),
+    /// What a live proxy runs: listeners, routes, clusters, endpoints, its certificate.
+    ProxyConfig(cmd::proxy_config::Args),
+    /// Why a request failed (`REQUEST_ID`, `--last`), asked of every proxy.
+    Explain(cmd::explain::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
     /// Run an app's command for `skiff up` and stop it when `skiff up` is gone.
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Control(args) => done(cmd::control::run(args)),
         Command::ProxyStatus(args) => done(cmd::proxy_status::run(args)),
+        Command::ProxyConfig(args) => done(cmd::proxy_config::run(args)),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::Up(args) => done(cmd::up::run(args)),
         Command::Proxy(args) => done(cmd::proxy::run(args)),
         Command::SampleApp(args) => done(cmd::sample_app::run(args)),

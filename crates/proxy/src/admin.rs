@@ -123,6 +123,7 @@ fn certs(proxy: &Proxy) -> serde_json::Value {
                 "notBefore": rfc3339(cert.not_before()),
                 "notAfter": rfc3339(cert.not_after()),
                 "chainLength": cert.chain().certs().len(),
+                "valid": (cert.not_before()..cert.not_after()).contains(&std::time::SystemTime::now()),
             })
         })
         .into_iter()
