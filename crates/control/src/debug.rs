@@ -5,6 +5,7 @@
 //! | `/debug/syncz` | per-proxy sync state: versions sent and acknowledged, NACK reasons (a JSON array of [`SyncRow`](skiff_xds::SyncRow)) |
 //! | `/debug/config_dump?proxy=ID` | the compiled config of one proxy, with its version and the snapshot generation |
 //! | `/debug/configz` | the status of the latest reload: errors and warnings with file:line ([`ConfigStatus`](crate::ConfigStatus)) |
+//! | `/debug` | the control plane's version and this list |
 //! | `/ready` | 200 once a configuration is being served, 503 before |
 
 use std::convert::Infallible;
@@ -83,7 +84,7 @@ pub(crate) fn handle(plane: &ControlPlane, req: &Request<Incoming>) -> Response<
         "/ready" => ready(plane),
         "/" | "/debug" => json_response(
             StatusCode::OK,
-            &json!({"endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
+            &json!({"version": env!("CARGO_PKG_VERSION"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
         ),
         other => json_response(
             StatusCode::NOT_FOUND,
