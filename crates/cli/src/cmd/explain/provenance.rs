@@ -42,6 +42,16 @@ impl std::fmt::Display for Place {
     }
 }
 
+/// A file as messages show it: relative to the working directory when it is under it.
+fn shown(file: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| file.strip_prefix(cwd).ok())
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}
+
 /// `backend.prod.svc.cluster.local` → `backend.prod`, as Istio's messages shorten a
 /// Kubernetes service name.
 pub(crate) fn short_host(fqdn: &str) -> &str {
@@ -81,7 +91,7 @@ impl Provenance {
             let line = field
                 .and_then(|f| res.origin.fields.lookup(f))
                 .map_or(res.origin.position.line, |p| p.key.unwrap_or(p.value).line);
-            format!("{}:{line}", res.origin.file.display())
+            format!("{}:{line}", shown(&res.origin.file))
         });
         Place {
             object: r.to_string(),
@@ -200,7 +210,7 @@ impl Provenance {
             field: None,
             at: Some(format!(
                 "{}:{}",
-                r.origin.file.display(),
+                shown(&r.origin.file),
                 r.origin.position.line
             )),
         })
