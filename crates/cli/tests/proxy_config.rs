@@ -169,8 +169,16 @@ async fn proxy_config_shows_what_the_live_proxy_runs() -> anyhow::Result<()> {
     let (ok, out, err) = skiff(&mesh, &["version"]).await;
     assert!(ok, "{err}");
     let v = env!("CARGO_PKG_VERSION");
-    assert!(out.contains(&format!("control plane version: {v}")), "{out}");
-    assert!(out.contains(&format!("data plane version: {v} (2 proxies: backend.prod, frontend.prod)")), "{out}");
+    assert!(
+        out.contains(&format!("control plane version: {v}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "data plane version: {v} (2 proxies: backend.prod, frontend.prod)"
+        )),
+        "{out}"
+    );
     assert!(out.contains("apps/{v1}: Deployment"), "{out}");
 
     let (ok, _, err) = skiff(&mesh, &["proxy-config", "routes", "nobody"]).await;

@@ -53,6 +53,7 @@ mod pipeline;
 mod record;
 mod respond;
 pub mod route;
+pub mod simulate;
 pub mod sniff;
 mod tcp;
 mod transport;

@@ -21,6 +21,7 @@ use skiff_control::ConfigStatus;
 use super::admin::{self, Output};
 
 mod provenance;
+mod simulate;
 mod why;
 
 pub(crate) use provenance::Provenance;
@@ -30,9 +31,34 @@ pub(crate) use why::{Explanation, explain};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The request's `x-request-id` (the proxies give one to every request that has
-    /// none; send your own with `curl -H 'x-request-id: ...'` to know it).
-    #[arg(required_unless_present = "last", conflicts_with = "last")]
+    /// none; send your own with `curl -H 'x-request-id: ...'` to know it); with
+    /// `--from`, the URL to simulate: `http://HOST[:PORT]/PATH`.
+    #[arg(
+        value_name = "REQUEST_ID|URL",
+        required_unless_present = "last",
+        conflicts_with = "last"
+    )]
     request_id: Option<String>,
+    /// Simulate the request as this workload's app would send it (`<name>.<namespace>`),
+    /// through the compiled configuration, without sending it.
+    #[arg(long, value_name = "WORKLOAD", conflicts_with = "last")]
+    from: Option<String>,
+    /// With `--from`: the method.
+    #[arg(
+        short = 'X',
+        long = "request",
+        default_value = "GET",
+        requires = "from"
+    )]
+    method: String,
+    /// With `--from`: a request header, `name:value` (repeatable).
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME:VALUE",
+        requires = "from"
+    )]
+    headers: Vec<String>,
     /// Explain the most recent failed request any proxy saw.
     #[arg(long)]
     last: bool,
@@ -77,6 +103,32 @@ impl Hop {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = admin::runtime()?;
+    if let Some(from) = &args.from {
+        let config_dir = match &args.config {
+            Some(dir) => dir.clone(),
+            None => {
+                let status: ConfigStatus = runtime
+                    .block_on(admin::control_json(args.control, "/debug/configz"))
+                    .context("without --config DIR the configuration is the control plane's")?;
+                PathBuf::from(status.config_dir)
+            }
+        };
+        let provenance = Provenance::load(&config_dir)
+            .with_context(|| format!("reading the configuration in {}", config_dir.display()))?;
+        let request = simulate::Request {
+            from: from.clone(),
+            method: args.method.clone(),
+            url: args.request_id.clone().unwrap_or_default(),
+            headers: args.headers.clone(),
+        };
+        let result = simulate::simulate(&provenance, &request)?;
+        if args.output == Output::Table {
+            print!("{}", simulate::render(&result));
+        } else {
+            admin::print_structured(args.output, &result)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (hops, unreachable, config_dir) = runtime.block_on(async {
         let rows = admin::proxies(args.control).await?;
         let mut hops = Vec::new();

@@ -263,6 +263,18 @@ fn string_match(v: &Value) -> String {
     }
 }
 
+/// A route's action in a few words.
+pub(crate) fn action_word(a: &Value) -> String {
+    action(a)
+}
+
+/// `outboundTrafficPolicy` of a config dump's config.
+pub(crate) fn policy_word(config: &Value) -> String {
+    config
+        .get("outboundTrafficPolicy")
+        .map_or_else(|| "REGISTRY_ONLY".to_owned(), word)
+}
+
 fn action(a: &Value) -> String {
     if let Some(f) = a.get("forward") {
         let d: Vec<String> = list(&f["destinations"])

@@ -78,6 +78,11 @@ impl Provenance {
         Ok(Provenance { loaded, mesh })
     }
 
+    /// The model of the configuration.
+    pub(crate) fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
     fn resource(&self, r: &ResourceRef) -> Option<&Resource> {
         self.loaded.resources.iter().find(|x| {
             x.kind().to_string() == r.kind && x.namespace() == r.namespace && x.name() == r.name

@@ -139,7 +139,12 @@ pub(crate) fn explain(hops: &[Hop], p: &Provenance) -> Explanation {
             "look at the app's own log: the mesh did not fail this request".to_owned(),
         ),
     };
-    if primary == "-" && e.status == 403 && e.details.as_deref().is_some_and(|d| d.starts_with("rbac_access_denied")) {
+    if primary == "-"
+        && e.status == 403
+        && e.details
+            .as_deref()
+            .is_some_and(|d| d.starts_with("rbac_access_denied"))
+    {
         "denied by an AuthorizationPolicy (RBAC: access denied)".clone_into(&mut e.meaning);
     }
     e.cause = cause;
