@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod control;
+pub(crate) mod describe;
 pub(crate) mod explain;
 pub(crate) mod proxy;
 pub(crate) mod proxy_config;

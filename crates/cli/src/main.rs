@@ -35,6 +35,8 @@ enum Command {
     ProxyConfig(cmd::proxy_config::Args),
     /// Why a request failed (`REQUEST_ID`, `--last`), asked of every proxy.
     Explain(cmd::explain::Args),
+    /// A workload or service as the mesh sees it: services, ports, routing, mTLS, policies.
+    Describe(cmd::describe::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
     /// Run an app's command for `skiff up` and stop it when `skiff up` is gone.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::ProxyStatus(args) => done(cmd::proxy_status::run(args)),
         Command::ProxyConfig(args) => done(cmd::proxy_config::run(args)),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Describe(args) => done(cmd::describe::run(args)),
         Command::Up(args) => done(cmd::up::run(args)),
         Command::Proxy(args) => done(cmd::proxy::run(args)),
         Command::SampleApp(args) => done(cmd::sample_app::run(args)),
