@@ -245,4 +245,3 @@ pub(crate) fn line_of(text: &str, after: &str, needle: &str) -> usize {
             .position(|l| l.contains(needle))
             .expect("needle")
 }
-
