@@ -47,6 +47,13 @@ pub struct Diagnostic {
     pub path: Option<String>,
     /// What is wrong, and when possible what was expected.
     pub message: String,
+    /// The `istioctl analyze` message code Istio gives this finding (e.g. `IST0130`),
+    /// when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// The values that code's message template names, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 fn serialize_path<S: serde::Serializer>(p: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
@@ -71,6 +78,8 @@ impl Diagnostic {
             resource: Some(resource.display_name()),
             path: (!path.is_empty()).then_some(path),
             message: message.into(),
+            code: None,
+            args: Vec::new(),
         }
     }
 

@@ -61,6 +61,8 @@ fn diag(
         resource,
         path: path.filter(|p| !p.is_empty()),
         message: message.into(),
+        code: None,
+        args: Vec::new(),
     }
 }
 

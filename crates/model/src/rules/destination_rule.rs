@@ -334,7 +334,7 @@ fn check_subsets(
         return;
     }
     let Some(service) = registry.lookup(&info.host, &info.namespace) else {
-        findings.report(
+        findings.report_args(
             Severity::Warning,
             Code::DestinationRuleWithoutService,
             r,
@@ -344,6 +344,7 @@ fn check_subsets(
                  this rule applies to nothing",
                 info.host
             ),
+            vec![info.host.clone()],
         );
         return;
     };
@@ -379,12 +380,13 @@ fn check_subsets(
         } else {
             continue;
         };
-        findings.report(
+        findings.report_args(
             Severity::Warning,
             Code::SubsetWithoutEndpoints,
             r,
             Some(&format!("spec.subsets[{}].labels", subset.index)),
             message,
+            vec![subset.name.clone()],
         );
     }
 }

@@ -154,7 +154,7 @@ pub(super) fn collect(
                 .filter(|&w| registry.workloads()[w].selectable())
                 .collect();
             if selected.is_empty() {
-                findings.report(
+                findings.report_args(
                     Severity::Warning,
                     Code::GatewayWithoutWorkload,
                     r,
@@ -164,6 +164,7 @@ pub(super) fn collect(
                          gateway workload (e.g. a WorkloadEntry) with these labels",
                         display_labels(&gw.selector)
                     ),
+                    vec!["selector".into(), display_labels(&gw.selector)],
                 );
             }
             selected
