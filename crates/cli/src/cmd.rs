@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod analyze;
 pub(crate) mod control;
 pub(crate) mod proxy;
 pub(crate) mod proxy_status;
