@@ -38,6 +38,10 @@ pub struct Message {
     /// What skiff sees and what to do about it, when it can say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The Istio analyzer that gives the same message (e.g.
+    /// `virtualservice.DestinationHostAnalyzer`), for Istio's codes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analyzer: Option<&'static str>,
 }
 
 impl Message {
@@ -52,6 +56,7 @@ impl Message {
             location,
             message,
             fix: None,
+            analyzer: None,
         }
     }
 
@@ -84,7 +89,26 @@ pub fn analyze(loaded: &Loaded, options: MeshOptions) -> Vec<Message> {
 /// what `skiff validate` does not already say.
 pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
     let mesh = Mesh::build(resources, options);
-    let mut out: Vec<Message> = mesh.diagnostics().iter().map(from_finding).collect();
+    let mut out: Vec<Message> = mesh
+        .diagnostics()
+        .iter()
+        // Conflicts between sidecar VirtualServices: Istio's IST0109 check below says it.
+        .filter(|d| !(d.code == Code::ConflictingVirtualServices && !d.args.is_empty()))
+        // AuthorizationPolicies without workloads: Istio's IST0127 check below says it.
+        .filter(|d| {
+            !(d.code == Code::PolicyWithoutWorkload
+                && d.resource
+                    .as_ref()
+                    .is_some_and(|r| r.kind == "AuthorizationPolicy"))
+        })
+        // `istio: ingressgateway` is the ingress gateway every Istio installation has
+        // (istioctl analyze assumes it too); `skiff up` runs it built in.
+        .filter(|d| {
+            !(d.code == Code::GatewayWithoutWorkload
+                && d.args.get(1).is_some_and(|s| s == "istio=ingressgateway"))
+        })
+        .map(from_finding)
+        .collect();
     istio::run(&mesh, resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
     sort(&mut out);
@@ -151,10 +175,17 @@ fn from_validation(d: &skiff_api::Diagnostic) -> Message {
         }
         None => (&codes::VALIDATION_WARNING, text, None),
     };
+    let analyzer = match info.code {
+        "IST0130" | "IST0131" => {
+            Some("schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)")
+        }
+        _ => None,
+    };
     Message {
         field: d.path.clone(),
         location: origin,
         fix,
+        analyzer,
         ..Message::new(info, resource, message)
     }
 }
@@ -166,20 +197,19 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
         Code::UnknownHost | Code::UnknownSubset | Code::UnknownGateway => {
             &codes::REFERENCED_RESOURCE_NOT_FOUND
         }
-        Code::GatewayWithoutWorkload if !d.args.is_empty() => {
-            &codes::REFERENCED_RESOURCE_NOT_FOUND
-        }
+        Code::GatewayWithoutWorkload if !d.args.is_empty() => &codes::REFERENCED_RESOURCE_NOT_FOUND,
         Code::GatewayWithoutWorkload => &codes::GATEWAY_WITHOUT_SELECTOR,
         Code::AmbiguousPort => &codes::DESTINATION_PORT_SELECTOR_REQUIRED,
-        Code::SubsetWithoutEndpoints => &codes::SUBSET_NOT_SELECT_PODS,
+        Code::SubsetWithoutEndpoints if !d.args.is_empty() => &codes::SUBSET_NOT_SELECT_PODS,
+        Code::SubsetWithoutEndpoints => &codes::WORKLOAD_WITHOUT_ADDRESS,
         Code::DestinationRuleWithoutService => &codes::UNKNOWN_DESTINATION_RULE_HOST,
         Code::GatewayHostMismatch => &codes::VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
         Code::ConflictingVirtualServices if !d.args.is_empty() => {
             &codes::CONFLICTING_MESH_GATEWAY_VS_HOSTS
         }
         Code::ConflictingVirtualServices => &codes::CONFLICTING_POLICIES,
-        Code::PolicyWithoutWorkload if kind == "AuthorizationPolicy" && !d.args.is_empty() => {
-            &codes::NO_MATCHING_WORKLOADS_FOUND
+        Code::PolicyWithoutWorkload if kind == "Sidecar" && !d.args.is_empty() => {
+            &codes::REFERENCED_RESOURCE_NOT_FOUND
         }
         Code::PolicyWithoutWorkload => &codes::POLICY_WITHOUT_WORKLOAD,
         Code::UnknownPort => &codes::UNKNOWN_PORT,
@@ -203,6 +233,22 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
     }
 }
 
+/// The Istio analyzer with the same check as a finding of the model.
+fn analyzer_of(d: &Diagnostic) -> Option<&'static str> {
+    Some(match d.code {
+        Code::UnknownHost | Code::AmbiguousPort => "virtualservice.DestinationHostAnalyzer",
+        Code::UnknownSubset => "virtualservice.DestinationRuleAnalyzer",
+        Code::UnknownGateway | Code::GatewayHostMismatch => "virtualservice.GatewayAnalyzer",
+        Code::GatewayWithoutWorkload => "gateway.IngressGatewayPortAnalyzer",
+        Code::SubsetWithoutEndpoints | Code::DestinationRuleWithoutService => {
+            "destinationrule.PodNotSelectedAnalyzer"
+        }
+        Code::ConflictingVirtualServices => "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
+        Code::PolicyWithoutWorkload => "sidecar.SelectorAnalyzer",
+        _ => return None,
+    })
+}
+
 fn from_finding(d: &Diagnostic) -> Message {
     let info = code_of(d);
     let (message, fix) = match info.template {
@@ -213,6 +259,11 @@ fn from_finding(d: &Diagnostic) -> Message {
         field: d.field.clone(),
         location: d.location.clone(),
         fix,
+        analyzer: info
+            .code
+            .starts_with("IST")
+            .then(|| analyzer_of(d))
+            .flatten(),
         ..Message::new(info, d.resource.clone(), message)
     }
 }

@@ -111,7 +111,10 @@ fn print(messages: &[&Message], output: Output, out: &mut impl Write) -> io::Res
     match output {
         Output::Log => {
             if messages.is_empty() {
-                writeln!(out, "\u{2714} No validation issues found when analyzing the given configuration.")?;
+                writeln!(
+                    out,
+                    "\u{2714} No validation issues found when analyzing the given configuration."
+                )?;
             }
             for m in messages {
                 writeln!(out, "{}", m.line())?;
@@ -125,8 +128,8 @@ fn print(messages: &[&Message], output: Output, out: &mut impl Write) -> io::Res
             writeln!(out)?;
         }
         Output::Yaml => {
-            let text = serde_saphyr::to_string(&messages)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let text =
+                serde_saphyr::to_string(&messages).map_err(|e| io::Error::other(e.to_string()))?;
             out.write_all(text.as_bytes())?;
         }
     }

@@ -25,13 +25,7 @@ pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
 }
 
 /// A message about `r`, placed at `field` when it was written.
-fn at(
-    info: &CodeInfo,
-    r: &Resource,
-    field: Option<&str>,
-    message: String,
-    fix: String,
-) -> Message {
+fn at(info: &CodeInfo, r: &Resource, field: Option<&str>, message: String, fix: String) -> Message {
     let mut m = Message::new(info, Some(resource_ref(r)), message);
     if let Some(field) = field {
         m.field = Some(field.to_string());
@@ -249,9 +243,11 @@ fn unused_subsets(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
             if is_used {
                 continue;
             }
-            let Some(r) =
-                resources.get(Kind::DestinationRule, &dr.namespace, &subset.defined_in.name)
-            else {
+            let Some(r) = resources.get(
+                Kind::DestinationRule,
+                &dr.namespace,
+                &subset.defined_in.name,
+            ) else {
                 continue;
             };
             out.push(at(
@@ -288,13 +284,19 @@ fn gateway_binding(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>)
             }
             let bound = vss.iter().any(|vs| {
                 vs.gateways.contains(&gw.key)
-                    && vs.hosts.iter().any(|vh| host::intersect(vh, &h.host).is_some())
+                    && vs
+                        .hosts
+                        .iter()
+                        .any(|vh| host::intersect(vh, &h.host).is_some())
             });
             if bound {
                 continue;
             }
             for vs in vss.iter().filter(|vs| !vs.gateways.contains(&gw.key)) {
-                let Some(vh) = vs.hosts.iter().find(|vh| host::intersect(vh, &h.host).is_some())
+                let Some(vh) = vs
+                    .hosts
+                    .iter()
+                    .find(|vh| host::intersect(vh, &h.host).is_some())
                 else {
                     continue;
                 };
@@ -363,7 +365,9 @@ fn elsewhere(mesh: &Mesh, short: &str, namespace: &str) -> BTreeSet<String> {
     mesh.registry()
         .services()
         .iter()
-        .filter(|s| s.kind == ServiceKind::Kubernetes && s.name == short && s.namespace != namespace)
+        .filter(|s| {
+            s.kind == ServiceKind::Kubernetes && s.name == short && s.namespace != namespace
+        })
         .map(|s| format!("{}.{}", s.name, s.namespace))
         .collect()
 }
@@ -473,7 +477,11 @@ fn faults(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
                 format!(
                     "rule {} {} requests on purpose (fault injection): callers see these \
                      failures for as long as it stays",
-                    if rule.name.is_empty() { &rule.field } else { &rule.name },
+                    if rule.name.is_empty() {
+                        &rule.field
+                    } else {
+                        &rule.name
+                    },
                     if fault.is_empty() { "fails" } else { &fault }
                 ),
                 "remove `fault` when the test is over (or keep fault rules in a VirtualService \
