@@ -45,10 +45,7 @@ fn report(loaded: &skiff_api::Loaded, quiet: bool, out: &mut impl Write) -> io::
     let analyzed = if found == 0 {
         String::new()
     } else {
-        format!(
-            "; `skiff analyze` found {found} problem{} more",
-            plural(found)
-        )
+        format!("; `skiff analyze` found {found} problem{}", plural(found))
     };
     writeln!(
         out,

@@ -296,6 +296,7 @@ fn gateway_binding(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>)
                 let Some(vh) = vs
                     .hosts
                     .iter()
+                    .filter(|vh| !host::is_wildcard(vh))
                     .find(|vh| host::intersect(vh, &h.host).is_some())
                 else {
                     continue;
