@@ -140,3 +140,48 @@ fn a_clean_configuration_says_so_and_exits_zero() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("No validation issues found"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_analyzes_what_the_running_control_plane_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(broken(), dir.path().join("mesh.yaml")).unwrap();
+    let options = skiff_control::ControlOptions {
+        xds_listen: "127.0.0.1:0".parse().unwrap(),
+        debug_listen: "127.0.0.1:0".parse().unwrap(),
+        ..skiff_control::ControlOptions::new(dir.path())
+    };
+    let running = skiff_control::start(options, skiff_control::MeshCompiler::default())
+        .await
+        .unwrap();
+    let debug = running.debug_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["analyze", "--live", "-o", "json", "--control", &debug])
+            .env_remove("SKIFF_CONTROL_DEBUG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(79), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let m = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["code"] == "IST0101")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        m["location"]["file"].as_str().unwrap().ends_with("mesh.yaml"),
+        "{m}"
+    );
+    // Nothing listening: a clear error, not an empty analysis.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["analyze", "--live", "--control", "127.0.0.1:1"])
+        .env_remove("SKIFF_CONTROL_DEBUG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the control plane"));
+}
