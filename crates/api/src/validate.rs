@@ -62,8 +62,7 @@ impl<'a> Report<'a> {
         message: impl Into<String>,
     ) {
         let mut d = Diagnostic::for_field(Severity::Warning, self.resource, path, message);
-        d.code = Some(code);
-        d.args = args;
+        d.analysis = Some(Box::new(crate::diagnostic::AnalysisCode { code, args }));
         self.out.push(d);
     }
 

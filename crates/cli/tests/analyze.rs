@@ -173,7 +173,10 @@ async fn live_analyzes_what_the_running_control_plane_serves() {
         .find(|m| m["code"] == "IST0101")
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(
-        m["location"]["file"].as_str().unwrap().ends_with("mesh.yaml"),
+        m["location"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("mesh.yaml"),
         "{m}"
     );
     // Nothing listening: a clear error, not an empty analysis.

@@ -93,7 +93,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
         .diagnostics()
         .iter()
         // Conflicts between sidecar VirtualServices: Istio's IST0109 check below says it.
-        .filter(|d| !(d.code == Code::ConflictingVirtualServices && !d.args.is_empty()))
+        .filter(|d| d.code != Code::ConflictingVirtualServices || d.args.is_empty())
         // AuthorizationPolicies without workloads: Istio's IST0127 check below says it.
         .filter(|d| {
             !(d.code == Code::PolicyWithoutWorkload
@@ -158,11 +158,14 @@ fn from_validation(d: &skiff_api::Diagnostic) -> Message {
         Some(p) => format!("{p}: {}", d.message),
         None => d.message.clone(),
     };
-    let coded = d.code.and_then(codes::lookup);
+    let coded = d
+        .analysis
+        .as_ref()
+        .and_then(|a| codes::lookup(a.code).map(|info| (info, &a.args)));
     let (info, message, fix) = match coded {
-        Some(info) => (
+        Some((info, args)) => (
             info,
-            codes::fill(info.template.unwrap_or("%v"), &d.args),
+            codes::fill(info.template.unwrap_or("%v"), args),
             Some(text),
         ),
         None if d.is_error() => (

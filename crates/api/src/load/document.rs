@@ -61,8 +61,7 @@ fn diag(
         resource,
         path: path.filter(|p| !p.is_empty()),
         message: message.into(),
-        code: None,
-        args: Vec::new(),
+        analysis: None,
     }
 }
 

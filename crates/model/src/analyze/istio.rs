@@ -57,7 +57,10 @@ fn authorization_policies(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Me
             let mut m = Message::new(
                 info,
                 Some(resource_ref(ap.resource)),
-                codes::fill(info.template.unwrap_or_default(), &[labels.clone()]),
+                codes::fill(
+                    info.template.unwrap_or_default(),
+                    std::slice::from_ref(&labels),
+                ),
             );
             m.fix = Some(if labels.is_empty() {
                 format!("namespace {ns} has no workloads, so this policy applies to nothing")
