@@ -5,6 +5,7 @@
 pub mod codes;
 mod gotchas;
 mod istio;
+mod service_entry;
 
 use serde::Serialize;
 use skiff_api::{Loaded, ResourceSet};
@@ -110,6 +111,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
         .map(from_finding)
         .collect();
     istio::run(&mesh, resources, &mut out);
+    service_entry::run(resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
     sort(&mut out);
     out

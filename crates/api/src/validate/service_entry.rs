@@ -87,7 +87,9 @@ pub(super) fn validate(r: &mut Report<'_>, se: &ServiceEntry) {
                 format!("invalid port name: {:?}", p.name),
             );
         }
+        // An empty protocol asks for detection (Istio's `ValidateProtocol`).
         if let Some(proto) = &p.protocol
+            && !proto.is_empty()
             && parse_protocol(proto).is_none()
         {
             r.error(

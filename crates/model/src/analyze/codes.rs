@@ -90,12 +90,16 @@ codes! {
         Some("VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).");
     VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY = "IST0132" "VirtualServiceHostNotFoundInGateway" Warning
         Some("one or more host %v defined in VirtualService %s not found in Gateway %s.");
+    SERVICE_ENTRY_ADDRESSES_REQUIRED = "IST0134" "ServiceEntryAddressesRequired" Warning
+        Some("ServiceEntry addresses are required for this protocol.");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning
         Some("Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly");
     SUBSET_NOT_SELECT_PODS = "IST0173" "DestinationRuleSubsetNotSelectPods" Error
         Some("The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).");
     UNKNOWN_DESTINATION_RULE_HOST = "IST0174" "UnknownDestinationRuleHost" Warning
         Some("The host %s defined in the DestinationRule does not match any services in the mesh.");
+    CONFLICTING_SERVICE_ENTRY_PROTOCOL = "IST0177" "ConflictingServiceEntryProtocol" Warning
+        Some("Multiple ServiceEntries (%s) define the same host %q and port %d with conflicting protocols (%s).");
 
     HTTP_ROUTES_ON_UNDECLARED_PORT = "SKF0001" "HttpRoutesOnUndeclaredPort" Info None;
     STRICT_MTLS_PLAINTEXT_CLIENT = "SKF0002" "StrictMtlsPlaintextClient" Warning None;

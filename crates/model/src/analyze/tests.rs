@@ -366,3 +366,38 @@ fn templates_fill_in_order() {
         "Referenced host not found: \"a\""
     );
 }
+
+const SE_TCP: &str = "\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: prod}\nspec:\n  hosts: [db.example.com]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  resolution: DNS\n";
+
+#[test]
+fn ist0134_service_entry_tcp_port_without_addresses() {
+    let m = one(&format!("{BASE}{SE_TCP}"), "IST0134");
+    assert_eq!(
+        m.message,
+        "ServiceEntry addresses are required for this protocol."
+    );
+    let with_address = SE_TCP.replace(
+        "  resolution: DNS",
+        "  addresses: [10.0.0.5]\n  resolution: DNS",
+    );
+    none(&format!("{BASE}{with_address}"), "IST0134");
+    none(
+        &format!(
+            "{BASE}{}",
+            SE_TCP.replace("name: tcp, protocol: TCP", "name: tls, protocol: TLS")
+        ),
+        "IST0134",
+    );
+}
+
+#[test]
+fn ist0177_service_entries_disagree_on_a_ports_protocol() {
+    let other = SE_TCP
+        .replace("name: db,", "name: db-2,")
+        .replace("name: tcp, protocol: TCP", "name: http, protocol: HTTP");
+    let found = with(&format!("{BASE}{SE_TCP}{other}"), "IST0177");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].message.contains("(HTTP, TCP)"), "{found:#?}");
+    let same = SE_TCP.replace("name: db,", "name: db-2,");
+    none(&format!("{BASE}{SE_TCP}{same}"), "IST0177");
+}
