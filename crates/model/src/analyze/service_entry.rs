@@ -58,11 +58,13 @@ fn addresses_required(resources: &ResourceSet, out: &mut Vec<Message>) {
     }
 }
 
+/// (exportTo scope, host, port): where ServiceEntries can conflict.
+type ScopedPort = (String, String, u32);
+
 /// IST0177: ServiceEntries that define one host and port, visible to the same
 /// namespaces (by `exportTo`), with different protocols. Every one of them gets it.
 fn conflicting_protocols(resources: &ResourceSet, out: &mut Vec<Message>) {
-    // (scope, host, port) → (protocol, entry), in resource order.
-    let mut index: BTreeMap<(String, String, u32), Vec<(String, &Resource)>> = BTreeMap::new();
+    let mut index: BTreeMap<ScopedPort, Vec<(String, &Resource)>> = BTreeMap::new();
     for se in resources.service_entries() {
         let ns = se.namespace();
         let scopes: BTreeSet<String> =
