@@ -5,6 +5,7 @@
 pub mod codes;
 mod gotchas;
 mod istio;
+mod selectors;
 mod service_entry;
 
 use serde::Serialize;
@@ -95,6 +96,13 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
         .iter()
         // Conflicts between sidecar VirtualServices: Istio's IST0109 check below says it.
         .filter(|d| d.code != Code::ConflictingVirtualServices || d.args.is_empty())
+        // Sidecar selectors and defaults: Istio's checks (IST0101, IST0111) below say it.
+        .filter(|d| {
+            !(matches!(
+                d.code,
+                Code::PolicyWithoutWorkload | Code::ConflictingPolicies
+            ) && d.resource.as_ref().is_some_and(|r| r.kind == "Sidecar"))
+        })
         // AuthorizationPolicies without workloads: Istio's IST0127 check below says it.
         .filter(|d| {
             !(d.code == Code::PolicyWithoutWorkload
@@ -112,6 +120,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
         .collect();
     istio::run(&mesh, resources, &mut out);
     service_entry::run(resources, &mut out);
+    selectors::run(&mesh, resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
     sort(&mut out);
     out

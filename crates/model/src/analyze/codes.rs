@@ -78,6 +78,10 @@ codes! {
         Some("Schema validation error: %v");
     CONFLICTING_MESH_GATEWAY_VS_HOSTS = "IST0109" "ConflictingMeshGatewayVirtualServiceHosts" Error
         Some("The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.");
+    CONFLICTING_SIDECAR_WORKLOAD_SELECTORS = "IST0110" "ConflictingSidecarWorkloadSelectors" Error
+        Some("The Sidecars %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.");
+    MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS = "IST0111" "MultipleSidecarsWithoutWorkloadSelectors" Error
+        Some("The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.");
     DESTINATION_PORT_SELECTOR_REQUIRED = "IST0112" "VirtualServiceDestinationPortSelectorRequired" Error
         Some("This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.");
     PORT_NAME_NOT_UNDER_NAMING_CONVENTION = "IST0118" "PortNameIsNotUnderNamingConvention" Info
@@ -94,6 +98,10 @@ codes! {
         Some("ServiceEntry addresses are required for this protocol.");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning
         Some("Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly");
+    CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS = "IST0159" "ConflictingTelemetryWorkloadSelectors" Error
+        Some("The Telemetries %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.");
+    MULTIPLE_TELEMETRIES_WITHOUT_WORKLOAD_SELECTORS = "IST0160" "MultipleTelemetriesWithoutWorkloadSelectors" Error
+        Some("The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior.");
     SUBSET_NOT_SELECT_PODS = "IST0173" "DestinationRuleSubsetNotSelectPods" Error
         Some("The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).");
     UNKNOWN_DESTINATION_RULE_HOST = "IST0174" "UnknownDestinationRuleHost" Warning

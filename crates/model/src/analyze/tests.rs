@@ -401,3 +401,69 @@ fn ist0177_service_entries_disagree_on_a_ports_protocol() {
     let same = SE_TCP.replace("name: db,", "name: db-2,");
     none(&format!("{BASE}{SE_TCP}{same}"), "IST0177");
 }
+
+fn sidecar(name: &str, selector: Option<&str>) -> String {
+    let sel = selector.map_or(String::new(), |s| {
+        format!("  workloadSelector: {{labels: {{{s}}}}}\n")
+    });
+    format!(
+        "\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n{sel}  egress: [{{hosts: [\"./*\"]}}]\n"
+    )
+}
+
+#[test]
+fn ist0110_ist0111_sidecars_that_conflict() {
+    let two_defaults = format!("{BASE}{}{}", sidecar("a", None), sidecar("b", None));
+    let found = with(&two_defaults, "IST0111");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        found[0].message,
+        "The Sidecars [a b] in namespace \"prod\" have no workload selector, which can lead to undefined behavior."
+    );
+    none(&format!("{BASE}{}", sidecar("a", None)), "IST0111");
+    let overlap = format!(
+        "{BASE}{}{}",
+        sidecar("a", Some("app: backend")),
+        sidecar("b", Some("version: v1"))
+    );
+    assert_eq!(with(&overlap, "IST0110").len(), 2);
+    let apart = format!(
+        "{BASE}{}{}",
+        sidecar("a", Some("app: backend")),
+        sidecar("b", Some("app: frontend"))
+    );
+    none(&apart, "IST0110");
+    let nothing = format!("{BASE}{}", sidecar("a", Some("app: backedn")));
+    assert_eq!(
+        one(&nothing, "IST0101").message,
+        "Referenced selector not found: \"app=backedn\""
+    );
+}
+
+fn telemetry(name: &str, selector: Option<&str>) -> String {
+    let sel = selector.map_or(String::new(), |s| {
+        format!("  selector: {{matchLabels: {{{s}}}}}\n")
+    });
+    format!(
+        "\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n{sel}  tracing: [{{randomSamplingPercentage: 10}}]\n"
+    )
+}
+
+#[test]
+fn ist0159_ist0160_telemetries_that_conflict() {
+    let two_defaults = format!("{BASE}{}{}", telemetry("a", None), telemetry("b", None));
+    assert_eq!(with(&two_defaults, "IST0160").len(), 2);
+    none(&format!("{BASE}{}", telemetry("a", None)), "IST0160");
+    let overlap = format!(
+        "{BASE}{}{}",
+        telemetry("a", Some("app: backend")),
+        telemetry("b", Some("version: v2"))
+    );
+    assert_eq!(with(&overlap, "IST0159").len(), 2);
+    let apart = format!(
+        "{BASE}{}{}",
+        telemetry("a", Some("app: backend")),
+        telemetry("b", Some("app: frontend"))
+    );
+    none(&apart, "IST0159");
+}
