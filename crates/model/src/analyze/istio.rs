@@ -16,6 +16,88 @@ pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
     port_names(resources, out);
     conflicting_mesh_hosts(mesh, resources, out);
     authorization_policies(mesh, resources, out);
+    gateway_ports(mesh, resources, out);
+}
+
+/// The ports of the Service of the ingress gateway every Istio installation has
+/// (`istio: ingressgateway` in istio-system), which istioctl analyze assumes.
+const DEFAULT_INGRESS_PORTS: [u32; 4] = [80, 443, 31400, 15443];
+
+/// IST0162 (`gateway.IngressGatewayPortAnalyzer`): a Gateway server port that no
+/// Service of the gateway's workloads exposes (as a target port or a port).
+fn gateway_ports(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
+    let workloads = mesh.registry().workloads();
+    for gw in resources.gateways() {
+        let selector = &gw.selector;
+        if selector.is_empty() {
+            continue;
+        }
+        let selected: Vec<_> = workloads
+            .iter()
+            .filter(|w| crate::registry::labels_match(selector, &w.labels))
+            .collect();
+        let mut ports = BTreeSet::new();
+        if selected.is_empty() {
+            let default_ingress = selector
+                .iter()
+                .all(|(k, v)| k == "istio" && v == "ingressgateway");
+            if !default_ingress {
+                continue; // IST0101: no workload (a finding of the model).
+            }
+            ports.extend(DEFAULT_INGRESS_PORTS);
+        }
+        for w in &selected {
+            for svc in resources
+                .services()
+                .filter(|s| s.namespace() == w.namespace)
+            {
+                let Some(sel) = &svc.selector else { continue };
+                if sel.is_empty() || !crate::registry::labels_match(sel, &w.labels) {
+                    continue;
+                }
+                for p in &svc.ports {
+                    let tcp = p
+                        .protocol
+                        .as_deref()
+                        .is_none_or(|t| t.eq_ignore_ascii_case("TCP"));
+                    if !tcp {
+                        continue;
+                    }
+                    ports.insert(u32::try_from(p.port).unwrap_or(0));
+                    if let Some(IntOrString::Int(t)) = p.target_port {
+                        ports.insert(u32::try_from(t).unwrap_or(0));
+                    }
+                }
+            }
+        }
+        let labels = crate::registry::display_labels(selector);
+        for server in &gw.servers {
+            let number = server.port.number;
+            if ports.contains(&number) {
+                continue;
+            }
+            let info = &codes::GATEWAY_PORT_NOT_DEFINED_ON_SERVICE;
+            let mut m = Message::new(
+                info,
+                Some(resource_ref(gw.resource)),
+                codes::fill(
+                    info.template.unwrap_or_default(),
+                    &[number.to_string(), labels.clone()],
+                ),
+            );
+            m.fix = Some(format!(
+                "add port {number} to the Service of the gateway workloads ({labels}), or \
+                 listen on one of its ports ({})",
+                ports
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            m.analyzer = Some("gateway.IngressGatewayPortAnalyzer");
+            out.push(m);
+        }
+    }
 }
 
 /// `authz.AuthorizationPoliciesAnalyzer`: IST0127 for a policy that selects no

@@ -467,3 +467,26 @@ fn ist0159_ist0160_telemetries_that_conflict() {
     );
     none(&apart, "IST0159");
 }
+
+#[test]
+fn ist0162_gateway_port_not_on_the_gateways_service() {
+    let gw = |port: u32| {
+        format!(
+            "\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: web, namespace: prod}}\nspec:\n  selector: {{app: edge}}\n  servers: [{{port: {{number: {port}, name: http, protocol: HTTP}}, hosts: [\"*\"]}}]\n"
+        )
+    };
+    let edge = "\n---\napiVersion: v1\nkind: Service\nmetadata: {name: edge, namespace: prod}\nspec:\n  selector: {app: edge}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: edge, namespace: prod}\nspec: {address: 127.0.10.40, labels: {app: edge}}\n";
+    let m = one(&format!("{BASE}{edge}{}", gw(9090)), "IST0162");
+    assert!(
+        m.message.contains("(port 9090)") && m.message.contains("app=edge"),
+        "{m:?}"
+    );
+    none(&format!("{BASE}{edge}{}", gw(8080)), "IST0162");
+    none(&format!("{BASE}{edge}{}", gw(80)), "IST0162");
+    // Istio's default ingress gateway (istio: ingressgateway) serves 80 and 443.
+    none(&format!("{BASE}{GATEWAY}"), "IST0162");
+    one(
+        &format!("{BASE}{}", GATEWAY.replace("number: 80", "number: 8081")),
+        "IST0162",
+    );
+}
