@@ -19,9 +19,11 @@ pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
     gateway_ports(mesh, resources, out);
 }
 
-/// The ports of the Service of the ingress gateway every Istio installation has
-/// (`istio: ingressgateway` in istio-system), which istioctl analyze assumes.
-const DEFAULT_INGRESS_PORTS: [u32; 4] = [80, 443, 31400, 15443];
+/// The ports (and target ports) of the Service of the ingress gateway every Istio
+/// installation has (`istio: ingressgateway` in istio-system): istioctl analyze's
+/// defaults (80, 443, 31400, 15443) and those of today's charts, where the gateway runs
+/// unprivileged (80 → 8080, 443 → 8443, status 15021).
+const DEFAULT_INGRESS_PORTS: [u32; 7] = [80, 443, 8080, 8443, 15021, 15443, 31400];
 
 /// IST0162 (`gateway.IngressGatewayPortAnalyzer`): a Gateway server port that no
 /// Service of the gateway's workloads exposes (as a target port or a port).
