@@ -323,10 +323,14 @@ fn faults(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
                 format!(
                     "rule {} {} requests on purpose (fault injection): callers see these \
                      failures for as long as it stays",
-                    if rule.name.is_empty() {
-                        &rule.field
+                    if r.origin
+                        .fields
+                        .get(&format!("{}.name", rule.field))
+                        .is_some()
+                    {
+                        format!("{:?}", rule.name)
                     } else {
-                        &rule.name
+                        rule.field.clone()
                     },
                     if fault.is_empty() { "fails" } else { &fault }
                 ),
@@ -358,7 +362,8 @@ fn workloads_without_sidecar(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec
         .map(|w| w.namespace.as_str())
         .collect();
     for (i, w) in registry.workloads().iter().enumerate() {
-        if w.sidecar || is_gateway(mesh, i) {
+        // Endpoints written in a ServiceEntry are not workloads one injects.
+        if w.sidecar || is_gateway(mesh, i) || w.resource.kind == "ServiceEntry" {
             continue;
         }
         let ns = w.namespace.as_str();

@@ -25,7 +25,7 @@ pub(super) fn strict_mtls_plaintext_clients(
         .workloads()
         .iter()
         .enumerate()
-        .filter(|&(i, w)| !w.sidecar && !is_gateway(mesh, i))
+        .filter(|&(i, w)| !w.sidecar && !is_gateway(mesh, i) && w.resource.kind != "ServiceEntry")
         .map(|(_, w)| w.id())
         .collect();
     if clients.is_empty() {
