@@ -7,6 +7,7 @@ mod gotchas;
 mod istio;
 mod selectors;
 mod service_entry;
+mod tls;
 
 use serde::Serialize;
 use skiff_api::{Loaded, ResourceSet};
@@ -121,6 +122,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
     istio::run(&mesh, resources, &mut out);
     service_entry::run(resources, &mut out);
     selectors::run(&mesh, resources, &mut out);
+    tls::run(resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
     sort(&mut out);
     out

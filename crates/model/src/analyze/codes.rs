@@ -88,6 +88,10 @@ codes! {
         Some("Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port.");
     NO_MATCHING_WORKLOADS_FOUND = "IST0127" "NoMatchingWorkloadsFound" Warning
         Some("No matching workloads for this resource with the following labels: %s");
+    NO_SERVER_CERT_VERIFICATION_DESTINATION_LEVEL = "IST0128" "NoServerCertificateVerificationDestinationLevel" Warning
+        Some("DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s");
+    NO_SERVER_CERT_VERIFICATION_PORT_LEVEL = "IST0129" "NoServerCertificateVerificationPortLevel" Warning
+        Some("DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s at port %s");
     VIRTUAL_SERVICE_UNREACHABLE_RULE = "IST0130" "VirtualServiceUnreachableRule" Warning
         Some("VirtualService rule %v not used (%s).");
     VIRTUAL_SERVICE_INEFFECTIVE_MATCH = "IST0131" "VirtualServiceIneffectiveMatch" Info

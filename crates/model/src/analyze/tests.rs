@@ -490,3 +490,37 @@ fn ist0162_gateway_port_not_on_the_gateways_service() {
         "IST0162",
     );
 }
+
+#[test]
+fn ist0128_ist0129_tls_origination_without_ca_certificates() {
+    let dr = |tls: &str| {
+        format!(
+            "\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ext, namespace: prod}}\nspec:\n  host: backend\n  trafficPolicy:\n{tls}"
+        )
+    };
+    let m = one(
+        &format!("{BASE}{}", dr("    tls: {mode: SIMPLE}\n")),
+        "IST0128",
+    );
+    assert_eq!(
+        m.message,
+        "DestinationRule prod/ext in namespace prod has TLS mode set to SIMPLE but no caCertificates are set to validate server identity for host: backend"
+    );
+    none(
+        &format!(
+            "{BASE}{}",
+            dr("    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem}\n")
+        ),
+        "IST0128",
+    );
+    none(
+        &format!("{BASE}{}", dr("    tls: {mode: ISTIO_MUTUAL}\n")),
+        "IST0128",
+    );
+    let port = "    portLevelSettings:\n    - port: {number: 443}\n      tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem}\n";
+    let m = one(&format!("{BASE}{}", dr(port)), "IST0129");
+    assert!(
+        m.message.ends_with("for host: backend at port number:443"),
+        "{m:?}"
+    );
+}
