@@ -47,6 +47,18 @@ pub struct Diagnostic {
     pub path: Option<String>,
     /// What is wrong, and when possible what was expected.
     pub message: String,
+    /// The `istioctl analyze` message Istio gives this finding, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Box<AnalysisCode>>,
+}
+
+/// An `istioctl analyze` message code with the values of its template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnalysisCode {
+    /// The code, e.g. `IST0130`.
+    pub code: &'static str,
+    /// The values the code's message template names, in order.
+    pub args: Vec<String>,
 }
 
 fn serialize_path<S: serde::Serializer>(p: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
@@ -71,6 +83,7 @@ impl Diagnostic {
             resource: Some(resource.display_name()),
             path: (!path.is_empty()).then_some(path),
             message: message.into(),
+            analysis: None,
         }
     }
 

@@ -41,7 +41,7 @@ pub mod unenforced;
 pub mod validate;
 mod yaml;
 
-pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use diagnostic::{AnalysisCode, Diagnostic, Diagnostics, Severity};
 pub use error::Error;
 pub use load::{IGNORED_KINDS, IgnoredKind, Loaded, load, load_str};
 pub use meta::ObjectMeta;

@@ -54,6 +54,11 @@ pub struct FieldPosition {
 }
 
 impl FieldPositions {
+    /// The position of exactly this field path, when it was written.
+    pub fn get(&self, path: &str) -> Option<FieldPosition> {
+        self.map.get(path).copied()
+    }
+
     /// The position of a field path, or of its nearest parent that was written.
     pub fn lookup(&self, path: &str) -> Option<FieldPosition> {
         let mut p = path;

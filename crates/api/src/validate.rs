@@ -53,6 +53,19 @@ impl<'a> Report<'a> {
         ));
     }
 
+    /// A warning that `istioctl analyze` reports with message `code` and these values.
+    pub(crate) fn warn_code(
+        &mut self,
+        code: &'static str,
+        args: Vec<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let mut d = Diagnostic::for_field(Severity::Warning, self.resource, path, message);
+        d.analysis = Some(Box::new(crate::diagnostic::AnalysisCode { code, args }));
+        self.out.push(d);
+    }
+
     /// An error about the key at `path` (the field should not be there).
     pub(crate) fn error_at_key(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.out.push(Diagnostic::for_key(
@@ -68,6 +81,11 @@ impl<'a> Report<'a> {
         if let Err(message) = result {
             self.error(path, message);
         }
+    }
+
+    /// Whether the resource's document writes the field at `path` (even as `{}`).
+    pub(crate) fn written(&self, path: &str) -> bool {
+        self.resource.origin.fields.get(path).is_some()
     }
 
     /// The namespace of the resource.

@@ -552,3 +552,16 @@ spec:
         ]
     );
 }
+
+#[test]
+fn an_empty_service_entry_port_protocol_asks_for_detection() {
+    let doc = |protocol: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: e, namespace: default}}\nspec:\n  hosts: [istio.io]\n  ports: [{{number: 443, name: https, protocol: {protocol}}}]\n  resolution: DNS\n"
+        )
+    };
+    let loaded = skiff_api::load_str("se.yaml", &doc("\"\""));
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    let loaded = skiff_api::load_str("se.yaml", &doc("HTTPX"));
+    assert!(loaded.diagnostics.has_errors());
+}

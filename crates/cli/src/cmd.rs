@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod admin;
+pub(crate) mod analyze;
 pub(crate) mod control;
 pub(crate) mod describe;
 pub(crate) mod explain;

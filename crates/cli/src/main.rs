@@ -22,6 +22,9 @@ enum Command {
     Version(cmd::version::Args),
     /// Load and validate configuration files; print every error and warning.
     Validate(cmd::validate::Args),
+    /// Analyze configuration files (or the running control plane's) and print every
+    /// problem with Istio's message codes and the fix.
+    Analyze(cmd::analyze::Args),
     /// Run the control plane: watch a config directory and serve proxies over xDS.
     Control(cmd::control::Args),
     /// Run the data-plane proxy (sidecar or gateway).
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Version(args) => done(cmd::version::run(args)),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Analyze(args) => cmd::analyze::run(args),
         Command::Control(args) => done(cmd::control::run(args)),
         Command::ProxyStatus(args) => done(cmd::proxy_status::run(args)),
         Command::ProxyConfig(args) => done(cmd::proxy_config::run(args)),

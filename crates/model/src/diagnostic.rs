@@ -152,6 +152,10 @@ pub struct Diagnostic {
     pub location: Option<Origin>,
     /// What is wrong and, where it helps, what to do, in one sentence a user can act on.
     pub message: String,
+    /// The values Istio's message for this finding names (e.g. the host not found), in
+    /// the order of Istio's template; empty when the finding has no Istio counterpart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 impl Diagnostic {
@@ -169,6 +173,7 @@ impl Diagnostic {
             field: None,
             location: resource.origin.clone(),
             message: message.into(),
+            args: Vec::new(),
         }
     }
 }
@@ -209,7 +214,21 @@ impl Findings {
         field: Option<&str>,
         message: impl Into<String>,
     ) {
+        self.report_args(severity, code, resource, field, message, Vec::new());
+    }
+
+    /// Like [`Findings::report`], with the values Istio's message names.
+    pub(crate) fn report_args(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        resource: &Resource,
+        field: Option<&str>,
+        message: impl Into<String>,
+        args: Vec<String>,
+    ) {
         let mut diagnostic = Diagnostic::new(severity, code, &resource_ref(resource), message);
+        diagnostic.args = args;
         if let Some(field) = field {
             diagnostic.field = Some(field.to_string());
             if let Some(pos) = resource.origin.fields.lookup(field) {

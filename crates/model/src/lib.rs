@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analyze;
 mod compile;
 pub mod config;
 pub mod diagnostic;

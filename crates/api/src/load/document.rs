@@ -61,6 +61,7 @@ fn diag(
         resource,
         path: path.filter(|p| !p.is_empty()),
         message: message.into(),
+        analysis: None,
     }
 }
 

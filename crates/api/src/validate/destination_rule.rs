@@ -211,6 +211,15 @@ fn connection_pool(r: &mut Report<'_>, path: &str, cp: &ConnectionPoolSettings) 
         if let Some(d) = &h.idle_timeout {
             r.check(format!("{p}.idleTimeout"), validate_duration(d));
         }
+        if let Some(k) = &h.http2_keep_alive {
+            let kp = format!("{p}.http2KeepAlive");
+            for (field, v) in [("interval", &k.interval), ("timeout", &k.timeout)] {
+                match v {
+                    None => r.error(kp.clone(), format!("http2 keepalive {field} is required")),
+                    Some(d) => r.check(format!("{kp}.{field}"), validate_duration(d)),
+                }
+            }
+        }
         if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
             && h.use_client_protocol == Some(true)
         {
@@ -373,6 +382,18 @@ fn load_balancer(r: &mut Report<'_>, path: &str, lb: &LoadBalancerSettings, has_
             r.error(
                 format!("{path}.warmup"),
                 "set only one of warmup or warmupDurationSecs",
+            );
+        }
+        if w.minimum_percent.is_some_and(|v| v > 100.0) {
+            r.error(
+                format!("{path}.warmup.minimumPercent"),
+                "minimumPercent value should be less than or equal to 100",
+            );
+        }
+        if w.aggression.is_some_and(|v| v <= 0.0) {
+            r.error(
+                format!("{path}.warmup.aggression"),
+                "aggression should be greater than 0",
             );
         }
     }

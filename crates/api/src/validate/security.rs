@@ -20,6 +20,12 @@ pub(super) fn peer_authentication(r: &mut Report<'_>, pa: &PeerAuthentication) {
             "mesh/namespace peer authentication cannot have port level mTLS: portLevelMtls needs a selector with matchLabels",
         );
     }
+    if pa.port_level_mtls.is_empty() && r.written("spec.portLevelMtls") {
+        r.error(
+            "spec.portLevelMtls",
+            "spec.portLevelMtls in body should have at least 1 properties",
+        );
+    }
     for port in pa.port_level_mtls.keys() {
         if *port == 0 || *port > 65535 {
             r.error_at_key(
@@ -103,6 +109,14 @@ fn jwt_rule(r: &mut Report<'_>, path: &str, j: &JwtRule) {
             path,
             "missing `issuer`: a JWT rule must name the issuer of the tokens it accepts",
         );
+    }
+    for (i, c) in j.space_delimited_claims.iter().enumerate() {
+        if c.is_empty() {
+            r.error(
+                format!("{path}.spaceDelimitedClaims[{i}]"),
+                "spaceDelimitedClaims[{i}] in body should be at least 1 chars long",
+            );
+        }
     }
     for (i, a) in j.audiences.iter().enumerate() {
         if a.is_empty() {

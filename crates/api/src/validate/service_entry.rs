@@ -87,7 +87,9 @@ pub(super) fn validate(r: &mut Report<'_>, se: &ServiceEntry) {
                 format!("invalid port name: {:?}", p.name),
             );
         }
+        // An empty protocol asks for detection (Istio's `ValidateProtocol`).
         if let Some(proto) = &p.protocol
+            && !proto.is_empty()
             && parse_protocol(proto).is_none()
         {
             r.error(
@@ -301,6 +303,21 @@ pub(super) fn workload_group(r: &mut Report<'_>, wg: &WorkloadGroup) {
         }
         if let Some(h) = &p.http_get {
             r.check("spec.probe.httpGet.port", validate_port(h.port.into()));
+            for (i, header) in h.http_headers.iter().enumerate() {
+                if let Some(name) = &header.name
+                    && (name.is_empty()
+                        || !name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                {
+                    r.error(
+                        format!("spec.probe.httpGet.httpHeaders[{i}].name"),
+                        format!(
+                            "header name {name:?} is invalid: it should match ^[-_A-Za-z0-9]+$"
+                        ),
+                    );
+                }
+            }
             if let Some(s) = &h.scheme
                 && s != "HTTP"
                 && s != "HTTPS"

@@ -2,6 +2,7 @@
 
 mod http;
 mod policies;
+mod unreachable;
 
 use crate::networking::{Destination, HttpRouteDestination, RouteDestination, VirtualService};
 use crate::validate::Report;
@@ -149,7 +150,7 @@ pub(super) fn validate(r: &mut Report<'_>, vs: &VirtualService) {
         route_destinations(r, &path, &tcp.route);
     }
     export_to(r, "spec.exportTo", &vs.export_to, false);
-    unreachable_rules(r, vs);
+    unreachable::check(r, vs);
 }
 
 pub(super) fn destination(r: &mut Report<'_>, path: &str, d: &Destination) {
@@ -241,48 +242,5 @@ pub(super) fn host_subset_of(a: &str, b: &str) -> bool {
         (_, Some(bs)) => a.strip_prefix('*').unwrap_or(&a).ends_with(bs),
         (Some(_), None) => false,
         (None, None) => false,
-    }
-}
-
-/// Istio's unreachable-rule warnings: a rule after one without `match`, and matches
-/// that repeat an earlier one.
-fn unreachable_rules(r: &mut Report<'_>, vs: &VirtualService) {
-    let mut catch_all: Option<usize> = None;
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    for (i, route) in vs.http.iter().enumerate() {
-        if let Some(first) = catch_all {
-            r.warn(
-                format!("spec.http[{i}]"),
-                format!(
-                    "this rule is never used: rule {first} has no match and takes every request"
-                ),
-            );
-            continue;
-        }
-        if route.r#match.is_empty() {
-            catch_all = Some(i);
-            continue;
-        }
-        let mut dups = 0;
-        for (j, m) in route.r#match.iter().enumerate() {
-            let mut key = m.clone();
-            key.name = None;
-            let key = serde_json::to_string(&key).unwrap_or_default();
-            if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == key) {
-                r.warn(
-                    format!("spec.http[{i}].match[{j}]"),
-                    format!("this match is never used: rule {prev} has the same match"),
-                );
-                dups += 1;
-            } else {
-                seen.push((key, i));
-            }
-        }
-        if dups == route.r#match.len() {
-            r.warn(
-                format!("spec.http[{i}]"),
-                "this rule is never used: all its matches are used by prior rules",
-            );
-        }
     }
 }

@@ -326,9 +326,12 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
                     anchor,
                 ),
                 Some((Frame::Map(p, entries, _), anchor)) => (
-                    Node {
-                        pos: p,
-                        value: Value::Map(merge_keys(entries)),
+                    match go_flow_scalar(text, &entries) {
+                        Some(scalar) => scalar,
+                        None => Node {
+                            pos: p,
+                            value: Value::Map(merge_keys(entries)),
+                        },
                     },
                     anchor,
                 ),
@@ -374,6 +377,44 @@ pub(crate) fn parse_documents(text: &str) -> Vec<Document> {
         docs.push(doc);
     }
     docs
+}
+
+/// Kubernetes reads YAML with Go's parser, for which a `:` ends a plain scalar only when
+/// a blank follows: in `[1.2.3.4, 2001:db8::]` the last item is the string `2001:db8::`,
+/// where YAML 1.2 (and so our parser) sees a one-entry mapping `{"2001:db8:": null}`.
+/// Such a mapping (a plain key written right before `:` and a flow indicator, no value)
+/// is turned back into the scalar Go reads.
+fn go_flow_scalar(text: &str, entries: &[(Node, Node)]) -> Option<Node> {
+    let [(key, value)] = entries else { return None };
+    let Value::Scalar {
+        text: k,
+        plain: true,
+        tag: None,
+    } = &key.value
+    else {
+        return None;
+    };
+    // The parser gives the missing value as `~`; the text below shows it was not written.
+    if !matches!(value.value, Value::Scalar { .. }) || k.is_empty() {
+        return None;
+    }
+    let line = text
+        .lines()
+        .nth(usize::try_from(key.pos.line).ok()?.checked_sub(1)?)?;
+    let col = usize::try_from(key.pos.column).ok()?.checked_sub(1)?;
+    let rest = line.chars().skip(col).collect::<String>();
+    let after = rest.strip_prefix(k.as_str())?.strip_prefix(':')?;
+    if !after.starts_with([',', ']', '}']) {
+        return None;
+    }
+    Some(Node {
+        pos: key.pos,
+        value: Value::Scalar {
+            text: format!("{k}:"),
+            plain: true,
+            tag: None,
+        },
+    })
 }
 
 /// At most this many values (scalars and collections) per document, aliases expanded.

@@ -80,7 +80,7 @@ fn render_config(status: &ConfigStatus) -> String {
 }
 
 /// GETs `path` from the debug endpoint and returns the body of a 200 answer.
-async fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
+pub(crate) async fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
     let unreachable = || {
         format!(
             "cannot reach the control plane's debug endpoint at {addr}: is `skiff control` running? (use --control ADDR to point elsewhere)"

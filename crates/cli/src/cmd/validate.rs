@@ -41,9 +41,15 @@ fn report(loaded: &skiff_api::Loaded, quiet: bool, out: &mut impl Write) -> io::
     }
     let errors = loaded.diagnostics.errors();
     let warnings = loaded.diagnostics.warnings();
+    let found = super::analyze::count(loaded);
+    let analyzed = if found == 0 {
+        String::new()
+    } else {
+        format!("; `skiff analyze` found {found} problem{}", plural(found))
+    };
     writeln!(
         out,
-        "{} file{}, {} resource{} valid, {} error{}, {} warning{}",
+        "{} file{}, {} resource{} valid, {} error{}, {} warning{}{analyzed}",
         loaded.files.len(),
         plural(loaded.files.len()),
         loaded.resources.len(),

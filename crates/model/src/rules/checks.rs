@@ -29,7 +29,7 @@ pub(super) fn run(
             for (i, h) in vs.hosts.iter().enumerate() {
                 let field = format!("spec.hosts[{i}]");
                 if let Some(first) = mesh_hosts.get(h.as_str()) {
-                    findings.report(
+                    findings.report_args(
                         Severity::Error,
                         Code::ConflictingVirtualServices,
                         r,
@@ -40,6 +40,13 @@ pub(super) fn run(
                              namespace/name): merge their rules into one",
                             first.resource
                         ),
+                        vec![
+                            format!(
+                                "{}/{},{}/{}",
+                                first.namespace, first.name, vs.namespace, vs.name
+                            ),
+                            h.clone(),
+                        ],
                     );
                 } else {
                     mesh_hosts.insert(h, vs);
@@ -55,12 +62,13 @@ fn gateways(rules: &Rules, vs: &VirtualServiceInfo, r: &Resource, findings: &mut
     for (i, key) in vs.gateways.iter().enumerate() {
         let field = format!("spec.gateways[{i}]");
         let Some(gw) = rules.gateway(key) else {
-            findings.report(
+            findings.report_args(
                 Severity::Error,
                 Code::UnknownGateway,
                 r,
                 Some(&field),
                 format!("gateway {key} does not exist; no proxy serves these routes for it"),
+                vec!["gateway".into(), key.clone()],
             );
             continue;
         };
@@ -71,7 +79,7 @@ fn gateways(rules: &Rules, vs: &VirtualServiceInfo, r: &Resource, findings: &mut
                 .any(|sh| sh.admits(&vs.namespace) && host::intersect(h, &sh.host).is_some())
         });
         if !bound {
-            findings.report(
+            findings.report_args(
                 Severity::Warning,
                 Code::GatewayHostMismatch,
                 r,
@@ -90,6 +98,11 @@ fn gateways(rules: &Rules, vs: &VirtualServiceInfo, r: &Resource, findings: &mut
                         })
                         .collect::<std::collections::BTreeSet<_>>()
                 ),
+                vec![
+                    vs.hosts.join(","),
+                    format!("{}/{}", vs.namespace, vs.name),
+                    key.clone(),
+                ],
             );
         }
     }
@@ -110,7 +123,7 @@ fn destinations(
             let Some(service) =
                 find_service(registry, &d.host, &vs.namespace).map(|id| &registry.services()[id])
             else {
-                findings.report(
+                findings.report_args(
                     Severity::Error,
                     Code::UnknownHost,
                     r,
@@ -120,6 +133,7 @@ fn destinations(
                          ServiceEntry declares it); requests routed here fail with 503",
                         d.host
                     ),
+                    vec!["host".into(), d.host.clone()],
                 );
                 continue;
             };
@@ -139,12 +153,16 @@ fn destinations(
                             vs.namespace
                         ),
                     };
-                    findings.report(
+                    findings.report_args(
                         Severity::Error,
                         Code::UnknownSubset,
                         r,
                         Some(&format!("{}.subset", d.field)),
                         format!("subset {subset} of {shown} is not defined: {why}; requests routed here fail with 503"),
+                        vec![
+                            "host+subset in destinationrule".into(),
+                            format!("{}+{subset}", d.host),
+                        ],
                     );
                 }
             }
@@ -159,7 +177,7 @@ fn destinations(
                         service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
                     ),
                 ),
-                None if service.ports.len() > 1 && !vs.mesh => findings.report(
+                None if service.ports.len() > 1 && !vs.mesh => findings.report_args(
                     Severity::Error,
                     Code::AmbiguousPort,
                     r,
@@ -169,6 +187,13 @@ fn destinations(
                          `port.number`",
                         service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
                     ),
+                    vec![
+                        d.host.clone(),
+                        format!(
+                            "{:?}",
+                            service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
+                        ),
+                    ],
                 ),
                 _ => {}
             }

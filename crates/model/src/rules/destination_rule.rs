@@ -334,7 +334,7 @@ fn check_subsets(
         return;
     }
     let Some(service) = registry.lookup(&info.host, &info.namespace) else {
-        findings.report(
+        findings.report_args(
             Severity::Warning,
             Code::DestinationRuleWithoutService,
             r,
@@ -344,6 +344,7 @@ fn check_subsets(
                  this rule applies to nothing",
                 info.host
             ),
+            vec![info.host.clone()],
         );
         return;
     };
@@ -354,13 +355,22 @@ fn check_subsets(
         let Some(r) = resources.get(kind, &info.namespace, &subset.defined_in.name) else {
             continue;
         };
+        // Topology labels come from the workload's Node, which skiff does not read.
+        if subset
+            .labels
+            .iter()
+            .any(|(k, v)| TOPOLOGY_LABELS.contains(&k.as_str()) && !v.is_empty())
+        {
+            continue;
+        }
         let selected: Vec<_> = service
             .endpoints
             .iter()
             .map(|&w| &workloads[w])
             .filter(|w| crate::registry::labels_match(&subset.labels, &w.labels))
             .collect();
-        let message = if selected.is_empty() {
+        let none = selected.is_empty();
+        let message = if none {
             format!(
                 "subset {} of {shown} selects no endpoints: no workload has labels {}",
                 subset.name,
@@ -379,15 +389,29 @@ fn check_subsets(
         } else {
             continue;
         };
-        findings.report(
+        findings.report_args(
             Severity::Warning,
             Code::SubsetWithoutEndpoints,
             r,
             Some(&format!("spec.subsets[{}].labels", subset.index)),
             message,
+            if none {
+                vec![subset.name.clone()]
+            } else {
+                Vec::new()
+            },
         );
     }
 }
+
+/// Labels Kubernetes and Istio set on a workload from its Node (locality, host name):
+/// a subset that selects by them is not checked, as skiff does not read Nodes.
+const TOPOLOGY_LABELS: [&str; 4] = [
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+    "kubernetes.io/hostname",
+];
 
 /// A host read the Kubernetes way where Istio would take it literally.
 pub(super) fn report_lenient(

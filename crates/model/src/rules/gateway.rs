@@ -154,7 +154,7 @@ pub(super) fn collect(
                 .filter(|&w| registry.workloads()[w].selectable())
                 .collect();
             if selected.is_empty() {
-                findings.report(
+                findings.report_args(
                     Severity::Warning,
                     Code::GatewayWithoutWorkload,
                     r,
@@ -164,6 +164,13 @@ pub(super) fn collect(
                          gateway workload (e.g. a WorkloadEntry) with these labels",
                         display_labels(&gw.selector)
                     ),
+                    // Istio's IST0101 is about labels no workload has; workloads
+                    // without an address are another matter.
+                    if registry.select_everywhere(&gw.selector).is_empty() {
+                        vec!["selector".into(), display_labels(&gw.selector)]
+                    } else {
+                        Vec::new()
+                    },
                 );
             }
             selected

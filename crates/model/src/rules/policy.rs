@@ -378,7 +378,7 @@ fn check_selector(
         registry.select(namespace, selector)
     };
     if selected.is_empty() {
-        findings.report(
+        findings.report_args(
             Severity::Info,
             Code::PolicyWithoutWorkload,
             r,
@@ -387,6 +387,13 @@ fn check_selector(
                 "no workload in namespace {namespace} has labels {}; this policy applies to nothing",
                 display_labels(selector)
             ),
+            vec![
+                selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ],
         );
     }
 }

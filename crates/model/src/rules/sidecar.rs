@@ -101,7 +101,7 @@ pub(super) fn collect(
         if let Some(selector) = &selector
             && registry.select(ns, selector).is_empty()
         {
-            findings.report(
+            findings.report_args(
                 Severity::Info,
                 Code::PolicyWithoutWorkload,
                 r,
@@ -110,6 +110,7 @@ pub(super) fn collect(
                     "no workload in namespace {ns} has labels {}; this Sidecar applies to nothing",
                     crate::registry::display_labels(selector)
                 ),
+                vec!["selector".into(), crate::registry::display_labels(selector)],
             );
         }
         let egress = sc

@@ -97,3 +97,29 @@ fn aliases_cannot_build_deep_nesting() {
     let (_, message) = docs[0].error.as_ref().unwrap();
     assert!(message.contains("nested too deeply"), "{message}");
 }
+
+#[test]
+fn a_colon_before_a_flow_indicator_ends_no_scalar_as_in_go() {
+    let docs = parse_documents("a: [1.2.3.4, 001:db8::]\nb: [x:, {k: v}]\n");
+    let root = docs[0].root.as_ref().unwrap();
+    let Value::Map(entries) = &root.value else {
+        panic!("{root:?}")
+    };
+    let items = |i: usize| match &entries[i].1.value {
+        Value::Seq(items) => items.clone(),
+        v => panic!("{v:?}"),
+    };
+    let a = items(0);
+    assert!(
+        matches!(&a[1].value, Value::Scalar { text, .. } if text == "001:db8::"),
+        "{:?}",
+        a[1]
+    );
+    let b = items(1);
+    assert!(
+        matches!(&b[0].value, Value::Scalar { text, .. } if text == "x:"),
+        "{:?}",
+        b[0]
+    );
+    assert!(matches!(&b[1].value, Value::Map(_)), "{:?}", b[1]);
+}
