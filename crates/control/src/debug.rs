@@ -80,16 +80,45 @@ pub(crate) fn handle(plane: &ControlPlane, req: &Request<Incoming>) -> Response<
         }
         "/debug/config_dump" => config_dump(plane, query_param(query, "proxy").as_deref()),
         "/debug/configz" => json_response(StatusCode::OK, &*plane.status()),
+        "/debug/prometheus_sd" => json_response(StatusCode::OK, &prometheus_sd(plane)),
         "/ready" => ready(plane),
         "/" | "/debug" => json_response(
             StatusCode::OK,
-            &json!({"endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
+            &json!({"endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/ready"]}),
         ),
         other => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
+            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/ready"]}),
         ),
     }
+}
+
+/// The proxies to scrape, in Prometheus' HTTP service discovery format
+/// (`http_sd_configs`; the same JSON as a `file_sd_configs` file): per proxy with an
+/// address, its pilot-agent port (`<address>:15020`, where `skiff proxy` serves
+/// `/stats/prometheus` by default), labelled with the proxy's id, namespace and kind.
+fn prometheus_sd(plane: &ControlPlane) -> serde_json::Value {
+    let snapshot = plane.snapshot();
+    let targets: Vec<serde_json::Value> = snapshot
+        .proxies()
+        .filter_map(|(id, entry)| {
+            let node = &entry.config.node;
+            let ip = node.address?;
+            Some(json!({
+                "targets": [std::net::SocketAddr::new(ip, 15020).to_string()],
+                "labels": {
+                    "__metrics_path__": "/stats/prometheus",
+                    "proxy": id,
+                    "namespace": node.namespace,
+                    "kind": match node.kind {
+                        skiff_model::config::ProxyKind::Sidecar => "sidecar",
+                        skiff_model::config::ProxyKind::Gateway => "gateway",
+                    },
+                },
+            }))
+        })
+        .collect();
+    serde_json::Value::Array(targets)
 }
 
 fn config_dump(plane: &ControlPlane, proxy: Option<&str>) -> Response<Full<Bytes>> {

@@ -5,6 +5,9 @@
 //!   it raised, the last rejected update and where the listeners are;
 //! - `GET /certs`: the mesh certificate in service (SPIFFE id, serial, validity) and
 //!   the number of trusted roots, as Envoy's `/certs`;
+//! - `GET /stats/prometheus` (and `/metrics`): Istio's standard metrics and the
+//!   process metrics in the Prometheus text format, as Envoy's `:15090` and the
+//!   pilot-agent's merged `:15020` serve them;
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -88,6 +91,14 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (&Method::GET, "/certs") => json(&certs(proxy)),
+        (&Method::GET, "/stats/prometheus" | "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(proxy.prometheus_text())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (&Method::POST, "/quitquitquit") => {
             proxy.request_shutdown();
             text(StatusCode::OK, "draining\n")
@@ -95,7 +106,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "endpoints: GET /ready, GET /config_dump, GET /certs, POST /quitquitquit\n",
+            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /stats/prometheus, POST /quitquitquit\n",
         ),
     }
 }

@@ -4,7 +4,7 @@
 //! the phases it passes through (route, cluster, upstream host, status, response flag,
 //! bytes) and finished exactly once: when the response body ends, when the request is
 //! dropped (the client went away: `DC`), or when the TCP connection closes. Finishing
-//! hands it to its writers — today the access log, later metrics and traces — and every
+//! hands it to its writers — the metrics and the access log, later traces — and every
 //! request is recorded whether or not a writer is on. The connection context it holds
 //! gives the writers the downstream address and both identities without copying them.
 
@@ -34,6 +34,8 @@ pub(crate) struct RequestHead {
     pub(crate) uri: Uri,
     pub(crate) version: Version,
     pub(crate) host: Option<HeaderValue>,
+    /// `content-type: application/grpc…`: `request_protocol` is `grpc`.
+    pub(crate) grpc: bool,
 }
 
 impl RequestHead {
@@ -66,6 +68,11 @@ pub(crate) struct Record {
     pub(crate) upstream: Option<Arc<EndpointState>>,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) cluster: Option<Arc<str>>,
+    /// The destination service, when the cluster's is known up front (else the
+    /// metrics derive it from `cluster`).
+    pub(crate) service: Option<Arc<crate::metrics::Service>>,
+    /// A TCP connection already counted as opened by the metrics.
+    pub(crate) tcp_opened: bool,
     /// Why the proxy refused or ended it, in words (as Envoy's response code details):
     /// "plaintext connection refused: PeerAuthentication prod/default is STRICT".
     pub(crate) details: Option<Arc<str>>,
@@ -89,6 +96,8 @@ impl Record {
             upstream: None,
             route: None,
             cluster: None,
+            service: None,
+            tcp_opened: false,
             details: None,
             attempts: 0,
             retries_exhausted: false,
@@ -103,6 +112,10 @@ impl Record {
             uri: req.uri().clone(),
             version: req.version(),
             host: req.headers().get(http::header::HOST).cloned(),
+            grpc: req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
         };
         Pending(Some(Record::new(
             conn,
@@ -126,6 +139,12 @@ impl Record {
 
     /// Hands the finished record to its writers.
     pub(crate) fn finish(self: Box<Self>) {
+        if let Some(m) = &self.conn.inputs.metrics {
+            match &self.request {
+                Some(head) => m.http(&self, head.grpc),
+                None => m.tcp_closed(&self, self.tcp_opened),
+            }
+        }
         self.conn.inputs.access_log.write(&self);
     }
 }
