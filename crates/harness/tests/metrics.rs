@@ -3,69 +3,15 @@
 
 #[path = "shared/mesh.rs"]
 mod common;
+#[path = "shared/observed.rs"]
+mod observed;
 
 use std::collections::BTreeMap;
 
 use common::{BACKEND_URL, MESH};
+use observed::{RULES, TCP_SERVICE};
 use skiff_harness::Mesh;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A TCP port on the backend. (Not beside `RULES`: a DENY rule's HTTP-only fields
-/// are left out for TCP connections, as Istio does, so it would deny them all.)
-const TCP_SERVICE: &str = "\
-apiVersion: v1
-kind: Service
-metadata:
-  name: backend-tcp
-  namespace: prod
-spec:
-  selector:
-    app: backend
-  ports:
-  - name: tcp
-    port: 9000
-    targetPort: 9090
-";
-
-const RULES: &str = "\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: backend
-  namespace: prod
-spec:
-  hosts: [backend.prod.svc.cluster.local]
-  http:
-  - match:
-    - uri:
-        prefix: /fault
-    fault:
-      abort:
-        httpStatus: 503
-        percentage:
-          value: 100
-    route:
-    - destination:
-        host: backend.prod.svc.cluster.local
-  - route:
-    - destination:
-        host: backend.prod.svc.cluster.local
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: no-denied
-  namespace: prod
-spec:
-  selector:
-    matchLabels:
-      app: backend
-  action: DENY
-  rules:
-  - to:
-    - operation:
-        paths: [/denied]
-";
 
 /// One sample of the text format: name, labels, value.
 #[derive(Debug, Clone)]
