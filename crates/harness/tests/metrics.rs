@@ -9,9 +9,8 @@ mod observed;
 use std::collections::BTreeMap;
 
 use common::{BACKEND_URL, MESH};
-use observed::{RULES, TCP_SERVICE};
+use observed::{RULES, TCP_SERVICE, tcp_exchange};
 use skiff_harness::Mesh;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One sample of the text format: name, labels, value.
 #[derive(Debug, Clone)]
@@ -268,36 +267,6 @@ async fn both_reporters_count_each_request_with_istio_labels() -> anyhow::Result
     assert_eq!(find(&src, "process_cpu_seconds_total", &[]).len(), 1);
     assert!(find(&src, "process_resident_memory_bytes", &[])[0].value > 0.0);
     Ok(())
-}
-
-/// One TCP connection through a `CONNECT` tunnel of the caller's sidecar: what it sent
-/// and what came back.
-async fn tcp_exchange(mesh: &Mesh, from: &str, target: &str) -> anyhow::Result<(usize, usize)> {
-    let mut s = tokio::net::TcpStream::connect(mesh.proxy(from).outbound()).await?;
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        anyhow::ensure!(s.read(&mut b).await? == 1, "tunnel closed: {head:?}");
-        head.push(b[0]);
-    }
-    anyhow::ensure!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    // The app speaks HTTP on every port: the bytes go through as they are.
-    let req = b"GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n";
-    s.write_all(req).await?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).await?;
-    anyhow::ensure!(
-        reply.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&reply)
-    );
-    Ok((req.len(), reply.len()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,14 @@
 //! mesh: PromQL returns the requests sent, a p99 comes out of the duration histogram,
 //! and `promtool check metrics` finds nothing wrong with any endpoint.
 //!
-//! Without `prometheus` and `promtool` on `PATH` the test passes with a note, except
-//! under CI (`CI` set), where it fails.
+//! Then Istio's own Grafana dashboards (mesh, service and workload, from
+//! `../shared/corpus/istio/dashboards` or `$SKIFF_CORPUS`) are asked, expression by
+//! expression, with their template variables filled as a user viewing the backend
+//! would; the number that return data must not drop below [`DASHBOARD_FLOOR`].
+//! docs/observability.md says why each of the others returns nothing.
+//!
+//! Without `prometheus` and `promtool` on `PATH`, or without the corpus, the test (or
+//! its dashboard part) passes with a note, except under CI (`CI` set), where it fails.
 
 #[path = "shared/mesh.rs"]
 mod common;
@@ -11,13 +17,13 @@ mod common;
 mod observed;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use common::{BACKEND_URL, MESH};
-use observed::RULES;
+use observed::{RULES, tcp_exchange};
 use serde_json::Value;
 use skiff_harness::Mesh;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,6 +48,161 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
+}
+
+/// `other` calls the backend in plain text (the backend's port is PERMISSIVE), so the
+/// dashboards' panels for traffic without mutual TLS have some.
+const PLAINTEXT_FROM_OTHER: &str = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: backend-plaintext-from-other
+  namespace: prod
+spec:
+  host: backend.prod.svc.cluster.local
+  workloadSelector:
+    matchLabels:
+      app: other
+  trafficPolicy:
+    tls:
+      mode: DISABLE
+";
+
+/// The backend's TCP port, through its Service.
+const TCP_TARGET: &str = "backend.prod.svc.cluster.local:9000";
+
+/// Expressions of Istio's three dashboards that return data for the test mesh (of 159);
+/// the count may grow, never drop.
+const DASHBOARD_FLOOR: usize = 143;
+
+/// `$SKIFF_CORPUS`, else the first `shared/corpus` next to an ancestor of this crate.
+fn dashboards() -> Option<PathBuf> {
+    let corpus = std::env::var_os("SKIFF_CORPUS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/corpus"))
+                .find(|c| c.join("istio").is_dir())
+        });
+    match corpus.map(|c| c.join("istio/dashboards")) {
+        Some(d) if d.is_dir() => Some(d),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "Istio's dashboards (shared/corpus/istio/dashboards) are missing; set SKIFF_CORPUS"
+            );
+            eprintln!(
+                "note: no shared/corpus/istio/dashboards (set SKIFF_CORPUS); dashboards not asked"
+            );
+            None
+        }
+    }
+}
+
+/// Every panel's `(title, expr)` of a dashboard, rows' panels included.
+fn expressions(v: &Value, out: &mut Vec<(String, String)>) {
+    for panel in v["panels"].as_array().into_iter().flatten() {
+        let title = panel["title"].as_str().unwrap_or("").to_owned();
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push((title.clone(), e.to_owned()));
+            }
+        }
+        expressions(panel, out);
+    }
+}
+
+/// The template variables as a user sets them: the backend's service, `workload` (the
+/// backend, or the frontend that calls it), each "All" as a regex that matches every
+/// value.
+fn fill(expr: &str, workload: &str) -> String {
+    let vars = [
+        ("__rate_interval", "1m"),
+        ("service", "backend.prod.svc.cluster.local"),
+        ("namespace", "prod"),
+        ("workload", workload),
+        ("qrep", "destination"),
+        ("srccluster", ".*"),
+        ("srcns", ".*"),
+        ("srcwl", ".*"),
+        ("dstcluster", ".*"),
+        ("dstns", ".*"),
+        ("dstwl", ".*"),
+        ("dstsvc", ".*"),
+    ];
+    let mut e = expr.to_owned();
+    for (name, value) in vars {
+        e = e
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    e
+}
+
+/// Asks Prometheus every expression of Istio's dashboards; returns how many returned
+/// data, and the others with their panel.
+async fn ask_dashboards(prom: SocketAddr, dir: &Path) -> anyhow::Result<(usize, Vec<String>)> {
+    let mut all = Vec::new();
+    for name in [
+        "istio-mesh-dashboard.gen.json",
+        "istio-service-dashboard.json",
+        "istio-workload-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).with_context(|| name.to_owned())?;
+        let v: Value = serde_json::from_str(&text).with_context(|| name.to_owned())?;
+        let mut exprs = Vec::new();
+        expressions(&v, &mut exprs);
+        all.extend(exprs.into_iter().map(|(t, e)| (name, t, e)));
+    }
+    ensure!(
+        all.len() == 159,
+        "Istio's dashboards hold 159 expressions, found {}",
+        all.len()
+    );
+    let mut with_data = 0;
+    let mut empty = Vec::new();
+    for (dashboard, title, expr) in &all {
+        // The workload dashboard is looked at for both workloads: the backend's shows
+        // what comes in, the frontend's what goes out.
+        let mut has_data = false;
+        for workload in ["backend", "frontend"] {
+            let q = fill(expr, workload);
+            let r = query(prom, &q)
+                .await
+                .with_context(|| format!("{dashboard} {title:?}: {q}"))?;
+            has_data |= r.iter().any(|s| value(s).is_finite());
+            if has_data || !expr.contains("$workload") {
+                break;
+            }
+        }
+        if has_data {
+            with_data += 1;
+        } else {
+            empty.push(format!(
+                "{dashboard} / {title}: {}",
+                expr.replace('\n', " ")
+            ));
+        }
+    }
+    Ok((with_data, empty))
+}
+
+/// Requests of every kind (200, fault 503, policy 403) and a TCP connection, over and
+/// over for at most a minute; returns only on an error.
+async fn load(mesh: &Mesh) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        for path in ["", "", "fault", "denied"] {
+            mesh.get_via("frontend.prod", &format!("{BACKEND_URL}{path}"))
+                .await?;
+        }
+        tcp_exchange(mesh, "frontend.prod", TCP_TARGET).await?;
+        let r = mesh.get_via("other.prod", BACKEND_URL).await?;
+        ensure!(r.status == 200, "other to backend: {} {}", r.status, r.body);
+        tcp_exchange(mesh, "other.prod", TCP_TARGET).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the dashboards took more than a minute")
 }
 
 /// A plain HTTP/1.1 GET; the body of a 200.
@@ -142,7 +303,20 @@ async fn prometheus_scrapes_the_mesh_and_promql_counts_the_requests() -> anyhow:
     let Some((prometheus, promtool)) = tools() else {
         return Ok(());
     };
-    let mesh = Mesh::start(&[("mesh.yaml", MESH), ("rules.yaml", RULES)]).await?;
+    // The backend's Service with a TCP port beside its HTTP one, so the service
+    // dashboard's TCP panels have the backend's traffic.
+    let http_port = "  - name: http\n    port: 80\n    targetPort: 8080\n";
+    assert!(MESH.contains(http_port));
+    let mesh_yaml = MESH.replace(
+        http_port,
+        &format!("{http_port}  - name: tcp\n    port: 9000\n    targetPort: 9090\n"),
+    );
+    let mesh = Mesh::start(&[
+        ("mesh.yaml", &mesh_yaml),
+        ("rules.yaml", RULES),
+        ("plaintext.yaml", PLAINTEXT_FROM_OTHER),
+    ])
+    .await?;
     for (path, n, status) in [("", 5, 200), ("fault", 3, 503), ("denied", 2, 403)] {
         for _ in 0..n {
             let r = mesh
@@ -263,16 +437,49 @@ async fn prometheus_scrapes_the_mesh_and_promql_counts_the_requests() -> anyhow:
 
     // A p99 from the rate of the buckets: requests while Prometheus watches (those
     // above were all sent before its first scrape, so their rate is 0).
-    for _ in 0..5 {
-        let r = mesh.get_via("frontend.prod", BACKEND_URL).await?;
-        assert_eq!(r.status, 200, "{}", r.body);
+    for path in ["", "", "", "fault", "denied"] {
+        mesh.get_via("frontend.prod", &format!("{BACKEND_URL}{path}"))
+            .await?;
     }
+    // Two TCP connections, a scrape apart, so their counters have a rate.
+    let target = TCP_TARGET;
+    tcp_exchange(&mesh, "frontend.prod", TCP_TARGET).await?;
+    let closed = "istio_tcp_connections_closed_total{reporter=\"destination\"}";
+    until_query(prom, closed, |r| r.len() == 1).await?;
+    tcp_exchange(&mesh, "frontend.prod", TCP_TARGET).await?;
     let p99 = "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket[1m])) by (le))";
     let r = until_query(prom, p99, |r| r.len() == 1 && value(&r[0]).is_finite()).await?;
     let ms = value(&r[0]);
     assert!(
         ms > 0.0 && ms <= 3_600_000.0,
         "p99 {ms} ms within Istio's buckets"
+    );
+
+    // Istio's dashboards, once the TCP counters have moved too.
+    let Some(dir) = dashboards() else {
+        return Ok(());
+    };
+    let tcp = "sum(rate(istio_tcp_sent_bytes_total{reporter=\"destination\"}[1m]))";
+    until_query(prom, tcp, |r| r.len() == 1 && value(&r[0]) > 0.0).await?;
+    // Asked while traffic flows, as a dashboard is watched: most panels use `irate`,
+    // the rate between the last two scrapes.
+    let (with_data, empty) = tokio::select! {
+        asked = async {
+            // Once two scrapes have seen the traffic move.
+            let moving = "sum(irate(istio_tcp_sent_bytes_total{reporter=\"destination\"}[1m])) > 0 and sum(irate(istio_requests_total{reporter=\"destination\"}[1m])) > 0 and sum(irate(istio_tcp_sent_bytes_total{connection_security_policy=\"none\"}[1m])) > 0 and sum(irate(istio_requests_total{connection_security_policy=\"none\"}[1m])) > 0";
+            until_query(prom, moving, |r| r.len() == 1).await?;
+            ask_dashboards(prom, &dir).await
+        } => asked?,
+        failed = load(&mesh) => return failed,
+    };
+    eprintln!(
+        "Istio's dashboards: {with_data} of 159 expressions return data; without:\n{}",
+        empty.join("\n")
+    );
+    assert!(
+        with_data >= DASHBOARD_FLOOR,
+        "{with_data} dashboard expressions return data, fewer than the floor of {DASHBOARD_FLOOR}; without data:\n{}",
+        empty.join("\n")
     );
     Ok(())
 }

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, reason = "each test uses a part")]
 
+use skiff_harness::Mesh;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 /// A TCP port on the backend. (Not beside `RULES`: a DENY rule's HTTP-only fields
 /// are left out for TCP connections, as Istio does, so it would deny them all.)
 pub(crate) const TCP_SERVICE: &str = "\
@@ -56,5 +59,40 @@ spec:
   rules:
   - to:
     - operation:
+        ports: [\"8080\"]
         paths: [/denied]
 ";
+
+/// One TCP connection through a `CONNECT` tunnel of the caller's sidecar: what it sent
+/// and what came back.
+pub(crate) async fn tcp_exchange(
+    mesh: &Mesh,
+    from: &str,
+    target: &str,
+) -> anyhow::Result<(usize, usize)> {
+    let mut s = tokio::net::TcpStream::connect(mesh.proxy(from).outbound()).await?;
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        anyhow::ensure!(s.read(&mut b).await? == 1, "tunnel closed: {head:?}");
+        head.push(b[0]);
+    }
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The app speaks HTTP on every port: the bytes go through as they are.
+    let req = b"GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n";
+    s.write_all(req).await?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await?;
+    anyhow::ensure!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    Ok((req.len(), reply.len()))
+}
