@@ -239,7 +239,7 @@ fn dechunk(mut body: &str) -> String {
             break;
         }
         out.push_str(&rest[..n]);
-        body = &rest[n..].trim_start_matches("\r\n");
+        body = rest[n..].trim_start_matches("\r\n");
     }
     out
 }
@@ -442,7 +442,6 @@ async fn prometheus_scrapes_the_mesh_and_promql_counts_the_requests() -> anyhow:
             .await?;
     }
     // Two TCP connections, a scrape apart, so their counters have a rate.
-    let target = TCP_TARGET;
     tcp_exchange(&mesh, "frontend.prod", TCP_TARGET).await?;
     let closed = "istio_tcp_connections_closed_total{reporter=\"destination\"}";
     until_query(prom, closed, |r| r.len() == 1).await?;

@@ -279,6 +279,9 @@ impl Own {
     }
 }
 
+/// An inbound peer: its transport-header extensions and the principal it proved.
+type PeerKey = (Box<[u8]>, Option<Arc<str>>);
+
 /// Peers seen on inbound connections, kept while there are at most this many.
 const PEERS_LIMIT: usize = 1024;
 
@@ -299,7 +302,7 @@ pub(crate) struct Metrics {
     unknown_service: Arc<Service>,
     /// Inbound peers by their exchanged bytes and principal, so the same caller is the
     /// same value (and its series are found in the caches) across connections.
-    peers: Mutex<HashMap<(Box<[u8]>, Option<Arc<str>>), Arc<Workload>>>,
+    peers: Mutex<HashMap<PeerKey, Arc<Workload>>>,
     /// Services by cluster name, for TCP connections.
     services: Mutex<HashMap<Arc<str>, Arc<Service>>>,
 }
