@@ -81,14 +81,30 @@ pub(crate) fn handle(plane: &ControlPlane, req: &Request<Incoming>) -> Response<
         "/debug/config_dump" => config_dump(plane, query_param(query, "proxy").as_deref()),
         "/debug/configz" => json_response(StatusCode::OK, &*plane.status()),
         "/debug/prometheus_sd" => json_response(StatusCode::OK, &prometheus_sd(plane)),
+        "/metrics" | "/stats/prometheus" => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            plane.sync().register_metrics(&mut registry);
+            let mut text = String::new();
+            match prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+                Ok(()) => {
+                    let mut r = text_response(StatusCode::OK, text);
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
         "/ready" => ready(plane),
         "/" | "/debug" => json_response(
             StatusCode::OK,
-            &json!({"endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/ready"]}),
+            &json!({"endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/metrics", "/ready"]}),
         ),
         other => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/ready"]}),
+            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/metrics", "/ready"]}),
         ),
     }
 }

@@ -344,3 +344,55 @@ async fn tcp_connections_are_counted_on_both_reporters() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A plain HTTP/1.1 GET of `path` on `addr`; the whole answer.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await?;
+    anyhow::ensure!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    Ok(raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_lists_scrape_targets_and_counts_pushes() -> anyhow::Result<()> {
+    let mesh = Mesh::start(&[("mesh.yaml", MESH)]).await?;
+    let debug = mesh.control().debug_addr;
+
+    let sd = http_get(debug, "/debug/prometheus_sd").await?;
+    let body = sd.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    for w in ["backend.prod", "frontend.prod", "other.prod"] {
+        let target = format!("{}:15020", mesh.ip(w.split('.').next().unwrap()));
+        assert!(body.contains(&target), "{w} at {target}: {body}");
+        assert!(
+            body.contains(&format!("\"proxy\":\"{w}\""))
+                || body.contains(&format!("\"proxy\": \"{w}\"")),
+            "{body}"
+        );
+    }
+    assert!(body.contains("/stats/prometheus"), "{body}");
+
+    let metrics = http_get(debug, "/metrics").await?;
+    let samples = parse(metrics.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    let one = |name: &str| {
+        let found = find(&samples, name, &[]);
+        assert_eq!(found.len(), 1, "{name}: {samples:#?}");
+        found[0].value
+    };
+    assert_eq!(one("pilot_xds"), 3.0, "three proxies connected");
+    assert!(
+        one("pilot_xds_pushes_total") >= 3.0,
+        "each proxy got its config"
+    );
+    let rejects: f64 = find(&samples, "pilot_total_xds_rejects_total", &[])
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(rejects, 0.0, "no proxy rejected its config");
+    Ok(())
+}

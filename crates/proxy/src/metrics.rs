@@ -102,10 +102,18 @@ impl Edge {
             self.destination.id,
             self.service.id,
             u64::from(self.reporter == Reporter::Source)
-                | u64::from(self.protocol.len() as u8) << 8
-                | u64::from(self.security.len() as u8) << 16,
+                | code_of(self.protocol, &["http", "grpc", "tcp"]) << 8
+                | code_of(self.security, &["mutual_tls", "none", "unknown"]) << 16,
         ]
     }
+}
+
+/// The position of `value` among `known` (from 1), 0 for another: a cache key part.
+fn code_of(value: &str, known: &[&str]) -> u64 {
+    known
+        .iter()
+        .position(|k| *k == value)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 /// `response_flags` as Envoy joins them: the failure's own, then `URX` when retries ran

@@ -156,3 +156,26 @@ fn process_stat_is_parsed_past_a_command_with_spaces() {
     assert_eq!(s.virtual_bytes, 123456789.0);
     assert_eq!(s.resident_bytes, 2000.0 * 4096.0);
 }
+
+#[test]
+fn cache_keys_tell_protocols_and_policies_apart() {
+    use super::{Edge, Reporter};
+    let edge = |protocol, security| Edge {
+        reporter: Reporter::Source,
+        source: Workload::unknown(),
+        destination: Workload::unknown(),
+        service: Service::unknown(),
+        protocol,
+        security,
+    };
+    let a = edge("http", "unknown");
+    let mut b = a.clone();
+    b.protocol = "grpc";
+    assert_ne!(a.ids(), b.ids(), "http and grpc are other series");
+    let mut c = a.clone();
+    c.security = "none";
+    assert_ne!(a.ids(), c.ids());
+    let mut d = a.clone();
+    d.reporter = Reporter::Destination;
+    assert_ne!(a.ids(), d.ids());
+}
