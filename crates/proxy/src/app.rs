@@ -46,6 +46,8 @@ pub struct ProxyOptions {
     pub gateway_port_offset: u16,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
+    /// How they are written: skiff's line (default), Istio's default text, or JSON.
+    pub access_log_format: crate::AccessLogFormat,
     /// Istio's standard metrics (`istio_requests_total`, …), served with the process
     /// metrics at `/stats/prometheus` on the admin ports. On by default; off only to
     /// measure what they cost.
@@ -76,6 +78,7 @@ impl Default for ProxyOptions {
             agent_ports: vec![15020, 15021, 15090],
             gateway_port_offset: 0,
             access_log: AccessLogTarget::Stdout,
+            access_log_format: crate::AccessLogFormat::Skiff,
             metrics: true,
             drain_timeout: Duration::from_secs(5),
             admin_runtime: None,
@@ -182,7 +185,7 @@ impl Proxy {
             .adaptive_window(true);
         let mut registry = prometheus_client::registry::Registry::default();
         let mut inputs = ProxyInputs::new(
-            AccessLog::new(options.access_log.clone()),
+            AccessLog::with_format(options.access_log.clone(), options.access_log_format),
             http_server,
             options.mesh_tls.clone(),
         );

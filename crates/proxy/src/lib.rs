@@ -64,6 +64,6 @@ pub mod xds_source;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 
-pub use access_log::AccessLogTarget;
+pub use access_log::{AccessLogFormat, AccessLogTarget};
 pub use app::{Proxy, ProxyOptions};
 pub use error::{Error, ResponseFlag};

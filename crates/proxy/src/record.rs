@@ -36,6 +36,8 @@ pub(crate) struct RequestHead {
     pub(crate) host: Option<HeaderValue>,
     /// `content-type: application/grpc…`: `request_protocol` is `grpc`.
     pub(crate) grpc: bool,
+    /// The headers Istio's access-log formats show, when one is on.
+    pub(crate) istio: Option<Box<crate::access_log::istio::Headers>>,
 }
 
 impl RequestHead {
@@ -116,6 +118,11 @@ impl Record {
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
+            istio: conn
+                .inputs
+                .access_log
+                .wants_headers()
+                .then(|| crate::access_log::istio::Headers::of(req.headers())),
         };
         Pending(Some(Record::new(
             conn,

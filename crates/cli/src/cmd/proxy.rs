@@ -80,6 +80,11 @@ pub(crate) struct Args {
     /// Access log to stdout: `on` or `off`.
     #[arg(long, value_enum, default_value = "on")]
     access_log: OnOff,
+    /// Access-log format: `skiff` (skiff's line, with the reason for every refusal in
+    /// words), `istio` (Istio's default text format) or `json` (Istio's default fields
+    /// as JSON, as `meshConfig.accessLogEncoding: JSON`).
+    #[arg(long, value_enum, default_value = "skiff")]
+    access_log_format: LogFormat,
     /// Istio's standard metrics (`istio_requests_total`, …) at `/stats/prometheus` on
     /// the admin ports: `on` or `off` (to measure what they cost).
     #[arg(long, value_enum, default_value = "on")]
@@ -103,6 +108,13 @@ pub(crate) struct Args {
     /// seconds.
     #[arg(long, default_value_t = 5.0)]
     drain_timeout: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Skiff,
+    Istio,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -150,6 +162,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         access_log: match args.access_log {
             OnOff::On => AccessLogTarget::Stdout,
             OnOff::Off => AccessLogTarget::Off,
+        },
+        access_log_format: match args.access_log_format {
+            LogFormat::Skiff => skiff_proxy::AccessLogFormat::Skiff,
+            LogFormat::Istio => skiff_proxy::AccessLogFormat::Istio,
+            LogFormat::Json => skiff_proxy::AccessLogFormat::IstioJson,
         },
         metrics: matches!(args.metrics, OnOff::On),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
