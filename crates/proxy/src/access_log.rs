@@ -59,6 +59,7 @@ pub(crate) struct AccessLog {
 }
 
 impl AccessLog {
+    #[cfg(test)]
     pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
         Self::with_format(target, AccessLogFormat::Skiff)
     }

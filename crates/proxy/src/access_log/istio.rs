@@ -59,11 +59,8 @@ struct Fields<'a> {
     route: Option<&'a str>,
 }
 
-fn header<'a>(
-    h: Option<&'a Headers>,
-    f: impl Fn(&Headers) -> Option<&http::HeaderValue>,
-) -> Option<&'a str> {
-    h.and_then(|h| f(h)).and_then(|v| v.to_str().ok())
+fn header(h: Option<&Headers>, f: impl Fn(&Headers) -> Option<&http::HeaderValue>) -> Option<&str> {
+    h.and_then(f).and_then(|v| v.to_str().ok())
 }
 
 fn fields<'a>(r: &'a Record, head: Option<&'a RequestHead>) -> Fields<'a> {
