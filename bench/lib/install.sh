@@ -25,6 +25,7 @@ install_tools() {
     for target in ${TARGETS//,/ }; do
         case "$target" in
             direct|skiff|haproxy|envoy|skiff-mtls|haproxy-tls|envoy-mtls) ;;
+            skiff-nometrics|skiff-mtls-nometrics) ;;
             *) die "unknown target $target (known: $ALL_TARGETS)" ;;
         esac
     done
@@ -95,9 +96,11 @@ build_skiff() {
     [[ -x "$SKIFF_BIN" ]] || die "no skiff binary at $SKIFF_BIN"
     SKIFF_PROXY_OK=""
     SKIFF_PROXY_TLS_OK=""
+    SKIFF_PROXY_METRICS_OK=""
     local help
     if help="$("$SKIFF_BIN" proxy --help 2>&1)"; then
         SKIFF_PROXY_OK=1
         [[ $help == *--cert-file* ]] && SKIFF_PROXY_TLS_OK=1
+        [[ $help == *--metrics* ]] && SKIFF_PROXY_METRICS_OK=1
     fi
 }

@@ -12,7 +12,10 @@ import json
 import re
 import sys
 
-TARGETS = ["direct", "skiff", "haproxy", "envoy", "skiff-mtls", "haproxy-tls", "envoy-mtls"]
+TARGETS = [
+    "direct", "skiff", "haproxy", "envoy", "skiff-mtls", "haproxy-tls", "envoy-mtls",
+    "skiff-nometrics", "skiff-mtls-nometrics",
+]
 LABELS = {
     "direct": "direct (no proxy)",
     "skiff": "skiff",
@@ -21,14 +24,18 @@ LABELS = {
     "skiff-mtls": "skiff mTLS",
     "haproxy-tls": "HAProxy TLS",
     "envoy-mtls": "Envoy mTLS",
+    "skiff-nometrics": "skiff, metrics off",
+    "skiff-mtls-nometrics": "skiff mTLS, metrics off",
 }
 PEERS = ["haproxy", "envoy"]
 # The targets with TLS between the two proxies: each is compared with the TLS pair of
 # the peer, never with a plain-text one.
-TLS_TARGETS = {"skiff-mtls", "haproxy-tls", "envoy-mtls"}
+TLS_TARGETS = {"skiff-mtls", "haproxy-tls", "envoy-mtls", "skiff-mtls-nometrics"}
 TLS_PEER = {"haproxy": "haproxy-tls", "envoy": "envoy-mtls"}
 # skiff's own rows, each with the peers it is compared with in the summary.
 SKIFF_ROWS = ["skiff", "skiff-mtls"]
+# skiff with its metrics on (the default) and off: the ratio is what the metrics cost.
+METRICS_PAIRS = [("skiff", "skiff-nometrics"), ("skiff-mtls", "skiff-mtls-nometrics")]
 
 
 def peer_of(target, peer):
@@ -167,6 +174,7 @@ def render(rows, meta):
     header += "".join(f" | {LABELS[s]} ÷ {LABELS[p]}" for s, p in comparisons)
     if mtls_cost:
         header += " | mTLS adds to skiff"
+    header += "".join(f" | {LABELS[on]} ÷ metrics off" for on, off in METRICS_PAIRS if on in proxied and off in proxied)
     out.append(header + " |")
     out.append("|" + "---|" * (header.count("|")))
     for case in cases:
@@ -181,6 +189,10 @@ def render(rows, meta):
             plain_us = per_request_us(plain) if plain else None
             tls_us = per_request_us(tls) if tls else None
             cells.append(fmt(tls_us - plain_us, 1) if plain_us is not None and tls_us is not None else "–")
+        for on, off in METRICS_PAIRS:
+            if on in proxied and off in proxied:
+                with_m, without = by.get((on, case)), by.get((off, case))
+                cells.append(ratio(per_request_us(with_m) if with_m else None, per_request_us(without) if without else None))
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     if any(t in TLS_TARGETS for t in proxied):

@@ -37,12 +37,17 @@ start_pair() {
         direct)
             ENTRY="$SERVER_ADDR:$BACKEND_PORT"
             ;;
-        skiff|skiff-mtls)
+        skiff|skiff-mtls|skiff-nometrics|skiff-mtls-nometrics)
             # skiff-mtls: the same pair with mesh mTLS between the proxies (the server
             # side's port STRICT, the client side's endpoint `mtls: true`), each with
-            # its identity from the files bench/lib/certs.sh made.
-            local role id conf addr name tls=()
-            local suffix=$([[ $target == skiff-mtls ]] && echo -mtls)
+            # its identity from the files bench/lib/certs.sh made. `-nometrics`: the
+            # same pair with Istio's standard metrics off.
+            local role id conf addr name tls=() metrics=on
+            local base=${target%-nometrics}
+            [[ $target == *-nometrics ]] && metrics=off
+            local mflag=()
+            [[ -n "$SKIFF_PROXY_METRICS_OK" ]] && mflag=(--metrics "$metrics")
+            local suffix=$([[ $base == skiff-mtls ]] && echo -mtls)
             for role in server client; do
                 if [[ $role == server ]]; then
                     id=backend.bench; conf=skiff-server$suffix.json; addr=$SERVER_ADDR; name=backend
@@ -50,13 +55,13 @@ start_pair() {
                     id=bench-client.bench; conf=skiff-client$suffix.json; addr=$CLIENT_ADDR; name=bench-client
                 fi
                 tls=()
-                if [[ $target == skiff-mtls ]]; then
+                if [[ $base == skiff-mtls ]]; then
                     tls=(--cert-file "$CERTS/$name-cert.pem" --key-file "$CERTS/$name-key.pem"
                         --ca-root "$CERTS/root-cert.pem")
                 fi
                 start_bg "$WORK/$target-$role.log" "$SKIFF_BIN" proxy --id "$id" \
                     --config-file "$BENCH_DIR/conf/$conf" --address "$addr" \
-                    --concurrency "$THREADS" --access-log off "${tls[@]}"
+                    --concurrency "$THREADS" --access-log off "${tls[@]}" "${mflag[@]}"
                 PROXIES+=("$role:$BG_PID")
                 wait_ready "$target-$role" "$BG_PID" "$addr" 15000 /ready
             done

@@ -81,16 +81,61 @@ pub(crate) fn handle(plane: &ControlPlane, req: &Request<Incoming>) -> Response<
         }
         "/debug/config_dump" => config_dump(plane, query_param(query, "proxy").as_deref()),
         "/debug/configz" => json_response(StatusCode::OK, &*plane.status()),
+        "/debug/prometheus_sd" => json_response(StatusCode::OK, &prometheus_sd(plane)),
+        "/metrics" | "/stats/prometheus" => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            plane.sync().register_metrics(&mut registry);
+            let mut text = String::new();
+            match prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+                Ok(()) => {
+                    let mut r = text_response(StatusCode::OK, text);
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
         "/ready" => ready(plane),
         "/" | "/debug" => json_response(
             StatusCode::OK,
-            &json!({"version": env!("CARGO_PKG_VERSION"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
+            &json!({"version": env!("CARGO_PKG_VERSION"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/metrics", "/ready"]}),
         ),
         other => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/ready"]}),
+            &json!({"error": format!("no such endpoint: {other}"), "endpoints": ["/debug/syncz", "/debug/config_dump?proxy=ID", "/debug/configz", "/debug/prometheus_sd", "/metrics", "/ready"]}),
         ),
     }
+}
+
+/// The proxies to scrape, in Prometheus' HTTP service discovery format
+/// (`http_sd_configs`; the same JSON as a `file_sd_configs` file): per proxy with an
+/// address, its pilot-agent port (`<address>:15020`, where `skiff proxy` serves
+/// `/stats/prometheus` by default), labelled with the proxy's id, namespace and kind.
+fn prometheus_sd(plane: &ControlPlane) -> serde_json::Value {
+    let snapshot = plane.snapshot();
+    let targets: Vec<serde_json::Value> = snapshot
+        .proxies()
+        .filter_map(|(id, entry)| {
+            let node = &entry.config.node;
+            let ip = node.address?;
+            Some(json!({
+                "targets": [std::net::SocketAddr::new(ip, 15020).to_string()],
+                "labels": {
+                    "__metrics_path__": "/stats/prometheus",
+                    "proxy": id,
+                    "namespace": node.namespace,
+                    "kind": match node.kind {
+                        skiff_model::config::ProxyKind::Sidecar => "sidecar",
+                        skiff_model::config::ProxyKind::Gateway => "gateway",
+                    },
+                },
+            }))
+        })
+        .collect();
+    serde_json::Value::Array(targets)
 }
 
 fn config_dump(plane: &ControlPlane, proxy: Option<&str>) -> Response<Full<Bytes>> {

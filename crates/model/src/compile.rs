@@ -97,6 +97,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         let missing = &config.missing_clusters;
         config.clusters.retain(|cl| !missing.contains_key(&cl.name));
     }
+    config.workload_labels = workload_labels(mesh, &config.clusters);
     config.faults = std::mem::take(&mut c.faults);
     config.http_policies = std::mem::take(&mut c.http_policies);
     config.policies = mesh
@@ -104,6 +105,38 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         .policies()
         .for_workload(&workload.namespace, &workload.labels);
     config
+}
+
+/// The telemetry labels of the workloads behind `clusters`' endpoints.
+fn workload_labels(
+    mesh: &Mesh,
+    clusters: &[crate::config::Cluster],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let registry = mesh.registry();
+    let mut wanted: BTreeMap<&str, ()> = BTreeMap::new();
+    for c in clusters {
+        for e in &c.endpoints {
+            wanted.insert(&e.workload, ());
+        }
+    }
+    let mut out = BTreeMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
+    for (i, w) in registry.workloads().iter().enumerate() {
+        let id = registry.workload_id(i);
+        if !wanted.contains_key(id) {
+            continue;
+        }
+        let labels: BTreeMap<String, String> = crate::config::TELEMETRY_LABELS
+            .iter()
+            .filter_map(|k| w.labels.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        if !labels.is_empty() {
+            out.insert(id.to_owned(), labels);
+        }
+    }
+    out
 }
 
 fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {

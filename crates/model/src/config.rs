@@ -80,7 +80,25 @@ pub struct ProxyConfig {
         skip_serializing_if = "OutboundTrafficPolicy::is_registry_only"
     )]
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// The telemetry labels ([`TELEMETRY_LABELS`]) of every workload an endpoint of
+    /// `clusters` belongs to, by [`Endpoint::workload`]: what the proxy reports as
+    /// `destination_app`, `destination_version` and the canonical service and revision.
+    /// Workloads without any such label have no entry.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub workload_labels:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
+
+/// The workload labels Istio's standard metrics read: `app` and `version`, and the
+/// canonical service and revision with their fallbacks.
+pub const TELEMETRY_LABELS: [&str; 6] = [
+    "app",
+    "version",
+    "service.istio.io/canonical-name",
+    "service.istio.io/canonical-revision",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/version",
+];
 
 /// VirtualService `fault`: a delay and an abort, each applied to its own share of
 /// requests (independently), before the request goes upstream.

@@ -34,19 +34,48 @@ pub enum AccessLogTarget {
 }
 
 mod batch;
+pub(crate) mod istio;
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// skiff's own line (below): Envoy's default fields, then the attempt count and
+    /// the reason for what the proxy refused, in words.
+    #[default]
+    Skiff,
+    /// Istio's default text format (`meshConfig.accessLogEncoding: TEXT`).
+    Istio,
+    /// Istio's default fields as one JSON object per line (`accessLogEncoding: JSON`).
+    IstioJson,
+}
 
 /// The access log of one proxy.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     target: AccessLogTarget,
+    format: AccessLogFormat,
     /// For [`AccessLogTarget::Stdout`].
     stdout: Option<Arc<batch::Batch>>,
 }
 
 impl AccessLog {
+    #[cfg(test)]
     pub(crate) fn new(target: AccessLogTarget) -> Arc<Self> {
+        Self::with_format(target, AccessLogFormat::Skiff)
+    }
+
+    pub(crate) fn with_format(target: AccessLogTarget, format: AccessLogFormat) -> Arc<Self> {
         let stdout = matches!(target, AccessLogTarget::Stdout).then(batch::Batch::start);
-        Arc::new(AccessLog { target, stdout })
+        Arc::new(AccessLog {
+            target,
+            format,
+            stdout,
+        })
+    }
+
+    /// The format shows request headers the record keeps only for it.
+    pub(crate) fn wants_headers(&self) -> bool {
+        self.enabled() && self.format != AccessLogFormat::Skiff
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -58,9 +87,15 @@ impl AccessLog {
         if !self.enabled() {
             return;
         }
-        match &r.request {
-            Some(head) => self.emit(|buf| http_line(buf, r, head)),
-            None => self.emit(|buf| tcp_line(buf, r)),
+        match (self.format, &r.request) {
+            (AccessLogFormat::Istio, head) => {
+                self.emit(|buf| istio::text_line(buf, r, head.as_ref()))
+            }
+            (AccessLogFormat::IstioJson, head) => {
+                self.emit(|buf| istio::json_line(buf, r, head.as_ref()))
+            }
+            (AccessLogFormat::Skiff, Some(head)) => self.emit(|buf| http_line(buf, r, head)),
+            (AccessLogFormat::Skiff, None) => self.emit(|buf| tcp_line(buf, r)),
         }
     }
 
@@ -128,16 +163,7 @@ fn tcp_line(buf: &mut Vec<u8>, r: &Record) {
 /// The fields after the status, alike for both kinds of line.
 fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
     buf.push(b' ');
-    // Flags as Envoy joins them: the failure's own, then `URX` when retries ran out.
-    match (r.flag, r.retries_exhausted) {
-        (crate::ResponseFlag::None, true)
-        | (crate::ResponseFlag::UpstreamRetryLimitExceeded, _) => buf.extend_from_slice(b"URX"),
-        (flag, true) => {
-            buf.extend_from_slice(flag.as_str().as_bytes());
-            buf.extend_from_slice(b",URX");
-        }
-        (flag, false) => buf.extend_from_slice(flag.as_str().as_bytes()),
-    }
+    buf.extend_from_slice(flags(r).as_bytes());
     buf.push(b' ');
     push_u64(buf, r.bytes_in());
     buf.push(b' ');
@@ -161,6 +187,16 @@ fn tail(buf: &mut Vec<u8>, r: &Record, authority: &str) {
         buf.extend_from_slice(b" \"");
         buf.extend_from_slice(details.as_bytes());
         buf.push(b'"');
+    }
+}
+
+/// Flags as Envoy joins them: the failure's own, then `URX` when retries ran out.
+fn flags(r: &Record) -> std::borrow::Cow<'static, str> {
+    match (r.flag, r.retries_exhausted) {
+        (crate::ResponseFlag::None, true)
+        | (crate::ResponseFlag::UpstreamRetryLimitExceeded, _) => "URX".into(),
+        (flag, true) => format!("{},URX", flag.as_str()).into(),
+        (flag, false) => flag.as_str().into(),
     }
 }
 

@@ -8,6 +8,9 @@
 //! - `GET /failures`: the recent failed requests (oldest first; a fixed number kept),
 //!   for `skiff explain`: request id, status, response flags, route, cluster, upstream
 //!   host, attempts and why;
+//! - `GET /stats/prometheus` (and `/metrics`): Istio's standard metrics and the
+//!   process metrics in the Prometheus text format, as Envoy's `:15090` and the
+//!   pilot-agent's merged `:15020` serve them;
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -96,6 +99,14 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
             "capacity": crate::failures::CAPACITY,
             "failures": proxy.recent_failures(),
         })),
+        (&Method::GET, "/stats/prometheus" | "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(proxy.prometheus_text())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (&Method::POST, "/quitquitquit") => {
             proxy.request_shutdown();
             text(StatusCode::OK, "draining\n")
@@ -103,7 +114,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /failures, POST /quitquitquit\n",
+            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /failures, GET /stats/prometheus, POST /quitquitquit\n",
         ),
     }
 }

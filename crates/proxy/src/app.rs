@@ -37,14 +37,21 @@ pub struct ProxyOptions {
     /// Admin port (Istio: 15000). 0 picks a free port.
     pub admin_port: u16,
     /// More ports that answer like the admin port, where Istio's tools and habits
-    /// expect them: 15020 (the pilot-agent's, where a Job posts `/quitquitquit`) and
-    /// 15021 (`/healthz/ready`). A port that cannot be opened is warned about.
+    /// expect them: 15020 (the pilot-agent's, where a Job posts `/quitquitquit` and
+    /// Prometheus scrapes `/stats/prometheus`), 15021 (`/healthz/ready`) and 15090
+    /// (Envoy's `/stats/prometheus`). A port that cannot be opened is warned about.
     pub agent_ports: Vec<u16>,
     /// Added to every gateway port, so an unprivileged gateway can serve port 80 on
     /// 8080.
     pub gateway_port_offset: u16,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
+    /// How they are written: skiff's line (default), Istio's default text, or JSON.
+    pub access_log_format: crate::AccessLogFormat,
+    /// Istio's standard metrics (`istio_requests_total`, …), served with the process
+    /// metrics at `/stats/prometheus` on the admin ports. On by default; off only to
+    /// measure what they cost.
+    pub metrics: bool,
     /// How long a drain waits for open connections before giving up.
     pub drain_timeout: Duration,
     /// Runtime for the admin listener (default: the runtime `start` runs on).
@@ -68,9 +75,11 @@ impl Default for ProxyOptions {
             outbound_port: 15001,
             inbound_port: 15006,
             admin_port: 15000,
-            agent_ports: vec![15020, 15021],
+            agent_ports: vec![15020, 15021, 15090],
             gateway_port_offset: 0,
             access_log: AccessLogTarget::Stdout,
+            access_log_format: crate::AccessLogFormat::Skiff,
+            metrics: true,
             drain_timeout: Duration::from_secs(5),
             admin_runtime: None,
             mesh_tls: None,
@@ -87,6 +96,8 @@ pub(crate) struct ProxyInputs {
     pub(crate) access_log: Arc<AccessLog>,
     /// Recent failed requests, for `skiff explain` (`GET /failures`).
     pub(crate) failures: crate::failures::Failures,
+    /// Istio's standard metrics, when on.
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
     pub(crate) http_server: auto::Builder<TokioExecutor>,
     /// This workload's mesh identity, if it has one.
     pub(crate) mesh: Option<skiff_identity::MeshTls>,
@@ -107,6 +118,7 @@ impl ProxyInputs {
             endpoints: EndpointRegistry::default(),
             access_log,
             failures: crate::failures::Failures::default(),
+            metrics: None,
             http_server,
             mesh,
             jwks: crate::authn::JwksCache::new(),
@@ -134,6 +146,8 @@ pub struct Proxy {
 #[derive(Debug)]
 struct Shared {
     inputs: Arc<ProxyInputs>,
+    /// What `/stats/prometheus` shows.
+    registry: prometheus_client::registry::Registry,
     options: ProxyOptions,
     data: tokio::runtime::Handle,
     admin_addr: SocketAddr,
@@ -172,11 +186,16 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .adaptive_window(true);
-        let inputs = ProxyInputs::new(
-            AccessLog::new(options.access_log.clone()),
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut inputs = ProxyInputs::new(
+            AccessLog::with_format(options.access_log.clone(), options.access_log_format),
             http_server,
             options.mesh_tls.clone(),
         );
+        if options.metrics {
+            let metrics = crate::metrics::Metrics::register(&mut registry);
+            Arc::get_mut(&mut inputs).expect("not shared yet").metrics = Some(metrics);
+        }
         let admin_ip = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let admin = bind(SocketAddr::new(admin_ip, options.admin_port))?;
         let admin_addr = admin.local_addr().map_err(Error::Io)?;
@@ -184,6 +203,7 @@ impl Proxy {
         let proxy = Proxy {
             shared: Arc::new(Shared {
                 inputs,
+                registry,
                 data: tokio::runtime::Handle::current(),
                 admin_addr,
                 state: Mutex::new(State {
@@ -271,6 +291,10 @@ impl Proxy {
             keys: &inputs.jwks,
             credentials: opts.credentials_dir.as_deref(),
         };
+        if let Some(m) = &inputs.metrics {
+            m.set_node(&config.node);
+            inputs.endpoints.set_exchange(m.exchange());
+        }
         let snapshot = Snapshot::build(version, config, ip, &build)?;
 
         // Open what is new before swapping, so a port in use rejects the update.
@@ -383,6 +407,18 @@ impl Proxy {
     /// Where the admin listener is.
     pub fn admin_addr(&self) -> SocketAddr {
         self.shared.admin_addr
+    }
+
+    /// The metrics in the Prometheus text format (version 0.0.4), as
+    /// `/stats/prometheus` serves them.
+    pub fn prometheus_text(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.shared.registry)
+        {
+            tracing::warn!(error = %e, "metrics could not be encoded");
+        }
+        out
     }
 
     /// Where the outbound listener is (after the first config).

@@ -227,6 +227,12 @@ impl WeightedClusters {
     }
 
     /// How many destinations the route lists.
+    /// The first destination's cluster: what a request answered before any pick (a
+    /// fault) is counted against, as Envoy's route entry names one cluster.
+    pub(crate) fn first(&self) -> Option<usize> {
+        self.entries.first().map(|e| e.0)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.count
     }
@@ -312,10 +318,19 @@ impl Snapshot {
                 None,
                 || UpstreamTls::Plain,
             );
+            let mut cluster = ClusterRt::single(name.clone(), proto, app, APP_CONNECT_TIMEOUT);
+            // The port's first service (`<fqdn>:<port>`), as Istio's inbound clusters
+            // name theirs; `unknown` for a port no service selects.
+            cluster.service = Some(match port.services.first() {
+                Some(s) => crate::metrics::Service::from_host(
+                    s.rsplit_once(':').map_or(s.as_str(), |(host, _)| host),
+                ),
+                None => crate::metrics::Service::unknown(),
+            });
             inbound.push(InboundRt {
                 port: port.target_port,
                 protocol: port.protocol,
-                cluster: ClusterRt::single(name.clone(), proto, app, APP_CONNECT_TIMEOUT),
+                cluster,
                 name,
                 mtls: port.mtls,
                 mtls_decided_by: build::mtls_decided_by(&config.policies.mtls, port.mtls),

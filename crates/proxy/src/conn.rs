@@ -78,6 +78,8 @@ pub(crate) struct Conn {
     pub(crate) tls: Option<TlsInfo>,
     /// Fires when the proxy drains; held for as long as the connection is open.
     pub(crate) drain: DrainWatch,
+    /// Inbound: the calling workload, from its transport header and certificate.
+    pub(crate) peer_workload: Option<Arc<crate::metrics::Workload>>,
 }
 
 impl Conn {
@@ -97,6 +99,7 @@ impl Conn {
             local,
             tls: None,
             drain,
+            peer_workload: None,
         })
     }
 
@@ -110,12 +113,18 @@ impl Conn {
             local: self.local,
             tls: self.tls.clone(),
             drain: self.drain.clone(),
+            peer_workload: self.peer_workload.clone(),
         })
     }
 
     /// The same connection after its TLS handshake (or none) and its transport header:
-    /// an inbound connection to app port `port`.
-    pub(crate) fn inbound(&self, tls: Option<TlsInfo>, port: u16) -> Arc<Conn> {
+    /// an inbound connection to app port `port` from `peer`.
+    pub(crate) fn inbound(
+        &self,
+        tls: Option<TlsInfo>,
+        port: u16,
+        peer: Option<Arc<crate::metrics::Workload>>,
+    ) -> Arc<Conn> {
         Arc::new(Conn {
             inputs: self.inputs.clone(),
             role: self.role,
@@ -127,6 +136,7 @@ impl Conn {
             local: self.local,
             tls,
             drain: self.drain.clone(),
+            peer_workload: peer,
         })
     }
 
@@ -141,6 +151,7 @@ impl Conn {
             local: self.local,
             tls: Some(tls),
             drain: self.drain.clone(),
+            peer_workload: self.peer_workload.clone(),
         })
     }
 

@@ -63,6 +63,7 @@ pub(crate) fn send<'a>(
     let cluster = plan.cluster;
     if let Some(r) = rec.record() {
         r.cluster = Some(cluster.name.clone());
+        r.service = cluster.service.clone();
     }
     let mut req = req;
     let upgrade = take_upgrade(&mut req, cluster.proto);

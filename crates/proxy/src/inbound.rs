@@ -43,8 +43,12 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
             return;
         }
     };
-    let header = tokio::time::timeout(HEADER_TIMEOUT, transport_header::read(&mut io)).await;
-    let (header, rest) = match header {
+    let header = tokio::time::timeout(
+        HEADER_TIMEOUT,
+        transport_header::read_with_extensions(&mut io),
+    )
+    .await;
+    let (header, ext, rest) = match header {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::debug!(peer = %conn.peer, error = %e, "bad transport header; closing");
@@ -75,7 +79,11 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
         return;
     }
     let mesh_tls = tls.is_some();
-    let conn = conn.inbound(tls, header.target_port);
+    let peer = conn.inputs.metrics.as_ref().map(|m| {
+        let principal = tls.as_ref().and_then(|t| t.peer_identity.as_ref());
+        m.peer(&ext, principal)
+    });
+    let conn = conn.inbound(tls, header.target_port, peer);
     tracing::debug!(peer = %conn.peer, identity = conn.peer_identity().unwrap_or("-"), port = port.port, "inbound connection");
     let io = Rewind::new(rest, io);
     let port_number = port.port;
@@ -131,6 +139,7 @@ async fn to_app<I: AsyncRead + AsyncWrite + Unpin>(
     // The record of the connection, now that its destination and peer are known.
     rec.conn = conn.clone();
     tcp::routed(&mut rec, &port.name, &port.name);
+    rec.service = port.cluster.service.clone();
     if let Some(snapshot) = conn.inputs.current()
         && let Some(details) = snapshot.authz.check(&tcp_attrs(conn, port.port)).details()
     {

@@ -20,8 +20,9 @@
 //! - `http.rs`: HTTP on a connection; every request then goes through the phases in
 //!   `pipeline.rs`, in Istio's order (route, authenticate, authorize, fault,
 //!   timeout/retry, balance, pool, transport), the forwarding ones in `forward.rs`;
-//! - `record.rs`: one record per finished request or TCP connection, which the access
-//!   log (`access_log.rs`) writes out.
+//! - `record.rs`: one record per finished request or TCP connection, which Istio's
+//!   standard metrics (`metrics.rs`) count and the access log (`access_log.rs`) writes
+//!   out.
 //!
 //! They share [`route`] (matching a request to a route) and `upstream.rs` (clusters, load
 //! balancing, connection pools that outlive snapshots).
@@ -47,6 +48,7 @@ mod http_route;
 mod inbound;
 mod io;
 mod l4;
+mod metrics;
 mod outbound;
 mod passthrough;
 mod pipeline;
@@ -64,6 +66,6 @@ pub mod xds_source;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 
-pub use access_log::AccessLogTarget;
+pub use access_log::{AccessLogFormat, AccessLogTarget};
 pub use app::{Proxy, ProxyOptions};
 pub use error::{Error, ResponseFlag};

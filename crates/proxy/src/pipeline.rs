@@ -123,11 +123,20 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     }
 
     // 5. fault
-    if let Some(f) = &selected.route.fault
-        && let Some(aborted) =
+    if let Some(f) = &selected.route.fault {
+        if let ActionRt::Forward(fw) = &selected.route.action
+            && let Some(i) = fw.destinations.first()
+            && let Some(r) = rec.record()
+        {
+            let cluster = &snapshot.clusters[i];
+            r.cluster = Some(cluster.name.clone());
+            r.service = cluster.service.clone();
+        }
+        if let Some(aborted) =
             Box::pin(fault::apply(f, is_grpc(&req), req.headers(), &mut rec)).await
-    {
-        return aborted;
+        {
+            return aborted;
+        }
     }
 
     // 6. act
@@ -257,6 +266,7 @@ fn inbound<'s>(
     if let Some(r) = rec.record() {
         r.route = Some(p.name.clone());
         r.cluster = Some(p.name.clone());
+        r.service = p.cluster.service.clone();
     }
     // 4. authorize
     if let Some(denied) = authorize(snapshot, conn, &req, port, jwt, &mut rec) {

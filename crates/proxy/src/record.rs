@@ -4,8 +4,8 @@
 //! the phases it passes through (route, cluster, upstream host, status, response flag,
 //! bytes) and finished exactly once: when the response body ends, when the request is
 //! dropped (the client went away: `DC`), or when the TCP connection closes. Finishing
-//! hands it to its writers — the access log and the ring of recent failures
-//! (`failures.rs`), later metrics and traces — and every
+//! hands it to its writers — the metrics, the access log and the ring of recent
+//! failures (`failures.rs`), later traces — and every
 //! request is recorded whether or not a writer is on. The connection context it holds
 //! gives the writers the downstream address and both identities without copying them.
 
@@ -37,6 +37,10 @@ pub(crate) struct RequestHead {
     pub(crate) uri: Uri,
     pub(crate) version: Version,
     pub(crate) host: Option<HeaderValue>,
+    /// `content-type: application/grpc…`: `request_protocol` is `grpc`.
+    pub(crate) grpc: bool,
+    /// The headers Istio's access-log formats show, when one is on.
+    pub(crate) istio: Option<Box<crate::access_log::istio::Headers>>,
 }
 
 impl RequestHead {
@@ -69,6 +73,11 @@ pub(crate) struct Record {
     pub(crate) upstream: Option<Arc<EndpointState>>,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) cluster: Option<Arc<str>>,
+    /// The destination service, when the cluster's is known up front (else the
+    /// metrics derive it from `cluster`).
+    pub(crate) service: Option<Arc<crate::metrics::Service>>,
+    /// A TCP connection already counted as opened by the metrics.
+    pub(crate) tcp_opened: bool,
     /// Why the proxy refused or ended it, in words (as Envoy's response code details):
     /// "plaintext connection refused: PeerAuthentication prod/default is STRICT".
     pub(crate) details: Option<Arc<str>>,
@@ -96,6 +105,8 @@ impl Record {
             upstream: None,
             route: None,
             cluster: None,
+            service: None,
+            tcp_opened: false,
             details: None,
             attempts: 0,
             retries_exhausted: false,
@@ -111,6 +122,15 @@ impl Record {
             uri: req.uri().clone(),
             version: req.version(),
             host: req.headers().get(http::header::HOST).cloned(),
+            grpc: req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
+            istio: conn
+                .inputs
+                .access_log
+                .wants_headers()
+                .then(|| crate::access_log::istio::Headers::of(req.headers())),
         };
         Pending(Some(Record::new(
             conn,
@@ -134,6 +154,12 @@ impl Record {
 
     /// Hands the finished record to its writers.
     pub(crate) fn finish(self: Box<Self>) {
+        if let Some(m) = &self.conn.inputs.metrics {
+            match &self.request {
+                Some(head) => m.http(&self, head.grpc),
+                None => m.tcp_closed(&self, self.tcp_opened),
+            }
+        }
         self.conn.inputs.access_log.write(&self);
         self.conn.inputs.failures.write(&self);
     }

@@ -58,6 +58,11 @@ pub(crate) async fn splice_until<D, U>(
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    rec.upstream = Some(upstream.clone());
+    if let Some(m) = &rec.conn.inputs.metrics {
+        m.tcp_opened(&rec);
+        rec.tcp_opened = true;
+    }
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut down, &mut up) => copied,
         reason = stop => {

@@ -132,7 +132,8 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
         }
     };
     if let Some(port) = ep.key.target_port {
-        let header = TransportHeader { target_port: port }.encode();
+        let ext = ep.exchange.load();
+        let header = TransportHeader { target_port: port }.encode_with(&ext);
         io.write_all(&header)
             .await
             .map_err(|source| Error::Connect { addr, source })?;

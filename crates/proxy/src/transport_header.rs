@@ -17,8 +17,16 @@
 //!  6       2     port       the app port on the destination workload, not 0
 //!  8       2     ext_len    length of the extension area that follows, at most 1024
 //!  10      n     extensions ext_len bytes of TLVs (type u8, length u8, value);
-//!                           none is defined in version 1 and a reader skips them
+//!                           a reader skips types it does not know
 //! ```
+//!
+//! # Extensions
+//!
+//! Types 1 to 7 carry the calling workload, as Istio's peer metadata exchange does, for
+//! the `source_*` labels of the called proxy's metrics: 1 workload name, 2 namespace,
+//! 3 `app`, 4 `version`, 5 canonical service, 6 canonical revision, 7 cluster (UTF-8,
+//! each at most 255 bytes; a field the caller does not know is left out). The caller's
+//! principal is not among them: it is what its certificate proves.
 //!
 //! The first byte, 0xF0, is not ASCII: no HTTP request, TLS record (0x16) or HTTP/2
 //! preface (`PRI`) starts with it, so a listener can tell a header from a client that
@@ -56,6 +64,17 @@ pub enum Parsed {
 }
 
 impl TransportHeader {
+    /// The header's bytes with an extension area (well-formed TLVs, at most
+    /// [`MAX_EXT_LEN`] bytes; a longer one is left out).
+    pub fn encode_with(&self, ext: &[u8]) -> Vec<u8> {
+        let ext = if ext.len() <= MAX_EXT_LEN { ext } else { &[] };
+        let mut out = Vec::with_capacity(FIXED_LEN + ext.len());
+        out.extend_from_slice(&self.encode());
+        out[8..10].copy_from_slice(&(ext.len() as u16).to_be_bytes());
+        out.extend_from_slice(ext);
+        out
+    }
+
     /// The header's bytes, as written on the wire (no extensions).
     pub fn encode(&self) -> [u8; FIXED_LEN] {
         let port = self.target_port.to_be_bytes();
@@ -130,12 +149,20 @@ fn bad(reason: &str) -> Error {
 /// Reads a header from the start of a connection. Returns it with the bytes read past
 /// it (the start of the application's stream), which the caller must replay.
 pub async fn read<R: AsyncRead + Unpin>(io: &mut R) -> Result<(TransportHeader, Bytes), Error> {
+    read_with_extensions(io).await.map(|(h, _, rest)| (h, rest))
+}
+
+/// [`read`], also returning the header's extension area.
+pub async fn read_with_extensions<R: AsyncRead + Unpin>(
+    io: &mut R,
+) -> Result<(TransportHeader, Bytes, Bytes), Error> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         match parse(&buf)? {
             Parsed::Complete(header, used) => {
-                let _ = buf.split_to(used);
-                return Ok((header, buf.freeze()));
+                let mut head = buf.split_to(used);
+                let ext = head.split_off(FIXED_LEN).freeze();
+                return Ok((header, ext, buf.freeze()));
             }
             Parsed::Incomplete(_) => {
                 if io.read_buf(&mut buf).await? == 0 {

@@ -74,6 +74,9 @@ pub(crate) struct EndpointRegistry {
     map: Mutex<HashMap<EndpointKey, Weak<EndpointState>>>,
     /// Per-cluster circuit breakers and outlier detectors, by cluster name.
     clusters: Mutex<HashMap<Arc<str>, ClusterShared>>,
+    /// What this proxy tells peer proxies of itself in the transport header (see
+    /// [`crate::metrics::Workload::encode_exchange`]), shared by every endpoint.
+    exchange: Arc<arc_swap::ArcSwap<bytes::Bytes>>,
 }
 
 /// What one cluster keeps across snapshots.
@@ -105,9 +108,15 @@ impl EndpointRegistry {
         });
         let mut state = EndpointState::new(key.clone(), app, source, tls());
         state.breaker = breaker.cloned();
+        state.exchange = self.exchange.clone();
         let state = Arc::new(state);
         map.insert(key, Arc::downgrade(&state));
         state
+    }
+
+    /// Sets what the transport header tells peer proxies of this one.
+    pub(crate) fn set_exchange(&self, ext: bytes::Bytes) {
+        self.exchange.store(Arc::new(ext));
     }
 
     /// Forgets endpoints no snapshot holds any more (their pools are already gone).
@@ -167,6 +176,11 @@ pub(crate) struct EndpointState {
     /// The cluster's `connectionPool` limits, when it has them (then this endpoint's
     /// pool is the cluster's own: see [`EndpointKey::pool`]).
     pub(crate) breaker: Option<Arc<Breaker>>,
+    /// The workload behind it, as the `destination_*` labels of the metrics name it;
+    /// set by the first snapshot that has the endpoint.
+    pub(crate) workload: std::sync::OnceLock<Arc<crate::metrics::Workload>>,
+    /// The proxy's transport-header extensions (the registry's).
+    pub(crate) exchange: Arc<arc_swap::ArcSwap<bytes::Bytes>>,
     /// When the proxy first had this endpoint (slow start counts from here).
     joined: tokio::time::Instant,
     active: AtomicUsize,
@@ -197,12 +211,19 @@ impl EndpointState {
             tls,
             source,
             breaker: None,
+            workload: std::sync::OnceLock::new(),
+            exchange: Arc::default(),
             joined: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             h2_connect: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Connections to it are mesh mutual TLS.
+    pub(crate) fn is_mesh_tls(&self) -> bool {
+        matches!(self.tls, UpstreamTls::Mesh { .. })
     }
 
     pub(crate) fn active(&self) -> usize {
@@ -573,6 +594,8 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub(crate) struct ClusterRt {
     pub(crate) name: Arc<str>,
+    /// The service, for the metrics' `destination_service*` labels.
+    pub(crate) service: Option<Arc<crate::metrics::Service>>,
     /// How its endpoints are spoken to (all alike: it follows the cluster's protocol).
     pub(crate) proto: UpstreamProto,
     pub(crate) connect_timeout: Duration,
@@ -628,6 +651,7 @@ impl ClusterRt {
         });
         ClusterRt {
             name: c.name.as_str().into(),
+            service: Some(crate::metrics::Service::from_host(&c.service)),
             proto: proto_of(c),
             connect_timeout: if c.connect_timeout.is_zero() {
                 Duration::from_secs(10)
@@ -649,6 +673,7 @@ impl ClusterRt {
         connect_timeout: Duration,
     ) -> Self {
         ClusterRt {
+            service: Some(crate::metrics::Service::from_cluster(&name)),
             name,
             proto,
             connect_timeout,

@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::PushSnapshot;
@@ -16,7 +21,27 @@ use crate::PushSnapshot;
 #[derive(Debug, Clone, Default)]
 pub struct SyncTable {
     inner: Arc<Mutex<BTreeMap<String, ProxySync>>>,
+    metrics: Arc<Counters>,
 }
+
+/// Istio's names for what the push server counts: `pilot_xds_pushes` and
+/// `pilot_total_xds_rejects`, by resource type (skiff has one: `ProxyConfig`).
+#[derive(Debug, Default)]
+struct Counters {
+    pushes: Family<TypeLabel, Counter>,
+    rejects: Family<TypeLabel, Counter>,
+    connected: Gauge,
+}
+
+/// `type="ProxyConfig"`, as Istio labels its pushes `type="cds"`, `"eds"`, ….
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+const PROXY_CONFIG: TypeLabel = TypeLabel {
+    r#type: "ProxyConfig",
+};
 
 /// What the table remembers of one proxy.
 #[derive(Debug, Clone, Default)]
@@ -116,6 +141,29 @@ impl SyncTable {
         Self::default()
     }
 
+    /// Registers the push server's metrics in `registry`, with the number of proxies
+    /// connected now: `pilot_xds` (connected proxies), `pilot_xds_pushes_total` and
+    /// `pilot_total_xds_rejects_total` (NACKs), by `type`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let connected = self.lock().values().filter(|s| s.stream.is_some()).count();
+        self.metrics.connected.set(connected as i64);
+        registry.register(
+            "pilot_xds",
+            "Number of proxies connected to this control plane over xDS",
+            self.metrics.connected.clone(),
+        );
+        registry.register(
+            "pilot_xds_pushes",
+            "Pushes of configuration to proxies, by resource type",
+            self.metrics.pushes.clone(),
+        );
+        registry.register(
+            "pilot_total_xds_rejects",
+            "Configurations proxies rejected (NACKs), by resource type",
+            self.metrics.rejects.clone(),
+        );
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ProxySync>> {
         // A panic while holding the lock cannot leave a row half-written in a way
         // that matters for reporting, so a poisoned lock is still usable.
@@ -194,6 +242,7 @@ impl SyncTable {
     }
 
     pub(crate) fn pushed(&self, proxy_id: &str, stream: u64, version: &str) {
+        self.metrics.pushes.get_or_create(&PROXY_CONFIG).inc();
         self.update(proxy_id, stream, |s| {
             s.sent = Some((version.to_owned(), SystemTime::now()));
         });
@@ -206,6 +255,7 @@ impl SyncTable {
     }
 
     pub(crate) fn nacked(&self, proxy_id: &str, stream: u64, version: &str, reason: &str) {
+        self.metrics.rejects.get_or_create(&PROXY_CONFIG).inc();
         self.update(proxy_id, stream, |s| {
             s.nack = Some((version.to_owned(), reason.to_owned()));
         });

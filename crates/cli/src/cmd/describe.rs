@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use skiff_control::ConfigStatus;
-use skiff_model::Diagnostic;
+use skiff_model::analyze::Message;
 use skiff_model::diagnostic::ResourceRef;
 use skiff_model::registry::{Service, Workload, labels_match};
 
@@ -151,12 +151,14 @@ fn routing(p: &Provenance, service: &Service, workload: Option<&Workload>, out: 
 
 /// Findings of the model about these resources. This is the one place where the
 /// messages of `skiff analyze` about them are to be added as well.
-fn findings<'m>(p: &'m Provenance, about: &[&ResourceRef]) -> Vec<&'m Diagnostic> {
-    p.mesh()
-        .diagnostics()
-        .iter()
-        .filter(|d| {
-            d.resource.as_ref().is_some_and(|r| {
+/// The analyze messages about the objects in `about` (the workload or service, and
+/// the VirtualServices and DestinationRules that apply to it): the model's findings
+/// and the analyzers', with their codes, as `skiff analyze` prints them.
+fn findings(p: &Provenance, about: &[&ResourceRef]) -> Vec<Message> {
+    p.analysis()
+        .into_iter()
+        .filter(|m| {
+            m.resource.as_ref().is_some_and(|r| {
                 about
                     .iter()
                     .any(|a| a.kind == r.kind && a.namespace == r.namespace && a.name == r.name)
@@ -286,13 +288,16 @@ fn describe_service(p: &Provenance, s: &Service) -> String {
     out
 }
 
-fn render_findings(found: &[&Diagnostic], out: &mut String) {
+fn render_findings(found: &[Message], out: &mut String) {
     if found.is_empty() {
-        out.push_str("  findings: none\n");
+        out.push_str("  analyze: no messages\n");
         return;
     }
-    out.push_str("  findings:\n");
-    for d in found {
-        let _ = writeln!(out, "    {d}");
+    out.push_str("  analyze:\n");
+    for m in found {
+        let _ = writeln!(out, "    {}", m.line());
+        if let Some(fix) = &m.fix {
+            let _ = writeln!(out, "      fix: {fix}");
+        }
     }
 }

@@ -80,6 +80,15 @@ pub(crate) struct Args {
     /// Access log to stdout: `on` or `off`.
     #[arg(long, value_enum, default_value = "on")]
     access_log: OnOff,
+    /// Access-log format: `skiff` (skiff's line, with the reason for every refusal in
+    /// words), `istio` (Istio's default text format) or `json` (Istio's default fields
+    /// as JSON, as `meshConfig.accessLogEncoding: JSON`).
+    #[arg(long, value_enum, default_value = "skiff")]
+    access_log_format: LogFormat,
+    /// Istio's standard metrics (`istio_requests_total`, …) at `/stats/prometheus` on
+    /// the admin ports: `on` or `off` (to measure what they cost).
+    #[arg(long, value_enum, default_value = "on")]
+    metrics: OnOff,
     /// Outbound listener port.
     #[arg(long, default_value_t = 15001)]
     outbound_port: u16,
@@ -90,13 +99,22 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 15000)]
     admin_port: u16,
     /// More ports that answer like the admin port, as Istio's pilot-agent (15020: a Job
-    /// posts `/quitquitquit` there) and health port (15021: `/healthz/ready`). `0`: none.
-    #[arg(long, value_delimiter = ',', default_values_t = [15020, 15021])]
+    /// posts `/quitquitquit` there, Prometheus scrapes `/stats/prometheus`), health port
+    /// (15021: `/healthz/ready`) and Envoy's stats port (15090: `/stats/prometheus`).
+    /// `0`: none.
+    #[arg(long, value_delimiter = ',', default_values_t = [15020, 15021, 15090])]
     agent_ports: Vec<u16>,
     /// How long a drain (SIGTERM, `POST /quitquitquit`) waits for open connections, in
     /// seconds.
     #[arg(long, default_value_t = 5.0)]
     drain_timeout: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Skiff,
+    Istio,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -145,6 +163,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             OnOff::On => AccessLogTarget::Stdout,
             OnOff::Off => AccessLogTarget::Off,
         },
+        access_log_format: match args.access_log_format {
+            LogFormat::Skiff => skiff_proxy::AccessLogFormat::Skiff,
+            LogFormat::Istio => skiff_proxy::AccessLogFormat::Istio,
+            LogFormat::Json => skiff_proxy::AccessLogFormat::IstioJson,
+        },
+        metrics: matches!(args.metrics, OnOff::On),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
         admin_runtime: Some(admin.handle().clone()),
         mesh_tls: None,

@@ -102,3 +102,69 @@ fn dropped_request_is_dc() {
         lines.lock().unwrap()
     );
 }
+
+/// A connection context whose records go to an in-memory log in `format`.
+fn conn_with(format: AccessLogFormat) -> (Arc<Conn>, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = AccessLog::with_format(AccessLogTarget::Memory(lines.clone()), format);
+    let inputs = ProxyInputs::new(log, auto::Builder::new(TokioExecutor::new()), None);
+    let (_trigger, drain) = crate::drain::channel();
+    let peer = "127.0.0.2:5555".parse().unwrap();
+    let local = "127.0.0.1:15001".parse().unwrap();
+    (
+        Conn::accepted(inputs, Role::Outbound, peer, local, drain),
+        lines,
+    )
+}
+
+#[test]
+fn istio_text_line_has_istios_default_fields() {
+    let (conn, lines) = conn_with(AccessLogFormat::Istio);
+    let req = http::Request::get("http://backend:8080/a?b=1")
+        .header("user-agent", "curl/8")
+        .header("x-request-id", "r-1")
+        .body(())
+        .unwrap();
+    let mut p = Record::http(&conn, &req);
+    p.respond(403, ResponseFlag::None);
+    if let Some(r) = p.record() {
+        r.details = Some("rbac_access_denied_matched_policy[prod/deny] denied by policy".into());
+        r.route = Some("default".into());
+        r.cluster = Some("outbound|8080||backend.prod.svc.cluster.local".into());
+    }
+    drop(p);
+    let line = lines.lock().unwrap()[0].clone();
+    let (_, rest) = line.split_once("] ").expect("a start time");
+    assert_eq!(
+        rest,
+        "\"GET /a?b=1 HTTP/1.1\" 403 - rbac_access_denied_matched_policy[prod/deny]_denied_by_policy - \"-\" 0 0 0 - \"-\" \"curl/8\" \"r-1\" \"backend:8080\" \"-\" outbound|8080||backend.prod.svc.cluster.local - 127.0.0.1:15001 127.0.0.2:5555 - default"
+    );
+}
+
+#[test]
+fn istio_json_line_names_the_same_fields() {
+    let (conn, lines) = conn_with(AccessLogFormat::IstioJson);
+    let req = http::Request::get("http://backend:8080/a")
+        .body(())
+        .unwrap();
+    let mut p = Record::http(&conn, &req);
+    p.respond(503, ResponseFlag::FaultInjected);
+    drop(p);
+    let line = lines.lock().unwrap()[0].clone();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/a");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["response_code"], 503);
+    assert_eq!(v["response_flags"], "FI");
+    assert_eq!(v["authority"], "backend:8080");
+    assert_eq!(v["downstream_remote_address"], "127.0.0.2:5555");
+    assert!(v["user_agent"].is_null());
+    assert!(v["start_time"].as_str().unwrap().ends_with('Z'));
+    let mut tcp = Record::tcp(&conn);
+    tcp.bytes_out = 4;
+    tcp.finish();
+    let v: serde_json::Value = serde_json::from_str(&lines.lock().unwrap()[1]).unwrap();
+    assert!(v["method"].is_null());
+    assert_eq!(v["bytes_sent"], 4);
+}

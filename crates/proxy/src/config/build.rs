@@ -122,10 +122,11 @@ pub(super) fn compile_clusters(
                 }
                 _ => UpstreamTls::Plain,
             };
-            endpoints.push((
-                registry.get(key, e.address, Some(source), breaker.as_ref(), tls),
-                e.weight,
-            ));
+            let state = registry.get(key, e.address, Some(source), breaker.as_ref(), tls);
+            state
+                .workload
+                .get_or_init(|| endpoint_workload(config, e, state.is_mesh_tls()));
+            endpoints.push((state, e.weight));
         }
 
         if c.endpoints.is_empty() {
@@ -530,4 +531,25 @@ fn compile_fault(route: &str, f: &model::Fault) -> Result<FaultRt, Error> {
         abort,
         abort_grpc: f.abort.as_ref().and_then(|a| a.grpc_status),
     })
+}
+
+/// The workload behind an endpoint, for the `destination_*` labels: its name and
+/// namespace from `<name>.<namespace>`, its labels from the config's
+/// `workload_labels`, its principal when the proxy proves it with mutual TLS.
+fn endpoint_workload(
+    config: &ProxyConfig,
+    e: &skiff_model::config::Endpoint,
+    mtls: bool,
+) -> Arc<crate::metrics::Workload> {
+    if e.workload.is_empty() {
+        return crate::metrics::Workload::unknown();
+    }
+    let (name, namespace) = e
+        .workload
+        .rsplit_once('.')
+        .unwrap_or((e.workload.as_str(), crate::metrics::peer::UNKNOWN));
+    let none = std::collections::BTreeMap::new();
+    let labels = config.workload_labels.get(&e.workload).unwrap_or(&none);
+    let principal = (mtls && !e.spiffe_id.is_empty()).then_some(e.spiffe_id.as_str());
+    crate::metrics::Workload::from_labels(name, namespace, principal, labels)
 }

@@ -77,3 +77,27 @@ fn connected_proxy_unknown_to_snapshot_is_listed_and_disconnected_one_is_not() {
     assert_eq!(rows[0].proxy, "ghost.prod");
     assert_eq!(rows[0].status, SyncStatus::Stale);
 }
+
+#[test]
+fn pushes_rejects_and_connected_proxies_are_counted_under_istios_names() {
+    let table = SyncTable::new();
+    table.connected("a.prod", 1, None, None, None);
+    table.connected("b.prod", 2, None, None, None);
+    table.pushed("a.prod", 1, "v1");
+    table.pushed("b.prod", 2, "v1");
+    table.nacked("b.prod", 2, "v1", "bad");
+    table.disconnected("a.prod", 1);
+    let mut registry = Registry::default();
+    table.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("\npilot_xds 1\n"), "{text}");
+    assert!(
+        text.contains("pilot_xds_pushes_total{type=\"ProxyConfig\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pilot_total_xds_rejects_total{type=\"ProxyConfig\"} 1\n"),
+        "{text}"
+    );
+}

@@ -83,6 +83,11 @@ impl Provenance {
         &self.mesh
     }
 
+    /// What `skiff analyze` says about the configuration.
+    pub(crate) fn analysis(&self) -> Vec<skiff_model::analyze::Message> {
+        skiff_model::analyze::analyze(&self.loaded, MeshOptions::default())
+    }
+
     fn resource(&self, r: &ResourceRef) -> Option<&Resource> {
         self.loaded.resources.iter().find(|x| {
             x.kind().to_string() == r.kind && x.namespace() == r.namespace && x.name() == r.name
