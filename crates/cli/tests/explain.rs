@@ -105,11 +105,13 @@ async fn explain_names_the_object_behind_each_failure() -> anyhow::Result<()> {
     // UF: nothing listens at the workload's address.
     assert_eq!(get(&mesh, "/uf", "t-uf").await, 503);
     let out = explain(&mesh, "t-uf").await;
+    // The endpoint tried, as the proxy recorded it.
+    let tried = format!("{}:8080", mesh.ip("down"));
     assert_has(
         &out,
         &[
             "503 UF",
-            "workload down.prod",
+            &format!("could not connect to {tried}, the address of workload down.prod"),
             "WorkloadEntry prod/down",
             &format!(
                 "mesh.yaml:{}",

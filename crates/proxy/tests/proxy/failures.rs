@@ -37,7 +37,10 @@ async fn connect_failure_is_503_uf() {
     let r = get(p.outbound(), "http://backend/").await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("connection failure"), "{}", r.body);
-    assert!(p.log_line("\"GET / ").await.contains(" 503 UF "));
+    let line = p.log_line("\"GET / ").await;
+    assert!(line.contains(" 503 UF "), "{line}");
+    // The endpoint it tried is the record's upstream host.
+    assert!(line.contains(&format!(" \"{closed}\" ")), "{line}");
 }
 
 #[tokio::test]
