@@ -20,6 +20,9 @@ async fn no_endpoints_is_503_uh() {
         (r.status.as_u16(), r.body.as_str()),
         (503, "no healthy upstream")
     );
+    // As Istio's sidecars (`always_set_request_id_in_response` off): the request id
+    // the proxy gave the request is not sent back, not even on its own answers.
+    assert!(r.headers.get("x-request-id").is_none(), "{:?}", r.headers);
     assert!(p.log_line("\"GET / ").await.contains(" 503 UH "));
 }
 
