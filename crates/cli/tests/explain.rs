@@ -9,19 +9,38 @@ mod explain_mesh;
 
 use explain_mesh::{BACKEND_DR, MESH, ROUTING, line_of};
 
-/// `skiff explain ID` against the mesh's control plane: its stdout.
+#[path = "support/schema.rs"]
+mod schema;
+
+/// `skiff explain ID` against the mesh's control plane: its stdout. Its `-o json`
+/// form is checked against docs/schema/explain.schema.json on the way.
 async fn explain(mesh: &Mesh, id: &str) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["explain", id, "--control"])
-        .arg(mesh.control().debug_addr.to_string())
-        .output()
-        .await
-        .expect("run skiff explain");
+    let run = |json: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.args(["explain", id, "--control"])
+            .arg(mesh.control().debug_addr.to_string());
+        if json {
+            cmd.args(["-o", "json"]);
+        }
+        cmd.output()
+    };
+    let out = run(false).await.expect("run skiff explain");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "skiff explain {id} failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let json = run(true).await.expect("run skiff explain -o json");
+    assert!(json.status.success(), "skiff explain {id} -o json failed");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    schema::assert_valid("explain.schema.json", None, &v);
+    assert_eq!(
+        v["explanation"]["flag"]
+            .as_str()
+            .map(|f| stdout.contains(f)),
+        Some(true),
+        "the json explains the same hop as the table:\n{v:#}\n{stdout}"
     );
     stdout
 }
@@ -105,11 +124,13 @@ async fn explain_names_the_object_behind_each_failure() -> anyhow::Result<()> {
     // UF: nothing listens at the workload's address.
     assert_eq!(get(&mesh, "/uf", "t-uf").await, 503);
     let out = explain(&mesh, "t-uf").await;
+    // The endpoint tried, as the proxy recorded it.
+    let tried = format!("{}:8080", mesh.ip("down"));
     assert_has(
         &out,
         &[
             "503 UF",
-            "workload down.prod",
+            &format!("could not connect to {tried}, the address of workload down.prod"),
             "WorkloadEntry prod/down",
             &format!(
                 "mesh.yaml:{}",

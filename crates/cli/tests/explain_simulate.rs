@@ -8,6 +8,9 @@ mod explain_mesh;
 
 use explain_mesh::{BACKEND_DR, MESH, ROUTING};
 
+#[path = "support/schema.rs"]
+mod schema;
+
 /// `skiff explain --from frontend.prod -o json [-H ...] URL`, against the mesh's
 /// control plane (its configuration directory).
 async fn simulate(mesh: &Mesh, url: &str, headers: &[&str]) -> serde_json::Value {
@@ -34,7 +37,10 @@ async fn simulate(mesh: &Mesh, url: &str, headers: &[&str]) -> serde_json::Value
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("json")
+    let v = serde_json::from_slice(&out.stdout).expect("json");
+    // Every simulation's output conforms to its documented schema.
+    schema::assert_valid("explain-simulate.schema.json", None, &v);
+    v
 }
 
 /// A request to simulate and send: path, headers, the status it gets.

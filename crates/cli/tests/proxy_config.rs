@@ -2,6 +2,9 @@
 
 use skiff_harness::Mesh;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 const MESH: &str = "\
 apiVersion: v1
 kind: Namespace
@@ -159,6 +162,38 @@ async fn proxy_config_shows_what_the_live_proxy_runs() -> anyhow::Result<()> {
     assert_eq!(
         v["clusters"][0]["service"],
         "backend.prod.svc.cluster.local"
+    );
+
+    // Every `-o json` form conforms to docs/schema/proxy-config.schema.json, on a
+    // sidecar and on the proxy it calls.
+    for what in [
+        "listeners",
+        "routes",
+        "clusters",
+        "endpoints",
+        "secret",
+        "all",
+    ] {
+        for workload in ["frontend.prod", "backend.prod"] {
+            let (ok, out, err) =
+                skiff(&mesh, &["proxy-config", what, workload, "-o", "json"]).await;
+            assert!(ok, "{what} {workload}: {err}");
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            schema::assert_valid("proxy-config.schema.json", Some(what), &v);
+            schema::assert_valid("proxy-config.schema.json", None, &v);
+        }
+    }
+    // The check fails on output that breaks the schema: a key missing, a key it does
+    // not know, a value of the wrong type.
+    let mut broken = v.clone();
+    broken.as_object_mut().unwrap().remove("missingClusters");
+    broken["extra"] = true.into();
+    broken["clusters"][0]["port"] = "80".into();
+    let found = schema::violations("proxy-config.schema.json", Some("clusters"), &broken);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        !schema::violations("proxy-config.schema.json", None, &broken).is_empty(),
+        "fits none of the forms"
     );
 
     let (ok, _, err) = skiff(&mesh, &["proxy-config", "log", "frontend.prod"]).await;

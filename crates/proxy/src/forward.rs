@@ -166,7 +166,16 @@ pub(crate) fn send<'a>(
                 }
                 resp.map(|body| body.with_deadline(deadline))
             }
-            Err(e) => respond::error(&e, e.response_flag(), rec),
+            Err(e) => {
+                // The endpoint the last try went to, for the record (a refused request,
+                // `UO`, never reached one).
+                if let (Some(i), Some(r)) = (tally.last, rec.record())
+                    && !matches!(e, Error::Overflow { .. })
+                {
+                    r.upstream = Some(cluster.endpoint(i).clone());
+                }
+                respond::error(&e, e.response_flag(), rec)
+            }
         }
     })
 }

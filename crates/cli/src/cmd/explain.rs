@@ -30,9 +30,11 @@ pub(crate) use why::{Explanation, explain};
 /// Arguments of `skiff explain`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The request's `x-request-id` (the proxies give one to every request that has
-    /// none; send your own with `curl -H 'x-request-id: ...'` to know it); with
-    /// `--from`, the URL to simulate: `http://HOST[:PORT]/PATH`.
+    /// The request's `x-request-id`. The proxies give one to every request that has
+    /// none but, as Istio's sidecars, do not send it back to the client (not even on
+    /// the answers they make themselves: 404 NR, 503 UH, 403 RBAC), so send your own
+    /// with `curl -H 'x-request-id: ...'` to know it, or use `--last`. With `--from`,
+    /// the URL to simulate: `http://HOST[:PORT]/PATH`.
     #[arg(
         value_name = "REQUEST_ID|URL",
         required_unless_present = "last",
@@ -59,7 +61,8 @@ pub(crate) struct Args {
         requires = "from"
     )]
     headers: Vec<String>,
-    /// Explain the most recent failed request any proxy saw.
+    /// Explain the most recent failed request any proxy saw (for a request sent
+    /// without an `x-request-id` of its own).
     #[arg(long)]
     last: bool,
     /// The configuration directory to name objects from (default: the one the control

@@ -77,7 +77,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             What::Routes => json!({"outbound": config["outbound"], "gateway": config["gateway"]}),
             What::Clusters => json!({
                 "clusters": config["clusters"],
-                "missingClusters": config["missingClusters"],
+                // Left out of the dump when empty; `{}` here, for a stable shape.
+                "missingClusters": config.get("missingClusters").cloned().unwrap_or_else(|| json!({})),
             }),
             What::Endpoints => endpoints_json(&dump),
             What::Secret => certs.unwrap_or(Value::Null),

@@ -42,6 +42,9 @@ pub(crate) struct Tally {
     /// The policy would have tried again but the cluster's `maxRetries` were all in
     /// flight: the last answer stands, flagged `UO`, as in Envoy.
     pub(crate) overflow: bool,
+    /// The cluster's index of the endpoint the last try went to, when one was picked:
+    /// the upstream host of a request that failed (`UF`, a reset, a per-try timeout).
+    pub(crate) last: Option<usize>,
 }
 
 /// Sends `req` to an endpoint of `cluster`, and again to a new pick while `policy`
@@ -63,6 +66,7 @@ pub(super) async fn send(
             r,
             Tally {
                 attempts: 1,
+                last: Some(ep),
                 ..Tally::default()
             },
         );
@@ -89,7 +93,7 @@ pub(super) async fn send(
         }
         _ => (req, None),
     };
-    let (result, unsent) = attempt(cluster, req, policy, hash).await;
+    let (result, unsent, last) = attempt(cluster, req, policy, hash).await;
     match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
         Verdict::Done(exhausted) => (
             result,
@@ -97,6 +101,7 @@ pub(super) async fn send(
                 attempts: 1,
                 exhausted,
                 overflow: false,
+                last,
             },
         ),
         // Trying again is the cold path: boxed, so the future of a request that
@@ -108,6 +113,7 @@ pub(super) async fn send(
                     attempts: 1,
                     exhausted: false,
                     overflow: true,
+                    last,
                 },
             ),
             Ok(slot) => {
@@ -180,6 +186,10 @@ fn refused_stream(e: &hyper::Error) -> bool {
     false
 }
 
+/// What a try gave: its result, the request when it was not sent, and the index of
+/// the endpoint picked for it.
+type Tried = (Result<Sent, Error>, Option<Request<ReqBody>>, Option<usize>);
+
 /// One try on a new endpoint pick, under the per-try timeout. (Plain functions here
 /// and below rather than `async fn`s, which would store the request twice.)
 fn attempt<'a>(
@@ -187,24 +197,24 @@ fn attempt<'a>(
     req: Request<ReqBody>,
     policy: &RetryRt,
     hash: Option<u64>,
-) -> impl Future<Output = (Result<Sent, Error>, Option<Request<ReqBody>>)> + 'a {
+) -> impl Future<Output = Tried> + 'a {
     let ep = match pick(cluster, hash) {
         Ok(ep) => ep,
-        Err(e) => return Either::Left(ready((Err(e), Some(req)))),
+        Err(e) => return Either::Left(ready((Err(e), Some(req), None))),
     };
     let fut = once(ep, cluster, req);
     Either::Right(match policy.per_try_timeout {
         Some(t) => Either::Left(tokio::time::timeout(t, fut).map(move |r| match r {
-            Ok(r) => split(r),
+            Ok(r) => split(r, ep),
             Err(_) => {
                 // A try that timed out is a local-origin failure of its endpoint.
                 if let Some(m) = cluster.monitor(ep) {
                     m.report(Health::LocalFailure { timeout: true });
                 }
-                (Err(Error::Timeout(t)), None)
+                (Err(Error::Timeout(t)), None, Some(ep))
             }
         })),
-        None => Either::Right(fut.map(split)),
+        None => Either::Right(fut.map(move |r| split(r, ep))),
     })
 }
 
@@ -227,7 +237,7 @@ async fn again(
         let Some(req) = unsent.take().or_else(|| head.as_ref().map(rebuild)) else {
             unreachable!("a retry is only started with a request to send");
         };
-        let (result, back) = attempt(cluster, req, policy, hash).await;
+        let (result, back, last) = attempt(cluster, req, policy, hash).await;
         match verdict(policy, &result, back.is_some() || head.is_some(), retries) {
             Verdict::Done(exhausted) => {
                 return (
@@ -236,6 +246,7 @@ async fn again(
                         attempts: retries + 1,
                         exhausted,
                         overflow: false,
+                        last,
                     },
                 );
             }
@@ -249,6 +260,7 @@ async fn again(
                                 attempts: retries + 1,
                                 exhausted: false,
                                 overflow: true,
+                                last,
                             },
                         );
                     }
@@ -312,10 +324,10 @@ fn once(
     }))
 }
 
-fn split(r: Result<Sent, SendError>) -> (Result<Sent, Error>, Option<Request<ReqBody>>) {
+fn split(r: Result<Sent, SendError>, ep: usize) -> Tried {
     match r {
-        Ok(s) => (Ok(s), None),
-        Err(SendError { error, unsent }) => (Err(error), unsent.map(|r| *r)),
+        Ok(s) => (Ok(s), None, Some(ep)),
+        Err(SendError { error, unsent }) => (Err(error), unsent.map(|r| *r), Some(ep)),
     }
 }
 

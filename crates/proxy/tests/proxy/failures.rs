@@ -20,6 +20,9 @@ async fn no_endpoints_is_503_uh() {
         (r.status.as_u16(), r.body.as_str()),
         (503, "no healthy upstream")
     );
+    // As Istio's sidecars (`always_set_request_id_in_response` off): the request id
+    // the proxy gave the request is not sent back, not even on its own answers.
+    assert!(r.headers.get("x-request-id").is_none(), "{:?}", r.headers);
     assert!(p.log_line("\"GET / ").await.contains(" 503 UH "));
 }
 
@@ -37,7 +40,10 @@ async fn connect_failure_is_503_uf() {
     let r = get(p.outbound(), "http://backend/").await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("connection failure"), "{}", r.body);
-    assert!(p.log_line("\"GET / ").await.contains(" 503 UF "));
+    let line = p.log_line("\"GET / ").await;
+    assert!(line.contains(" 503 UF "), "{line}");
+    // The endpoint it tried is the record's upstream host.
+    assert!(line.contains(&format!(" \"{closed}\" ")), "{line}");
 }
 
 #[tokio::test]

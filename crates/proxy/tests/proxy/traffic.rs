@@ -351,6 +351,7 @@ async fn exhausted_connect_failures_are_uf_urx() {
     let line = p.log_line("\"GET / ").await;
     assert!(line.contains(" 503 UF,URX "), "{line}");
     assert!(line.contains(" attempts=3"), "{line}");
+    assert!(line.contains(&format!(" \"{closed}\" ")), "{line}");
 }
 
 #[tokio::test]

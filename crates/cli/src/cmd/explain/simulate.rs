@@ -117,7 +117,8 @@ pub(crate) fn simulate(p: &Provenance, req: &Request) -> anyhow::Result<Value> {
         .find(|r| r["name"] == chosen)
         .cloned()
         .unwrap_or(Value::Null);
-    out["timeout"] = route.get("timeout").cloned().unwrap_or(json!("none"));
+    // In milliseconds, as the proxy's configuration has it; null when there is none.
+    out["timeout"] = route.get("timeout").cloned().unwrap_or(Value::Null);
     out["fault"] = config["faults"].get(chosen).cloned().unwrap_or(Value::Null);
     let forward = &route["action"]["forward"];
     out["retries"] = forward.get("retries").cloned().unwrap_or(Value::Null);
@@ -257,7 +258,9 @@ pub(crate) fn render(v: &Value) -> String {
     }
     out.push_str(&format!(
         "timeout: {}   retries: {}   fault: {}\n",
-        word(&v["timeout"]),
+        v["timeout"]
+            .as_u64()
+            .map_or_else(|| "none".to_owned(), |ms| format!("{ms}ms")),
         word(&v["retries"]),
         word(&v["fault"])
     ));
