@@ -47,7 +47,9 @@ fn a_service_shows_its_workloads_subsets_and_findings() {
         out.contains("subset v2 (version=v2), selects 0 workloads"),
         "{out}"
     );
-    assert!(out.contains("30-backend-dr.yaml:14:5: warning: DestinationRule shop/backend: spec.subsets[1].labels: subset v2 of backend.shop selects no endpoints"), "{out}");
+    // The analyze messages about it, as `skiff analyze` prints them.
+    assert!(out.contains("Error [IST0173] (DestinationRule shop/backend examples/broken/30-backend-dr.yaml:14)"), "{out}");
+    assert!(out.contains("fix: subset v2 of backend.shop selects no endpoints"), "{out}");
 
     let out = describe(&["service", "ratings"]);
     assert!(
