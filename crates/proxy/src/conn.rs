@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::app::ProxyInputs;
 use crate::drain::DrainWatch;
+use crate::limits::Abandoned;
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub(crate) struct Conn {
     pub(crate) tls: Option<TlsInfo>,
     /// Fires when the proxy drains; held for as long as the connection is open.
     pub(crate) drain: DrainWatch,
+    /// Requests on it that ended normally and that the client abandoned.
+    pub(crate) abandoned: Abandoned,
 }
 
 impl Conn {
@@ -97,6 +100,7 @@ impl Conn {
             local,
             tls: None,
             drain,
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -110,6 +114,7 @@ impl Conn {
             local: self.local,
             tls: self.tls.clone(),
             drain: self.drain.clone(),
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -127,6 +132,7 @@ impl Conn {
             local: self.local,
             tls,
             drain: self.drain.clone(),
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -141,6 +147,7 @@ impl Conn {
             local: self.local,
             tls: Some(tls),
             drain: self.drain.clone(),
+            abandoned: Abandoned::default(),
         })
     }
 
