@@ -44,6 +44,9 @@ pub struct Limits {
     pub max_local_error_reset_streams: usize,
     /// Most concurrent HTTP/2 streams per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     pub max_concurrent_streams: u32,
+    /// How long a peer proxy has to send the transport header of an inbound
+    /// connection (10 s); then the connection is closed, logged and recorded `DPE`.
+    pub transport_header_timeout: Duration,
 }
 
 /// Default for [`Limits::max_request_headers_bytes`]: 60 KiB, as Envoy.
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
             max_concurrent_streams: 200,
+            transport_header_timeout: Duration::from_secs(10),
         }
     }
 }

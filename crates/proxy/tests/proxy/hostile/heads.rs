@@ -230,3 +230,22 @@ async fn an_unrepresentable_content_length_is_refused() {
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
     still_serves(&p).await;
 }
+
+#[tokio::test]
+async fn a_silent_peer_on_the_inbound_port_is_closed_and_logged() {
+    let limits = Limits {
+        transport_header_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let (p, _, _) = proxy_with(limits).await;
+    let mut s = TcpStream::connect(p.inbound()).await.unwrap();
+    // Not TLS, and not a whole transport header: then nothing.
+    s.write_all(&skiff_proxy::transport_header::MAGIC[..1])
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut s).await;
+    assert_eq!(answer, "");
+    let line = p.log_line("no transport header within").await;
+    assert!(line.contains(" DPE "), "{line}");
+    still_serves(&p).await;
+}
