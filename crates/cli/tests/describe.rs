@@ -48,8 +48,16 @@ fn a_service_shows_its_workloads_subsets_and_findings() {
         "{out}"
     );
     // The analyze messages about it, as `skiff analyze` prints them.
-    assert!(out.contains("Error [IST0173] (DestinationRule shop/backend examples/broken/30-backend-dr.yaml:14)"), "{out}");
-    assert!(out.contains("fix: subset v2 of backend.shop selects no endpoints"), "{out}");
+    assert!(
+        out.contains(
+            "Error [IST0173] (DestinationRule shop/backend examples/broken/30-backend-dr.yaml:14)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: subset v2 of backend.shop selects no endpoints"),
+        "{out}"
+    );
 
     let out = describe(&["service", "ratings"]);
     assert!(

@@ -193,7 +193,7 @@ fn a_proxy_out_of_file_descriptors_keeps_running() {
     let file = dir.path().join("frontend.json");
     std::fs::write(&file, config(ip, app, false)).unwrap();
     let script = format!(
-        "ulimit -n 64 && exec '{}' proxy --id frontend.prod --config-file '{}' --address {ip} --concurrency 1",
+        "ulimit -n 64 && exec '{}' proxy --id frontend.prod --config-file '{}' --address {ip} --concurrency 1 --max-downstream-connections 1000",
         env!("CARGO_BIN_EXE_skiff"),
         file.display()
     );

@@ -65,6 +65,9 @@ pub struct ProxyOptions {
     /// Where DestinationRule `credentialName`s are read from in local mode: a directory
     /// per name holding `tls.crt`, `tls.key` and `ca.crt`, as a Kubernetes TLS secret.
     pub credentials_dir: Option<std::path::PathBuf>,
+    /// What bounds the resources a downstream can take (head size, header count, head
+    /// timeout, open connections, abandoned HTTP/2 requests).
+    pub limits: crate::Limits,
 }
 
 impl Default for ProxyOptions {
@@ -84,6 +87,7 @@ impl Default for ProxyOptions {
             admin_runtime: None,
             mesh_tls: None,
             credentials_dir: None,
+            limits: crate::Limits::default(),
         }
     }
 }
@@ -105,6 +109,12 @@ pub(crate) struct ProxyInputs {
     pub(crate) jwks: crate::authn::JwksCache,
     /// Bumped on every accepted config, for what re-checks open connections.
     changes: tokio::sync::watch::Sender<u64>,
+    /// What bounds a downstream.
+    pub(crate) limits: crate::Limits,
+    /// Downstream connections open now, over all listeners.
+    pub(crate) connections: crate::limits::ConnectionCount,
+    /// When the proxy started.
+    pub(crate) started: std::time::Instant,
 }
 
 impl ProxyInputs {
@@ -112,6 +122,7 @@ impl ProxyInputs {
         access_log: Arc<AccessLog>,
         http_server: auto::Builder<TokioExecutor>,
         mesh: Option<skiff_identity::MeshTls>,
+        limits: crate::Limits,
     ) -> Arc<ProxyInputs> {
         Arc::new(ProxyInputs {
             snapshot: ArcSwapOption::empty(),
@@ -123,6 +134,9 @@ impl ProxyInputs {
             mesh,
             jwks: crate::authn::JwksCache::new(),
             changes: tokio::sync::watch::Sender::new(0),
+            limits,
+            connections: crate::limits::ConnectionCount::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -171,26 +185,42 @@ impl Proxy {
     /// the data listeners open with the first accepted config. Data-path tasks run on
     /// the runtime this is called on.
     pub async fn start(options: ProxyOptions) -> Result<Proxy, Error> {
+        let limits = &options.limits;
         let mut http_server = auto::Builder::new(TokioExecutor::new());
-        http_server
-            .http1()
-            .timer(TokioTimer::new())
-            // No timeout on reading request heads, as Envoy's default (Istio sets none):
-            // hyper's would arm and drop a timer for every request, which costs a
-            // lock, an allocation and a wake-up of the runtime's driver each time.
-            .header_read_timeout(None)
+        let mut h1 = http_server.http1();
+        h1.timer(TokioTimer::new())
+            // The head timeout arms a timer per request head (hyper allocates it), a
+            // cost Envoy avoids by having none; without it a slow client holds a
+            // connection and its buffer forever.
+            .header_read_timeout(limits.request_head_timeout)
+            // The read buffer's bound is the head's: a head that fills it is a 431.
+            // (Bodies stream through it in pieces, so it bounds them not.)
+            .max_buf_size(limits.max_request_headers_bytes.max(8192))
             .keep_alive(true)
             // One flat buffer per write: a plain send(2), cheaper in the kernel than
             // writev(2) for the small messages a proxy mostly carries.
-            .writev(false)
+            .writev(false);
+        if limits.max_request_headers != crate::limits::DEFAULT_MAX_REQUEST_HEADERS {
+            // hyper keeps 100 header slots on the stack; another count puts them on
+            // the heap for every request, so it is only set when asked for.
+            h1.max_headers(limits.max_request_headers);
+        }
+        http_server
             .http2()
             .timer(TokioTimer::new())
-            .adaptive_window(true);
+            .adaptive_window(true)
+            .max_header_list_size(
+                u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX),
+            )
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(limits.max_local_error_reset_streams);
         let mut registry = prometheus_client::registry::Registry::default();
         let mut inputs = ProxyInputs::new(
             AccessLog::with_format(options.access_log.clone(), options.access_log_format),
             http_server,
             options.mesh_tls.clone(),
+            options.limits.clone(),
         );
         if options.metrics {
             let metrics = crate::metrics::Metrics::register(&mut registry);
@@ -523,12 +553,31 @@ async fn accept_loop(
             _ = drain.signaled() => break,
             _ = &mut stop => break,
         };
+        let Some(slot) = inputs
+            .connections
+            .try_open(inputs.limits.max_downstream_connections)
+        else {
+            // Overloaded: closed at once, before it costs a task or a buffer.
+            drop(stream);
+            let secs = inputs.started.elapsed().as_secs();
+            if inputs.connections.should_warn(secs) {
+                tracing::warn!(
+                    ?role,
+                    %peer,
+                    open = inputs.connections.open(),
+                    max = inputs.limits.max_downstream_connections,
+                    "refusing connections: the downstream connection limit is reached"
+                );
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(local);
         let conn = Conn::accepted(inputs.clone(), role, peer, local, drain.clone());
         let span = tracing::debug_span!("downstream", role = role.as_str(), %peer);
         tokio::spawn(
             async move {
+                let _slot = slot;
                 match role {
                     Role::Outbound => crate::outbound::serve(conn, stream).await,
                     Role::Inbound => crate::inbound::serve(conn, stream).await,

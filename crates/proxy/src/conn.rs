@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::app::ProxyInputs;
 use crate::drain::DrainWatch;
+use crate::limits::Abandoned;
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,8 @@ pub(crate) struct Conn {
     pub(crate) drain: DrainWatch,
     /// Inbound: the calling workload, from its transport header and certificate.
     pub(crate) peer_workload: Option<Arc<crate::metrics::Workload>>,
+    /// Requests on it that ended normally and that the client abandoned.
+    pub(crate) abandoned: Abandoned,
 }
 
 impl Conn {
@@ -100,6 +103,7 @@ impl Conn {
             tls: None,
             drain,
             peer_workload: None,
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -114,6 +118,7 @@ impl Conn {
             tls: self.tls.clone(),
             drain: self.drain.clone(),
             peer_workload: self.peer_workload.clone(),
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -137,6 +142,7 @@ impl Conn {
             tls,
             drain: self.drain.clone(),
             peer_workload: peer,
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -152,6 +158,7 @@ impl Conn {
             tls: Some(tls),
             drain: self.drain.clone(),
             peer_workload: self.peer_workload.clone(),
+            abandoned: Abandoned::default(),
         })
     }
 

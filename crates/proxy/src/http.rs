@@ -16,6 +16,9 @@ use crate::forward::RespBody;
 
 pub(crate) mod h2c;
 
+/// How long a connection closed for abuse may finish what is in flight.
+const ABUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on a downstream connection until it
 /// closes, or until a drain: then in-flight requests finish and the connection closes
 /// (HTTP/1.1 after the current response, HTTP/2 with GOAWAY).
@@ -46,12 +49,28 @@ where
     let inputs = conn.inputs.clone();
     let mut drain = conn.drain.clone();
     let peer = conn.peer;
+    let this = conn.clone();
     let served = inputs
         .http_server
         .serve_connection_with_upgrades(TokioIo::new(io), service(conn));
     tokio::pin!(served);
     let result = tokio::select! {
         r = served.as_mut() => r,
+        () = this.abandoned.exceeded() => {
+            // A client that opens requests and resets them (HTTP/2 rapid reset) costs
+            // the proxy and the app work for nothing: GOAWAY, a short wait for what is
+            // in flight, then the connection is closed.
+            tracing::warn!(
+                %peer,
+                max = inputs.limits.max_abandoned_requests,
+                "closing the connection: the client abandoned too many requests"
+            );
+            served.as_mut().graceful_shutdown();
+            match tokio::time::timeout(ABUSE_GRACE, served.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
         _ = drain.signaled() => {
             served.as_mut().graceful_shutdown();
             served.await

@@ -10,7 +10,6 @@
 //! protocol.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use skiff_model::config::{MtlsMode, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,9 +22,6 @@ use crate::record::Record;
 use crate::sniff::{self, Detected};
 use crate::transport::{self, Accepted};
 use crate::{ResponseFlag, authz, tcp, transport_header};
-
-/// How long a peer has to send the transport header.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one connection from a peer proxy.
 pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
@@ -43,8 +39,9 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
             return;
         }
     };
+    let header_timeout = conn.inputs.limits.transport_header_timeout;
     let header = tokio::time::timeout(
-        HEADER_TIMEOUT,
+        header_timeout,
         transport_header::read_with_extensions(&mut io),
     )
     .await;
@@ -56,7 +53,12 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
             return;
         }
         Err(_) => {
-            tracing::debug!(peer = %conn.peer, "no transport header in time; closing");
+            tracing::warn!(peer = %conn.peer, timeout = ?header_timeout, "no transport header in time; closing");
+            refuse(
+                rec,
+                ResponseFlag::DownstreamProtocolError,
+                format!("no transport header within {header_timeout:?}"),
+            );
             return;
         }
     };

@@ -41,9 +41,39 @@ use crate::route::{RequestView, Selected, Selection, split_authority};
 use crate::{ResponseFlag, authz, http::h2c};
 
 mod fault;
+mod strict;
+
+/// Answers a request head that breaks the protocol (`DPE`), and closes an HTTP/1
+/// connection after it: what follows the head cannot be trusted to be framed right.
+fn refuse(
+    conn: &Arc<Conn>,
+    req: &Request<Incoming>,
+    (status, why): strict::Refusal,
+) -> Response<RespBody> {
+    tracing::debug!(peer = %conn.peer, %status, why, "request refused");
+    let mut rec = Record::http(conn, req);
+    if let Some(r) = rec.record() {
+        r.details = Some(why.into());
+    }
+    rec.respond(status.as_u16(), ResponseFlag::DownstreamProtocolError);
+    let mut resp = respond::local(status, why, rec);
+    if req.version() != http::Version::HTTP_2 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
+}
 
 /// Answers one request of a downstream connection.
 pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<RespBody> {
+    if let Some(refused) = strict::check(
+        req.version(),
+        req.uri().authority().is_some(),
+        req.headers(),
+        conn.inputs.limits.max_request_headers,
+    ) {
+        return refuse(&conn, &req, refused);
+    }
     // Connection-level requests first: they change what the connection is.
     if h2c::wanted(&req)
         && let Some(switching) = h2c::upgrade(&conn, &mut req)

@@ -10,7 +10,7 @@
 //! gives the writers the downstream address and both identities without copying them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderValue, Method, Uri, Version};
@@ -24,10 +24,46 @@ use crate::upstream::EndpointState;
 /// How many request body bytes the downstream sent.
 #[derive(Debug)]
 pub(crate) enum BytesIn {
-    /// Known up front (content-length, or no body).
+    /// No body; for TCP, counted by the copy loop.
     Known(u64),
-    /// Counted as the body streams.
-    Counted(Arc<AtomicU64>),
+    /// Counted as the body streams (whatever its declared length).
+    Counted(Arc<BodyTally>),
+}
+
+/// A request body as it streamed: the bytes that passed, and whether the downstream
+/// broke it off.
+#[derive(Debug, Default)]
+pub(crate) struct BodyTally {
+    pub(crate) bytes: AtomicU64,
+    broke: AtomicU8,
+}
+
+/// How a downstream request body broke off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyBroke {
+    /// The client went away (or stopped) before the body ended.
+    Gone,
+    /// The body's framing (chunked encoding) was invalid.
+    BadFraming,
+}
+
+impl BodyTally {
+    /// Notes that the body broke off.
+    pub(crate) fn broke(&self, how: BodyBroke) {
+        let v = match how {
+            BodyBroke::Gone => 1,
+            BodyBroke::BadFraming => 2,
+        };
+        self.broke.store(v, Ordering::Relaxed);
+    }
+
+    fn how(&self) -> Option<BodyBroke> {
+        match self.broke.load(Ordering::Relaxed) {
+            1 => Some(BodyBroke::Gone),
+            2 => Some(BodyBroke::BadFraming),
+            _ => None,
+        }
+    }
 }
 
 /// The head of an HTTP request, as the record keeps it.
@@ -148,7 +184,15 @@ impl Record {
     pub(crate) fn bytes_in(&self) -> u64 {
         match &self.bytes_in {
             BytesIn::Known(n) => *n,
-            BytesIn::Counted(c) => c.load(Ordering::Relaxed),
+            BytesIn::Counted(c) => c.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the downstream broke its request body off, and how.
+    pub(crate) fn body_broke(&self) -> Option<BodyBroke> {
+        match &self.bytes_in {
+            BytesIn::Known(_) => None,
+            BytesIn::Counted(c) => c.how(),
         }
     }
 
@@ -159,6 +203,11 @@ impl Record {
                 Some(head) => m.http(&self, head.grpc),
                 None => m.tcp_closed(&self, self.tcp_opened),
             }
+        }
+        if self.request.is_some() {
+            let gone = self.flag == ResponseFlag::DownstreamConnectionTermination;
+            let max = self.conn.inputs.limits.max_abandoned_requests;
+            self.conn.abandoned.count(gone, max);
         }
         self.conn.inputs.access_log.write(&self);
         self.conn.inputs.failures.write(&self);
@@ -211,17 +260,14 @@ impl Pending {
         self.0.take()
     }
 
-    /// The counter for request body bytes, when the body is streamed without a length.
-    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<AtomicU64>> {
+    /// The tally of a request body, counted as it streams (a declared length is what
+    /// the client promised, not what arrived).
+    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<BodyTally>> {
         let r = self.record()?;
         if body.is_end_stream() {
             return None;
         }
-        if let Some(n) = body.size_hint().exact() {
-            r.bytes_in = BytesIn::Known(n);
-            return None;
-        }
-        let c = Arc::new(AtomicU64::new(0));
+        let c = Arc::new(BodyTally::default());
         r.bytes_in = BytesIn::Counted(c.clone());
         Some(c)
     }

@@ -9,12 +9,33 @@ use hyper::body::Incoming;
 
 use crate::config::RedirectRt;
 use crate::forward::RespBody;
-use crate::record::Pending;
+use crate::record::{BodyBroke, Pending};
 use crate::{Error, ResponseFlag};
 
 /// The response for a request that failed before the upstream answered.
 pub(crate) fn error(e: &Error, flag: ResponseFlag, mut rec: Pending) -> Response<RespBody> {
     tracing::debug!(error = %e, flag = %flag, "request failed");
+    // The upstream send failed because the downstream's body broke off: the fault is
+    // the client's, whatever the upstream side saw.
+    match rec.record().and_then(|r| r.body_broke()) {
+        Some(BodyBroke::Gone) => {
+            // No one is left to read an answer; the record says `DC`.
+            rec.respond(0, ResponseFlag::DownstreamConnectionTermination);
+            return local(StatusCode::BAD_REQUEST, "downstream went away\n", rec);
+        }
+        Some(BodyBroke::BadFraming) => {
+            if let Some(r) = rec.record() {
+                r.details = Some("invalid chunked encoding in the request body".into());
+            }
+            rec.respond(400, ResponseFlag::DownstreamProtocolError);
+            return local(
+                StatusCode::BAD_REQUEST,
+                "invalid request body framing\n",
+                rec,
+            );
+        }
+        None => {}
+    }
     let (status, body) = match flag {
         ResponseFlag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
         ResponseFlag::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),

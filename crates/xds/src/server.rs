@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -37,7 +37,13 @@ use crate::proto::aggregated_discovery_service_server::{
 use crate::proto::{DiscoveryRequest, DiscoveryResponse};
 use crate::{PushSnapshot, SyncTable, XdsError};
 
+mod input;
 mod stream;
+
+pub use input::{MAX_REQUEST_BYTES, printable};
+
+/// How long a new stream may wait for its first request.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the server pings idle HTTP/2 connections, to notice dead proxies.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -59,6 +65,7 @@ struct Shared {
     /// Becomes true when the server shuts down: every stream then ends.
     stop: watch::Receiver<bool>,
     stop_tx: watch::Sender<bool>,
+    first_request_timeout: Duration,
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
@@ -75,6 +82,7 @@ impl XdsServer {
                 next_stream: AtomicU64::new(1),
                 stop,
                 stop_tx,
+                first_request_timeout: FIRST_REQUEST_TIMEOUT,
             }),
         }
     }
@@ -86,7 +94,16 @@ impl XdsServer {
 
     /// The tonic service, to mount in a server of one's own.
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<XdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
+        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    /// How long a new stream may wait before its first request (default 30 s); then it
+    /// ends with `DEADLINE_EXCEEDED`.
+    pub fn with_first_request_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.first_request_timeout = timeout;
+        }
+        self
     }
 
     /// A tonic server builder with the HTTP/2 keepalive this server uses, for serving
@@ -118,7 +135,7 @@ impl XdsServer {
         tracing::info!(address = ?local, "discovery server listening");
         Self::server_builder()
             .add_service(self.into_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming(listener), async move {
                 shutdown.await;
                 tracing::info!("discovery server shutting down");
                 stop_tx.send_replace(true);
@@ -126,6 +143,35 @@ impl XdsServer {
             .await
             .map_err(XdsError::Serve)
     }
+}
+
+/// The connections accepted on `listener`. Accepting that fails (out of file
+/// descriptors, typically) is logged and retried after a pause, instead of the busy
+/// retry a bare listener stream would get from tonic.
+fn incoming(
+    listener: TcpListener,
+) -> ReceiverStream<Result<tokio::net::TcpStream, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    if tx.send(Ok(stream)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "discovery server: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// The identity a caller proved (its mesh certificate's SPIFFE id), put in the request's
@@ -165,7 +211,11 @@ impl AggregatedDiscoveryService for XdsServer {
             peer = ?peer,
             proxy = tracing::field::Empty
         );
-        tokio::spawn(stream.run().instrument(span));
+        tokio::spawn(
+            stream
+                .run(self.shared.first_request_timeout)
+                .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

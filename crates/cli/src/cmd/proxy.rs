@@ -108,6 +108,53 @@ pub(crate) struct Args {
     /// seconds.
     #[arg(long, default_value_t = 5.0)]
     drain_timeout: f64,
+    /// Largest request head (request line and headers), in KiB, HTTP/1 and HTTP/2; a
+    /// larger one is answered 431 (Envoy's `max_request_headers_kb`).
+    #[arg(long, default_value_t = 60)]
+    max_request_headers_kb: usize,
+    /// Most headers in a request; more is answered 431 (Envoy's
+    /// `max_request_headers_count`).
+    #[arg(long, default_value_t = 100)]
+    max_request_headers: usize,
+    /// How long an HTTP/1 request head may take to arrive, in seconds (also how long a
+    /// keep-alive connection may sit idle between requests); then the connection is
+    /// closed. `0`: no limit.
+    #[arg(long, default_value_t = 30.0)]
+    request_head_timeout: f64,
+    /// Most downstream connections open at once; more are closed as soon as they are
+    /// accepted. Default: half the open-file limit, less a reserve.
+    #[arg(long)]
+    max_downstream_connections: Option<usize>,
+    /// Requests an HTTP/2 client may abandon on one connection (plus one for every two
+    /// that end normally) before the connection is closed with GOAWAY.
+    #[arg(long, default_value_t = 100)]
+    max_abandoned_requests: u32,
+}
+
+/// The proxy's limits from the flags; the connection cap from the open-file limit,
+/// raised to its hard maximum first, as Envoy and ztunnel do.
+fn limits(args: &Args) -> anyhow::Result<skiff_proxy::Limits> {
+    if args.max_request_headers_kb == 0 || args.max_request_headers == 0 {
+        bail!("--max-request-headers-kb and --max-request-headers must be at least 1");
+    }
+    let open_files = crate::cmd::raise_open_files_limit();
+    let max_downstream_connections = match args.max_downstream_connections {
+        Some(0) => bail!("--max-downstream-connections must be at least 1"),
+        Some(n) => n,
+        None => open_files.map_or(
+            skiff_proxy::limits::DEFAULT_MAX_DOWNSTREAM_CONNECTIONS,
+            skiff_proxy::limits::connections_for_open_files,
+        ),
+    };
+    let head_timeout = args.request_head_timeout;
+    Ok(skiff_proxy::Limits {
+        max_request_headers_bytes: args.max_request_headers_kb.saturating_mul(1024),
+        max_request_headers: args.max_request_headers,
+        request_head_timeout: (head_timeout > 0.0).then(|| Duration::from_secs_f64(head_timeout)),
+        max_downstream_connections,
+        max_abandoned_requests: args.max_abandoned_requests,
+        ..skiff_proxy::Limits::default()
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -173,6 +220,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         admin_runtime: Some(admin.handle().clone()),
         mesh_tls: None,
         credentials_dir: args.credentials_dir.clone(),
+        limits: limits(&args)?,
     };
     let mesh = match &args.control {
         Some(control) if !args.insecure_xds => Some(mesh_identity(&args, control)?),

@@ -29,7 +29,12 @@ fn time_format() {
 fn conn() -> (Arc<Conn>, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = AccessLog::new(AccessLogTarget::Memory(lines.clone()));
-    let inputs = ProxyInputs::new(log, auto::Builder::new(TokioExecutor::new()), None);
+    let inputs = ProxyInputs::new(
+        log,
+        auto::Builder::new(TokioExecutor::new()),
+        None,
+        crate::Limits::default(),
+    );
     let (_trigger, drain) = crate::drain::channel();
     let addr = "127.0.0.1:1".parse().unwrap();
     (
@@ -107,7 +112,12 @@ fn dropped_request_is_dc() {
 fn conn_with(format: AccessLogFormat) -> (Arc<Conn>, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = AccessLog::with_format(AccessLogTarget::Memory(lines.clone()), format);
-    let inputs = ProxyInputs::new(log, auto::Builder::new(TokioExecutor::new()), None);
+    let inputs = ProxyInputs::new(
+        log,
+        auto::Builder::new(TokioExecutor::new()),
+        None,
+        crate::Limits::default(),
+    );
     let (_trigger, drain) = crate::drain::channel();
     let peer = "127.0.0.2:5555".parse().unwrap();
     let local = "127.0.0.1:15001".parse().unwrap();

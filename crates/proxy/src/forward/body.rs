@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::ResponseFlag;
-use crate::record::Record;
+use crate::record::{BodyBroke, BodyTally, Record};
 use crate::upstream::{InFlight, PooledH1};
 
 /// A request body on its way upstream.
@@ -23,13 +23,13 @@ pub(crate) enum ReqBody {
     /// No body.
     Empty,
     /// The downstream's body, streamed; counted when its length is not known.
-    Incoming(Incoming, Option<Arc<AtomicU64>>),
+    Incoming(Incoming, Option<Arc<BodyTally>>),
     /// A body read in full beforehand, so that a retry can send it again.
     Full(Option<Bytes>),
 }
 
 impl ReqBody {
-    pub(crate) fn new(body: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
+    pub(crate) fn new(body: Incoming, counter: Option<Arc<BodyTally>>) -> Self {
         if body.is_end_stream() {
             ReqBody::Empty
         } else {
@@ -51,10 +51,15 @@ impl Body for ReqBody {
             ReqBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ReqBody::Incoming(body, counter) => {
                 let polled = Pin::new(body).poll_frame(cx);
-                if let (Some(c), Poll::Ready(Some(Ok(frame)))) = (counter, &polled)
-                    && let Some(data) = frame.data_ref()
-                {
-                    c.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let (Some(c), Poll::Ready(Some(r))) = (counter, &polled) {
+                    match r {
+                        Ok(frame) => {
+                            if let Some(data) = frame.data_ref() {
+                                c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) => c.broke(broke_how(e)),
+                    }
                 }
                 polled
             }
@@ -78,6 +83,24 @@ impl Body for ReqBody {
             ReqBody::Incoming(b, _) => b.size_hint(),
         }
     }
+}
+
+/// Bad chunked framing (hyper's decoder says invalid data or input) or a client that
+/// went away (end of file, reset, anything else).
+fn broke_how(e: &hyper::Error) -> BodyBroke {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    BodyBroke::BadFraming
+                }
+                _ => BodyBroke::Gone,
+            };
+        }
+        source = s.source();
+    }
+    BodyBroke::Gone
 }
 
 #[derive(Debug)]

@@ -14,6 +14,7 @@ mod authz;
 mod chain;
 mod failures;
 mod gateway_tls;
+mod hostile;
 mod jwt;
 mod l4;
 mod mtls;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
+use super::input::{self, MAX_ERROR_DETAIL, MAX_SHOWN, printable};
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, Resource};
 use crate::resource::PROXY_CONFIG_TYPE_URL;
 use crate::{ProxyEntry, PushSnapshot, SyncTable};
@@ -50,12 +51,25 @@ struct Sent {
 }
 
 impl ProxyStream {
-    pub(super) async fn run(mut self) {
-        let first = match self.requests.message().await {
-            Ok(Some(first)) => first,
-            Ok(None) => return,
-            Err(status) => {
-                tracing::debug!(%status, "stream failed before its first request");
+    pub(super) async fn run(mut self, first_request_timeout: std::time::Duration) {
+        let first = match tokio::time::timeout(first_request_timeout, self.requests.message()).await
+        {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => return,
+            Ok(Err(status)) => {
+                // Too large, or not a discovery request: say so, not `OK`.
+                tracing::warn!(peer = ?self.peer, code = ?status.code(), message = %printable(status.message(), MAX_SHOWN), "stream failed before its first request");
+                let _ = self.responses.send(Err(status)).await;
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(peer = ?self.peer, timeout = ?first_request_timeout, "no discovery request on a new stream in time; closing it");
+                let _ = self
+                    .responses
+                    .send(Err(Status::deadline_exceeded(format!(
+                        "no discovery request within {first_request_timeout:?}"
+                    ))))
+                    .await;
                 return;
             }
         };
@@ -77,7 +91,8 @@ impl ProxyStream {
             first
                 .node
                 .as_ref()
-                .and_then(|n| n.metadata.get(key).cloned())
+                .and_then(|n| n.metadata.get(key))
+                .map(|v| printable(v, MAX_SHOWN).into_owned())
         };
         let proxy_version = meta("version");
         let admin = meta("admin");
@@ -151,8 +166,16 @@ impl ProxyStream {
                 }
                 Event::Request(Ok(None)) | Event::Closed => return Err(End::ProxyGone),
                 Event::Request(Err(status)) => {
+                    // A message too large or not a discovery request ends the stream
+                    // with its status; a stream the proxy broke off gets nothing.
                     tracing::debug!(proxy, %status, "request stream failed");
-                    return Err(End::ProxyGone);
+                    return Err(match status.code() {
+                        tonic::Code::OutOfRange
+                        | tonic::Code::ResourceExhausted
+                        | tonic::Code::Internal
+                        | tonic::Code::InvalidArgument => End::Status(status),
+                        _ => End::ProxyGone,
+                    });
                 }
                 Event::Snapshot(false) => {
                     return Err(End::Status(Status::unavailable(
@@ -208,22 +231,24 @@ impl ProxyStream {
             return Ok(());
         }
         let Some(current) = sent.as_ref().filter(|s| s.nonce == request.response_nonce) else {
-            tracing::debug!(proxy, nonce = %request.response_nonce, "stale nonce; ignored");
+            tracing::debug!(proxy, nonce = %printable(&request.response_nonce, MAX_SHOWN), "stale nonce; ignored");
             return Ok(());
         };
         match request.error_detail {
             Some(error) => {
-                tracing::warn!(proxy, version = %current.version, runs = %request.version_info, reason = %error.message, "proxy rejected its config (NACK)");
-                self.sync
-                    .nacked(proxy, self.id, &current.version, &error.message);
+                let reason = printable(&error.message, MAX_ERROR_DETAIL);
+                let runs = printable(&request.version_info, MAX_SHOWN);
+                tracing::warn!(proxy, version = %current.version, %runs, %reason, "proxy rejected its config (NACK)");
+                self.sync.nacked(proxy, self.id, &current.version, &reason);
             }
             None => {
+                let acked = printable(&request.version_info, MAX_SHOWN);
                 if request.version_info != current.version {
-                    tracing::warn!(proxy, sent = %current.version, acked = %request.version_info, "ACK names another version than the one sent");
+                    tracing::warn!(proxy, sent = %current.version, %acked, "ACK names another version than the one sent");
                 } else {
-                    tracing::debug!(proxy, version = %request.version_info, "ACK");
+                    tracing::debug!(proxy, version = %acked, "ACK");
                 }
-                self.sync.acked(proxy, self.id, &request.version_info);
+                self.sync.acked(proxy, self.id, &acked);
             }
         }
         Ok(())
@@ -263,6 +288,7 @@ impl ProxyStream {
 
 /// Checks the first request of a stream and returns the proxy id it names.
 fn check_first(first: &DiscoveryRequest) -> Result<String, Status> {
+    input::check_node(first).map_err(Status::invalid_argument)?;
     let id = first.node.as_ref().map(|n| n.id.trim()).unwrap_or_default();
     if id.is_empty() {
         return Err(Status::invalid_argument(
@@ -274,7 +300,8 @@ fn check_first(first: &DiscoveryRequest) -> Result<String, Status> {
     }
     if let Some(other) = first.resource_names.iter().find(|n| n.as_str() != id) {
         return Err(Status::invalid_argument(format!(
-            "proxy {id:?} asked for resource {other:?}; a proxy can only subscribe to its own config"
+            "proxy {id:?} asked for resource {:?}; a proxy can only subscribe to its own config",
+            printable(other, MAX_SHOWN)
         )));
     }
     Ok(id.to_owned())
@@ -282,7 +309,8 @@ fn check_first(first: &DiscoveryRequest) -> Result<String, Status> {
 
 fn unknown_type(type_url: &str) -> Status {
     Status::invalid_argument(format!(
-        "unknown resource type {type_url:?}; this control plane serves {PROXY_CONFIG_TYPE_URL}"
+        "unknown resource type {:?}; this control plane serves {PROXY_CONFIG_TYPE_URL}",
+        printable(type_url, MAX_SHOWN)
     ))
 }
 

@@ -1,0 +1,163 @@
+//! What bounds the resources one client can take: request head size and header count,
+//! how long a request head may take to arrive, how many downstream connections are open
+//! at once, and how many requests an HTTP/2 client may abandon on one connection.
+//!
+//! The defaults follow Envoy's as Istio sets them (60 KiB of request headers, 100
+//! headers) and add what Envoy leaves open (a request head timeout, as HAProxy and
+//! nginx have). Each is a [`Limits`] field, set from `skiff proxy` flags; the table in
+//! `docs/security.md` lists them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The limits a proxy enforces on what its downstreams send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) in bytes, HTTP/1 and HTTP/2;
+    /// a larger one is answered `431` and the connection closed. Envoy's
+    /// `max_request_headers_kb`: 60 KiB. A request line longer than this is also a
+    /// `431`, as in Envoy (the URI counts toward the head).
+    pub max_request_headers_bytes: usize,
+    /// Most request headers (Envoy's `max_request_headers_count`: 100); more is `431`.
+    pub max_request_headers: usize,
+    /// How long an HTTP/1 request head may take to arrive, counted from the end of the
+    /// previous response (or from accept); the connection is then closed. For HTTP/1
+    /// this is also how long a keep-alive connection may sit idle between requests.
+    /// `None`: no limit (Envoy's default).
+    pub request_head_timeout: Option<Duration>,
+    /// Most downstream connections open at once over all listeners; a connection
+    /// accepted beyond it is closed at once (Envoy's overload manager
+    /// `global_downstream_max_connections`). Never zero.
+    pub max_downstream_connections: usize,
+    /// Requests an HTTP/2 client may abandon (reset, or close before the response
+    /// ended) on one connection before it is closed with GOAWAY, counted over the
+    /// connection's life; the budget grows by one for every two requests that end
+    /// normally, so a client that cancels now and then is not cut off.
+    pub max_abandoned_requests: u32,
+    /// HTTP/2 streams reset by the client before the proxy accepted them, at once
+    /// (h2's `max_pending_accept_reset_streams`); more and the connection is closed
+    /// with `ENHANCE_YOUR_CALM`.
+    pub max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams the proxy itself may reset for protocol errors on one connection
+    /// (h2's `max_local_error_reset_streams`) before the connection is closed.
+    pub max_local_error_reset_streams: usize,
+    /// Most concurrent HTTP/2 streams per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// How long a peer proxy has to send the transport header of an inbound
+    /// connection (10 s); then the connection is closed, logged and recorded `DPE`.
+    pub transport_header_timeout: Duration,
+}
+
+/// Default for [`Limits::max_request_headers_bytes`]: 60 KiB, as Envoy.
+pub const DEFAULT_MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
+/// Default for [`Limits::max_request_headers`]: 100, as Envoy.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Default for [`Limits::request_head_timeout`]: 30 s.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Limits::max_downstream_connections`] when the open-file limit is not
+/// known.
+pub const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS: usize = 100_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_headers_bytes: DEFAULT_MAX_REQUEST_HEADERS_BYTES,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            request_head_timeout: Some(DEFAULT_REQUEST_HEAD_TIMEOUT),
+            max_downstream_connections: DEFAULT_MAX_DOWNSTREAM_CONNECTIONS,
+            max_abandoned_requests: 100,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            max_concurrent_streams: 200,
+            transport_header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The default downstream connection cap for a process allowed `open_files`
+/// descriptors: half of them (each proxied connection holds one downstream and one
+/// upstream descriptor), less a reserve for listeners, the control plane and logs.
+pub fn connections_for_open_files(open_files: u64) -> usize {
+    let half = open_files.saturating_sub(64) / 2;
+    usize::try_from(half).unwrap_or(usize::MAX).max(16)
+}
+
+/// The count of open downstream connections, shared by every listener of a proxy.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCount {
+    open: Arc<AtomicUsize>,
+    /// When a refusal was last logged (seconds since the proxy started), so that a
+    /// flood yields a line a second, not one per connection.
+    last_warned: AtomicU64,
+}
+
+/// One open downstream connection; dropping it frees its place.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ConnectionCount {
+    /// A place for one more connection, unless `max` are open.
+    pub(crate) fn try_open(&self, max: usize) -> Option<ConnectionSlot> {
+        let prev = self.open.fetch_add(1, Ordering::Relaxed);
+        if prev >= max {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ConnectionSlot(self.open.clone()))
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether a refusal at `now_secs` should be logged (at most one a second).
+    pub(crate) fn should_warn(&self, now_secs: u64) -> bool {
+        let last = self.last_warned.load(Ordering::Relaxed);
+        now_secs != last
+            && self
+                .last_warned
+                .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// Per downstream connection: how many of its requests ended normally and how many
+/// the client abandoned, for [`Limits::max_abandoned_requests`].
+#[derive(Debug, Default)]
+pub(crate) struct Abandoned {
+    finished: AtomicU64,
+    abandoned: AtomicU64,
+    over: tokio::sync::Notify,
+}
+
+impl Abandoned {
+    /// Counts a finished request; `abandoned` when the client went away before its
+    /// response ended. Wakes [`Abandoned::exceeded`] when the budget is spent.
+    pub(crate) fn count(&self, abandoned: bool, max: u32) {
+        if !abandoned {
+            self.finished.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let n = self.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+        let budget = u64::from(max) + self.finished.load(Ordering::Relaxed) / 2;
+        if n > budget {
+            self.over.notify_one();
+        }
+    }
+
+    /// Resolves once the client abandoned more requests than its budget allows.
+    pub(crate) async fn exceeded(&self) {
+        self.over.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

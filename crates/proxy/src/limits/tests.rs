@@ -1,0 +1,60 @@
+use super::*;
+
+#[test]
+fn the_connection_count_refuses_past_its_cap_and_frees_on_drop() {
+    let count = ConnectionCount::default();
+    let a = count.try_open(2).expect("first");
+    let b = count.try_open(2).expect("second");
+    assert!(count.try_open(2).is_none(), "a third is refused");
+    assert_eq!(count.open(), 2);
+    drop(a);
+    let c = count.try_open(2).expect("a place was freed");
+    drop((b, c));
+    assert_eq!(count.open(), 0);
+}
+
+#[test]
+fn refusals_are_logged_once_a_second() {
+    let count = ConnectionCount::default();
+    assert!(count.should_warn(5));
+    assert!(!count.should_warn(5));
+    assert!(count.should_warn(6));
+}
+
+#[test]
+fn the_open_file_limit_gives_half_less_a_reserve() {
+    assert_eq!(connections_for_open_files(1024), 480);
+    assert_eq!(connections_for_open_files(10), 16);
+}
+
+#[tokio::test(start_paused = true)]
+async fn abandoned_requests_past_the_budget_wake_the_connection() {
+    let a = Abandoned::default();
+    for _ in 0..3 {
+        a.count(true, 3);
+    }
+    let wait = tokio::time::timeout(Duration::from_secs(1), a.exceeded());
+    assert!(wait.await.is_err(), "3 of a budget of 3 is within it");
+    a.count(true, 3);
+    tokio::time::timeout(Duration::from_secs(1), a.exceeded())
+        .await
+        .expect("the fourth is over the budget");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_end_normally_grow_the_budget() {
+    let a = Abandoned::default();
+    for _ in 0..10 {
+        a.count(false, 2);
+    }
+    // Budget: 2 + 10 / 2 = 7.
+    for _ in 0..7 {
+        a.count(true, 2);
+    }
+    let wait = tokio::time::timeout(Duration::from_secs(1), a.exceeded());
+    assert!(wait.await.is_err());
+    a.count(true, 2);
+    tokio::time::timeout(Duration::from_secs(1), a.exceeded())
+        .await
+        .expect("over the grown budget");
+}
