@@ -1,4 +1,4 @@
-//! The committed seed corpus of the fuzz targets (`fuzz/corpus/`), replayed through the
+//! The committed seed corpus of the fuzz targets (`fuzz/seeds/`), replayed through the
 //! same checks as the targets, so that every input that once mattered stays a test
 //! even where cargo-fuzz does not run.
 
@@ -10,7 +10,7 @@ use skiff_proxy::transport_header::{Parsed, parse};
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../../fuzz/seeds")
         .join(target);
     let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

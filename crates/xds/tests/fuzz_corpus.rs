@@ -9,7 +9,7 @@ use skiff_xds::server::printable;
 
 #[test]
 fn xds_request_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/xds_request");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/xds_request");
     let mut decoded = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
