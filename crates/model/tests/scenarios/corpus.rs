@@ -1,4 +1,4 @@
-//! The Istio corpus (`/work/shared/corpus`, unchanged copies of Istio's own YAML): every
+//! The Istio corpus (`../shared/corpus` beside the repository, unchanged copies of Istio's own YAML): every
 //! security.istio.io document in it loads without error and compiles.
 //!
 //! The corpus lives outside the repository. Without it the test passes with a note,
