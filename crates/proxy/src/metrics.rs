@@ -476,10 +476,20 @@ impl Metrics {
         let edge = self.edge(r, if grpc { "grpc" } else { "http" });
         let flags = Flags::of(r);
         let key = (self.id, edge.ids(), r.status, flags.code());
-        let series = HTTP_CACHE.with(|c| {
+        // Updated in place, in the worker's cache: a hit clones no handle.
+        let observe = |series: &HttpSeries| {
+            series.requests.inc();
+            series
+                .duration
+                .observe(r.started.elapsed().as_micros() as u64);
+            series.request_bytes.observe(r.bytes_in());
+            series.response_bytes.observe(r.bytes_out);
+        };
+        HTTP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
             if let Some(s) = cache.get(&key) {
-                return s.clone();
+                observe(s);
+                return;
             }
             let labels = HttpLabels {
                 edge,
@@ -492,18 +502,12 @@ impl Metrics {
                 request_bytes: self.request_bytes.get_or_create_owned(&labels),
                 response_bytes: self.response_bytes.get_or_create_owned(&labels),
             };
+            observe(&s);
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key, s.clone());
-            s
+            cache.insert(key, s);
         });
-        series.requests.inc();
-        series
-            .duration
-            .observe(r.started.elapsed().as_micros() as u64);
-        series.request_bytes.observe(r.bytes_in());
-        series.response_bytes.observe(r.bytes_out);
     }
 
     fn tcp_series(&self, r: &Record) -> TcpSeries {
