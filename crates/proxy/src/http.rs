@@ -54,8 +54,19 @@ where
         .http_server
         .serve_connection_with_upgrades(TokioIo::new(io), service(conn));
     tokio::pin!(served);
+    let idle = async {
+        match inputs.limits.idle_timeout {
+            Some(timeout) => this.abandoned.idle(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         r = served.as_mut() => r,
+        () = idle => {
+            tracing::debug!(%peer, "closing the connection: idle timeout");
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
         () = this.abandoned.exceeded() => {
             // A client that opens requests and resets them (HTTP/2 rapid reset) costs
             // the proxy and the app work for nothing: GOAWAY, a short wait for what is

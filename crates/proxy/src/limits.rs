@@ -47,7 +47,20 @@ pub struct Limits {
     /// How long a peer proxy has to send the transport header of an inbound
     /// connection (10 s); then the connection is closed, logged and recorded `DPE`.
     pub transport_header_timeout: Duration,
+    /// How long a downstream HTTP connection may have no request in flight before it
+    /// is closed (HTTP/2 with GOAWAY). Envoy's `idle_timeout` of the HTTP connection
+    /// manager, 1 h by default. (An idle HTTP/1 connection meets
+    /// [`Limits::request_head_timeout`] first.) `None`: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// How long an opaque TCP connection may carry no byte either way before both
+    /// sides are closed: Envoy's TCP proxy `idle_timeout`, 1 h by default. `None`: no
+    /// limit.
+    pub tcp_idle_timeout: Option<Duration>,
 }
+
+/// Default for [`Limits::idle_timeout`] and [`Limits::tcp_idle_timeout`]: 1 h, as
+/// Envoy.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Default for [`Limits::max_request_headers_bytes`]: 60 KiB, as Envoy.
 pub const DEFAULT_MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
@@ -71,6 +84,8 @@ impl Default for Limits {
             max_local_error_reset_streams: 1024,
             max_concurrent_streams: 200,
             transport_header_timeout: Duration::from_secs(10),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            tcp_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -129,16 +144,40 @@ impl ConnectionCount {
     }
 }
 
-/// Per downstream connection: how many of its requests ended normally and how many
-/// the client abandoned, for [`Limits::max_abandoned_requests`].
+/// Per downstream connection: how many of its requests started, ended normally and
+/// were abandoned by the client, for [`Limits::max_abandoned_requests`] and
+/// [`Limits::idle_timeout`].
 #[derive(Debug, Default)]
 pub(crate) struct Abandoned {
+    started: AtomicU64,
     finished: AtomicU64,
     abandoned: AtomicU64,
     over: tokio::sync::Notify,
 }
 
 impl Abandoned {
+    /// Counts a request that started.
+    pub(crate) fn start(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests started and requests ended, in that order.
+    fn tally(&self) -> (u64, u64) {
+        let started = self.started.load(Ordering::Relaxed);
+        let ended = self.finished.load(Ordering::Relaxed) + self.abandoned.load(Ordering::Relaxed);
+        (started, ended)
+    }
+
+    /// Resolves once the connection has had no request in flight, and none start or
+    /// end, for `timeout`: [`idle`] over the request tally.
+    pub(crate) async fn idle(&self, timeout: Duration) {
+        idle(timeout, || {
+            let (started, ended) = self.tally();
+            (started == ended).then_some(started)
+        })
+        .await
+    }
+
     /// Counts a finished request; `abandoned` when the client went away before its
     /// response ended. Wakes [`Abandoned::exceeded`] when the budget is spent.
     pub(crate) fn count(&self, abandoned: bool, max: u32) {
@@ -156,6 +195,30 @@ impl Abandoned {
     /// Resolves once the client abandoned more requests than its budget allows.
     pub(crate) async fn exceeded(&self) {
         self.over.notified().await
+    }
+}
+
+/// Resolves once `quiet` has returned the same `Some` value for a whole `timeout`.
+/// `quiet` says whether nothing is in flight and, if so, a count of all activity so
+/// far. It is sampled four times a timeout, so what is busy pays no clock read or timer
+/// of its own: the idle end comes between `timeout` and 1.25 × `timeout` after the
+/// last activity.
+pub(crate) async fn idle(timeout: Duration, mut quiet: impl FnMut() -> Option<u64>) {
+    let period = timeout / 4;
+    let mut seen = None;
+    let mut still = 0;
+    loop {
+        tokio::time::sleep(period).await;
+        let now = quiet();
+        if now.is_some() && now == seen {
+            still += 1;
+            if still >= 4 {
+                return;
+            }
+        } else {
+            seen = now;
+            still = 0;
+        }
     }
 }
 

@@ -153,6 +153,8 @@ impl Record {
     /// Starts the record of an HTTP request. Until something else is said, a request
     /// that is dropped was abandoned by its client (`DC`).
     pub(crate) fn http<B>(conn: &Arc<Conn>, req: &http::Request<B>) -> Pending {
+        // Balanced by the count in `finish`: the connection's requests in flight.
+        conn.abandoned.start();
         let head = RequestHead {
             method: req.method().clone(),
             uri: req.uri().clone(),

@@ -1,7 +1,12 @@
 //! Opaque TCP: connect to an endpoint, copy bytes both ways, finish the connection's
 //! record.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::ReadBuf;
 
 use crate::record::{BytesIn, Record};
 use crate::transport::Io;
@@ -63,8 +68,29 @@ pub(crate) async fn splice_until<D, U>(
         m.tcp_opened(&rec);
         rec.tcp_opened = true;
     }
+    let moved = AtomicU64::new(0);
+    let mut down = Moved {
+        io: &mut down,
+        moved: &moved,
+    };
+    let tcp_idle_timeout = rec.conn.inputs.limits.tcp_idle_timeout;
+    let idle = async {
+        match tcp_idle_timeout {
+            Some(timeout) => {
+                crate::limits::idle(timeout, || Some(moved.load(Ordering::Relaxed))).await;
+                timeout
+            }
+            None => std::future::pending().await,
+        }
+    };
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut down, &mut up) => copied,
+        timeout = idle => {
+            let reason = format!("idle timeout: no byte either way for {}s", timeout.as_secs());
+            tracing::debug!(upstream = %upstream.display, "connection closed: {reason}");
+            rec.details = Some(reason.into());
+            Ok((0, 0))
+        }
         reason = stop => {
             tracing::info!(upstream = %upstream.display, "connection closed: {reason}");
             rec.details = Some(reason);
@@ -83,6 +109,50 @@ pub(crate) async fn splice_until<D, U>(
     rec.bytes_out = received;
     rec.upstream = Some(upstream);
     rec.finish();
+}
+
+/// The downstream side of a splice, counting the reads and writes that move bytes, so
+/// the idle timeout can tell a quiet connection from a busy one.
+struct Moved<'a, T> {
+    io: &'a mut T,
+    moved: &'a AtomicU64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Moved<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *self.io).poll_read(cx, buf);
+        if buf.filled().len() != before {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Moved<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut *self.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
 }
 
 /// Finishes the record of a TCP connection that never reached an upstream.

@@ -129,6 +129,15 @@ pub(crate) struct Args {
     /// that end normally) before the connection is closed with GOAWAY.
     #[arg(long, default_value_t = 100)]
     max_abandoned_requests: u32,
+    /// How long a downstream HTTP connection may have no request in flight, in
+    /// seconds, before it is closed (HTTP/2 with GOAWAY); Envoy's `idle_timeout`.
+    /// `0`: no limit.
+    #[arg(long, default_value_t = 3600.0)]
+    idle_timeout: f64,
+    /// How long an opaque TCP connection may carry no byte either way, in seconds,
+    /// before it is closed; Envoy's TCP proxy `idle_timeout`. `0`: no limit.
+    #[arg(long, default_value_t = 3600.0)]
+    tcp_idle_timeout: f64,
 }
 
 /// The proxy's limits from the flags; the connection cap from the open-file limit,
@@ -147,7 +156,10 @@ fn limits(args: &Args) -> anyhow::Result<skiff_proxy::Limits> {
         ),
     };
     let head_timeout = args.request_head_timeout;
+    let seconds = |s: f64| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero());
     Ok(skiff_proxy::Limits {
+        idle_timeout: seconds(args.idle_timeout),
+        tcp_idle_timeout: seconds(args.tcp_idle_timeout),
         max_request_headers_bytes: args.max_request_headers_kb.saturating_mul(1024),
         max_request_headers: args.max_request_headers,
         request_head_timeout: (head_timeout > 0.0).then(|| Duration::from_secs_f64(head_timeout)),

@@ -58,3 +58,53 @@ async fn requests_that_end_normally_grow_the_budget() {
         .await
         .expect("over the grown budget");
 }
+
+/// How long (paused time) `a.idle(timeout)` takes to resolve.
+async fn idle_after(a: std::sync::Arc<Abandoned>, timeout: Duration) -> Duration {
+    let start = tokio::time::Instant::now();
+    a.idle(timeout).await;
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_requests_is_idle_after_its_timeout() {
+    let a = std::sync::Arc::new(Abandoned::default());
+    let took = idle_after(a, Duration::from_secs(60)).await;
+    assert!(
+        took >= Duration::from_secs(60) && took <= Duration::from_secs(75),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_in_flight_keeps_the_connection_open_and_its_end_restarts_the_clock() {
+    let a = std::sync::Arc::new(Abandoned::default());
+    a.start();
+    let idle = tokio::spawn(idle_after(a.clone(), Duration::from_secs(60)));
+    // Ten minutes with a request in flight: not idle.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(!idle.is_finished(), "idle while a request was in flight");
+    a.count(false, 100);
+    let took = idle.await.unwrap();
+    assert!(
+        took >= Duration::from_secs(660) && took <= Duration::from_secs(675),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_start_and_end_between_samples_still_count_as_activity() {
+    let a = std::sync::Arc::new(Abandoned::default());
+    let idle = tokio::spawn(idle_after(a.clone(), Duration::from_secs(60)));
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        a.start();
+        a.count(true, 1_000);
+    }
+    assert!(!idle.is_finished(), "idle though a request came every 7 s");
+    let took = idle.await.unwrap();
+    assert!(
+        took >= Duration::from_secs(200) && took <= Duration::from_secs(215),
+        "{took:?}"
+    );
+}

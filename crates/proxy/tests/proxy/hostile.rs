@@ -15,6 +15,7 @@ use crate::support::*;
 
 mod h2;
 mod heads;
+mod idle;
 mod records;
 
 /// How long a probe waits for the proxy before the test fails (a safety net, not a
