@@ -49,3 +49,9 @@ pub fn jwt(data: &[u8]) {
     parts.headers.insert(http::header::AUTHORIZATION, value);
     let _ = rt.block_on(rules.authenticate(&mut parts));
 }
+
+/// The h2c upgrade's hand-written HTTP/2: arbitrary bytes as the client's start and as
+/// the upgraded request, whose HEADERS frame `h2` must read back unchanged.
+pub fn h2c(data: &[u8]) {
+    crate::http::h2c::fuzz_check(data);
+}
