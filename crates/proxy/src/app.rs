@@ -226,6 +226,9 @@ impl Proxy {
             let metrics = crate::metrics::Metrics::register(&mut registry);
             Arc::get_mut(&mut inputs).expect("not shared yet").metrics = Some(metrics);
         }
+        if let Some(max) = options.limits.max_memory_bytes {
+            tokio::spawn(watch_memory(Arc::downgrade(&inputs), max));
+        }
         let admin_ip = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let admin = bind(SocketAddr::new(admin_ip, options.admin_port))?;
         let admin_addr = admin.local_addr().map_err(Error::Io)?;
@@ -529,6 +532,38 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
     Ok(socket.into())
 }
 
+/// The memory half of the overload manager: once a second, the process's resident
+/// memory against `max`; over it, listeners refuse new connections. Ends with the proxy.
+async fn watch_memory(inputs: std::sync::Weak<ProxyInputs>, max: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inputs) = inputs.upgrade() else {
+            return;
+        };
+        let Some(rss) = crate::limits::resident_memory() else {
+            tracing::warn!("cannot read the resident memory: the memory threshold is not applied");
+            return;
+        };
+        if inputs.connections.memory_reading(rss, max) {
+            if inputs.connections.over_memory() {
+                tracing::warn!(
+                    rss,
+                    max,
+                    "refusing new connections: resident memory is over the threshold"
+                );
+            } else {
+                tracing::info!(
+                    rss,
+                    max,
+                    "taking new connections again: resident memory is below the threshold"
+                );
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
@@ -561,13 +596,21 @@ async fn accept_loop(
             drop(stream);
             let secs = inputs.started.elapsed().as_secs();
             if inputs.connections.should_warn(secs) {
-                tracing::warn!(
-                    ?role,
-                    %peer,
-                    open = inputs.connections.open(),
-                    max = inputs.limits.max_downstream_connections,
-                    "refusing connections: the downstream connection limit is reached"
-                );
+                if inputs.connections.over_memory() {
+                    tracing::warn!(
+                        ?role,
+                        %peer,
+                        "refusing connections: resident memory is over the threshold"
+                    );
+                } else {
+                    tracing::warn!(
+                        ?role,
+                        %peer,
+                        open = inputs.connections.open(),
+                        max = inputs.limits.max_downstream_connections,
+                        "refusing connections: the downstream connection limit is reached"
+                    );
+                }
             }
             continue;
         };

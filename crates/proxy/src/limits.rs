@@ -8,7 +8,7 @@
 //! `docs/security.md` lists them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The limits a proxy enforces on what its downstreams send.
@@ -56,6 +56,11 @@ pub struct Limits {
     /// sides are closed: Envoy's TCP proxy `idle_timeout`, 1 h by default. `None`: no
     /// limit.
     pub tcp_idle_timeout: Option<Duration>,
+    /// Resident memory of the process above which new downstream connections are
+    /// refused (closed at once) until it falls below 95% of this: the memory half of
+    /// the overload manager (Envoy's `overload.resource_monitors` fixed heap). Sampled
+    /// once a second. `None` (the default, as in Istio): no threshold.
+    pub max_memory_bytes: Option<u64>,
 }
 
 /// Default for [`Limits::idle_timeout`] and [`Limits::tcp_idle_timeout`]: 1 h, as
@@ -86,6 +91,7 @@ impl Default for Limits {
             transport_header_timeout: Duration::from_secs(10),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             tcp_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_memory_bytes: None,
         }
     }
 }
@@ -102,6 +108,8 @@ pub fn connections_for_open_files(open_files: u64) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionCount {
     open: Arc<AtomicUsize>,
+    /// Set while the process is over [`Limits::max_memory_bytes`].
+    over_memory: AtomicBool,
     /// When a refusal was last logged (seconds since the proxy started), so that a
     /// flood yields a line a second, not one per connection.
     last_warned: AtomicU64,
@@ -118,14 +126,37 @@ impl Drop for ConnectionSlot {
 }
 
 impl ConnectionCount {
-    /// A place for one more connection, unless `max` are open.
+    /// A place for one more connection, unless `max` are open or the process is over
+    /// its memory threshold.
     pub(crate) fn try_open(&self, max: usize) -> Option<ConnectionSlot> {
+        if self.over_memory.load(Ordering::Relaxed) {
+            return None;
+        }
         let prev = self.open.fetch_add(1, Ordering::Relaxed);
         if prev >= max {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
         Some(ConnectionSlot(self.open.clone()))
+    }
+
+    /// Whether new connections are refused for memory.
+    pub(crate) fn over_memory(&self) -> bool {
+        self.over_memory.load(Ordering::Relaxed)
+    }
+
+    /// Takes a reading of the process's resident memory against `max`: over it, new
+    /// connections are refused; they are taken again below 95% of it. Returns whether
+    /// the state changed.
+    pub(crate) fn memory_reading(&self, rss: u64, max: u64) -> bool {
+        let over = self.over_memory.load(Ordering::Relaxed);
+        let now = if over {
+            rss >= max / 20 * 19
+        } else {
+            rss > max
+        };
+        self.over_memory.store(now, Ordering::Relaxed);
+        now != over
     }
 
     /// Connections open now.
@@ -196,6 +227,15 @@ impl Abandoned {
     pub(crate) async fn exceeded(&self) {
         self.over.notified().await
     }
+}
+
+/// The resident memory of this process in bytes (`VmRSS` of `/proc/self/status`), or
+/// `None` where it cannot be read.
+pub(crate) fn resident_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Resolves once `quiet` has returned the same `Some` value for a whole `timeout`.

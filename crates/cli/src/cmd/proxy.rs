@@ -138,6 +138,10 @@ pub(crate) struct Args {
     /// before it is closed; Envoy's TCP proxy `idle_timeout`. `0`: no limit.
     #[arg(long, default_value_t = 3600.0)]
     tcp_idle_timeout: f64,
+    /// Resident memory, in MiB, above which new downstream connections are refused
+    /// until it falls below 95% of it (sampled once a second). Default: none.
+    #[arg(long)]
+    max_memory_mb: Option<u64>,
 }
 
 /// The proxy's limits from the flags; the connection cap from the open-file limit,
@@ -160,6 +164,10 @@ fn limits(args: &Args) -> anyhow::Result<skiff_proxy::Limits> {
     Ok(skiff_proxy::Limits {
         idle_timeout: seconds(args.idle_timeout),
         tcp_idle_timeout: seconds(args.tcp_idle_timeout),
+        max_memory_bytes: match args.max_memory_mb {
+            Some(0) => bail!("--max-memory-mb must be at least 1"),
+            mb => mb.map(|mb| mb.saturating_mul(1024 * 1024)),
+        },
         max_request_headers_bytes: args.max_request_headers_kb.saturating_mul(1024),
         max_request_headers: args.max_request_headers,
         request_head_timeout: (head_timeout > 0.0).then(|| Duration::from_secs_f64(head_timeout)),

@@ -108,3 +108,32 @@ async fn requests_that_start_and_end_between_samples_still_count_as_activity() {
         "{took:?}"
     );
 }
+
+#[test]
+fn over_the_memory_threshold_new_connections_are_refused_until_below_95_percent() {
+    let count = ConnectionCount::default();
+    let max = 100 * 1024 * 1024;
+    assert!(
+        !count.memory_reading(max, max),
+        "at the threshold: not over"
+    );
+    assert!(count.try_open(10).is_some());
+    assert!(count.memory_reading(max + 1, max), "over: state changes");
+    assert!(count.try_open(10).is_none(), "refused while over");
+    assert!(
+        !count.memory_reading(max / 100 * 96, max),
+        "96%: still over"
+    );
+    assert!(count.try_open(10).is_none());
+    assert!(
+        count.memory_reading(max / 100 * 94, max),
+        "94%: taken again"
+    );
+    assert!(count.try_open(10).is_some());
+}
+
+#[test]
+fn this_process_has_a_resident_size() {
+    let rss = resident_memory().expect("readable on Linux");
+    assert!(rss > 1024 * 1024, "{rss}");
+}

@@ -150,7 +150,11 @@ async fn connections_past_the_cap_are_refused_and_the_proxy_stays_up() {
         idle.push(s);
     }
     // The ninth is closed at once, without an answer.
-    let answer = exchange(p.outbound(), b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n").await;
+    let answer = exchange(
+        p.outbound(),
+        b"GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(answer, "", "refused without a response");
     drop(idle);
     // Places free as the connections close.
@@ -248,4 +252,40 @@ async fn a_silent_peer_on_the_inbound_port_is_closed_and_logged() {
     let line = p.log_line("no transport header within").await;
     assert!(line.contains(" DPE "), "{line}");
     still_serves(&p).await;
+}
+
+#[tokio::test]
+async fn over_the_memory_threshold_new_connections_are_closed_at_once() {
+    // A threshold of one byte: every reading is over it.
+    let limits = Limits {
+        max_memory_bytes: Some(1),
+        ..Limits::default()
+    };
+    let (p, _b, _) = proxy_with(limits).await;
+    let refused = async {
+        loop {
+            let answer = exchange(
+                p.outbound(),
+                b"GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            if answer.is_empty() {
+                return;
+            }
+            // Before the first reading the connection may still be served.
+            assert_eq!(status(&answer), 200, "{answer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, refused)
+        .await
+        .expect("connections were still served over the memory threshold");
+    // Under a threshold the process is far from, the same request is served.
+    let (q, _b, _) = proxy_with(Limits {
+        max_memory_bytes: Some(1 << 40),
+        ..Limits::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    still_serves(&q).await;
 }
