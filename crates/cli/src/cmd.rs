@@ -9,6 +9,8 @@ pub(crate) mod proxy;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
 pub(crate) mod sample_app;
+pub(crate) mod stat;
+pub(crate) mod stats;
 pub(crate) mod up;
 pub(crate) mod validate;
 pub(crate) mod version;
