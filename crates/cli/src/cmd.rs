@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod analyze;
 pub(crate) mod control;
+pub(crate) mod dashboard;
 pub(crate) mod describe;
 pub(crate) mod explain;
 pub(crate) mod proxy;

@@ -45,6 +45,9 @@ enum Command {
     Stat(cmd::stat::StatArgs),
     /// The busiest edges of the mesh, refreshed in the terminal.
     Top(cmd::stat::TopArgs),
+    /// Serve a web page of the running mesh: the service graph with rates, errors,
+    /// latencies and mTLS, golden metrics per service, proxy sync status, findings.
+    Dashboard(cmd::dashboard::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
     /// Run an app's command for `skiff up` and stop it when `skiff up` is gone.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => done(cmd::proxy::run(args)),
         Command::Stat(args) => done(cmd::stat::run_stat(args)),
         Command::Top(args) => done(cmd::stat::run_top(args)),
+        Command::Dashboard(args) => done(cmd::dashboard::run(args)),
         Command::SampleApp(args) => done(cmd::sample_app::run(args)),
         Command::UpApp(args) => cmd::up::keeper::run(args),
     };
