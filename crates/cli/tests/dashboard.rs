@@ -27,9 +27,8 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
             .map(|d| d.join("node"))
             .find(|p| p.is_file())
     });
-    let chromium = PathBuf::from(
-        std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()),
-    );
+    let chromium =
+        PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()));
     let packages = dir.join("node_modules/playwright-core").is_dir();
     match (node, chromium.is_file(), packages) {
         (Some(node), true, true) => Some((node, dir)),
@@ -68,7 +67,8 @@ async fn the_dashboard_shows_the_canary_graph_in_a_browser() {
         &["--dashboard", "--dashboard-listen", &listen],
     );
     assert!(
-        mesh.log().contains(&format!("dashboard      http://{listen}/")),
+        mesh.log()
+            .contains(&format!("dashboard      http://{listen}/")),
         "{}",
         mesh.log()
     );
@@ -82,7 +82,7 @@ async fn the_dashboard_shows_the_canary_graph_in_a_browser() {
             let client = client();
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) && sent < 6000 {
-                let canary: &[(&str, &str)] = if sent % 4 == 0 {
+                let canary: &[(&str, &str)] = if sent.is_multiple_of(4) {
                     &[("x-canary", "true")]
                 } else {
                     &[]
@@ -104,7 +104,11 @@ async fn the_dashboard_shows_the_canary_graph_in_a_browser() {
     let (status, body) = get_path(addr, "/api/proxies").await.unwrap();
     assert_eq!(status, 200, "{body}");
     let proxies: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(proxies["proxies"].as_array().unwrap().len(), 4, "{proxies:#}");
+    assert_eq!(
+        proxies["proxies"].as_array().unwrap().len(),
+        4,
+        "{proxies:#}"
+    );
     let (status, body) = get_path(addr, "/api/findings").await.unwrap();
     assert_eq!(status, 200, "{body}");
     let findings: Value = serde_json::from_str(&body).unwrap();

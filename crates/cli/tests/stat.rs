@@ -139,14 +139,32 @@ async fn stat_and_top_count_the_requests_sent() {
         let control = control.clone();
         std::thread::spawn(move || {
             start_measuring(&[
-                "stat", kind, "-n", "prod", "--window", "8s", "-o", "json", "--control", &control,
+                "stat",
+                kind,
+                "-n",
+                "prod",
+                "--window",
+                "8s",
+                "-o",
+                "json",
+                "--control",
+                &control,
             ])
         })
     };
     let (workloads, services) = (stat("workloads"), stat("services"));
     let top = start_measuring(&[
-        "top", "--interval", "5s", "--window", "1m", "--iterations", "2", "-o", "json",
-        "--control", &control,
+        "top",
+        "--interval",
+        "5s",
+        "--window",
+        "1m",
+        "--iterations",
+        "2",
+        "-o",
+        "json",
+        "--control",
+        &control,
     ]);
     let (workloads, services) = (workloads.join().unwrap(), services.join().unwrap());
 
@@ -172,7 +190,10 @@ async fn stat_and_top_count_the_requests_sent() {
     assert_eq!(frontend["success_rate"].as_f64(), Some(14.0 / 17.0));
     assert_eq!(frontend["mtls_share"].as_f64(), Some(1.0));
     assert_eq!(frontend["meshed"], "1/1");
-    assert!(frontend["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{frontend:#}");
+    assert!(
+        frontend["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{frontend:#}"
+    );
     // The backends answered the 12 that were not aborted, split between v1 and v2.
     let (v1, v2) = (row(&workloads, "backend-v1"), row(&workloads, "backend-v2"));
     let (n1, ok1) = counts(v1, window);
@@ -221,7 +242,10 @@ async fn stat_and_top_count_the_requests_sent() {
     );
     let to_backend = edge("frontend.prod", "backend.prod.svc.cluster.local");
     assert_eq!(
-        (to_backend["requests"].as_u64(), to_backend["successes"].as_u64()),
+        (
+            to_backend["requests"].as_u64(),
+            to_backend["successes"].as_u64()
+        ),
         (Some(15), Some(12)),
         "{to_backend:#}"
     );

@@ -106,7 +106,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }),
     });
     tokio::spawn(scrape_forever(dashboard.clone()));
-    println!("skiff dashboard: {url} (the mesh of the control plane at {}); Ctrl-C stops", args.control);
+    println!(
+        "skiff dashboard: {url} (the mesh of the control plane at {}); Ctrl-C stops",
+        args.control
+    );
     if !args.no_browser {
         open_browser(&url);
     }
@@ -167,7 +170,10 @@ async fn scrape_forever(dashboard: Arc<Dashboard>) {
 
 async fn handle(dashboard: &Dashboard, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "only GET"}));
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "only GET"}),
+        );
     }
     let seconds = |name: &str, default: u64| {
         let value = req
@@ -185,7 +191,9 @@ async fn handle(dashboard: &Dashboard, req: &Request<Incoming>) -> Response<Full
         "/app.js" => response(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         "/style.css" => response(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
         "/api/graph" => json_response(StatusCode::OK, &graph(dashboard, seconds("window", 60))),
-        "/api/services" => json_response(StatusCode::OK, &services(dashboard, seconds("span", 300))),
+        "/api/services" => {
+            json_response(StatusCode::OK, &services(dashboard, seconds("span", 300)))
+        }
         "/api/proxies" => json_response(StatusCode::OK, &proxies(dashboard).await),
         "/api/findings" => json_response(StatusCode::OK, &findings(dashboard.control).await),
         other => json_response(
@@ -267,8 +275,12 @@ fn services(dashboard: &Dashboard, span: Duration) -> Value {
         for name in &names {
             let ago = newest.saturating_sub(*at).as_secs_f64();
             let point = match by.get(name) {
-                Some(g) => json!({"ago_seconds": ago, "rps": g.rps(), "success_rate": g.success_rate(), "p99_ms": g.quantile(0.99)}),
-                None => json!({"ago_seconds": ago, "rps": 0.0, "success_rate": null, "p99_ms": null}),
+                Some(g) => {
+                    json!({"ago_seconds": ago, "rps": g.rps(), "success_rate": g.success_rate(), "p99_ms": g.quantile(0.99)})
+                }
+                None => {
+                    json!({"ago_seconds": ago, "rps": 0.0, "success_rate": null, "p99_ms": null})
+                }
             };
             points.entry(name.clone()).or_default().push(point);
         }
@@ -346,7 +358,10 @@ async fn findings(control: SocketAddr) -> Value {
                 .collect();
             (Value::Array(list), None)
         }
-        Ok(Err(e)) => (json!([]), Some(format!("cannot analyze {}: {e:#}", status.config_dir))),
+        Ok(Err(e)) => (
+            json!([]),
+            Some(format!("cannot analyze {}: {e:#}", status.config_dir)),
+        ),
         Err(e) => (json!([]), Some(e.to_string())),
     };
     json!({
@@ -371,9 +386,13 @@ fn response(
 ) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     r
 }

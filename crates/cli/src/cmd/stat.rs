@@ -170,7 +170,11 @@ impl Row {
 }
 
 /// A row per workload with a proxy or with inbound traffic, in `namespace` if given.
-pub(crate) fn workload_rows(delta: &Delta, scraped: &[Scraped], namespace: Option<&str>) -> Vec<Row> {
+pub(crate) fn workload_rows(
+    delta: &Delta,
+    scraped: &[Scraped],
+    namespace: Option<&str>,
+) -> Vec<Row> {
     let mut golden = delta.by_workload();
     for s in scraped {
         golden
@@ -212,7 +216,9 @@ pub(crate) fn service_rows(delta: &Delta, namespace: Option<&str>) -> Vec<Row> {
 
 /// The table of `skiff stat`.
 pub(crate) fn render(rows: &[Row], with_namespace: bool) -> String {
-    let mut header = vec!["NAME", "MESHED", "SUCCESS", "RPS", "P50", "P90", "P99", "MTLS"];
+    let mut header = vec![
+        "NAME", "MESHED", "SUCCESS", "RPS", "P50", "P90", "P99", "MTLS",
+    ];
     if with_namespace {
         header.insert(0, "NAMESPACE");
     }
@@ -242,7 +248,11 @@ pub(crate) fn render(rows: &[Row], with_namespace: bool) -> String {
 }
 
 /// The busiest edges of the last `window`, most requests per second first.
-pub(crate) fn busiest(delta: &Delta, namespace: Option<&str>, limit: usize) -> Vec<(Node, Node, Golden)> {
+pub(crate) fn busiest(
+    delta: &Delta,
+    namespace: Option<&str>,
+    limit: usize,
+) -> Vec<(Node, Node, Golden)> {
     let mut edges: Vec<(Node, Node, Golden)> = delta
         .edges()
         .into_iter()
@@ -279,7 +289,16 @@ pub(crate) fn render_top(edges: &[(Node, Node, Golden)]) -> String {
         })
         .collect();
     table(
-        &["SOURCE", "DESTINATION", "RPS", "REQUESTS", "SUCCESS", "P50", "P99", "MTLS"],
+        &[
+            "SOURCE",
+            "DESTINATION",
+            "RPS",
+            "REQUESTS",
+            "SUCCESS",
+            "P50",
+            "P99",
+            "MTLS",
+        ],
         &lines,
     )
 }
@@ -347,7 +366,11 @@ async fn top(args: TopArgs) -> anyhow::Result<()> {
                     "skiff top: the busiest edges over the last {:.0}s ({} proxies scraped{}), every {:?}; Ctrl-C stops",
                     delta.seconds,
                     scraped.len() - down,
-                    if down > 0 { format!(", {down} not answering") } else { String::new() },
+                    if down > 0 {
+                        format!(", {down} not answering")
+                    } else {
+                        String::new()
+                    },
                     args.interval
                 )?;
                 write!(out, "{}", render_top(&edges))?;

@@ -168,7 +168,12 @@ pub(crate) fn meshed(scraped: &[Scraped], w: &WorkloadId) -> Option<(usize, usiz
         .iter()
         .filter(|s| s.workload == w.name && s.namespace == w.namespace)
         .collect();
-    (!mine.is_empty()).then(|| (mine.iter().filter(|s| s.error.is_none()).count(), mine.len()))
+    (!mine.is_empty()).then(|| {
+        (
+            mine.iter().filter(|s| s.error.is_none()).count(),
+            mine.len(),
+        )
+    })
 }
 
 /// `12.3`, `0.57`, `1234`: a figure in about three digits.

@@ -383,7 +383,9 @@ fn print_summary(
         }
     }
     println!("  proxy status   skiff proxy-status --control {debug}");
-    println!("  golden metrics skiff stat workloads --control {debug}, skiff top --control {debug}");
+    println!(
+        "  golden metrics skiff stat workloads --control {debug}, skiff top --control {debug}"
+    );
     if let Some(dashboard) = dashboard {
         println!("  dashboard      http://{dashboard}/");
     }

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::cmd::stats::parse::parse;
 use crate::cmd::stats::Snapshot;
+use crate::cmd::stats::parse::parse;
 
 fn requests(reporter: &str, src: &str, dst: &str, svc: &str, code: u16, n: u64) -> String {
     format!(
@@ -75,9 +75,21 @@ fn top_sorts_edges_by_rate() {
     assert_eq!(
         shown,
         [
-            ("gateway.prod".to_owned(), "frontend.prod.svc.cluster.local".to_owned(), 80),
-            ("frontend.prod.svc.cluster.local".to_owned(), "frontend.prod".to_owned(), 80),
-            ("frontend.prod".to_owned(), "backend.prod.svc.cluster.local".to_owned(), 40),
+            (
+                "gateway.prod".to_owned(),
+                "frontend.prod.svc.cluster.local".to_owned(),
+                80
+            ),
+            (
+                "frontend.prod.svc.cluster.local".to_owned(),
+                "frontend.prod".to_owned(),
+                80
+            ),
+            (
+                "frontend.prod".to_owned(),
+                "backend.prod.svc.cluster.local".to_owned(),
+                40
+            ),
         ]
     );
     assert!(render_top(&edges).starts_with("SOURCE"));

@@ -6,7 +6,7 @@
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sample {
     pub(crate) name: String,
-    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) labels: Labels,
     pub(crate) value: f64,
 }
 
@@ -65,8 +65,11 @@ pub(crate) fn number(s: &str) -> Option<f64> {
     }
 }
 
+/// A sample's labels, in the order written.
+type Labels = Vec<(String, String)>;
+
 /// The labels after `{`, up to and including `}`; returns them and the rest of the line.
-fn labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut out = Vec::new();
     loop {
         s = s.trim_start();

@@ -53,7 +53,10 @@ fn quantiles_interpolate_inside_the_bucket_as_prometheus_does() {
     let inf = [(1.0, 1.0), (f64::INFINITY, 4.0)];
     assert_eq!(histogram_quantile(0.5, &inf), Some(1.0));
     // No observations, no +Inf bucket, q out of range.
-    assert_eq!(histogram_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
+    assert_eq!(
+        histogram_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]),
+        None
+    );
     assert_eq!(histogram_quantile(0.5, &[(1.0, 3.0), (2.0, 3.0)]), None);
     assert_eq!(histogram_quantile(1.5, &b), Some(f64::INFINITY));
     assert_eq!(histogram_quantile(-1.0, &b), Some(f64::NEG_INFINITY));
@@ -100,11 +103,13 @@ fn wl(ns: &str, name: &str) -> WorkloadId {
 #[test]
 fn the_window_gives_exact_golden_metrics_per_workload_service_and_edge() {
     let frontend_at = |ok: u64, bad: u64| {
-        series(GW_TO_FRONTEND, 200, ok, [ok / 2, ok, ok]) + &series(GW_TO_FRONTEND, 502, bad, [0, bad, bad])
+        series(GW_TO_FRONTEND, 200, ok, [ok / 2, ok, ok])
+            + &series(GW_TO_FRONTEND, 502, bad, [0, bad, bad])
     };
     let backend_at = |ok: u64| series(FRONTEND_TO_BACKEND, 200, ok, [ok, ok, ok]);
     let source_at = |ok: u64, fault: u64| {
-        series(FRONTEND_TO_BACKEND_SOURCE, 200, ok, [ok, ok, ok]) + &series(FRONTEND_FAULT, 503, fault, [fault, fault, fault])
+        series(FRONTEND_TO_BACKEND_SOURCE, 200, ok, [ok, ok, ok])
+            + &series(FRONTEND_FAULT, 503, fault, [fault, fault, fault])
     };
     let mut window = Window::new(3);
     window.push(snapshot(
@@ -127,15 +132,28 @@ fn the_window_gives_exact_golden_metrics_per_workload_service_and_edge() {
     assert_eq!(f.mtls_share(), Some(1.0));
     // Buckets over the window: le 1: 10, le 10: 24. p50 rank 12 in (1, 10]: 1 + 9 × 2/14.
     assert_eq!(f.quantile(0.5), Some(1.0 + 9.0 * (2.0 / 14.0)));
-    assert_eq!(f.quantile(0.99), Some(1.0 + 9.0 * ((0.99 * 24.0 - 10.0) / 14.0)));
+    assert_eq!(
+        f.quantile(0.99),
+        Some(1.0 + 9.0 * ((0.99 * 24.0 - 10.0) / 14.0))
+    );
     let b = &workloads[&wl("prod", "backend-v1")];
-    assert_eq!((b.requests(), b.successes(), b.mtls_share()), (20, 20, Some(0.0)));
-    assert_eq!(workloads.len(), 2, "only callees' proxies count for workloads");
+    assert_eq!(
+        (b.requests(), b.successes(), b.mtls_share()),
+        (20, 20, Some(0.0))
+    );
+    assert_eq!(
+        workloads.len(),
+        2,
+        "only callees' proxies count for workloads"
+    );
 
     // The backend's service: what its workload reported plus the faults only the
     // caller saw; the caller's own report of answered requests is not counted twice.
     let services = d.by_service();
-    let s = &services[&("backend.prod.svc.cluster.local".to_owned(), "prod".to_owned())];
+    let s = &services[&(
+        "backend.prod.svc.cluster.local".to_owned(),
+        "prod".to_owned(),
+    )];
     assert_eq!((s.requests(), s.successes()), (24, 20));
     assert_eq!(s.mtls_share(), Some(0.0));
     assert_eq!(s.success_rate(), Some(20.0 / 24.0));
@@ -150,14 +168,20 @@ fn the_window_gives_exact_golden_metrics_per_workload_service_and_edge() {
         Node::Workload(wl("istio-system", "gw")),
         Node::Service("frontend.prod.svc.cluster.local".into(), "prod".into()),
     )];
-    assert_eq!((gw.requests(), gw.successes(), gw.mtls_share()), (24, 20, Some(1.0)));
+    assert_eq!(
+        (gw.requests(), gw.successes(), gw.mtls_share()),
+        (24, 20, Some(1.0))
+    );
     assert_eq!(edges.len(), 4);
 }
 
 #[test]
 fn a_counter_reset_counts_what_the_restarted_proxy_says() {
     let mut window = Window::new(2);
-    window.push(snapshot(0, &[series(GW_TO_FRONTEND, 200, 50, [50, 50, 50])]));
+    window.push(snapshot(
+        0,
+        &[series(GW_TO_FRONTEND, 200, 50, [50, 50, 50])],
+    ));
     window.push(snapshot(2, &[series(GW_TO_FRONTEND, 200, 6, [6, 6, 6])]));
     let w = &window.last(Duration::from_secs(60)).by_workload()[&wl("prod", "frontend")];
     assert_eq!(w.requests(), 6);
@@ -173,7 +197,13 @@ fn the_window_keeps_its_last_snapshots_and_steps() {
     assert_eq!(window.len(), 3);
     // The oldest kept is at 2 s.
     let d = window.last(Duration::from_secs(60));
-    assert_eq!((d.seconds, d.by_workload()[&wl("prod", "frontend")].requests()), (4.0, 8));
+    assert_eq!(
+        (
+            d.seconds,
+            d.by_workload()[&wl("prod", "frontend")].requests()
+        ),
+        (4.0, 8)
+    );
     // A shorter span starts later.
     let d = window.last(Duration::from_secs(2));
     assert_eq!(d.by_workload()[&wl("prod", "frontend")].requests(), 2);
