@@ -5,8 +5,11 @@
 //! service and workload, every hop locked (mutual TLS). A screenshot is saved under
 //! the target directory (`dashboard.png`); docs/dashboard.png is one of them.
 //!
-//! Without `node`, Chromium or `tests/browser/node_modules`, the test passes with a
-//! note, except under CI (`CI` set), where it fails.
+//! A second test points `skiff dashboard --prometheus` at Debian's `prometheus`, which
+//! finds the canary's proxies through the control plane's `/debug/prometheus_sd`.
+//!
+//! Without `node`, Chromium or `tests/browser/node_modules` (or `prometheus`), a test
+//! passes with a note, except under CI (`CI` set), where it fails.
 
 #[path = "support/mesh.rs"]
 mod mesh;
@@ -192,4 +195,162 @@ async fn the_dashboard_shows_the_canary_graph_in_a_browser() {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// `prometheus` on `PATH`, or `None` (outside CI) without it.
+fn prometheus() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("prometheus"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is not installed (.ci/run installs Debian's `prometheus`)"
+        );
+        eprintln!("note: prometheus is not installed (apt-get install prometheus); not run");
+    }
+    found
+}
+
+/// Kills the Prometheus it holds when dropped.
+struct Running(tokio::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+/// With `--prometheus`, the dashboard asks a real Prometheus (which finds the proxies
+/// through the control plane's `/debug/prometheus_sd`) instead of scraping: the same
+/// graph, every edge with traffic and mutual TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reads_the_graph_from_prometheus() {
+    let Some(prometheus) = prometheus() else {
+        return;
+    };
+    let net = 60;
+    let mesh = Mesh::start(net);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = format!("127.0.{net}.1:19090");
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: skiff\n  http_sd_configs:\n  - url: http://{}/debug/prometheus_sd\n    refresh_interval: 1s\n",
+            mesh.control_debug()
+        ),
+    )
+    .unwrap();
+    let _prometheus = Running(
+        tokio::process::Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    let listen = format!("127.0.{net}.1:20001");
+    let dashboard = tokio::process::Command::new(mesh::skiff())
+        .args([
+            "dashboard",
+            "--no-browser",
+            "--listen",
+            &listen,
+            "--control",
+        ])
+        .arg(mesh.control_debug().to_string())
+        .arg("--prometheus")
+        .arg(format!("http://{prom}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _dashboard = Running(dashboard);
+
+    let (client, gateway) = (client(), mesh.gateway());
+    let addr = listen.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let wanted = [
+        (
+            "istio-ingressgateway.istio-system",
+            "frontend.prod.svc.cluster.local",
+        ),
+        ("frontend.prod.svc.cluster.local", "frontend.prod"),
+        ("frontend.prod", "backend.prod.svc.cluster.local"),
+        ("backend.prod.svc.cluster.local", "backend-v1.prod"),
+    ];
+    let mut last = String::new();
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard's graph from Prometheus never held {wanted:?}; last: {last}"
+        );
+        for _ in 0..10 {
+            let (status, body) = get(&client, gateway, &[]).await.unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok((200, body)) = get_path(addr, "/api/graph?window=60").await else {
+            continue;
+        };
+        let graph: Value = serde_json::from_str(&body).unwrap();
+        let label = |id: &Value| {
+            graph["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == *id)
+                .and_then(|n| n["label"].as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let edges: Vec<(String, String, f64, Option<f64>)> = graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    label(&e["source"]),
+                    label(&e["target"]),
+                    e["rps"].as_f64().unwrap_or(0.0),
+                    e["mtls_share"].as_f64(),
+                )
+            })
+            .collect();
+        let holds = wanted.iter().all(|(from, to)| {
+            edges
+                .iter()
+                .any(|(a, b, rps, mtls)| a == from && b == to && *rps > 0.0 && *mtls == Some(1.0))
+        });
+        if holds {
+            break;
+        }
+        last = format!("{edges:?}");
+    }
+    let (status, body) = get_path(addr, "/api/services").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let services: Value = serde_json::from_str(&body).unwrap();
+    let frontend = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "frontend.prod.svc.cluster.local")
+        .unwrap_or_else(|| panic!("{services:#}"))
+        .clone();
+    assert!(
+        frontend["last_minute"]["requests"].as_u64().unwrap() > 0,
+        "{frontend:#}"
+    );
 }

@@ -11,7 +11,8 @@
 //! | `/api/findings` | the configuration's errors and warnings (`/debug/configz`) and `skiff analyze`'s messages on it |
 //!
 //! The figures come from the proxies' own metrics, scraped every `--interval` and kept
-//! in memory for ten minutes ([`super::stats`]).
+//! in memory for ten minutes ([`super::stats`]), or with `--prometheus URL` from a
+//! Prometheus server, asked in PromQL ([`prometheus`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -30,6 +31,10 @@ use serde_json::{Value, json};
 use skiff_model::MeshOptions;
 
 use super::stats::{Node, Scraped, Scraper, Window, golden_json};
+
+mod prometheus;
+
+use prometheus::Prometheus;
 
 /// The built page (`crates/cli/web/dist`, made by `npm run build` there).
 const INDEX_HTML: &str = include_str!("../../web/dist/index.html");
@@ -54,8 +59,9 @@ pub(crate) struct Args {
     /// Print the page's address instead of opening a browser.
     #[arg(long)]
     pub(crate) no_browser: bool,
-    /// Query this Prometheus server instead of scraping the proxies (NOT IMPLEMENTED
-    /// YET: the dashboard warns and scrapes the proxies itself).
+    /// Query this Prometheus server (`http://host:port`) instead of scraping the
+    /// proxies, as Kiali does; it must scrape the proxies itself (e.g. through the
+    /// control plane's `/debug/prometheus_sd`).
     #[arg(long, value_name = "URL")]
     pub(crate) prometheus: Option<String>,
 }
@@ -75,6 +81,7 @@ struct Dashboard {
     control: SocketAddr,
     interval: Duration,
     state: Mutex<State>,
+    prometheus: Option<Prometheus>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -83,13 +90,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    if let Some(url) = &args.prometheus {
-        let warning = format!(
-            "--prometheus {url}: querying a Prometheus server is NOT IMPLEMENTED yet; the dashboard scrapes the proxies itself"
-        );
-        eprintln!("WARNING: {warning}");
-        tracing::warn!("{warning}");
-    }
+    let prometheus = match &args.prometheus {
+        Some(url) => Some(Prometheus::new(url).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -104,11 +108,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             error: None,
             scrapes: 0,
         }),
+        prometheus,
     });
     tokio::spawn(scrape_forever(dashboard.clone()));
     println!(
-        "skiff dashboard: {url} (the mesh of the control plane at {}); Ctrl-C stops",
-        args.control
+        "skiff dashboard: {url} (the mesh of the control plane at {}, {}); Ctrl-C stops",
+        args.control,
+        match &args.prometheus {
+            Some(p) => format!("metrics from the Prometheus server at {p}"),
+            None => "metrics scraped from the proxies".to_owned(),
+        }
     );
     if !args.no_browser {
         open_browser(&url);
@@ -154,12 +163,22 @@ async fn scrape_forever(dashboard: Arc<Dashboard>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let result = scraper.scrape().await;
+        let result = if dashboard.prometheus.is_some() {
+            // Prometheus has the figures; the proxies are listed for the graph's nodes.
+            scraper.list().await.map(|scraped| (None, scraped))
+        } else {
+            scraper
+                .scrape()
+                .await
+                .map(|(s, scraped)| (Some(s), scraped))
+        };
         let mut state = dashboard.state.lock().unwrap_or_else(|e| e.into_inner());
         state.scrapes += 1;
         match result {
             Ok((snapshot, scraped)) => {
-                state.window.push(snapshot);
+                if let Some(snapshot) = snapshot {
+                    state.window.push(snapshot);
+                }
                 state.scraped = scraped;
                 state.error = None;
             }
@@ -190,10 +209,14 @@ async fn handle(dashboard: &Dashboard, req: &Request<Incoming>) -> Response<Full
         "/" | "/index.html" => response(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         "/app.js" => response(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         "/style.css" => response(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
-        "/api/graph" => json_response(StatusCode::OK, &graph(dashboard, seconds("window", 60))),
-        "/api/services" => {
-            json_response(StatusCode::OK, &services(dashboard, seconds("span", 300)))
-        }
+        "/api/graph" => match graph(dashboard, seconds("window", 60)).await {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => json_response(StatusCode::BAD_GATEWAY, &json!({"error": format!("{e:#}")})),
+        },
+        "/api/services" => match services(dashboard, seconds("span", 300)).await {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => json_response(StatusCode::BAD_GATEWAY, &json!({"error": format!("{e:#}")})),
+        },
         "/api/proxies" => json_response(StatusCode::OK, &proxies(dashboard).await),
         "/api/findings" => json_response(StatusCode::OK, &findings(dashboard.control).await),
         other => json_response(
@@ -204,9 +227,13 @@ async fn handle(dashboard: &Dashboard, req: &Request<Incoming>) -> Response<Full
 }
 
 /// The service graph over the last `window`.
-fn graph(dashboard: &Dashboard, window: Duration) -> Value {
+async fn graph(dashboard: &Dashboard, window: Duration) -> anyhow::Result<Value> {
+    let from_prometheus = match &dashboard.prometheus {
+        Some(p) => Some(p.delta(window).await?),
+        None => None,
+    };
     let state = dashboard.state.lock().unwrap_or_else(|e| e.into_inner());
-    let delta = state.window.last(window);
+    let delta = from_prometheus.unwrap_or_else(|| state.window.last(window));
     let edges = delta.edges();
     let mut nodes: BTreeSet<Node> = edges
         .keys()
@@ -249,17 +276,46 @@ fn graph(dashboard: &Dashboard, window: Duration) -> Value {
             v
         })
         .collect();
-    json!({
+    Ok(json!({
         "window_seconds": delta.seconds,
         "scrapes": state.scrapes,
         "error": state.error,
         "nodes": nodes,
         "edges": edges,
-    })
+    }))
 }
 
-/// Per service: the last minute, and one point per scrape over `span`.
-fn services(dashboard: &Dashboard, span: Duration) -> Value {
+/// Per service: the last minute, and one point per scrape over `span` (from a
+/// Prometheus server: its rate every 10 s, requests per second only).
+async fn services(dashboard: &Dashboard, span: Duration) -> anyhow::Result<Value> {
+    if let Some(p) = &dashboard.prometheus {
+        let current = p.delta(Duration::from_secs(60)).await?.by_service();
+        let mut rates: BTreeMap<(String, String), Vec<(f64, f64)>> = p
+            .service_rates(span, Duration::from_secs(10))
+            .await?
+            .into_iter()
+            .collect();
+        let names: BTreeSet<(String, String)> =
+            current.keys().chain(rates.keys()).cloned().collect();
+        let list: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                let points: Vec<Value> = rates
+                    .remove(name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(ago, rps)| json!({"ago_seconds": ago, "rps": rps, "success_rate": null, "p99_ms": null}))
+                    .collect();
+                json!({
+                    "service": name.0,
+                    "namespace": name.1,
+                    "last_minute": current.get(name).map(golden_json),
+                    "points": points,
+                })
+            })
+            .collect();
+        return Ok(json!({ "span_seconds": span.as_secs(), "services": list }));
+    }
     let state = dashboard.state.lock().unwrap_or_else(|e| e.into_inner());
     let current = state.window.last(Duration::from_secs(60)).by_service();
     let steps = state.window.steps(span);
@@ -297,7 +353,7 @@ fn services(dashboard: &Dashboard, span: Duration) -> Value {
             })
         })
         .collect();
-    json!({ "span_seconds": span.as_secs(), "services": list })
+    Ok(json!({ "span_seconds": span.as_secs(), "services": list }))
 }
 
 /// The control plane's sync table, with how each proxy's scrape went.
@@ -319,6 +375,7 @@ async fn proxies(dashboard: &Dashboard) -> Value {
                         (status, _) => status.label().to_owned(),
                     });
                     v["metrics"] = match scraped.iter().find(|s| s.proxy == r.proxy) {
+                        Some(_) if dashboard.prometheus.is_some() => json!("via Prometheus"),
                         Some(s) => json!(s.error.as_deref().unwrap_or("scraped")),
                         None => json!("not listed for scraping"),
                     };

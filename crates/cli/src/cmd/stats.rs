@@ -99,6 +99,28 @@ impl Scraper {
         }
     }
 
+    /// The proxies the control plane lists, without scraping them.
+    pub(crate) async fn list(&self) -> anyhow::Result<Vec<Scraped>> {
+        let sd = super::admin::get(
+            self.control,
+            "/debug/prometheus_sd",
+            "the control plane's debug endpoint",
+        )
+        .await
+        .context("is `skiff control` running? (use --control ADDR to point elsewhere)")?;
+        Ok(targets_of(&sd)?
+            .into_iter()
+            .map(|t| Scraped {
+                proxy: t.proxy,
+                namespace: t.workload.namespace,
+                workload: t.workload.name,
+                kind: t.kind,
+                address: t.address.to_string(),
+                error: None,
+            })
+            .collect())
+    }
+
     /// Asks the control plane for the proxies, scrapes each at once, and adds up what
     /// they said. A proxy that does not answer is reported, not fatal; a control
     /// plane that does not answer is.

@@ -184,8 +184,8 @@ async function refreshProxies() {
   const p = await getJson('/api/proxies');
   const rows = p.proxies.map((r) => {
     const cls = r.status === 'SYNCED' ? 'ok' : r.status.startsWith('NACK') ? 'bad' : 'warn';
-    const mcls = r.metrics === 'scraped' ? 'ok' : 'bad';
-    return `<tr><td class="name">${esc(r.proxy)}</td><td class="${cls}">${esc(r.status)}</td><td class="${mcls}" title="${esc(r.metrics)}">${r.metrics === 'scraped' ? 'scraped' : 'not scraped'}</td></tr>`;
+    const fine = r.metrics === 'scraped' || r.metrics === 'via Prometheus';
+    return `<tr><td class="name">${esc(r.proxy)}</td><td class="${cls}">${esc(r.status)}</td><td class="${fine ? 'ok' : 'bad'}" title="${esc(r.metrics)}">${fine ? esc(r.metrics) : 'not scraped'}</td></tr>`;
   });
   $('proxies').tBodies[0].innerHTML =
     rows.join('') || `<tr><td colspan="3" class="muted">${esc(p.error || 'no proxies')}</td></tr>`;
