@@ -3,12 +3,15 @@
 pub(crate) mod admin;
 pub(crate) mod analyze;
 pub(crate) mod control;
+pub(crate) mod dashboard;
 pub(crate) mod describe;
 pub(crate) mod explain;
 pub(crate) mod proxy;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
 pub(crate) mod sample_app;
+pub(crate) mod stat;
+pub(crate) mod stats;
 pub(crate) mod up;
 pub(crate) mod validate;
 pub(crate) mod version;

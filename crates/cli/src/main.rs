@@ -40,6 +40,14 @@ enum Command {
     Explain(cmd::explain::Args),
     /// A workload or service as the mesh sees it: services, ports, routing, mTLS, policies.
     Describe(cmd::describe::Args),
+    /// Golden metrics per workload or service over a window: success rate, requests
+    /// per second, p50/p90/p99, mTLS share (from the proxies' own metrics).
+    Stat(cmd::stat::StatArgs),
+    /// The busiest edges of the mesh, refreshed in the terminal.
+    Top(cmd::stat::TopArgs),
+    /// Serve a web page of the running mesh: the service graph with rates, errors,
+    /// latencies and mTLS, golden metrics per service, proxy sync status, findings.
+    Dashboard(cmd::dashboard::Args),
     /// Run the demo workload: an HTTP server that greets, and optionally calls a target.
     SampleApp(cmd::sample_app::Args),
     /// Run an app's command for `skiff up` and stop it when `skiff up` is gone.
@@ -65,6 +73,9 @@ fn main() -> ExitCode {
         Command::Describe(args) => done(cmd::describe::run(args)),
         Command::Up(args) => done(cmd::up::run(args)),
         Command::Proxy(args) => done(cmd::proxy::run(args)),
+        Command::Stat(args) => done(cmd::stat::run_stat(args)),
+        Command::Top(args) => done(cmd::stat::run_top(args)),
+        Command::Dashboard(args) => done(cmd::dashboard::run(args)),
         Command::SampleApp(args) => done(cmd::sample_app::run(args)),
         Command::UpApp(args) => cmd::up::keeper::run(args),
     };

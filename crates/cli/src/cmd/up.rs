@@ -64,6 +64,12 @@ pub(crate) struct Args {
     /// DIR (hidden: not read as config).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Also serve `skiff dashboard` for the mesh (on --dashboard-listen).
+    #[arg(long)]
+    dashboard: bool,
+    /// Where `--dashboard` serves its page.
+    #[arg(long, default_value = "127.0.0.1:20001")]
+    dashboard_listen: SocketAddr,
     /// The wait before restarting a child that died, in milliseconds; it doubles with
     /// each further restart, up to 30 s (for tests).
     #[arg(long, default_value_t = 1000, hide = true)]
@@ -161,9 +167,9 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let width = plans
         .iter()
         .map(|p| p.id.len() + 4)
-        .chain([7])
+        .chain(["dashboard".len()])
         .max()
-        .unwrap_or(7);
+        .unwrap_or(9);
     let policy = backoff::Policy {
         initial: Duration::from_millis(args.restart_backoff_ms.max(1)),
         ..backoff::Policy::default()
@@ -203,7 +209,22 @@ async fn up(args: Args) -> anyhow::Result<()> {
                 state.root.display()
             );
         }
-        fleet.start(&mut children, plans, true).await
+        fleet.start(&mut children, plans, true).await?;
+        if args.dashboard {
+            let (exe, listen) = (fleet.launch.exe.clone(), args.dashboard_listen);
+            children.spawn("dashboard", move || {
+                let mut dashboard = tokio::process::Command::new(&exe);
+                dashboard
+                    .arg("dashboard")
+                    .arg("--listen")
+                    .arg(listen.to_string())
+                    .arg("--control")
+                    .arg(debug.to_string())
+                    .arg("--no-browser");
+                dashboard
+            })?;
+        }
+        anyhow::Ok(())
     };
     let outcome = tokio::select! {
         r = started => r,
@@ -222,6 +243,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         xds,
         debug,
         args.gateway_port_offset,
+        args.dashboard.then_some(args.dashboard_listen),
     );
 
     let mut seen = fleet::fingerprint(&dir);
@@ -330,6 +352,7 @@ fn print_summary(
     xds: SocketAddr,
     debug: SocketAddr,
     offset: u16,
+    dashboard: Option<SocketAddr>,
 ) {
     println!();
     println!("skiff up: the mesh of {} is running", dir.display());
@@ -360,6 +383,12 @@ fn print_summary(
         }
     }
     println!("  proxy status   skiff proxy-status --control {debug}");
+    println!(
+        "  golden metrics skiff stat workloads --control {debug}, skiff top --control {debug}"
+    );
+    if let Some(dashboard) = dashboard {
+        println!("  dashboard      http://{dashboard}/");
+    }
     if let Some(curl) = curl {
         println!("try: {curl}");
     }
