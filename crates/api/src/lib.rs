@@ -36,6 +36,7 @@ pub mod networking;
 pub mod resource;
 pub mod security;
 pub mod telemetry;
+pub mod cel;
 pub mod types;
 pub mod unenforced;
 pub mod validate;
