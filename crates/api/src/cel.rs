@@ -28,7 +28,7 @@ pub const ATTRIBUTES: &[(&str, &[&str])] = &[
             "size",
         ],
     ),
-    ("response", &["code", "code_details", "size", "flags"]),
+    ("response", &["code", "code_details", "size"]),
     (
         "connection",
         &["mtls", "requested_server_name", "uri_san_peer_certificate"],
@@ -184,9 +184,7 @@ mod tests {
         assert!(e.contains("`filter_state`"), "{e}");
         let e = check("response.code >=").unwrap_err();
         assert!(e.starts_with("not a CEL expression"), "{e}");
-        assert!(reads_headers(
-            &check("has(request.headers.foo)").unwrap()
-        ));
+        assert!(reads_headers(&check("has(request.headers.foo)").unwrap()));
         assert!(!reads_headers(&check("response.code == 503").unwrap()));
         assert!(is_constant(&check("'fixed'").unwrap()));
         assert!(!is_constant(&check("request.host").unwrap()));

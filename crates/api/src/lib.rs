@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cel;
 mod diagnostic;
 mod error;
 pub mod kube;
@@ -36,7 +37,6 @@ pub mod networking;
 pub mod resource;
 pub mod security;
 pub mod telemetry;
-pub mod cel;
 pub mod types;
 pub mod unenforced;
 pub mod validate;

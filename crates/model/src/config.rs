@@ -38,8 +38,7 @@ pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use telemetry::{
     AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MetricOverride,
-    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig,
-    TracingConfig,
+    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig, TracingConfig,
 };
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,

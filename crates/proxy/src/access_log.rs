@@ -34,6 +34,7 @@ pub enum AccessLogTarget {
 }
 
 mod batch;
+mod filter;
 pub(crate) mod istio;
 
 /// How access-log lines are written.
@@ -56,6 +57,8 @@ pub(crate) struct AccessLog {
     format: AccessLogFormat,
     /// For [`AccessLogTarget::Stdout`].
     stdout: Option<Arc<batch::Batch>>,
+    /// What the Telemetry API's `accessLogging` says, per side.
+    rules: arc_swap::ArcSwap<filter::Rules>,
 }
 
 impl AccessLog {
@@ -70,12 +73,26 @@ impl AccessLog {
             target,
             format,
             stdout,
+            rules: arc_swap::ArcSwap::from_pointee(filter::Rules::default()),
         })
+    }
+
+    /// Takes the Telemetry API's access-log settings from a config being applied (off
+    /// the request path).
+    pub(crate) fn set_telemetry(&self, telemetry: &skiff_model::config::TelemetryConfig) {
+        if !self.rules.load().made_from(telemetry) {
+            self.rules.store(Arc::new(filter::Rules::of(telemetry)));
+        }
     }
 
     /// The format shows request headers the record keeps only for it.
     pub(crate) fn wants_headers(&self) -> bool {
         self.enabled() && self.format != AccessLogFormat::Skiff
+    }
+
+    /// A filter expression reads request headers: the record keeps them all.
+    pub(crate) fn wants_all_headers(&self) -> bool {
+        self.enabled() && self.rules.load().headers
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -84,7 +101,7 @@ impl AccessLog {
 
     /// Writes the line of a finished request or connection, when the log is on.
     pub(crate) fn write(&self, r: &Record) {
-        if !self.enabled() {
+        if !self.rules.load().writes(r, self.enabled()) {
             return;
         }
         match (self.format, &r.request) {

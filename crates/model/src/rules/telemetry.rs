@@ -63,7 +63,10 @@ impl Entry {
 
     fn attaches(&self, labels: &Labels) -> bool {
         match (&self.gateways, labels.get(GATEWAY_NAME_LABEL)) {
-            (None, _) => self.selector.as_ref().is_some_and(|s| labels_match(s, labels)),
+            (None, _) => self
+                .selector
+                .as_ref()
+                .is_some_and(|s| labels_match(s, labels)),
             (Some(_), None) => false,
             (Some(names), Some(gateway)) => names.contains(gateway),
         }
