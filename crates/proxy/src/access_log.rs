@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,6 +60,10 @@ pub(crate) struct AccessLog {
     stdout: Option<Arc<batch::Batch>>,
     /// What the Telemetry API's `accessLogging` says, per side.
     rules: arc_swap::ArcSwap<filter::Rules>,
+    /// `rules` change something (without, a request reads neither).
+    ruled: AtomicBool,
+    /// A filter reads request headers.
+    all_headers: AtomicBool,
 }
 
 impl AccessLog {
@@ -74,6 +79,8 @@ impl AccessLog {
             format,
             stdout,
             rules: arc_swap::ArcSwap::from_pointee(filter::Rules::default()),
+            ruled: AtomicBool::new(false),
+            all_headers: AtomicBool::new(false),
         })
     }
 
@@ -81,7 +88,10 @@ impl AccessLog {
     /// the request path).
     pub(crate) fn set_telemetry(&self, telemetry: &skiff_model::config::TelemetryConfig) {
         if !self.rules.load().made_from(telemetry) {
-            self.rules.store(Arc::new(filter::Rules::of(telemetry)));
+            let rules = filter::Rules::of(telemetry);
+            self.all_headers.store(rules.headers, Ordering::Relaxed);
+            self.ruled.store(!rules.is_own(), Ordering::Relaxed);
+            self.rules.store(Arc::new(rules));
         }
     }
 
@@ -92,7 +102,7 @@ impl AccessLog {
 
     /// A filter expression reads request headers: the record keeps them all.
     pub(crate) fn wants_all_headers(&self) -> bool {
-        self.enabled() && self.rules.load().headers
+        self.enabled() && self.all_headers.load(Ordering::Relaxed)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -101,7 +111,12 @@ impl AccessLog {
 
     /// Writes the line of a finished request or connection, when the log is on.
     pub(crate) fn write(&self, r: &Record) {
-        if !self.rules.load().writes(r, self.enabled()) {
+        let write = if self.ruled.load(Ordering::Relaxed) {
+            self.rules.load().writes(r, self.enabled())
+        } else {
+            self.enabled()
+        };
+        if !write {
             return;
         }
         match (self.format, &r.request) {

@@ -101,6 +101,11 @@ impl Rules {
         }
     }
 
+    /// Both sides keep the proxy's own setting.
+    pub(crate) fn is_own(&self) -> bool {
+        matches!((&self.client, &self.server), (Decision::Own, Decision::Own))
+    }
+
     pub(crate) fn made_from(&self, t: &TelemetryConfig) -> bool {
         self.source.0 == t.client.access_log && self.source.1 == t.server.access_log
     }
