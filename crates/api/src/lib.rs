@@ -31,6 +31,7 @@ mod diagnostic;
 mod error;
 pub mod kube;
 mod load;
+pub mod mesh_config;
 pub mod meta;
 mod mistakes;
 pub mod networking;

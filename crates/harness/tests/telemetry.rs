@@ -8,7 +8,7 @@ mod observed;
 
 use common::{BACKEND_URL, MESH};
 use observed::RULES;
-use skiff_harness::Mesh;
+use skiff_harness::{Mesh, MeshOptions};
 
 /// The backend counts no requests; everywhere in `prod`, `istio_requests_total` has no
 /// `request_protocol` label (the namespace's Telemetry), while the other metrics keep it.
@@ -154,4 +154,50 @@ async fn wait_lines(mesh: &Mesh, workload: &str, n: usize) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_config_access_log_and_a_telemetry_provider() -> anyhow::Result<()> {
+    // No accessLogFile: no access log where no Telemetry asks for one (Istio's default);
+    // the frontend's Telemetry names the `envoy` provider; the encoding is JSON.
+    const ON_FOR_FRONTEND: &str = "\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata:
+  name: frontend-logs
+  namespace: prod
+spec:
+  selector:
+    matchLabels:
+      app: frontend
+  accessLogging:
+  - providers:
+    - name: envoy
+";
+    let options = MeshOptions {
+        mesh_config: Some("accessLogEncoding: JSON\n".to_owned()),
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start_with(
+        &[("mesh.yaml", MESH), ("telemetry.yaml", ON_FOR_FRONTEND)],
+        options,
+    )
+    .await?;
+    for _ in 0..2 {
+        let r = mesh.get_via("frontend.prod", BACKEND_URL).await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    wait_lines(&mesh, "frontend.prod", 2).await;
+    let frontend = mesh.logs("frontend.prod");
+    assert_eq!(frontend.len(), 2, "{frontend:#?}");
+    for line in &frontend {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        assert_eq!(v["response_code"], 200, "{line}");
+    }
+    assert!(
+        mesh.logs("backend.prod").is_empty(),
+        "{:#?}",
+        mesh.logs("backend.prod")
+    );
+    Ok(())
 }

@@ -37,8 +37,9 @@ pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use telemetry::{
-    AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MetricOverride,
-    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig, TracingConfig,
+    AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MeshAccessLog,
+    MetricOverride, MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig,
+    TracingConfig,
 };
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
@@ -96,6 +97,10 @@ pub struct ProxyConfig {
     /// them: metrics, access logs and tracing of each side.
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
     pub telemetry: TelemetryConfig,
+    /// The mesh config's access log, when the control plane read a mesh config
+    /// (`None`: the proxy's own flags decide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_access_log: Option<MeshAccessLog>,
 }
 
 /// The workload labels Istio's standard metrics read: `app` and `version`, and the

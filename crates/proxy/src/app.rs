@@ -321,7 +321,9 @@ impl Proxy {
             keys: &inputs.jwks,
             credentials: opts.credentials_dir.as_deref(),
         };
-        inputs.access_log.set_telemetry(&config.telemetry);
+        inputs
+            .access_log
+            .set_telemetry(&config.telemetry, config.mesh_access_log.as_ref());
         if let Some(m) = &inputs.metrics {
             m.set_node(&config.node);
             m.set_telemetry(&config.telemetry);

@@ -179,3 +179,26 @@ pub struct TracingConfig {
 
 // Sampling percentages are validated to lie in [0, 100]: never NaN.
 impl Eq for TracingConfig {}
+
+/// The mesh config's access log (`accessLogFile`, `accessLogEncoding`): what a proxy
+/// writes where no Telemetry `accessLogging` applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshAccessLog {
+    /// `accessLogFile`; empty: no access log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file: String,
+    /// `accessLogEncoding: JSON`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
+}
+
+impl MeshAccessLog {
+    /// The access-log part of a mesh config.
+    pub fn of(mesh: &skiff_api::mesh_config::MeshConfig) -> MeshAccessLog {
+        MeshAccessLog {
+            file: mesh.access_log_file.clone(),
+            json: mesh.access_log_encoding == skiff_api::mesh_config::AccessLogEncoding::Json,
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::{Context, Env, Program, Value};
-use skiff_model::config::{AccessLogConfig, TelemetryConfig};
+use skiff_model::config::{AccessLogConfig, MeshAccessLog, TelemetryConfig};
 
 use crate::conn::Role;
 use crate::record::Record;
@@ -23,6 +23,8 @@ pub(crate) enum Decision {
     /// No Telemetry configures it: the proxy's own access-log setting.
     #[default]
     Own,
+    /// Telemetry turned it on (the `envoy` provider, no filter).
+    On,
     /// Telemetry turned it off.
     Off,
     /// Only the records the expression holds for.
@@ -38,7 +40,7 @@ impl Decision {
             return Decision::Off;
         }
         let Some(expr) = &file.filter else {
-            return Decision::Own;
+            return Decision::On;
         };
         match skiff_api::cel::check(expr) {
             Ok(p) => {
@@ -49,7 +51,7 @@ impl Decision {
                 // Refused when the config was loaded; a control plane of another
                 // version may still send one. Every record is written then.
                 tracing::warn!(expression = %expr, error = %e, "access-log filter left out");
-                Decision::Own
+                Decision::On
             }
         }
     }
@@ -61,8 +63,15 @@ pub(crate) struct Rules {
     server: Decision,
     /// A filter reads request headers: records keep them.
     pub(crate) headers: bool,
+    /// The mesh config's `accessLogFile` is empty: where no Telemetry decides, nothing
+    /// is written (Istio's default when a mesh config is given).
+    mesh_off: bool,
     env: Arc<Env>,
-    source: (Option<AccessLogConfig>, Option<AccessLogConfig>),
+    source: (
+        Option<AccessLogConfig>,
+        Option<AccessLogConfig>,
+        Option<MeshAccessLog>,
+    ),
 }
 
 impl std::fmt::Debug for Rules {
@@ -77,12 +86,12 @@ impl std::fmt::Debug for Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules::of(&TelemetryConfig::default())
+        Rules::of(&TelemetryConfig::default(), None)
     }
 }
 
 impl Rules {
-    pub(crate) fn of(t: &TelemetryConfig) -> Rules {
+    pub(crate) fn of(t: &TelemetryConfig, mesh: Option<&MeshAccessLog>) -> Rules {
         let mut headers = false;
         let client = Decision::of(t.client.access_log.as_ref(), &mut headers);
         let server = Decision::of(t.server.access_log.as_ref(), &mut headers);
@@ -92,22 +101,29 @@ impl Rules {
             client,
             server,
             headers,
+            mesh_off: mesh.is_some_and(|m| m.file.is_empty()),
             env: Arc::new(if filters {
                 Env::stdlib()
             } else {
                 Env::default()
             }),
-            source: (t.client.access_log.clone(), t.server.access_log.clone()),
+            source: (
+                t.client.access_log.clone(),
+                t.server.access_log.clone(),
+                mesh.cloned(),
+            ),
         }
     }
 
     /// Both sides keep the proxy's own setting.
     pub(crate) fn is_own(&self) -> bool {
-        matches!((&self.client, &self.server), (Decision::Own, Decision::Own))
+        !self.mesh_off && matches!((&self.client, &self.server), (Decision::Own, Decision::Own))
     }
 
-    pub(crate) fn made_from(&self, t: &TelemetryConfig) -> bool {
-        self.source.0 == t.client.access_log && self.source.1 == t.server.access_log
+    pub(crate) fn made_from(&self, t: &TelemetryConfig, mesh: Option<&MeshAccessLog>) -> bool {
+        self.source.0 == t.client.access_log
+            && self.source.1 == t.server.access_log
+            && self.source.2.as_ref() == mesh
     }
 
     /// Whether the record is written, given the proxy's own setting `own`.
@@ -117,7 +133,8 @@ impl Rules {
             Role::Outbound | Role::Gateway(_) => &self.client,
         };
         match d {
-            Decision::Own => own,
+            Decision::Own => own && !self.mesh_off,
+            Decision::On => own,
             Decision::Off => false,
             Decision::Filter(p) => own && self.holds(p, r),
         }
