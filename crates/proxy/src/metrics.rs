@@ -5,7 +5,8 @@
 //! `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total` for TCP; with Istio's
 //! label set (`reporter`, `source_*`, `destination_*`, `request_protocol`,
 //! `response_code`, `grpc_response_status`, `response_flags`,
-//! `connection_security_policy`).
+//! `connection_security_policy`); and Istio's `istio_build` gauge (`component="proxy"`,
+//! `tag` the version).
 //!
 //! The request path does not build label sets: each side of a request is a value made
 //! once (this proxy's [`Workload`], a peer's from its transport header, an endpoint's
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use skiff_model::config::{Node, TelemetryConfig};
 
@@ -353,6 +355,13 @@ impl Metrics {
             "Bytes received from the downstream on TCP connections",
             m.tcp_received.clone(),
         );
+        // Istio's `istio_build` gauge: which build each component runs (Kiali and
+        // Istio's control-plane dashboard read it).
+        let build: Family<[(&'static str, &'static str); 2], Gauge> = Family::default();
+        build
+            .get_or_create(&[("component", "proxy"), ("tag", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("istio_build", "Istio component build info", build);
         registry.register_collector(Box::new(process::Process::default()));
         Arc::new(m)
     }

@@ -243,3 +243,16 @@ fn telemetry_plans_drop_and_set_labels_and_merge_series() {
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("t_total{a=\"x\",c=\"fixed\"} 2"), "{text}");
 }
+
+#[test]
+fn istio_build_names_the_component_and_its_version() {
+    let mut registry = Registry::default();
+    let _m = super::Metrics::register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let want = format!(
+        "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|l| l == want), "{text}");
+}
