@@ -74,7 +74,10 @@ fn workload_beats_namespace_beats_root_field_by_field() {
             value: None,
         }],
     };
-    assert_eq!(frontend.client.metrics.overrides, [removed.clone()]);
+    assert_eq!(
+        frontend.client.metrics.overrides,
+        std::slice::from_ref(&removed)
+    );
     assert_eq!(
         frontend.server.metrics.overrides,
         [MetricOverride {
@@ -89,7 +92,7 @@ fn workload_beats_namespace_beats_root_field_by_field() {
     };
     assert_eq!(
         frontend.server.access_log.as_ref().unwrap().providers,
-        [envoy.clone()]
+        [envoy]
     );
 
     let backend = resolve(&docs, "prod", "backend");
