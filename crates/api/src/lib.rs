@@ -26,10 +26,12 @@
 
 #![warn(missing_docs)]
 
+pub mod cel;
 mod diagnostic;
 mod error;
 pub mod kube;
 mod load;
+pub mod mesh_config;
 pub mod meta;
 mod mistakes;
 pub mod networking;

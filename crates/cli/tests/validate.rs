@@ -26,10 +26,12 @@ fn the_seed_examples_validate() {
     assert_eq!(code, 0, "{out}");
     let last = out.lines().last().unwrap();
     // The seeds hold mistakes on purpose (unnamed ports, faults, hosts without Service):
-    // `skiff analyze` finds them, and the summary says how many.
+    // `skiff analyze` finds them, and the summary says how many. (Seed 002's Telemetry:
+    // its `tracing` is not enforced, a load warning; its `otel` access-log provider is
+    // not implemented, a problem the model reports.)
     assert_eq!(
         last,
-        "25 files, 34 resources valid, 0 errors, 7 warnings; `skiff analyze` found 41 problems"
+        "25 files, 34 resources valid, 0 errors, 6 warnings; `skiff analyze` found 42 problems"
     );
     assert!(out.lines().all(|l| l.starts_with("warning: ") || l == last));
 }

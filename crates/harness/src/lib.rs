@@ -72,12 +72,15 @@ pub struct MeshOptions {
     /// The lifetime of workload certificates (the CA's default TTL, as
     /// `skiff control --cert-ttl`). Proxies renew at about half of it.
     pub cert_ttl: Duration,
+    /// Istio's MeshConfig as YAML (as `skiff control --mesh-config` reads it), if any.
+    pub mesh_config: Option<String>,
 }
 
 impl Default for MeshOptions {
     fn default() -> Self {
         MeshOptions {
             cert_ttl: skiff_identity::DEFAULT_TTL,
+            mesh_config: None,
         }
     }
 }
@@ -215,7 +218,22 @@ impl Mesh {
             }),
             ..ControlOptions::new(mesh.config_dir.path())
         };
-        let running = skiff_control::start(control_options, MeshCompiler::default()).await?;
+        let access_log = match &options.mesh_config {
+            Some(text) => Some(skiff_model::config::MeshAccessLog::of(
+                &skiff_api::mesh_config::parse(text)
+                    .map_err(|e| anyhow::anyhow!("the mesh config: {e}"))?
+                    .0,
+            )),
+            None => None,
+        };
+        let compiler = MeshCompiler {
+            options: skiff_model::MeshOptions {
+                access_log,
+                ..skiff_model::MeshOptions::default()
+            },
+            ..MeshCompiler::default()
+        };
+        let running = skiff_control::start(control_options, compiler).await?;
         let status = running.plane.status();
         if !status.ok {
             bail!("the mesh's configuration has errors: {:?}", status.errors);

@@ -36,6 +36,7 @@ fn serial(mesh: &Mesh, id: &str) -> String {
 async fn certificates_rotate_under_load_without_a_failed_request() -> anyhow::Result<()> {
     let options = MeshOptions {
         cert_ttl: Duration::from_secs(3),
+        ..MeshOptions::default()
     };
     let mesh =
         Arc::new(Mesh::start_with(&[("mesh.yaml", MESH), ("strict.yaml", STRICT)], options).await?);

@@ -104,6 +104,11 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         .rules()
         .policies()
         .for_workload(&workload.namespace, &workload.labels);
+    config.telemetry = mesh
+        .rules()
+        .telemetry()
+        .for_workload(&workload.namespace, &workload.labels);
+    config.mesh_access_log = mesh.options().access_log.clone();
     config
 }
 

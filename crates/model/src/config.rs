@@ -24,6 +24,7 @@ mod jwt;
 mod l4;
 mod policy;
 mod security;
+mod telemetry;
 mod traffic_policy;
 
 pub use authz::{AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource};
@@ -35,6 +36,11 @@ pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
+pub use telemetry::{
+    AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MeshAccessLog,
+    MetricOverride, MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig,
+    TracingConfig,
+};
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
     HashCookie, HashKey, OutlierDetection, TcpKeepalive, TrafficPolicy, Warmup,
@@ -87,6 +93,14 @@ pub struct ProxyConfig {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub workload_labels:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// The Telemetry resources that apply to this workload, merged as Istio merges
+    /// them: metrics, access logs and tracing of each side.
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
+    pub telemetry: TelemetryConfig,
+    /// The mesh config's access log, when the control plane read a mesh config
+    /// (`None`: the proxy's own flags decide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_access_log: Option<MeshAccessLog>,
 }
 
 /// The workload labels Istio's standard metrics read: `app` and `version`, and the

@@ -42,6 +42,8 @@ pub struct MeshOptions {
     /// MeshConfig `outboundTrafficPolicy.mode` (Istio's default: `ALLOW_ANY`); a
     /// workload's Sidecar may override it.
     pub outbound_traffic_policy: config::OutboundTrafficPolicy,
+    /// MeshConfig `accessLogFile` and `accessLogEncoding`, when a mesh config was read.
+    pub access_log: Option<config::MeshAccessLog>,
 }
 
 impl Default for MeshOptions {
@@ -53,6 +55,7 @@ impl Default for MeshOptions {
             inbound_proxy_port: Some(15006),
             root_namespace: "istio-system".to_string(),
             outbound_traffic_policy: config::OutboundTrafficPolicy::AllowAny,
+            access_log: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod destination_rule;
 pub mod gateway;
 pub mod policy;
 pub mod sidecar;
+pub mod telemetry;
 pub mod traffic_policy;
 pub mod virtual_service;
 
@@ -26,6 +27,7 @@ pub use destination_rule::{DestinationRuleInfo, SubsetInfo, TlsLevels, tls_mode}
 pub use gateway::{GatewayInfo, ServerHost, ServerInfo};
 pub use policy::{PeerDecision, PolicyIndex};
 pub use sidecar::{EgressHost, EgressInfo, SidecarInfo};
+pub use telemetry::TelemetryIndex;
 pub use traffic_policy::{ClusterPolicy, LbSettings, PoolSettings};
 pub use virtual_service::{
     DestinationRef, HttpRule, L4Condition, L4Rule, MESH, MatchCondition, MirrorRef, RuleAction,
@@ -47,6 +49,7 @@ pub struct Rules {
     gateways_of_workload: HashMap<usize, Vec<usize>>,
     policies: PolicyIndex,
     sidecars: Vec<SidecarInfo>,
+    telemetry: TelemetryIndex,
     root_namespace: String,
 }
 
@@ -99,8 +102,15 @@ impl Rules {
         }
         rules.policies = PolicyIndex::build(resources, registry, options, findings);
         rules.sidecars = sidecar::collect(resources, registry, findings);
+        rules.telemetry =
+            TelemetryIndex::build(resources, registry, &options.root_namespace, findings);
         checks::run(&rules, resources, registry, findings);
         rules
+    }
+
+    /// The Telemetry resources, for resolving what applies to a workload.
+    pub fn telemetry(&self) -> &TelemetryIndex {
+        &self.telemetry
     }
 
     /// All VirtualServices, in namespace/name order.

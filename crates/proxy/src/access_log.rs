@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,10 +35,12 @@ pub enum AccessLogTarget {
 }
 
 mod batch;
+mod filter;
 pub(crate) mod istio;
 
 /// How access-log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
 pub enum AccessLogFormat {
     /// skiff's own line (below): Envoy's default fields, then the attempt count and
     /// the reason for what the proxy refused, in words.
@@ -56,6 +59,15 @@ pub(crate) struct AccessLog {
     format: AccessLogFormat,
     /// For [`AccessLogTarget::Stdout`].
     stdout: Option<Arc<batch::Batch>>,
+    /// What the Telemetry API's `accessLogging` says, per side.
+    rules: arc_swap::ArcSwap<filter::Rules>,
+    /// `rules` change something (without, a request reads neither).
+    ruled: AtomicBool,
+    /// A filter reads request headers.
+    all_headers: AtomicBool,
+    /// The format in use: the flag's, or the mesh config's encoding when the flag is
+    /// the default (an [`AccessLogFormat`] as a number).
+    format_now: AtomicU8,
 }
 
 impl AccessLog {
@@ -70,12 +82,53 @@ impl AccessLog {
             target,
             format,
             stdout,
+            rules: arc_swap::ArcSwap::from_pointee(filter::Rules::default()),
+            ruled: AtomicBool::new(false),
+            all_headers: AtomicBool::new(false),
+            format_now: AtomicU8::new(format as u8),
         })
+    }
+
+    /// Takes the Telemetry API's access-log settings from a config being applied (off
+    /// the request path).
+    /// The mesh config's access log (`accessLogFile`, `accessLogEncoding`), when the
+    /// control plane read one, decides where no Telemetry does; a format given to the
+    /// proxy explicitly (not `skiff`) stays.
+    pub(crate) fn set_telemetry(
+        &self,
+        telemetry: &skiff_model::config::TelemetryConfig,
+        mesh: Option<&skiff_model::config::MeshAccessLog>,
+    ) {
+        if !self.rules.load().made_from(telemetry, mesh) {
+            let rules = filter::Rules::of(telemetry, mesh);
+            let format = match (self.format, mesh) {
+                (AccessLogFormat::Skiff, Some(m)) if m.json => AccessLogFormat::IstioJson,
+                (AccessLogFormat::Skiff, Some(_)) => AccessLogFormat::Istio,
+                (f, _) => f,
+            };
+            self.format_now.store(format as u8, Ordering::Relaxed);
+            self.all_headers.store(rules.headers, Ordering::Relaxed);
+            self.ruled.store(!rules.is_own(), Ordering::Relaxed);
+            self.rules.store(Arc::new(rules));
+        }
+    }
+
+    fn format(&self) -> AccessLogFormat {
+        match self.format_now.load(Ordering::Relaxed) {
+            x if x == AccessLogFormat::Istio as u8 => AccessLogFormat::Istio,
+            x if x == AccessLogFormat::IstioJson as u8 => AccessLogFormat::IstioJson,
+            _ => AccessLogFormat::Skiff,
+        }
     }
 
     /// The format shows request headers the record keeps only for it.
     pub(crate) fn wants_headers(&self) -> bool {
-        self.enabled() && self.format != AccessLogFormat::Skiff
+        self.enabled() && self.format() != AccessLogFormat::Skiff
+    }
+
+    /// A filter expression reads request headers: the record keeps them all.
+    pub(crate) fn wants_all_headers(&self) -> bool {
+        self.enabled() && self.all_headers.load(Ordering::Relaxed)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -84,10 +137,15 @@ impl AccessLog {
 
     /// Writes the line of a finished request or connection, when the log is on.
     pub(crate) fn write(&self, r: &Record) {
-        if !self.enabled() {
+        let write = if self.ruled.load(Ordering::Relaxed) {
+            self.rules.load().writes(r, self.enabled())
+        } else {
+            self.enabled()
+        };
+        if !write {
             return;
         }
-        match (self.format, &r.request) {
+        match (self.format(), &r.request) {
             (AccessLogFormat::Istio, head) => {
                 self.emit(|buf| istio::text_line(buf, r, head.as_ref()))
             }

@@ -324,8 +324,12 @@ impl Proxy {
             keys: &inputs.jwks,
             credentials: opts.credentials_dir.as_deref(),
         };
+        inputs
+            .access_log
+            .set_telemetry(&config.telemetry, config.mesh_access_log.as_ref());
         if let Some(m) = &inputs.metrics {
             m.set_node(&config.node);
+            m.set_telemetry(&config.telemetry);
             inputs.endpoints.set_exchange(m.exchange());
         }
         let snapshot = Snapshot::build(version, config, ip, &build)?;

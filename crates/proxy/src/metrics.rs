@@ -5,7 +5,8 @@
 //! `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total` for TCP; with Istio's
 //! label set (`reporter`, `source_*`, `destination_*`, `request_protocol`,
 //! `response_code`, `grpc_response_status`, `response_flags`,
-//! `connection_security_policy`).
+//! `connection_security_policy`); and Istio's `istio_build` gauge (`component="proxy"`,
+//! `tag` the version).
 //!
 //! The request path does not build label sets: each side of a request is a value made
 //! once (this proxy's [`Workload`], a peer's from its transport header, an endpoint's
@@ -14,18 +15,17 @@
 //! response code and flag. A hit costs a hash of a few integers and atomic increments;
 //! no lock is taken.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use skiff_model::config::Node;
+use skiff_model::config::{Node, TelemetryConfig};
 
 use crate::ResponseFlag;
 use crate::conn::Role;
@@ -33,10 +33,12 @@ use crate::record::Record;
 
 mod histogram;
 pub(crate) mod peer;
+mod plan;
 mod process;
 
 use histogram::Histogram;
 pub(crate) use peer::{Service, Workload};
+use plan::{Pairs, Plan, Planned, Plans, SidePlans};
 
 /// Which proxy of a hop reports a series: the caller's (`source`) or the callee's
 /// (`destination`).
@@ -146,8 +148,7 @@ impl Flags {
     }
 }
 
-/// The label set of the HTTP series. Equal when every label value is equal, so a
-/// value made twice (a config pushed again) is the same series.
+/// The labels of an HTTP series, before a metric's Telemetry overrides.
 #[derive(Debug, Clone)]
 struct HttpLabels {
     edge: Edge,
@@ -155,97 +156,77 @@ struct HttpLabels {
     flags: Flags,
 }
 
-impl HttpLabels {
-    fn cmp_key(&self) -> impl Eq + Hash + '_ {
-        let e = &self.edge;
-        (e.labels(), self.code, self.flags.text())
+impl Pairs for HttpLabels {
+    fn pairs(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+        let mut v: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(25);
+        v.extend(self.edge.labels().map(|(k, v)| (k, Cow::Borrowed(v))));
+        v.push(("response_code", Cow::Owned(self.code.to_string())));
+        // skiff does not read gRPC trailers yet: the status is empty, as Istio reports
+        // it for requests that are not gRPC.
+        v.push(("grpc_response_status", Cow::Borrowed("")));
+        v.push(("response_flags", self.flags.text()));
+        v
     }
 }
 
-impl PartialEq for HttpLabels {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp_key() == other.cmp_key()
-    }
-}
-impl Eq for HttpLabels {}
-impl Hash for HttpLabels {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.cmp_key().hash(state)
-    }
-}
-
-impl EncodeLabelSet for HttpLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.edge.labels().encode(encoder)?;
-        let code = self.code.to_string();
-        let flags = self.flags.text();
-        [
-            ("response_code", code.as_str()),
-            // skiff does not read gRPC trailers yet: the status is empty, as Istio
-            // reports it for requests that are not gRPC.
-            ("grpc_response_status", ""),
-            ("response_flags", &flags),
-        ]
-        .encode(encoder)
-    }
-}
-
-/// The label set of the TCP series: no response code.
+/// The labels of a TCP series: no response code.
 #[derive(Debug, Clone)]
 struct TcpLabels {
     edge: Edge,
     flags: Flags,
 }
 
-impl TcpLabels {
-    fn cmp_key(&self) -> impl Eq + Hash + '_ {
-        (self.edge.labels(), self.flags.text())
+impl Pairs for TcpLabels {
+    fn pairs(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+        let mut v: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(23);
+        v.extend(self.edge.labels().map(|(k, v)| (k, Cow::Borrowed(v))));
+        v.push(("response_flags", self.flags.text()));
+        v
     }
 }
 
-impl PartialEq for TcpLabels {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp_key() == other.cmp_key()
-    }
-}
-impl Eq for TcpLabels {}
-impl Hash for TcpLabels {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.cmp_key().hash(state)
-    }
-}
+type HistFamily<L> = Family<Planned<L>, Histogram, fn() -> Histogram>;
+type CounterFamily<L> = Family<Planned<L>, Counter>;
 
-impl EncodeLabelSet for TcpLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.edge.labels().encode(encoder)?;
-        [("response_flags", &*self.flags.text())].encode(encoder)
-    }
-}
-
-type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// The handles of one HTTP series.
+/// The handles of one HTTP series (`None`: that metric is not recorded).
 #[derive(Debug, Clone)]
 struct HttpSeries {
-    requests: Counter,
-    duration: Histogram,
-    request_bytes: Histogram,
-    response_bytes: Histogram,
+    requests: Option<Counter>,
+    duration: Option<Histogram>,
+    request_bytes: Option<Histogram>,
+    response_bytes: Option<Histogram>,
 }
 
 /// The handles of one TCP series.
 #[derive(Debug, Clone)]
 struct TcpSeries {
-    opened: Counter,
-    closed: Counter,
-    sent: Counter,
-    received: Counter,
+    opened: Option<Counter>,
+    closed: Option<Counter>,
+    sent: Option<Counter>,
+    received: Option<Counter>,
+}
+
+/// The handle of `labels` in `family` under `plan`, when the metric is recorded.
+fn series<
+    L: Pairs + Clone,
+    M: Clone,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+>(
+    family: &Family<Planned<L>, M, C>,
+    labels: &L,
+    plan: &Option<Arc<Plan>>,
+) -> Option<M> {
+    let plan = plan.as_ref()?;
+    Some(family.get_or_create_owned(&Planned {
+        labels: labels.clone(),
+        plan: plan.clone(),
+    }))
 }
 
 /// Thread-local caches stop growing here and start again empty.
 const CACHE_LIMIT: usize = 4096;
 
-/// `(metrics id, edge ids, response code, flags)`.
+/// `(plans id, edge ids, response code, flags)`.
 type CacheKey = (u64, [u64; 4], u16, u64);
 
 thread_local! {
@@ -296,16 +277,17 @@ const PEERS_LIMIT: usize = 1024;
 /// The standard metrics of one proxy.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    id: u64,
-    requests: Family<HttpLabels, Counter>,
+    requests: CounterFamily<HttpLabels>,
     duration: HistFamily<HttpLabels>,
     request_bytes: HistFamily<HttpLabels>,
     response_bytes: HistFamily<HttpLabels>,
-    tcp_opened: Family<TcpLabels, Counter>,
-    tcp_closed: Family<TcpLabels, Counter>,
-    tcp_sent: Family<TcpLabels, Counter>,
-    tcp_received: Family<TcpLabels, Counter>,
+    tcp_opened: CounterFamily<TcpLabels>,
+    tcp_closed: CounterFamily<TcpLabels>,
+    tcp_sent: CounterFamily<TcpLabels>,
+    tcp_received: CounterFamily<TcpLabels>,
     own: ArcSwap<Own>,
+    /// What the Telemetry API changes, per side and metric.
+    plans: ArcSwap<Plans>,
     unknown: Arc<Workload>,
     unknown_service: Arc<Service>,
     /// Inbound peers by their exchanged bytes and principal, so the same caller is the
@@ -318,11 +300,9 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Makes the metrics and registers them, with the process metrics, in `registry`.
     pub(crate) fn register(registry: &mut Registry) -> Arc<Metrics> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
         let millis: fn() -> Histogram = || Histogram::new(1000);
         let bytes: fn() -> Histogram = || Histogram::new(1);
         let m = Metrics {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
             requests: Family::default(),
             duration: Family::new_with_constructor(millis),
             request_bytes: Family::new_with_constructor(bytes),
@@ -332,6 +312,7 @@ impl Metrics {
             tcp_sent: Family::default(),
             tcp_received: Family::default(),
             own: ArcSwap::from_pointee(Own::of(&Node::default())),
+            plans: ArcSwap::from_pointee(Plans::of(&TelemetryConfig::default())),
             unknown: Workload::unknown(),
             unknown_service: Service::unknown(),
             peers: Mutex::new(HashMap::new()),
@@ -374,6 +355,13 @@ impl Metrics {
             "Bytes received from the downstream on TCP connections",
             m.tcp_received.clone(),
         );
+        // Istio's `istio_build` gauge: which build each component runs (Kiali and
+        // Istio's control-plane dashboard read it).
+        let build: Family<[(&'static str, &'static str); 2], Gauge> = Family::default();
+        build
+            .get_or_create(&[("component", "proxy"), ("tag", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("istio_build", "Istio component build info", build);
         registry.register_collector(Box::new(process::Process::default()));
         Arc::new(m)
     }
@@ -382,6 +370,14 @@ impl Metrics {
     pub(crate) fn set_node(&self, node: &Node) {
         if self.own.load().node != *node {
             self.own.store(Arc::new(Own::of(node)));
+        }
+    }
+
+    /// Takes the Telemetry API's metrics settings from a config being applied (off the
+    /// request path). Series already made keep counting under their labels.
+    pub(crate) fn set_telemetry(&self, telemetry: &TelemetryConfig) {
+        if !self.plans.load().made_from(telemetry) {
+            self.plans.store(Arc::new(Plans::of(telemetry)));
         }
     }
 
@@ -473,17 +469,28 @@ impl Metrics {
 
     /// Counts a finished HTTP request.
     pub(crate) fn http(&self, r: &Record, grpc: bool) {
+        let plans = self.plans.load();
+        let side = side_of(&plans, r);
+        if side.off {
+            return;
+        }
         let edge = self.edge(r, if grpc { "grpc" } else { "http" });
         let flags = Flags::of(r);
-        let key = (self.id, edge.ids(), r.status, flags.code());
+        let key = (plans.id, edge.ids(), r.status, flags.code());
         // Updated in place, in the worker's cache: a hit clones no handle.
         let observe = |series: &HttpSeries| {
-            series.requests.inc();
-            series
-                .duration
-                .observe(r.started.elapsed().as_micros() as u64);
-            series.request_bytes.observe(r.bytes_in());
-            series.response_bytes.observe(r.bytes_out);
+            if let Some(c) = &series.requests {
+                c.inc();
+            }
+            if let Some(h) = &series.duration {
+                h.observe(r.started.elapsed().as_micros() as u64);
+            }
+            if let Some(h) = &series.request_bytes {
+                h.observe(r.bytes_in());
+            }
+            if let Some(h) = &series.response_bytes {
+                h.observe(r.bytes_out);
+            }
         };
         HTTP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
@@ -497,10 +504,10 @@ impl Metrics {
                 flags,
             };
             let s = HttpSeries {
-                requests: self.requests.get_or_create_owned(&labels),
-                duration: self.duration.get_or_create_owned(&labels),
-                request_bytes: self.request_bytes.get_or_create_owned(&labels),
-                response_bytes: self.response_bytes.get_or_create_owned(&labels),
+                requests: series(&self.requests, &labels, &side.requests),
+                duration: series(&self.duration, &labels, &side.duration),
+                request_bytes: series(&self.request_bytes, &labels, &side.request_bytes),
+                response_bytes: series(&self.response_bytes, &labels, &side.response_bytes),
             };
             observe(&s);
             if cache.len() >= CACHE_LIMIT {
@@ -510,46 +517,69 @@ impl Metrics {
         });
     }
 
-    fn tcp_series(&self, r: &Record) -> TcpSeries {
+    fn tcp_series(&self, r: &Record) -> Option<TcpSeries> {
+        let plans = self.plans.load();
+        let side = side_of(&plans, r);
+        if side.off {
+            return None;
+        }
         let edge = self.edge(r, "tcp");
         let flags = Flags::of(r);
-        let key = (self.id, edge.ids(), 0, flags.code());
-        TCP_CACHE.with(|c| {
+        let key = (plans.id, edge.ids(), 0, flags.code());
+        let s = TCP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
             if let Some(s) = cache.get(&key) {
                 return s.clone();
             }
             let labels = TcpLabels { edge, flags };
             let s = TcpSeries {
-                opened: self.tcp_opened.get_or_create_owned(&labels),
-                closed: self.tcp_closed.get_or_create_owned(&labels),
-                sent: self.tcp_sent.get_or_create_owned(&labels),
-                received: self.tcp_received.get_or_create_owned(&labels),
+                opened: series(&self.tcp_opened, &labels, &side.tcp_opened),
+                closed: series(&self.tcp_closed, &labels, &side.tcp_closed),
+                sent: series(&self.tcp_sent, &labels, &side.tcp_sent),
+                received: series(&self.tcp_received, &labels, &side.tcp_received),
             };
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
             cache.insert(key, s.clone());
             s
-        })
+        });
+        Some(s)
     }
 
     /// Counts a TCP connection that reached its upstream and starts to carry bytes.
     pub(crate) fn tcp_opened(&self, r: &Record) {
-        self.tcp_series(r).opened.inc();
+        if let Some(c) = self.tcp_series(r).and_then(|s| s.opened) {
+            c.inc();
+        }
     }
 
     /// Counts a TCP connection that ended: closed, and its bytes. A connection that
     /// never reached an upstream is counted opened here too, as Envoy counts every
     /// connection its TCP proxy accepted.
     pub(crate) fn tcp_closed(&self, r: &Record, opened: bool) {
-        let s = self.tcp_series(r);
-        if !opened {
-            s.opened.inc();
+        let Some(s) = self.tcp_series(r) else { return };
+        if !opened && let Some(c) = &s.opened {
+            c.inc();
         }
-        s.closed.inc();
-        s.received.inc_by(r.bytes_in());
-        s.sent.inc_by(r.bytes_out);
+        if let Some(c) = &s.closed {
+            c.inc();
+        }
+        if let Some(c) = &s.received {
+            c.inc_by(r.bytes_in());
+        }
+        if let Some(c) = &s.sent {
+            c.inc_by(r.bytes_out);
+        }
+    }
+}
+
+/// The plans of the side a record is on: inbound is the server side; outbound and
+/// gateway traffic the client side (as Istio's gateways report).
+fn side_of<'p>(plans: &'p Plans, r: &Record) -> &'p SidePlans {
+    match r.conn.role {
+        Role::Inbound => &plans.server,
+        Role::Outbound | Role::Gateway(_) => &plans.client,
     }
 }
 

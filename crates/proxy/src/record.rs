@@ -77,6 +77,8 @@ pub(crate) struct RequestHead {
     pub(crate) grpc: bool,
     /// The headers Istio's access-log formats show, when one is on.
     pub(crate) istio: Option<Box<crate::access_log::istio::Headers>>,
+    /// Every request header, only while an access-log filter reads them.
+    pub(crate) headers: Option<Box<http::HeaderMap>>,
 }
 
 impl RequestHead {
@@ -169,6 +171,11 @@ impl Record {
                 .access_log
                 .wants_headers()
                 .then(|| crate::access_log::istio::Headers::of(req.headers())),
+            headers: conn
+                .inputs
+                .access_log
+                .wants_all_headers()
+                .then(|| Box::new(req.headers().clone())),
         };
         Pending(Some(Record::new(
             conn,

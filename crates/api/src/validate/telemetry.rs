@@ -107,7 +107,23 @@ pub(super) fn validate(r: &mut Report<'_>, t: &Telemetry) {
                             "tagOverrides.value may only be set when operation is UPSERT",
                         );
                     }
-                    _ => {}
+                    TagOperation::Upsert => {
+                        let value = to.value.as_deref().unwrap_or("");
+                        match crate::cel::check(value) {
+                            Err(e) => r.error(format!("{tp}.value"), e),
+                            Ok(p) if !crate::cel::is_constant(&p) => r.error(
+                                format!("{tp}.value"),
+                                format!(
+                                    "{}: skiff evaluates only constant tag values (a quoted \
+                                     string such as \"'v1'\"); a value read from the request is \
+                                     not implemented",
+                                    crate::cel::CANNOT_EVALUATE
+                                ),
+                            ),
+                            Ok(_) => {}
+                        }
+                    }
+                    TagOperation::Remove => {}
                 }
             }
             if let Some(sel) = &o.r#match {
@@ -129,13 +145,16 @@ pub(super) fn validate(r: &mut Report<'_>, t: &Telemetry) {
     for (i, l) in t.access_logging.iter().enumerate() {
         let p = format!("spec.accessLogging[{i}]");
         providers(r, &p, &l.providers);
-        if let Some(f) = &l.filter
-            && f.expression.as_deref().unwrap_or("").trim().is_empty()
-        {
-            r.error(
-                format!("{p}.filter.expression"),
-                "filter expression may not be empty",
-            );
+        if let Some(f) = &l.filter {
+            let expr = f.expression.as_deref().unwrap_or("");
+            if expr.trim().is_empty() {
+                r.error(
+                    format!("{p}.filter.expression"),
+                    "filter expression may not be empty",
+                );
+            } else if let Err(e) = crate::cel::check(expr) {
+                r.error(format!("{p}.filter.expression"), e);
+            }
         }
     }
 }

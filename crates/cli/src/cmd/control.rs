@@ -53,6 +53,11 @@ pub(crate) struct Args {
     /// Trust domain of workload identities.
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
+    /// Istio's MeshConfig as a YAML file (what istiod reads with `--meshConfig`: the
+    /// `mesh` key of the `istio` ConfigMap). skiff reads `accessLogFile` and
+    /// `accessLogEncoding` from it and warns about every other field; read at start.
+    #[arg(long, value_name = "FILE")]
+    mesh_config: Option<PathBuf>,
     /// Add the built-in ingress gateway workload (`istio-ingressgateway` in
     /// `istio-system`) at this address when a Gateway selects labels that no workload
     /// has, as installing Istio would. `skiff up` sets it.
@@ -140,10 +145,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         identity: identity(&args)?,
         ..ControlOptions::new(&args.config)
     };
+    let access_log = match &args.mesh_config {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the mesh config {}", path.display()))?;
+            let (mesh, warnings) = skiff_api::mesh_config::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for w in warnings {
+                tracing::warn!(file = %path.display(), "{w}");
+            }
+            Some(skiff_model::config::MeshAccessLog::of(&mesh))
+        }
+    };
     let compiler = MeshCompiler {
         options: MeshOptions {
             domain_suffix: args.domain_suffix,
             trust_domain: args.trust_domain,
+            access_log,
             ..MeshOptions::default()
         },
         builtin_gateway: args.builtin_gateway,

@@ -303,7 +303,7 @@ fn scoped<T>(
 
 /// The Gateway API gateways a policy names (`None` without targetRefs), reporting the
 /// targets that attach it to nothing skiff runs.
-fn targets(
+pub(super) fn targets(
     one: Option<&PolicyTargetReference>,
     many: &[PolicyTargetReference],
     r: &Resource,

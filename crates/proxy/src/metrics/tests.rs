@@ -179,3 +179,80 @@ fn cache_keys_tell_protocols_and_policies_apart() {
     d.reporter = Reporter::Destination;
     assert_ne!(a.ids(), d.ids());
 }
+
+#[test]
+fn telemetry_plans_drop_and_set_labels_and_merge_series() {
+    use super::plan::{Pairs, Planned, Plans};
+    use skiff_model::config::{MetricOverride, TagChange, TelemetryConfig};
+    use std::borrow::Cow;
+
+    #[derive(Debug, Clone)]
+    struct L(&'static str, &'static str);
+    impl Pairs for L {
+        fn pairs(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+            vec![("a", Cow::Borrowed(self.0)), ("b", Cow::Borrowed(self.1))]
+        }
+    }
+    let mut t = TelemetryConfig::default();
+    t.server.metrics.overrides = vec![MetricOverride {
+        metric: "REQUEST_COUNT".into(),
+        disabled: false,
+        tags: vec![
+            TagChange {
+                name: "b".into(),
+                value: None,
+            },
+            TagChange {
+                name: "c".into(),
+                value: Some("'fixed'".into()),
+            },
+        ],
+    }];
+    t.client.metrics.overrides = vec![MetricOverride {
+        metric: "REQUEST_DURATION".into(),
+        disabled: true,
+        tags: vec![],
+    }];
+    let plans = Plans::of(&t);
+    assert!(plans.made_from(&t));
+    assert!(
+        plans.client.duration.is_none(),
+        "disabled on the client side"
+    );
+    assert!(plans.client.requests.is_some() && plans.server.duration.is_some());
+    let plan = plans.server.requests.clone().unwrap();
+    let one = Planned {
+        labels: L("x", "1"),
+        plan: plan.clone(),
+    };
+    let two = Planned {
+        labels: L("x", "2"),
+        plan,
+    };
+    // `b` is gone, so the two are one series.
+    assert_eq!(one, two);
+    let family: prometheus_client::metrics::family::Family<
+        Planned<L>,
+        prometheus_client::metrics::counter::Counter,
+    > = Default::default();
+    family.get_or_create(&one).inc();
+    family.get_or_create(&two).inc();
+    let mut registry = Registry::default();
+    registry.register("t", "test", family);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("t_total{a=\"x\",c=\"fixed\"} 2"), "{text}");
+}
+
+#[test]
+fn istio_build_names_the_component_and_its_version() {
+    let mut registry = Registry::default();
+    let _m = super::Metrics::register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let want = format!(
+        "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|l| l == want), "{text}");
+}
