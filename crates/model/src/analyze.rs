@@ -83,7 +83,9 @@ impl Message {
 /// finds, plus the checks of this module. Sorted by file, line, code.
 pub fn analyze(loaded: &Loaded, options: MeshOptions) -> Vec<Message> {
     let mut out: Vec<Message> = loaded.diagnostics.iter().map(from_validation).collect();
-    out.extend(findings(&loaded.resources, options));
+    // Rejected resources too: analysis sees what could be read, beside the
+    // validation error that keeps it out of the mesh.
+    out.extend(findings(&loaded.for_analysis(), options));
     sort(&mut out);
     out
 }
