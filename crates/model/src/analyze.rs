@@ -230,6 +230,7 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
             &codes::REFERENCED_RESOURCE_NOT_FOUND
         }
         Code::PolicyWithoutWorkload => &codes::POLICY_WITHOUT_WORKLOAD,
+        Code::UnknownPort if !d.args.is_empty() => &codes::REFERENCED_RESOURCE_NOT_FOUND,
         Code::UnknownPort => &codes::UNKNOWN_PORT,
         Code::ServiceWithoutEndpoints => &codes::SERVICE_WITHOUT_ENDPOINTS,
         Code::WorkloadWithoutAddress => &codes::WORKLOAD_WITHOUT_ADDRESS,
@@ -254,7 +255,9 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
 /// The Istio analyzer with the same check as a finding of the model.
 fn analyzer_of(d: &Diagnostic) -> Option<&'static str> {
     Some(match d.code {
-        Code::UnknownHost | Code::AmbiguousPort => "virtualservice.DestinationHostAnalyzer",
+        Code::UnknownHost | Code::AmbiguousPort | Code::UnknownPort => {
+            "virtualservice.DestinationHostAnalyzer"
+        }
         Code::UnknownSubset => "virtualservice.DestinationRuleAnalyzer",
         Code::UnknownGateway | Code::GatewayHostMismatch => "virtualservice.GatewayAnalyzer",
         Code::GatewayWithoutWorkload => "gateway.IngressGatewayPortAnalyzer",
