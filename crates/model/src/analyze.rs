@@ -8,6 +8,7 @@ mod istio;
 mod selectors;
 mod service_entry;
 mod tls;
+mod workloads;
 
 use serde::Serialize;
 use skiff_api::{Loaded, ResourceSet};
@@ -126,6 +127,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
     selectors::run(&mesh, resources, &mut out);
     tls::run(resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
+    workloads::run(&mesh, resources, &mut out);
     sort(&mut out);
     out
 }

@@ -74,6 +74,10 @@ macro_rules! codes {
 codes! {
     REFERENCED_RESOURCE_NOT_FOUND = "IST0101" "ReferencedResourceNotFound" Error
         Some("Referenced %s not found: %q");
+    NAMESPACE_NOT_INJECTED = "IST0102" "NamespaceNotInjected" Info
+        Some("The namespace is not enabled for Istio injection. Run 'kubectl label namespace %s istio-injection=enabled' to enable it, or 'kubectl label namespace %s istio-injection=disabled' to explicitly mark it as not needing injection.");
+    POD_MISSING_PROXY = "IST0103" "PodMissingProxy" Warning
+        Some("The pod %s is missing the Istio proxy. This can often be resolved by restarting or redeploying the workload.");
     SCHEMA_VALIDATION_ERROR = "IST0106" "SchemaValidationError" Error
         Some("Schema validation error: %v");
     CONFLICTING_MESH_GATEWAY_VS_HOSTS = "IST0109" "ConflictingMeshGatewayVirtualServiceHosts" Error
@@ -86,6 +90,8 @@ codes! {
         Some("This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.");
     PORT_NAME_NOT_UNDER_NAMING_CONVENTION = "IST0118" "PortNameIsNotUnderNamingConvention" Info
         Some("Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port.");
+    NAMESPACE_MULTIPLE_INJECTION_LABELS = "IST0123" "NamespaceMultipleInjectionLabels" Warning
+        Some("The namespace has more than one type of injection labels %v, which may lead to undefined behavior. Make sure only one injection label exists.");
     NO_MATCHING_WORKLOADS_FOUND = "IST0127" "NoMatchingWorkloadsFound" Warning
         Some("No matching workloads for this resource with the following labels: %s");
     NO_SERVER_CERT_VERIFICATION_DESTINATION_LEVEL = "IST0128" "NoServerCertificateVerificationDestinationLevel" Warning
@@ -100,6 +106,8 @@ codes! {
         Some("one or more host %v defined in VirtualService %s not found in Gateway %s.");
     SERVICE_ENTRY_ADDRESSES_REQUIRED = "IST0134" "ServiceEntryAddressesRequired" Warning
         Some("ServiceEntry addresses are required for this protocol.");
+    CONFLICTING_GATEWAYS = "IST0145" "ConflictingGateways" Error
+        Some("Conflict with gateways %s (workload selector %s, port %s, hosts %v).");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning
         Some("Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly");
     CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS = "IST0159" "ConflictingTelemetryWorkloadSelectors" Error

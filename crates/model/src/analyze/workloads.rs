@@ -1,0 +1,223 @@
+//! Istio's analyzers of workloads and the gateways that select them: conflicting
+//! Gateways (`gateway.ConflictingGatewayAnalyzer`) and sidecar injection
+//! (`injection.Analyzer`).
+
+use std::collections::BTreeSet;
+
+use skiff_api::ResourceSet;
+use skiff_api::meta::ObjectMeta;
+
+use super::{Message, codes};
+use crate::Mesh;
+use crate::diagnostic::resource_ref;
+use crate::registry::{Labels, labels_match};
+
+pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
+    conflicting_gateways(mesh, resources, out);
+    injection(resources, out);
+}
+
+/// A selector the way Kubernetes prints one (`k=v,k2=v2`, keys sorted): Istio compares
+/// Gateway selectors by this text.
+fn selector_text(selector: &Labels) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// IST0145: two Gateways whose selectors pick the same gateway workloads (the same
+/// selector, or one a part of the other with a workload matching both) listen on one
+/// port for one host with the same `bind`. The gateway proxy takes one of them.
+fn conflicting_gateways(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
+    let workloads = mesh.registry().workloads();
+    let gateways: Vec<_> = resources.gateways().collect();
+    let key = |g: &skiff_api::Entry<'_, skiff_api::networking::Gateway>| {
+        format!("{}/{}", g.namespace(), g.name())
+    };
+    let same_workloads = |a: &Labels, b: &Labels| {
+        let (ta, tb) = (selector_text(a), selector_text(b));
+        if ta == tb {
+            return true;
+        }
+        (ta.contains(&tb) || tb.contains(&ta))
+            && workloads
+                .iter()
+                .any(|w| labels_match(a, &w.labels) && labels_match(b, &w.labels))
+    };
+    for g in &gateways {
+        let selector = selector_text(&g.selector);
+        for server in &g.servers {
+            let bind = server.bind.as_deref().unwrap_or("");
+            let mut with: BTreeSet<String> = BTreeSet::new();
+            for other in &gateways {
+                if key(other) == key(g) || !same_workloads(&g.selector, &other.selector) {
+                    continue;
+                }
+                let conflict = other
+                    .servers
+                    .iter()
+                    .filter(|s| s.port.number == server.port.number)
+                    .any(|s| {
+                        s.bind.as_deref().unwrap_or("") == bind
+                            && s.hosts.iter().any(|h| server.hosts.contains(h))
+                    });
+                if conflict {
+                    with.insert(key(other));
+                }
+            }
+            if with.is_empty() {
+                continue;
+            }
+            let info = &codes::CONFLICTING_GATEWAYS;
+            let names = with.iter().cloned().collect::<Vec<_>>().join(",");
+            let mut m = Message::new(
+                info,
+                Some(resource_ref(g.resource)),
+                codes::fill(
+                    info.template.unwrap_or_default(),
+                    &[
+                        names.clone(),
+                        selector.clone(),
+                        server.port.number.to_string(),
+                        server.hosts.join(","),
+                    ],
+                ),
+            );
+            m.fix = Some(format!(
+                "the gateway workloads ({selector}) take one server per host and port: \
+                 merge the servers of {} and {names} for port {} into one Gateway, or \
+                 serve different hosts",
+                key(g),
+                server.port.number
+            ));
+            m.analyzer = Some("gateway.ConflictingGatewayAnalyzer");
+            out.push(m);
+        }
+    }
+}
+
+const INJECTION_LABEL: &str = "istio-injection";
+const REVISION_LABEL: &str = "istio.io/rev";
+const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
+const INJECT: &str = "sidecar.istio.io/inject";
+/// The name of the container Istio's injector adds.
+const PROXY_CONTAINER: &str = "istio-proxy";
+
+/// Whether the pod turns injection off (`sidecar.istio.io/inject: "false"`; the label
+/// wins over the annotation).
+fn injection_off(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .get(INJECT)
+        .or_else(|| meta.annotations.get(INJECT))
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+}
+
+/// `injection.Analyzer`: IST0123 for a namespace with more than one kind of injection
+/// label, IST0102 for a namespace without any (and not ambient), IST0103 for a Pod of an
+/// injected namespace that runs without the proxy.
+///
+/// skiff runs a sidecar beside every workload it is given, so a Pod written without an
+/// `istio-proxy` container is normal input. IST0103 is given only when the files are
+/// what a cluster stored (some Pod carries the injected `istio-proxy` container): then
+/// a Pod without one really runs without its proxy.
+fn injection(resources: &ResourceSet, out: &mut Vec<Message>) {
+    const ANALYZER: &str = "injection.Analyzer";
+    let mut injected: BTreeSet<&str> = BTreeSet::new();
+    for ns in resources.namespaces() {
+        let name = ns.name();
+        if name == "istio-system" {
+            continue;
+        }
+        let labels = &ns.metadata().labels;
+        let legacy = labels.get(INJECTION_LABEL);
+        let mut found = Vec::new();
+        if let Some(v) = legacy {
+            found.push(format!("{INJECTION_LABEL}={v}"));
+        }
+        for l in [REVISION_LABEL, DATAPLANE_MODE_LABEL] {
+            if let Some(v) = labels.get(l)
+                && legacy.is_none_or(|v| v == "enabled")
+            {
+                found.push(format!("{l}={v}"));
+            }
+        }
+        if found.len() > 1 {
+            let info = &codes::NAMESPACE_MULTIPLE_INJECTION_LABELS;
+            let mut m = Message::new(
+                info,
+                Some(resource_ref(ns.resource)),
+                codes::fill(
+                    info.template.unwrap_or_default(),
+                    &[format!("[{}]", found.join(" "))],
+                ),
+            );
+            m.fix = Some(format!(
+                "keep one of {}: `{INJECTION_LABEL}` for the default control plane or \
+                 `{REVISION_LABEL}` for a revision",
+                found.join(", ")
+            ));
+            m.analyzer = Some(ANALYZER);
+            out.push(m);
+        }
+        if labels.get(DATAPLANE_MODE_LABEL).is_some_and(|v| v == "ambient") {
+            continue;
+        }
+        if legacy.is_none_or(String::is_empty) && !labels.contains_key(REVISION_LABEL) {
+            let info = &codes::NAMESPACE_NOT_INJECTED;
+            let mut m = Message::new(
+                info,
+                Some(resource_ref(ns.resource)),
+                codes::fill(
+                    info.template.unwrap_or_default(),
+                    &[name.to_string(), name.to_string()],
+                ),
+            );
+            m.fix = Some(format!(
+                "skiff runs a sidecar beside each workload whatever the label, but Istio \
+                 injects none in namespace {name} until it is labelled"
+            ));
+            m.analyzer = Some(ANALYZER);
+            out.push(m);
+            continue;
+        }
+        if legacy.is_none_or(|v| v == "enabled") {
+            injected.insert(name);
+        }
+    }
+    let has_proxy = |spec: &skiff_api::kube::PodSpec| {
+        spec.containers
+            .iter()
+            .chain(&spec.init_containers)
+            .any(|c| c.name == PROXY_CONTAINER)
+    };
+    let stored = resources.pods().any(|p| has_proxy(p.spec));
+    if !stored {
+        return;
+    }
+    for pod in resources.pods() {
+        if !injected.contains(pod.namespace())
+            || injection_off(pod.metadata())
+            || pod.host_network == Some(true)
+            || has_proxy(pod.spec)
+        {
+            continue;
+        }
+        let info = &codes::POD_MISSING_PROXY;
+        let full = format!("{}/{}", pod.namespace(), pod.name());
+        let mut m = Message::new(
+            info,
+            Some(resource_ref(pod.resource)),
+            codes::fill(info.template.unwrap_or_default(), &[full]),
+        );
+        m.fix = Some(format!(
+            "namespace {} is labelled for injection, but this Pod has no `{PROXY_CONTAINER}` \
+             container: it was created before the label (restart it) or the injector did \
+             not run",
+            pod.namespace()
+        ));
+        m.analyzer = Some(ANALYZER);
+        out.push(m);
+    }
+}
