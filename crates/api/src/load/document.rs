@@ -326,6 +326,8 @@ fn parse_kind(
         Kind::Service => spec!(Service),
         Kind::Pod => spec!(Pod),
         Kind::Deployment => spec!(Deployment),
+        Kind::Job => spec!(Job),
+        Kind::CronJob => spec!(CronJob),
         Kind::Namespace => read(root, sink, false, || Some(Default::default()))
             .map(|(m, s)| (m, s.map(Spec::Namespace))),
     }

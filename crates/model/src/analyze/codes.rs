@@ -152,6 +152,9 @@ codes! {
     UNKNOWN_DELEGATE = "SKF0027" "UnknownDelegate" Error None;
     GATEWAY_WITHOUT_SELECTOR = "SKF0028" "GatewayWithoutSelector" Warning None;
     VALIDATION_WARNING = "SKF0029" "ValidationWarning" Warning None;
+    INIT_CONTAINER_BEFORE_SIDECAR = "SKF0030" "InitContainerBeforeSidecar" Warning None;
+    SIDECAR_RESOURCE_BUDGET = "SKF0031" "SidecarResourceBudget" Warning None;
+    JOB_SIDECAR_NEVER_EXITS = "SKF0032" "JobSidecarNeverExits" Warning None;
 }
 
 /// The code of this spelling (`IST0101`), if skiff gives it.
