@@ -88,6 +88,8 @@ codes! {
         Some("The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.");
     DESTINATION_PORT_SELECTOR_REQUIRED = "IST0112" "VirtualServiceDestinationPortSelectorRequired" Error
         Some("This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.");
+    DEPLOYMENT_ASSOCIATED_TO_MULTIPLE_SERVICES = "IST0116" "DeploymentAssociatedToMultipleServices" Warning
+        Some("This deployment %s is associated with multiple services using port %d but different protocols: %v");
     PORT_NAME_NOT_UNDER_NAMING_CONVENTION = "IST0118" "PortNameIsNotUnderNamingConvention" Info
         Some("Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port.");
     NAMESPACE_MULTIPLE_INJECTION_LABELS = "IST0123" "NamespaceMultipleInjectionLabels" Warning
@@ -106,6 +108,8 @@ codes! {
         Some("one or more host %v defined in VirtualService %s not found in Gateway %s.");
     SERVICE_ENTRY_ADDRESSES_REQUIRED = "IST0134" "ServiceEntryAddressesRequired" Warning
         Some("ServiceEntry addresses are required for this protocol.");
+    DEPLOYMENT_CONFLICTING_PORTS = "IST0137" "DeploymentConflictingPorts" Warning
+        Some("This deployment %s is associated with multiple services %v using targetPort %q but different ports: %v.");
     CONFLICTING_GATEWAYS = "IST0145" "ConflictingGateways" Error
         Some("Conflict with gateways %s (workload selector %s, port %s, hosts %v).");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning

@@ -775,3 +775,45 @@ fn skf0031_sidecar_resource_budget() {
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(found.iter().all(|m| m.message.contains("unit mistake")));
 }
+
+const DEPLOYMENT: &str = "\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: details, namespace: prod}\nspec:\n  selector: {matchLabels: {app: details}}\n  template:\n    metadata: {labels: {app: details}}\n    spec:\n      containers:\n      - {name: details, image: details, ports: [{containerPort: 9080}]}\n";
+
+fn service(name: &str, port: u32, target: u32, protocol: &str) -> String {
+    format!(
+        "\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n  selector: {{app: details}}\n  ports: [{{name: tcp-{name}, port: {port}, targetPort: {target}, protocol: {protocol}}}]\n"
+    )
+}
+
+#[test]
+fn ist0116_ist0137_services_of_a_deployment_disagree() {
+    let protocols = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9080, 9080, "UDP")
+    );
+    let m = one(&protocols, "IST0116");
+    assert_eq!(
+        m.message,
+        "This deployment details is associated with multiple services using port 9080 but different protocols: [prod/a prod/b]"
+    );
+    let ports = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9090, 9080, "TCP")
+    );
+    let m = one(&ports, "IST0137");
+    assert_eq!(
+        m.message,
+        "This deployment details is associated with multiple services [prod/a prod/b] using targetPort \"9080\" but different ports: [9080 9090]."
+    );
+    let agree = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9080, 9080, "TCP")
+    );
+    none(&agree, "IST0116");
+    none(&agree, "IST0137");
+    // Not in the mesh: Istio's analyzer leaves it alone.
+    let outside = protocols.replace("istio-injection: enabled", "istio-injection: disabled");
+    none(&outside, "IST0116");
+}

@@ -1,8 +1,11 @@
 //! Istio's analyzers of workloads and the gateways that select them: conflicting
-//! Gateways (`gateway.ConflictingGatewayAnalyzer`) and sidecar injection
-//! (`injection.Analyzer`).
+//! Gateways (`gateway.ConflictingGatewayAnalyzer`), sidecar injection
+//! (`injection.Analyzer`) and the Services of a Deployment
+//! (`deployment.ServiceAssociationAnalyzer`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_api::types::IntOrString;
 
 use skiff_api::ResourceSet;
 use skiff_api::meta::ObjectMeta;
@@ -15,6 +18,120 @@ use crate::registry::{Labels, labels_match};
 pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
     conflicting_gateways(mesh, resources, out);
     injection(resources, out);
+    deployment_services(resources, out);
+}
+
+/// Whether Istio's analyzers take a Deployment to be in the mesh: an `istio-proxy`
+/// container, else the template's `sidecar.istio.io/inject` (label, then annotation),
+/// else its Namespace's `istio-injection=enabled` (when the Namespace is given).
+fn deployment_in_mesh(resources: &ResourceSet, d: &skiff_api::Entry<'_, skiff_api::kube::DeploymentSpec>) -> bool {
+    let t = &d.spec.template;
+    if t.spec.containers.iter().any(|c| c.name == PROXY_CONTAINER) {
+        return true;
+    }
+    if let Some(v) = t.metadata.labels.get(INJECT).or_else(|| t.metadata.annotations.get(INJECT)) {
+        return v == "true";
+    }
+    resources
+        .namespaces()
+        .find(|n| n.name() == d.namespace())
+        .is_some_and(|n| n.metadata().labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled"))
+}
+
+/// `%v` of a Go slice: `[a b]`.
+fn go_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    format!("[{}]", v.join(" "))
+}
+
+/// IST0116: the Services that select a Deployment's pods use one port number with
+/// different (Kubernetes) protocols; IST0137: they send one target port different
+/// service ports. Both confuse the sidecar, which keys its inbound listeners by port.
+fn deployment_services(resources: &ResourceSet, out: &mut Vec<Message>) {
+    const ANALYZER: &str = "deployment.ServiceAssociationAnalyzer";
+    for d in resources.deployments() {
+        if !deployment_in_mesh(resources, &d) {
+            continue;
+        }
+        let labels = &d.spec.template.metadata.labels;
+        let services: Vec<_> = resources
+            .services()
+            .filter(|s| s.namespace() == d.namespace())
+            .filter(|s| {
+                s.selector
+                    .as_ref()
+                    .is_some_and(|sel| !sel.is_empty() && labels_match(sel, labels))
+            })
+            .collect();
+        // port → protocol → services; target port → port → service.
+        let mut protocols: BTreeMap<i32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut targets: BTreeMap<String, BTreeMap<i32, String>> = BTreeMap::new();
+        for s in &services {
+            let name = format!("{}/{}", s.namespace(), s.name());
+            for p in &s.ports {
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_string());
+                protocols
+                    .entry(p.port)
+                    .or_default()
+                    .entry(protocol)
+                    .or_default()
+                    .push(name.clone());
+                let target = match &p.target_port {
+                    Some(IntOrString::Int(0)) | None => p.port.to_string(),
+                    Some(IntOrString::Int(n)) => n.to_string(),
+                    Some(IntOrString::String(s)) if s.is_empty() => p.port.to_string(),
+                    Some(IntOrString::String(s)) => s.clone(),
+                };
+                targets.entry(target).or_default().insert(p.port, name.clone());
+            }
+        }
+        let mut report = |info: &'static codes::CodeInfo, args: Vec<String>, fix: String| {
+            let mut m = Message::new(
+                info,
+                Some(resource_ref(d.resource)),
+                codes::fill(info.template.unwrap_or_default(), &args),
+            );
+            m.fix = Some(fix);
+            m.analyzer = Some(ANALYZER);
+            out.push(m);
+        };
+        for (port, by_protocol) in &protocols {
+            if by_protocol.len() < 2 {
+                continue;
+            }
+            let mut names: Vec<&String> = by_protocol.values().flatten().collect();
+            names.sort();
+            report(
+                &codes::DEPLOYMENT_ASSOCIATED_TO_MULTIPLE_SERVICES,
+                vec![d.name().to_string(), port.to_string(), go_list(&names)],
+                format!(
+                    "the Services {} give port {port} the protocols {}: use one protocol for                      the port in every Service that selects these pods",
+                    go_list(&names),
+                    go_list(by_protocol.keys())
+                ),
+            );
+        }
+        for (target, by_port) in &targets {
+            if by_port.len() < 2 {
+                continue;
+            }
+            let mut names: Vec<&String> = by_port.values().collect();
+            names.sort();
+            report(
+                &codes::DEPLOYMENT_CONFLICTING_PORTS,
+                vec![
+                    d.name().to_string(),
+                    go_list(&names),
+                    target.clone(),
+                    go_list(by_port.keys()),
+                ],
+                format!(
+                    "Services selecting the same pods must map target port {target} from one                      service port: make the ports of {} agree",
+                    go_list(&names)
+                ),
+            );
+        }
+    }
 }
 
 /// A selector the way Kubernetes prints one (`k=v,k2=v2`, keys sorted): Istio compares
