@@ -112,6 +112,8 @@ codes! {
         Some("This deployment %s is associated with multiple services %v using targetPort %q but different ports: %v.");
     CONFLICTING_GATEWAYS = "IST0145" "ConflictingGateways" Error
         Some("Conflict with gateways %s (workload selector %s, port %s, hosts %v).");
+    JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN = "IST0149" "JwtClaimBasedRoutingWithoutRequestAuthN" Error
+        Some("The virtual service uses the JWT claim based routing (key: %s) but found no request authentication for the gateway (%s) pod (%s). The request authentication must first be applied for the gateway pods to validate the JWT token and make the claims available for routing.");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning
         Some("Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly");
     CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS = "IST0159" "ConflictingTelemetryWorkloadSelectors" Error

@@ -817,3 +817,21 @@ fn ist0116_ist0137_services_of_a_deployment_disagree() {
     let outside = protocols.replace("istio-injection: enabled", "istio-injection: disabled");
     none(&outside, "IST0116");
 }
+
+#[test]
+fn ist0149_jwt_claim_route_without_request_authentication() {
+    let routes = format!(
+        "{BASE}{}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop, namespace: prod}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [a]\n  http:\n  - match:\n    - headers: {{\"@request.auth.claims.group\": {{exact: admin}}}}\n    route:\n    - destination: {{host: backend}}\n",
+        gateway("a", "istio: ingressgateway", 80, "shop.example.com")
+    );
+    let m = one(&routes, "IST0149");
+    assert_eq!(m.level, Level::Error);
+    assert!(
+        m.message.starts_with("The virtual service uses the JWT claim based routing (key: @request.auth.claims.group) but found no request authentication for the gateway (prod/a) pod (istio-ingressgateway)."),
+        "{m:?}"
+    );
+    let authn = "\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  jwtRules: [{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks\"}]\n";
+    none(&format!("{routes}{authn}"), "IST0149");
+    let plain_header = routes.replace("@request.auth.claims.group", "x-group");
+    none(&plain_header, "IST0149");
+}

@@ -19,6 +19,92 @@ pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
     conflicting_gateways(mesh, resources, out);
     injection(resources, out);
     deployment_services(resources, out);
+    jwt_claim_routes(mesh, resources, out);
+}
+
+/// Whether a header name of a match is a JWT claim (`@request.auth.claims.NAME` or
+/// `@request.auth.claims[NAME]…`), which only a RequestAuthentication makes available.
+fn is_claim_key(key: &str) -> bool {
+    key.strip_prefix("@request.auth.claims")
+        .is_some_and(|rest| (rest.starts_with('.') && rest.len() > 1) || rest.starts_with('['))
+}
+
+/// IST0149 (`virtualservice.JWTClaimRouteAnalyzer`): a VirtualService bound to a Gateway
+/// routes by a JWT claim, while a workload of that Gateway has no RequestAuthentication
+/// (of its namespace or the root namespace) to validate the token: the claim is never
+/// there and the rule never matches.
+fn jwt_claim_routes(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) {
+    let root = mesh.options().root_namespace.as_str();
+    for vs in resources.virtual_services() {
+        let key = vs.http.iter().flat_map(|h| &h.r#match).find_map(|m| {
+            m.headers
+                .keys()
+                .chain(m.without_headers.keys())
+                .find(|k| is_claim_key(k))
+        });
+        let Some(key) = key else { continue };
+        for gw_name in &vs.gateways {
+            if gw_name == "mesh" {
+                continue;
+            }
+            let full = if gw_name.contains('/') {
+                gw_name.clone()
+            } else {
+                format!("{}/{gw_name}", vs.namespace())
+            };
+            let Some(gw) = resources
+                .gateways()
+                .find(|g| format!("{}/{}", g.namespace(), g.name()) == full)
+            else {
+                continue; // IST0101 says the gateway does not exist.
+            };
+            if gw.selector.is_empty() {
+                continue;
+            }
+            let mut selected: Vec<(&str, &str, Labels)> = mesh
+                .registry()
+                .workloads()
+                .iter()
+                .filter(|w| labels_match(&gw.selector, &w.labels))
+                .map(|w| (w.name.as_str(), w.namespace.as_str(), w.labels.clone()))
+                .collect();
+            // The ingress gateway every installation has (istioctl analyze assumes it
+            // too; `skiff up` runs it built in).
+            let default_ingress =
+                gw.selector.len() == 1 && gw.selector.get("istio").is_some_and(|v| v == "ingressgateway");
+            if selected.is_empty() && default_ingress {
+                selected.push(("istio-ingressgateway", root, gw.selector.clone()));
+            }
+            for (name, namespace, labels) in selected {
+                let authenticated = resources.request_authentications().any(|ra| {
+                    (ra.namespace() == root || ra.namespace() == namespace)
+                        && ra
+                            .selector
+                            .as_ref()
+                            .is_none_or(|s| labels_match(&s.match_labels, &labels))
+                });
+                if authenticated {
+                    continue;
+                }
+                let info = &codes::JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN;
+                let mut m = Message::new(
+                    info,
+                    Some(resource_ref(vs.resource)),
+                    codes::fill(
+                        info.template.unwrap_or_default(),
+                        &[key.clone(), full.clone(), name.to_string()],
+                    ),
+                );
+                m.fix = Some(format!(
+                    "add a RequestAuthentication selecting the gateway workload {} (in \
+                     namespace {} or {root}) with the issuer of the token",
+                    name, namespace
+                ));
+                m.analyzer = Some("virtualservice.JWTClaimRouteAnalyzer");
+                out.push(m);
+            }
+        }
+    }
 }
 
 /// Whether Istio's analyzers take a Deployment to be in the mesh: an `istio-proxy`
