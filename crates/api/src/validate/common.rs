@@ -495,7 +495,11 @@ pub(crate) fn deployment(r: &mut Report<'_>, s: &DeploymentSpec) {
 
 /// A Job: its pod template as a Deployment's, and a warning that skiff only analyzes it.
 pub(crate) fn job(r: &mut Report<'_>, path: &str, s: &crate::kube::JobSpec) {
-    labels(r, &format!("{path}.template.metadata.labels"), &s.template.metadata.labels);
+    labels(
+        r,
+        &format!("{path}.template.metadata.labels"),
+        &s.template.metadata.labels,
+    );
     pod(r, &format!("{path}.template.spec"), &s.template.spec);
     if path == "spec" {
         r.warn(

@@ -694,9 +694,10 @@ fn ist0102_ist0123_namespace_injection_labels() {
 
 #[test]
 fn ist0103_pod_missing_proxy_in_a_clusters_stored_pods() {
-    let injected = POD
-        .replace("NAME", "injected")
-        .replace("  - {name: app, image: app}\n", "  - {name: app, image: app}\n  - {name: istio-proxy, image: proxyv2}\n");
+    let injected = POD.replace("NAME", "injected").replace(
+        "  - {name: app, image: app}\n",
+        "  - {name: app, image: app}\n  - {name: istio-proxy, image: proxyv2}\n",
+    );
     let plain = POD.replace("NAME", "plain");
     let m = one(&format!("{BASE}{injected}{plain}"), "IST0103");
     assert_eq!(
@@ -705,7 +706,10 @@ fn ist0103_pod_missing_proxy_in_a_clusters_stored_pods() {
     );
     // Files written for skiff (no Pod carries an injected proxy): skiff adds the sidecar.
     none(&format!("{BASE}{plain}"), "IST0103");
-    let off = plain.replace("labels: {app: plain}", "labels: {app: plain}, annotations: {sidecar.istio.io/inject: \"false\"}");
+    let off = plain.replace(
+        "labels: {app: plain}",
+        "labels: {app: plain}, annotations: {sidecar.istio.io/inject: \"false\"}",
+    );
     none(&format!("{BASE}{injected}{off}"), "IST0103");
 }
 
@@ -746,9 +750,18 @@ fn skf0032_job_whose_sidecar_never_exits() {
     none(&format!("{BASE}{quits}"), "SKF0032");
     let cron = format!(
         "\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: nightly, namespace: prod}}\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n{}",
-        JOB.split_once("spec:\n").unwrap().1.lines().map(|l| format!("      {l}\n")).collect::<String>()
+        JOB.split_once("spec:\n")
+            .unwrap()
+            .1
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
     );
-    assert!(one(&format!("{BASE}{cron}"), "SKF0032").message.contains("CronJob prod/nightly"));
+    assert!(
+        one(&format!("{BASE}{cron}"), "SKF0032")
+            .message
+            .contains("CronJob prod/nightly")
+    );
     let unmeshed = BASE.replace("istio-injection: enabled", "istio-injection: disabled");
     none(&format!("{unmeshed}{JOB}"), "SKF0032");
 }
@@ -756,8 +769,10 @@ fn skf0032_job_whose_sidecar_never_exits() {
 #[test]
 fn skf0031_sidecar_resource_budget() {
     let pod = |ann: &str| {
-        POD.replace("NAME", "p")
-            .replace("labels: {app: p}}", &format!("labels: {{app: p}}, annotations: {{{ann}}}}}"))
+        POD.replace("NAME", "p").replace(
+            "labels: {app: p}}",
+            &format!("labels: {{app: p}}, annotations: {{{ann}}}}}"),
+        )
     };
     let over = pod("sidecar.istio.io/proxyMemory: 2Gi");
     let m = one(&format!("{BASE}{over}"), "SKF0031");
@@ -767,9 +782,17 @@ fn skf0031_sidecar_resource_budget() {
     let raised = pod("sidecar.istio.io/proxyMemory: 2Gi, sidecar.istio.io/proxyMemoryLimit: 3Gi");
     none(&format!("{BASE}{raised}"), "SKF0031");
     let unreadable = pod("sidecar.istio.io/proxyCPU: lots");
-    assert!(one(&format!("{BASE}{unreadable}"), "SKF0031").message.contains("not a Kubernetes quantity"));
+    assert!(
+        one(&format!("{BASE}{unreadable}"), "SKF0031")
+            .message
+            .contains("not a Kubernetes quantity")
+    );
     let tiny = pod("sidecar.istio.io/proxyMemoryLimit: 8Mi");
-    assert!(one(&format!("{BASE}{tiny}"), "SKF0031").message.contains("too little"));
+    assert!(
+        one(&format!("{BASE}{tiny}"), "SKF0031")
+            .message
+            .contains("too little")
+    );
     let cores = pod("sidecar.istio.io/proxyCPU: \"100\", sidecar.istio.io/proxyCPULimit: \"200\"");
     let found = with(&format!("{BASE}{cores}"), "SKF0031");
     assert_eq!(found.len(), 2, "{found:#?}");

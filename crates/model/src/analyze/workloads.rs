@@ -70,8 +70,11 @@ fn jwt_claim_routes(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>
                 .collect();
             // The ingress gateway every installation has (istioctl analyze assumes it
             // too; `skiff up` runs it built in).
-            let default_ingress =
-                gw.selector.len() == 1 && gw.selector.get("istio").is_some_and(|v| v == "ingressgateway");
+            let default_ingress = gw.selector.len() == 1
+                && gw
+                    .selector
+                    .get("istio")
+                    .is_some_and(|v| v == "ingressgateway");
             if selected.is_empty() && default_ingress {
                 selected.push(("istio-ingressgateway", root, gw.selector.clone()));
             }
@@ -110,18 +113,31 @@ fn jwt_claim_routes(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>
 /// Whether Istio's analyzers take a Deployment to be in the mesh: an `istio-proxy`
 /// container, else the template's `sidecar.istio.io/inject` (label, then annotation),
 /// else its Namespace's `istio-injection=enabled` (when the Namespace is given).
-fn deployment_in_mesh(resources: &ResourceSet, d: &skiff_api::Entry<'_, skiff_api::kube::DeploymentSpec>) -> bool {
+fn deployment_in_mesh(
+    resources: &ResourceSet,
+    d: &skiff_api::Entry<'_, skiff_api::kube::DeploymentSpec>,
+) -> bool {
     let t = &d.spec.template;
     if t.spec.containers.iter().any(|c| c.name == PROXY_CONTAINER) {
         return true;
     }
-    if let Some(v) = t.metadata.labels.get(INJECT).or_else(|| t.metadata.annotations.get(INJECT)) {
+    if let Some(v) = t
+        .metadata
+        .labels
+        .get(INJECT)
+        .or_else(|| t.metadata.annotations.get(INJECT))
+    {
         return v == "true";
     }
     resources
         .namespaces()
         .find(|n| n.name() == d.namespace())
-        .is_some_and(|n| n.metadata().labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled"))
+        .is_some_and(|n| {
+            n.metadata()
+                .labels
+                .get(INJECTION_LABEL)
+                .is_some_and(|v| v == "enabled")
+        })
 }
 
 /// `%v` of a Go slice: `[a b]`.
@@ -168,7 +184,10 @@ fn deployment_services(resources: &ResourceSet, out: &mut Vec<Message>) {
                     Some(IntOrString::String(s)) if s.is_empty() => p.port.to_string(),
                     Some(IntOrString::String(s)) => s.clone(),
                 };
-                targets.entry(target).or_default().insert(p.port, name.clone());
+                targets
+                    .entry(target)
+                    .or_default()
+                    .insert(p.port, name.clone());
             }
         }
         let mut report = |info: &'static codes::CodeInfo, args: Vec<String>, fix: String| {
@@ -364,7 +383,10 @@ fn injection(resources: &ResourceSet, out: &mut Vec<Message>) {
             m.analyzer = Some(ANALYZER);
             out.push(m);
         }
-        if labels.get(DATAPLANE_MODE_LABEL).is_some_and(|v| v == "ambient") {
+        if labels
+            .get(DATAPLANE_MODE_LABEL)
+            .is_some_and(|v| v == "ambient")
+        {
             continue;
         }
         if legacy.is_none_or(String::is_empty) && !labels.contains_key(REVISION_LABEL) {

@@ -127,8 +127,12 @@ fn destinations(
                 // The subset is looked up even so (as Istio's DestinationRuleAnalyzer
                 // does): a DestinationRule for the host may say it has no such subset.
                 if let Some(subset) = &d.subset
-                    && let Some(dr) =
-                        rules.destination_rule(&d.host, &vs.namespace, &Labels::new(), &vs.namespace)
+                    && let Some(dr) = rules.destination_rule(
+                        &d.host,
+                        &vs.namespace,
+                        &Labels::new(),
+                        &vs.namespace,
+                    )
                     && dr.subset(subset).is_none()
                 {
                     findings.report_args(
@@ -194,17 +198,18 @@ fn destinations(
                 }
             }
             match d.port {
-                Some(port) if !service.ports.iter().any(|p| p.port == port) => findings.report_args(
-                    Severity::Error,
-                    Code::UnknownPort,
-                    r,
-                    Some(&format!("{}.port", d.field)),
-                    format!(
-                        "{shown} has no port {port} (its ports: {:?})",
-                        service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
+                Some(port) if !service.ports.iter().any(|p| p.port == port) => findings
+                    .report_args(
+                        Severity::Error,
+                        Code::UnknownPort,
+                        r,
+                        Some(&format!("{}.port", d.field)),
+                        format!(
+                            "{shown} has no port {port} (its ports: {:?})",
+                            service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
+                        ),
+                        vec!["host:port".into(), format!("{}:{port}", d.host)],
                     ),
-                    vec!["host:port".into(), format!("{}:{port}", d.host)],
-                ),
                 // Istio asks for the port whatever the VirtualService is bound to: a
                 // sidecar picks the port the call came to, but a gateway cannot.
                 None if service.ports.len() > 1 => findings.report_args(

@@ -157,7 +157,10 @@ pub(super) async fn send(
             ),
             Ok(slot) => {
                 drop(result);
-                Box::pin(again(cluster, policy, head, unsent, outcome, slot, hash, seen)).await
+                Box::pin(again(
+                    cluster, policy, head, unsent, outcome, slot, hash, seen,
+                ))
+                .await
             }
         },
     }

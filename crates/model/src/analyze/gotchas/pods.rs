@@ -87,13 +87,13 @@ fn injected(t: &Template<'_>, namespaces: &BTreeMap<&str, &ObjectMeta>) -> bool 
     if t.spec.host_network == Some(true) {
         return false;
     }
-    namespaces
-        .get(t.resource.namespace())
-        .is_some_and(|ns| {
-            ns.labels.get("istio-injection").is_some_and(|v| v == "enabled")
-                || (ns.labels.contains_key("istio.io/rev")
-                    && ns.labels.get("istio-injection").is_none())
-        })
+    namespaces.get(t.resource.namespace()).is_some_and(|ns| {
+        ns.labels
+            .get("istio-injection")
+            .is_some_and(|v| v == "enabled")
+            || (ns.labels.contains_key("istio.io/rev")
+                && ns.labels.get("istio-injection").is_none())
+    })
 }
 
 /// The proxy runs as a native sidecar (an init container that keeps running): it is
@@ -101,8 +101,7 @@ fn injected(t: &Template<'_>, namespaces: &BTreeMap<&str, &ObjectMeta>) -> bool 
 fn native_sidecar(t: &Template<'_>) -> bool {
     let metas = [t.meta, &t.resource.metadata];
     flag(&metas, NATIVE_SIDECAR).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || t
-            .spec
+        || t.spec
             .init_containers
             .iter()
             .any(|c| c.name == "istio-proxy" && always_restarts(c))
@@ -338,8 +337,20 @@ fn resource_budget(t: &Template<'_>, out: &mut Vec<Message>) {
     }
     let small_and_large = [
         ("sidecar.istio.io/proxyCPU", cpu, 10.0, 32_000.0, true),
-        ("sidecar.istio.io/proxyCPULimit", cpu_limit, 10.0, 32_000.0, true),
-        ("sidecar.istio.io/proxyMemory", mem, 32.0 * MIB, 16_384.0 * MIB, false),
+        (
+            "sidecar.istio.io/proxyCPULimit",
+            cpu_limit,
+            10.0,
+            32_000.0,
+            true,
+        ),
+        (
+            "sidecar.istio.io/proxyMemory",
+            mem,
+            32.0 * MIB,
+            16_384.0 * MIB,
+            false,
+        ),
         (
             "sidecar.istio.io/proxyMemoryLimit",
             mem_limit,
@@ -355,7 +366,11 @@ fn resource_budget(t: &Template<'_>, out: &mut Vec<Message>) {
                 format!(
                     "{key} of {who} gives the proxy {}: too little to run it (it is \
                      throttled or killed as it loads its configuration)",
-                    if is_cpu { "under 10m CPU" } else { "under 32Mi of memory" }
+                    if is_cpu {
+                        "under 10m CPU"
+                    } else {
+                        "under 32Mi of memory"
+                    }
                 ),
                 "give the proxy at least Istio's defaults (100m CPU, 128Mi requested)",
             )
@@ -364,7 +379,11 @@ fn resource_budget(t: &Template<'_>, out: &mut Vec<Message>) {
                 format!(
                     "{key} of {who} gives the proxy {}: far more than a proxy uses, most \
                      likely a unit mistake",
-                    if is_cpu { "over 32 CPUs" } else { "over 16Gi of memory" }
+                    if is_cpu {
+                        "over 32 CPUs"
+                    } else {
+                        "over 16Gi of memory"
+                    }
                 ),
                 if is_cpu {
                     "CPU in millicores takes the suffix `m` (`500m`)"
