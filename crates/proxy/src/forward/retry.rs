@@ -263,6 +263,7 @@ fn attempt<'a>(
 }
 
 /// The tries after the first.
+#[allow(clippy::too_many_arguments)] // reason: the state of the first try, handed on as is
 async fn again(
     cluster: &ClusterRt,
     policy: &RetryRt,

@@ -92,7 +92,7 @@ fn injected(t: &Template<'_>, namespaces: &BTreeMap<&str, &ObjectMeta>) -> bool 
             .get("istio-injection")
             .is_some_and(|v| v == "enabled")
             || (ns.labels.contains_key("istio.io/rev")
-                && ns.labels.get("istio-injection").is_none())
+                && !ns.labels.contains_key("istio-injection"))
     })
 }
 
