@@ -1,5 +1,5 @@
 //! The Kubernetes kinds the mesh reads: `v1` Namespace, Service and Pod, and `apps/v1`
-//! Deployment.
+//! Deployment; and `batch/v1` Job and CronJob, read for analysis only.
 //!
 //! The parts the mesh uses are typed strictly. Other valid Kubernetes fields (images,
 //! resources, probes, volumes, …) are accepted and kept as opaque JSON values, so real
@@ -163,4 +163,98 @@ pub struct DeploymentSpec {
     /// Kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Opaque,
+}
+
+/// The spec of a `batch/v1` Job. skiff does not run Jobs: it reads them so that
+/// `skiff analyze` can say what a sidecar does to them (a Job whose sidecar never
+/// exits never completes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSpec {
+    /// The pods to run.
+    pub template: PodTemplateSpec,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_mode: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit_per_index: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_indexes: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_failure_policy: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_replacement_policy: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_policy: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_selector: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Opaque,
+}
+
+/// The template of the Jobs a CronJob creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobTemplateSpec {
+    /// Labels and annotations of the Jobs.
+    #[serde(default)]
+    pub metadata: crate::meta::ObjectMeta,
+    /// The Job spec.
+    pub spec: JobSpec,
+}
+
+/// The spec of a `batch/v1` CronJob (read for analysis, as [`JobSpec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CronJobSpec {
+    /// The cron schedule.
+    pub schedule: String,
+    /// The Jobs it creates.
+    pub job_template: JobTemplateSpec,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_jobs_history_limit: Opaque,
+    /// Kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_jobs_history_limit: Opaque,
 }

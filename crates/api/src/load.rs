@@ -19,6 +19,10 @@ pub use kinds::{IGNORED_KINDS, IgnoredKind};
 pub struct Loaded {
     /// Resources without errors (warnings allowed), in stable order.
     pub resources: ResourceSet,
+    /// Resources that were read but have errors, left out of [`Loaded::resources`] (and
+    /// so of the mesh): kept for `skiff analyze`, which, as Istio's analyzers do on
+    /// what an API server stored, analyzes them too. Never served.
+    pub rejected: Vec<Resource>,
     /// All errors and warnings, in file and position order.
     pub diagnostics: Diagnostics,
     /// The files read.
@@ -58,6 +62,7 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
         }
     }
     let mut resources = Vec::new();
+    let mut rejected = Vec::new();
     let mut diagnostics = Vec::new();
     let mut documents = 0;
     for file in &files {
@@ -70,9 +75,10 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
         debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
         documents += loaded.documents;
         resources.extend(loaded.resources);
+        rejected.extend(loaded.rejected);
         diagnostics.extend(loaded.diagnostics);
     }
-    Ok(finish(resources, diagnostics, files, documents))
+    Ok(finish(resources, rejected, diagnostics, files, documents))
 }
 
 /// Loads the resources in one YAML text, as if read from a file called `name`.
@@ -81,6 +87,7 @@ pub fn load_str(name: impl AsRef<Path>, text: &str) -> Loaded {
     let loaded = document::load_file(file, text);
     finish(
         loaded.resources,
+        loaded.rejected,
         loaded.diagnostics,
         vec![name.as_ref().to_owned()],
         loaded.documents,
@@ -89,6 +96,7 @@ pub fn load_str(name: impl AsRef<Path>, text: &str) -> Loaded {
 
 fn finish(
     resources: Vec<Resource>,
+    rejected: Vec<Resource>,
     mut diagnostics: Vec<Diagnostic>,
     files: Vec<PathBuf>,
     documents: usize,
@@ -100,6 +108,7 @@ fn finish(
     diagnostics.sort();
     Loaded {
         resources: set,
+        rejected,
         diagnostics,
         files,
         documents,
@@ -125,4 +134,26 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+impl Loaded {
+    /// What `skiff analyze` analyzes: the accepted resources and the rejected ones
+    /// that do not share kind, namespace and name with an accepted one. Istio's
+    /// analyzers see every resource an API server stored, valid or not; a mesh built
+    /// from this set is for findings only, never served.
+    pub fn for_analysis(&self) -> ResourceSet {
+        if self.rejected.is_empty() {
+            return self.resources.clone();
+        }
+        let key = |r: &Resource| (r.kind(), r.namespace().to_owned(), r.name().to_owned());
+        let kept: std::collections::HashSet<_> = self.resources.iter().map(key).collect();
+        let mut all = self.resources.clone().into_vec();
+        all.extend(
+            self.rejected
+                .iter()
+                .filter(|r| !kept.contains(&key(r)))
+                .cloned(),
+        );
+        ResourceSet::new(all)
+    }
 }

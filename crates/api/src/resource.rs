@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::kube::{DeploymentSpec, NamespaceSpec, PodSpec, ServiceSpec};
+use crate::kube::{CronJobSpec, DeploymentSpec, JobSpec, NamespaceSpec, PodSpec, ServiceSpec};
 use crate::meta::ObjectMeta;
 use crate::networking::{
     DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry, WorkloadGroup,
@@ -161,6 +161,10 @@ pub enum Spec {
     Pod(PodSpec),
     /// apps/v1 Deployment.
     Deployment(DeploymentSpec),
+    /// batch/v1 Job.
+    Job(JobSpec),
+    /// batch/v1 CronJob.
+    CronJob(CronJobSpec),
 }
 
 impl Spec {
@@ -182,6 +186,8 @@ impl Spec {
             Spec::Service(_) => Kind::Service,
             Spec::Pod(_) => Kind::Pod,
             Spec::Deployment(_) => Kind::Deployment,
+            Spec::Job(_) => Kind::Job,
+            Spec::CronJob(_) => Kind::CronJob,
         }
     }
 }

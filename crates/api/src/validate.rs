@@ -123,6 +123,8 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Service(s) => common::service(&mut r, s),
         Spec::Pod(s) => common::pod(&mut r, "spec", s),
         Spec::Deployment(s) => common::deployment(&mut r, s),
+        Spec::Job(s) => common::job(&mut r, "spec", s),
+        Spec::CronJob(s) => common::cron_job(&mut r, s),
         Spec::Namespace(_) => {}
     }
     r.out

@@ -17,19 +17,42 @@ pub(crate) mod validate;
 pub(crate) mod version;
 
 /// Logs to stderr (stdout carries access logs); the filter comes from `SKIFF_LOG`, then
-/// `RUST_LOG`, else `info`.
+/// `RUST_LOG`, else `info`. The filter can be changed while the process runs: a proxy's
+/// admin endpoint does it (`POST /logging?level=debug`, `skiff proxy-config log`).
 pub(crate) fn init_tracing() {
     let filter = std::env::var("SKIFF_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(|| CappedLines(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log line that cannot be written (stderr closed, e.g. the reader of a pipe
         // is gone) is dropped; reporting that on stderr again would panic.
         .log_internal_errors(false)
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    if builder.try_init().is_ok() {
+        skiff_proxy::set_log_control(Box::new(ReloadableFilter(handle)));
+    }
+}
+
+/// The process's log filter, behind tracing-subscriber's reload handle.
+pub(crate) struct ReloadableFilter<S>(
+    pub(crate) tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+);
+
+impl<S: 'static> skiff_proxy::LogControl for ReloadableFilter<S> {
+    fn current(&self) -> String {
+        self.0
+            .with_current(ToString::to_string)
+            .unwrap_or_else(|e| format!("unknown ({e})"))
+    }
+
+    fn set(&self, filter: &str) -> Result<(), String> {
+        let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
 }
 
 /// Raises this process's open-file limit (soft) to its hard maximum, so that a flood

@@ -81,6 +81,20 @@ spec:
         subset: v1
 ";
 
+/// The test process's log filter, behind a reload handle (as `skiff proxy` has it).
+struct TestFilter<S>(tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>);
+
+impl<S: 'static> skiff_proxy::LogControl for TestFilter<S> {
+    fn current(&self) -> String {
+        self.0.with_current(ToString::to_string).unwrap_or_default()
+    }
+
+    fn set(&self, filter: &str) -> Result<(), String> {
+        let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
 async fn skiff(mesh: &Mesh, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(args)
@@ -196,9 +210,57 @@ async fn proxy_config_shows_what_the_live_proxy_runs() -> anyhow::Result<()> {
         "fits none of the forms"
     );
 
+    // The proxies of this mesh run in this process: until it sets up a changeable log
+    // filter, they say theirs is fixed.
     let (ok, _, err) = skiff(&mesh, &["proxy-config", "log", "frontend.prod"]).await;
     assert!(!ok);
     assert!(err.contains("SKIFF_LOG"), "{err}");
+    // A reloadable filter, as `skiff proxy` sets up.
+    {
+        use tracing_subscriber::prelude::*;
+        let (filter, handle) =
+            tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::registry()
+            .with(filter)
+            .try_init()
+            .expect("no subscriber yet");
+        assert!(skiff_proxy::set_log_control(Box::new(TestFilter(handle))));
+    }
+    assert!(!tracing::enabled!(tracing::Level::DEBUG));
+    let (ok, out, err) = skiff(&mesh, &["proxy-config", "log", "frontend.prod"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("frontend.prod") && l.ends_with("info")),
+        "{out}"
+    );
+    let (ok, out, err) = skiff(
+        &mesh,
+        &[
+            "proxy-config",
+            "log",
+            "frontend.prod",
+            "--level",
+            "debug",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(v["level"], "debug", "{out}");
+    schema::assert_valid("proxy-config.schema.json", Some("log"), &v);
+    // The filter in force changed: debug events are on now.
+    assert!(tracing::enabled!(tracing::Level::DEBUG));
+    let (ok, _, err) = skiff(
+        &mesh,
+        &["proxy-config", "log", "frontend.prod", "--level", "loud"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("loud"), "{err}");
 
     // `skiff version`: both planes' versions and every kind read.
     let (ok, out, err) = skiff(&mesh, &["version"]).await;

@@ -233,3 +233,77 @@ fn a_proxy_out_of_file_descriptors_keeps_running() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Runs a proxy with `SKIFF_LOG=info`, sets its level through the admin endpoint when
+/// `level` is given (checking what `/logging` reads back), stops it with SIGTERM and
+/// returns what it logged on stderr.
+fn logged_with_level(level: Option<&str>) -> String {
+    // An address of its own (the other tests of this file use .7 and .8).
+    let ip = {
+        let IpAddr::V4(v4) = own_ip() else {
+            unreachable!()
+        };
+        let [a, b, c, _] = v4.octets();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, 9))
+    };
+    let app = backend(ip);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frontend.json");
+    std::fs::write(&file, config(ip, app, false)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["proxy", "--id", "frontend.prod", "--config-file"])
+        .arg(&file)
+        .args(["--address", &ip.to_string(), "--concurrency", "1"])
+        .env("SKIFF_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("skiff runs");
+    let admin = SocketAddr::new(ip, 15000);
+    wait_for("readiness", || {
+        TcpStream::connect(admin).is_ok()
+            && request(admin, "GET /ready HTTP/1.1\r\nHost: admin").starts_with("HTTP/1.1 200")
+    });
+    let now = request(admin, "GET /logging HTTP/1.1\r\nHost: admin");
+    assert!(now.contains("\"level\": \"info\""), "{now}");
+    if let Some(level) = level {
+        let bad = request(admin, "POST /logging?level=loud HTTP/1.1\r\nHost: admin");
+        assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+        let set = request(
+            admin,
+            &format!("POST /logging?level={level} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0"),
+        );
+        assert!(set.starts_with("HTTP/1.1 200"), "{set}");
+        let now = request(admin, "GET /logging HTTP/1.1\r\nHost: admin");
+        assert!(now.contains(&format!("\"level\": \"{level}\"")), "{now}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    stderr
+}
+
+#[test]
+fn the_log_level_changes_while_the_proxy_runs() {
+    // At `info`, closing the listeners on SIGTERM logs nothing at debug level ...
+    let quiet = logged_with_level(None);
+    assert!(!quiet.contains("listener closed"), "{quiet}");
+    // ... and after `POST /logging?level=debug` it does.
+    let loud = logged_with_level(Some("debug"));
+    assert!(loud.contains("listener closed"), "{loud}");
+    assert!(
+        loud.contains("log level changed through the admin endpoint"),
+        "{loud}"
+    );
+}

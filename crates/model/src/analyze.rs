@@ -8,6 +8,7 @@ mod istio;
 mod selectors;
 mod service_entry;
 mod tls;
+mod workloads;
 
 use serde::Serialize;
 use skiff_api::{Loaded, ResourceSet};
@@ -83,7 +84,9 @@ impl Message {
 /// finds, plus the checks of this module. Sorted by file, line, code.
 pub fn analyze(loaded: &Loaded, options: MeshOptions) -> Vec<Message> {
     let mut out: Vec<Message> = loaded.diagnostics.iter().map(from_validation).collect();
-    out.extend(findings(&loaded.resources, options));
+    // Rejected resources too: analysis sees what could be read, beside the
+    // validation error that keeps it out of the mesh.
+    out.extend(findings(&loaded.for_analysis(), options));
     sort(&mut out);
     out
 }
@@ -124,6 +127,7 @@ pub fn findings(resources: &ResourceSet, options: MeshOptions) -> Vec<Message> {
     selectors::run(&mesh, resources, &mut out);
     tls::run(resources, &mut out);
     gotchas::run(&mesh, resources, &mut out);
+    workloads::run(&mesh, resources, &mut out);
     sort(&mut out);
     out
 }
@@ -228,6 +232,7 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
             &codes::REFERENCED_RESOURCE_NOT_FOUND
         }
         Code::PolicyWithoutWorkload => &codes::POLICY_WITHOUT_WORKLOAD,
+        Code::UnknownPort if !d.args.is_empty() => &codes::REFERENCED_RESOURCE_NOT_FOUND,
         Code::UnknownPort => &codes::UNKNOWN_PORT,
         Code::ServiceWithoutEndpoints => &codes::SERVICE_WITHOUT_ENDPOINTS,
         Code::WorkloadWithoutAddress => &codes::WORKLOAD_WITHOUT_ADDRESS,
@@ -252,7 +257,9 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
 /// The Istio analyzer with the same check as a finding of the model.
 fn analyzer_of(d: &Diagnostic) -> Option<&'static str> {
     Some(match d.code {
-        Code::UnknownHost | Code::AmbiguousPort => "virtualservice.DestinationHostAnalyzer",
+        Code::UnknownHost | Code::AmbiguousPort | Code::UnknownPort => {
+            "virtualservice.DestinationHostAnalyzer"
+        }
         Code::UnknownSubset => "virtualservice.DestinationRuleAnalyzer",
         Code::UnknownGateway | Code::GatewayHostMismatch => "virtualservice.GatewayAnalyzer",
         Code::GatewayWithoutWorkload => "gateway.IngressGatewayPortAnalyzer",

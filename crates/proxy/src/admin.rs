@@ -11,6 +11,9 @@
 //! - `GET /stats/prometheus` (and `/metrics`): Istio's standard metrics and the
 //!   process metrics in the Prometheus text format, as Envoy's `:15090` and the
 //!   pilot-agent's merged `:15020` serve them;
+//! - `GET /logging`: the process's log filter; `POST /logging?level=LEVEL` sets it
+//!   (`trace`, `debug`, `info`, `warn`, `error`, `off`), as Envoy's `/logging`; 501 when
+//!   the process that runs the proxy installed no [`LogControl`];
 //! - `POST /quitquitquit`: drain and exit.
 
 use bytes::Bytes;
@@ -21,6 +24,54 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::Proxy;
+
+/// Reads and changes the log filter of the process a proxy runs in. The program that
+/// sets up logging installs one ([`set_log_control`]); `/logging` uses it.
+pub trait LogControl: Send + Sync {
+    /// The filter in force (e.g. `info`, `debug`).
+    fn current(&self) -> String;
+    /// Replaces the filter; an error says why it was refused.
+    fn set(&self, filter: &str) -> Result<(), String>;
+}
+
+static LOG_CONTROL: std::sync::OnceLock<Box<dyn LogControl>> = std::sync::OnceLock::new();
+
+/// Installs the process's [`LogControl`] (once; a second call is refused and returns
+/// `false`).
+pub fn set_log_control(control: Box<dyn LogControl>) -> bool {
+    LOG_CONTROL.set(control).is_ok()
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `GET /logging` and `POST /logging?level=…`.
+fn logging(method: &Method, query: Option<&str>) -> Response<Full<Bytes>> {
+    let Some(control) = LOG_CONTROL.get() else {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this process set up no changeable log filter; its level is SKIFF_LOG's at start\n",
+        );
+    };
+    if *method == Method::POST {
+        let level = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("level="));
+        let Some(level) = level.filter(|l| LEVELS.contains(l)) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "use POST /logging?level=trace|debug|info|warn|error|off\n",
+            );
+        };
+        if let Err(e) = control.set(level) {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"));
+        }
+        tracing::info!(level, "log level changed through the admin endpoint");
+    } else if *method != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n");
+    }
+    json(&serde_json::json!({ "level": control.current() }))
+}
 
 pub(crate) async fn serve(listener: TcpListener, proxy: Proxy) {
     loop {
@@ -107,6 +158,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        (m, "/logging") => logging(m, req.uri().query()),
         (&Method::POST, "/quitquitquit") => {
             proxy.request_shutdown();
             text(StatusCode::OK, "draining\n")
@@ -114,7 +166,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /failures, GET /stats/prometheus, POST /quitquitquit\n",
+            "endpoints: GET /ready, GET /config_dump, GET /certs, GET /failures, GET /stats/prometheus, GET|POST /logging, POST /quitquitquit\n",
         ),
     }
 }

@@ -149,8 +149,13 @@ pub(crate) fn send<'a>(
             },
             None => req,
         };
-        let (sent, tally) =
-            with_route_timeout(timeout, retry::send(cluster, req, retries, hash)).await;
+        let seen = retry::Seen::default();
+        let (sent, tally) = with_route_timeout(
+            timeout,
+            retry::send(cluster, req, retries, hash, &seen),
+            &seen,
+        )
+        .await;
         rec.tries(tally.attempts, tally.exhausted);
         match sent {
             Ok((resp, pooled, in_flight)) => {
@@ -218,7 +223,7 @@ pub(crate) async fn send_copy(
 ) -> Result<StatusCode, Error> {
     use http_body_util::BodyExt as _;
     let work = async {
-        let (sent, _) = retry::send(cluster, req, None, None).await;
+        let (sent, _) = retry::send(cluster, req, None, None, &retry::Seen::default()).await;
         let (resp, pooled, in_flight) = sent?;
         let status = resp.status();
         let body = RespBody::upstream(resp.into_body(), pooled, Some(in_flight), None);
@@ -234,19 +239,22 @@ pub(crate) async fn send_copy(
 }
 
 /// The tries under the route's timeout; when it expires, the request is a `UT`
-/// whatever the tries had reached.
-fn with_route_timeout<T, F>(
+/// whatever the tries had reached, and its tally is what `seen` saw start (the tries
+/// made and the endpoint of the last one, the record's upstream host).
+fn with_route_timeout<'a, T, F>(
     timeout: Option<Duration>,
     fut: F,
-) -> impl Future<Output = (Result<T, Error>, retry::Tally)>
+    seen: &'a retry::Seen,
+) -> impl Future<Output = (Result<T, Error>, retry::Tally)> + 'a
 where
-    F: Future<Output = (Result<T, Error>, retry::Tally)>,
+    F: Future<Output = (Result<T, Error>, retry::Tally)> + 'a,
+    T: 'a,
 {
     use futures_util::FutureExt;
     match timeout {
         Some(t) => futures_util::future::Either::Left(
             tokio::time::timeout(t, fut)
-                .map(move |r| r.unwrap_or((Err(Error::Timeout(t)), retry::Tally::default()))),
+                .map(move |r| r.unwrap_or_else(|_| (Err(Error::Timeout(t)), seen.tally()))),
         ),
         None => futures_util::future::Either::Right(fut),
     }

@@ -68,6 +68,7 @@ pub mod xds_source;
 pub mod fuzzing;
 
 pub use access_log::{AccessLogFormat, AccessLogTarget};
+pub use admin::{LogControl, set_log_control};
 pub use app::{Proxy, ProxyOptions};
 pub use error::{Error, ResponseFlag};
 pub use limits::Limits;

@@ -15,6 +15,9 @@ use crate::yaml::{Document, Node, Resolved, Sink, Value, from_node, index_positi
 /// What one file gave.
 pub(super) struct FileLoad {
     pub(super) resources: Vec<Resource>,
+    /// Resources that were read but have errors: left out of the mesh, kept for
+    /// analysis (Istio's analyzers run on what the API server stored).
+    pub(super) rejected: Vec<Resource>,
     pub(super) diagnostics: Vec<Diagnostic>,
     pub(super) documents: usize,
 }
@@ -37,6 +40,7 @@ struct Envelope<S> {
 pub(super) fn load_file(file: Arc<Path>, text: &str) -> FileLoad {
     let mut out = FileLoad {
         resources: Vec::new(),
+        rejected: Vec::new(),
         diagnostics: Vec::new(),
         documents: 0,
     };
@@ -199,12 +203,36 @@ fn load_node(file: &Arc<Path>, document: usize, root: &Node, out: &mut FileLoad)
         })
         .collect();
     let resource = match parsed {
-        Ok((metadata, spec)) => Resource {
+        Ok((metadata, Ok(spec))) => Resource {
             api_version,
             metadata,
             spec,
             origin,
         },
+        // A Pod without `spec`: rejected, but kept for analysis with
+        // an empty spec, as the API server of Istio's analyzer tests would hold it.
+        Ok((metadata, Err(e))) => {
+            diagnostics.push(diag(
+                file,
+                Severity::Error,
+                e.pos.unwrap_or(root.pos),
+                Some(label),
+                e.path,
+                e.message,
+            ));
+            out.diagnostics.extend(diagnostics);
+            let spec = match kind {
+                Kind::Pod => Spec::Pod(Default::default()),
+                _ => return,
+            };
+            out.rejected.push(Resource {
+                api_version,
+                metadata,
+                spec,
+                origin,
+            });
+            return;
+        }
         Err(e) => {
             diagnostics.push(diag(
                 file,
@@ -224,7 +252,9 @@ fn load_node(file: &Arc<Path>, document: usize, root: &Node, out: &mut FileLoad)
         diagnostics.extend(crate::unenforced::warnings(&resource));
     }
     out.diagnostics.extend(diagnostics);
-    if !rejected {
+    if rejected {
+        out.rejected.push(resource);
+    } else {
         out.resources.push(resource);
     }
 }
@@ -250,29 +280,35 @@ fn parse_kind(
     kind: Kind,
     root: &Node,
     sink: &Sink,
-) -> Result<(ObjectMeta, Spec), crate::yaml::DeError> {
+) -> Result<(ObjectMeta, Result<Spec, crate::yaml::DeError>), crate::yaml::DeError> {
+    /// The metadata, and the spec or why there is none (the metadata alone is still
+    /// good for analysis).
+    type Read<S> = (ObjectMeta, Result<S, crate::yaml::DeError>);
     fn read<S: DeserializeOwned>(
         root: &Node,
         sink: &Sink,
         spec_required: bool,
         default: impl FnOnce() -> Option<S>,
-    ) -> Result<(ObjectMeta, S), crate::yaml::DeError> {
+    ) -> Result<Read<S>, crate::yaml::DeError> {
         let env: Envelope<S> = from_node(root, "", sink)?;
         match env.spec.or_else(default) {
-            Some(spec) => Ok((env.metadata, spec)),
+            Some(spec) => Ok((env.metadata, Ok(spec))),
             None => {
                 debug_assert!(spec_required);
-                Err(crate::yaml::DeError {
-                    message: "missing required field `spec`".to_owned(),
-                    path: None,
-                    pos: Some(root.pos),
-                })
+                Ok((
+                    env.metadata,
+                    Err(crate::yaml::DeError {
+                        message: "missing required field `spec`".to_owned(),
+                        path: None,
+                        pos: Some(root.pos),
+                    }),
+                ))
             }
         }
     }
     macro_rules! spec {
         ($variant:ident) => {
-            read(root, sink, true, || None).map(|(m, s)| (m, Spec::$variant(s)))
+            read(root, sink, true, || None).map(|(m, s)| (m, s.map(Spec::$variant)))
         };
     }
     match kind {
@@ -290,7 +326,9 @@ fn parse_kind(
         Kind::Service => spec!(Service),
         Kind::Pod => spec!(Pod),
         Kind::Deployment => spec!(Deployment),
+        Kind::Job => spec!(Job),
+        Kind::CronJob => spec!(CronJob),
         Kind::Namespace => read(root, sink, false, || Some(Default::default()))
-            .map(|(m, s)| (m, Spec::Namespace(s))),
+            .map(|(m, s)| (m, s.map(Spec::Namespace))),
     }
 }

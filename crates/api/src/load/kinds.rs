@@ -27,7 +27,6 @@ pub const IGNORED_KINDS: &[IgnoredKind] = ignored! {
     "": ["ConfigMap", "Secret", "ServiceAccount", "PersistentVolumeClaim",
          "PersistentVolume", "LimitRange", "ResourceQuota", "Endpoints", "Event", "Node",
          "ReplicationController"] => NOT_MESH;
-    "batch": ["Job", "CronJob"] => NOT_MESH;
     "apps": ["StatefulSet", "DaemonSet", "ReplicaSet"] =>
         "skiff does not turn this kind into workloads yet, it is ignored (use a Deployment, \
          a Pod or a WorkloadEntry)";
@@ -138,7 +137,7 @@ pub(crate) fn lookup(api_version: &str, kind: &str) -> KindLookup {
             format!(
                 "unknown kind `{kind}` (apiVersion `{api_version}`): skiff reads the Istio \
              networking, security and telemetry kinds, and Kubernetes Namespace, Service, \
-             Pod and Deployment"
+             Pod, Deployment, Job and CronJob"
             ),
         )
     } else {

@@ -15,6 +15,10 @@ pub enum Kind {
     Pod,
     /// Kubernetes Deployment.
     Deployment,
+    /// Kubernetes Job (read for analysis; skiff does not run it).
+    Job,
+    /// Kubernetes CronJob (read for analysis; skiff does not run it).
+    CronJob,
     /// Istio ServiceEntry.
     ServiceEntry,
     /// Istio WorkloadEntry.
@@ -41,11 +45,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Namespace,
         Kind::Service,
         Kind::Pod,
         Kind::Deployment,
+        Kind::Job,
+        Kind::CronJob,
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
         Kind::WorkloadGroup,
@@ -66,6 +72,8 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::WorkloadGroup => "WorkloadGroup",
@@ -85,6 +93,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Service | Kind::Pod => "",
             Kind::Deployment => "apps",
+            Kind::Job | Kind::CronJob => "batch",
             Kind::ServiceEntry
             | Kind::WorkloadEntry
             | Kind::WorkloadGroup
@@ -102,7 +111,7 @@ impl Kind {
     /// The versions skiff reads for this kind.
     pub fn versions(self) -> &'static [&'static str] {
         match self.group() {
-            "" | "apps" => &["v1"],
+            "" | "apps" | "batch" => &["v1"],
             "networking.istio.io" => &["v1", "v1beta1", "v1alpha3"],
             "security.istio.io" => &["v1", "v1beta1"],
             _ => &["v1", "v1alpha1"],

@@ -3,7 +3,7 @@
 
 use std::ops::Deref;
 
-use crate::kube::{DeploymentSpec, NamespaceSpec, PodSpec, ServiceSpec};
+use crate::kube::{CronJobSpec, DeploymentSpec, JobSpec, NamespaceSpec, PodSpec, ServiceSpec};
 use crate::meta::ObjectMeta;
 use crate::networking::{
     DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry, WorkloadGroup,
@@ -155,6 +155,12 @@ impl ResourceSet {
     accessor!(
         /// Deployments.
         deployments, Deployment, DeploymentSpec);
+    accessor!(
+        /// Jobs.
+        jobs, Job, JobSpec);
+    accessor!(
+        /// CronJobs.
+        cron_jobs, CronJob, CronJobSpec);
 }
 
 fn sort_key(r: &Resource) -> (Kind, &str, &str, &std::path::Path, usize) {

@@ -492,3 +492,31 @@ pub(crate) fn deployment(r: &mut Report<'_>, s: &DeploymentSpec) {
     labels(r, "spec.template.metadata.labels", template);
     pod(r, "spec.template.spec", &s.template.spec);
 }
+
+/// A Job: its pod template as a Deployment's, and a warning that skiff only analyzes it.
+pub(crate) fn job(r: &mut Report<'_>, path: &str, s: &crate::kube::JobSpec) {
+    labels(
+        r,
+        &format!("{path}.template.metadata.labels"),
+        &s.template.metadata.labels,
+    );
+    pod(r, &format!("{path}.template.spec"), &s.template.spec);
+    if path == "spec" {
+        r.warn(
+            "spec",
+            "Job: parsed, not run: skiff runs no Jobs; `skiff analyze` checks what a sidecar does to them",
+        );
+    }
+}
+
+/// A CronJob: its Job template, and a warning that skiff only analyzes it.
+pub(crate) fn cron_job(r: &mut Report<'_>, s: &crate::kube::CronJobSpec) {
+    if s.schedule.trim().is_empty() {
+        r.error("spec.schedule", "a CronJob needs a schedule");
+    }
+    job(r, "spec.jobTemplate.spec", &s.job_template.spec);
+    r.warn(
+        "spec",
+        "CronJob: parsed, not run: skiff runs no CronJobs; `skiff analyze` checks what a sidecar does to their Jobs",
+    );
+}

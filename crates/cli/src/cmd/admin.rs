@@ -38,12 +38,24 @@ pub(crate) fn print_structured(output: Output, value: &serde_json::Value) -> any
 /// GETs `path` from `addr`; `what` names the other side in errors ("the control
 /// plane", "the proxy of backend.prod").
 pub(crate) async fn get(addr: SocketAddr, path: &str, what: &str) -> anyhow::Result<Bytes> {
+    request(addr, hyper::Method::GET, path, what).await
+}
+
+/// Sends a request without a body; the body of a successful answer.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    what: &str,
+) -> anyhow::Result<Bytes> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let request = hyper::Request::get(path)
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await?;

@@ -151,5 +151,5 @@ fn live_config_dir(control: SocketAddr) -> anyhow::Result<PathBuf> {
 /// The number of messages `skiff analyze` gives beyond the load's own diagnostics (for
 /// `skiff validate`'s summary).
 pub(crate) fn count(loaded: &skiff_api::Loaded) -> usize {
-    skiff_model::analyze::findings(&loaded.resources, MeshOptions::default()).len()
+    skiff_model::analyze::findings(&loaded.for_analysis(), MeshOptions::default()).len()
 }

@@ -18,6 +18,9 @@ pub(crate) struct Args {
     what: What,
     /// The workload: `<name>.<namespace>`, or a name only one proxy has.
     workload: String,
+    /// With `log`: the level to set (trace, debug, info, warn, error, off).
+    #[arg(long, value_parser = ["trace", "debug", "info", "warn", "error", "off"])]
+    level: Option<String>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -39,7 +42,7 @@ enum What {
     Endpoints,
     /// The workload certificate: chain, SPIFFE id, validity.
     Secret,
-    /// The proxy's log level.
+    /// The proxy's log level (`--level L` sets it).
     Log,
     /// Everything above but the log level.
     All,
@@ -47,9 +50,10 @@ enum What {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if args.what == What::Log {
-        bail!(
-            "skiff proxy does not change its log level while it runs yet: its level is set at start by SKIFF_LOG (or RUST_LOG), e.g. SKIFF_LOG=debug; restart the proxy to change it"
-        );
+        return log_level(&args);
+    }
+    if args.level.is_some() {
+        bail!("--level goes with `skiff proxy-config log`");
     }
     let runtime = admin::runtime()?;
     let (dump, certs) = runtime.block_on(async {
@@ -104,6 +108,37 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         out.push_str(&section(all, &secret(certs)));
     }
     print!("{out}");
+    Ok(())
+}
+
+/// `proxy-config log WORKLOAD [--level L]`: the proxy's log filter, read (`GET
+/// /logging`) or set (`POST /logging?level=L`) on its admin endpoint.
+fn log_level(args: &Args) -> anyhow::Result<()> {
+    let runtime = admin::runtime()?;
+    let value = runtime.block_on(async {
+        let rows = admin::proxies(args.control).await?;
+        let row = admin::find(&rows, &args.workload)?;
+        let addr = admin::admin_addr(row)?;
+        let (method, path) = match &args.level {
+            Some(level) => (http::Method::POST, format!("/logging?level={level}")),
+            None => (http::Method::GET, "/logging".to_owned()),
+        };
+        let body =
+            admin::request(addr, method, &path, &format!("the proxy of {}", row.proxy)).await?;
+        let value: Value = serde_json::from_slice(&body)?;
+        anyhow::Ok((row.proxy.clone(), value))
+    })?;
+    let (proxy, value) = value;
+    if args.output != Output::Table {
+        return admin::print_structured(args.output, &value);
+    }
+    print!(
+        "{}",
+        table(
+            &["PROXY", "LOG LEVEL"],
+            &[vec![proxy, word(&value["level"])]]
+        )
+    );
     Ok(())
 }
 

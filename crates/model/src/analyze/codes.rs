@@ -74,6 +74,10 @@ macro_rules! codes {
 codes! {
     REFERENCED_RESOURCE_NOT_FOUND = "IST0101" "ReferencedResourceNotFound" Error
         Some("Referenced %s not found: %q");
+    NAMESPACE_NOT_INJECTED = "IST0102" "NamespaceNotInjected" Info
+        Some("The namespace is not enabled for Istio injection. Run 'kubectl label namespace %s istio-injection=enabled' to enable it, or 'kubectl label namespace %s istio-injection=disabled' to explicitly mark it as not needing injection.");
+    POD_MISSING_PROXY = "IST0103" "PodMissingProxy" Warning
+        Some("The pod %s is missing the Istio proxy. This can often be resolved by restarting or redeploying the workload.");
     SCHEMA_VALIDATION_ERROR = "IST0106" "SchemaValidationError" Error
         Some("Schema validation error: %v");
     CONFLICTING_MESH_GATEWAY_VS_HOSTS = "IST0109" "ConflictingMeshGatewayVirtualServiceHosts" Error
@@ -84,8 +88,12 @@ codes! {
         Some("The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.");
     DESTINATION_PORT_SELECTOR_REQUIRED = "IST0112" "VirtualServiceDestinationPortSelectorRequired" Error
         Some("This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.");
+    DEPLOYMENT_ASSOCIATED_TO_MULTIPLE_SERVICES = "IST0116" "DeploymentAssociatedToMultipleServices" Warning
+        Some("This deployment %s is associated with multiple services using port %d but different protocols: %v");
     PORT_NAME_NOT_UNDER_NAMING_CONVENTION = "IST0118" "PortNameIsNotUnderNamingConvention" Info
         Some("Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port.");
+    NAMESPACE_MULTIPLE_INJECTION_LABELS = "IST0123" "NamespaceMultipleInjectionLabels" Warning
+        Some("The namespace has more than one type of injection labels %v, which may lead to undefined behavior. Make sure only one injection label exists.");
     NO_MATCHING_WORKLOADS_FOUND = "IST0127" "NoMatchingWorkloadsFound" Warning
         Some("No matching workloads for this resource with the following labels: %s");
     NO_SERVER_CERT_VERIFICATION_DESTINATION_LEVEL = "IST0128" "NoServerCertificateVerificationDestinationLevel" Warning
@@ -100,6 +108,12 @@ codes! {
         Some("one or more host %v defined in VirtualService %s not found in Gateway %s.");
     SERVICE_ENTRY_ADDRESSES_REQUIRED = "IST0134" "ServiceEntryAddressesRequired" Warning
         Some("ServiceEntry addresses are required for this protocol.");
+    DEPLOYMENT_CONFLICTING_PORTS = "IST0137" "DeploymentConflictingPorts" Warning
+        Some("This deployment %s is associated with multiple services %v using targetPort %q but different ports: %v.");
+    CONFLICTING_GATEWAYS = "IST0145" "ConflictingGateways" Error
+        Some("Conflict with gateways %s (workload selector %s, port %s, hosts %v).");
+    JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN = "IST0149" "JwtClaimBasedRoutingWithoutRequestAuthN" Error
+        Some("The virtual service uses the JWT claim based routing (key: %s) but found no request authentication for the gateway (%s) pod (%s). The request authentication must first be applied for the gateway pods to validate the JWT token and make the claims available for routing.");
     EXTERNAL_NAME_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning
         Some("Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly");
     CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS = "IST0159" "ConflictingTelemetryWorkloadSelectors" Error
@@ -144,6 +158,9 @@ codes! {
     UNKNOWN_DELEGATE = "SKF0027" "UnknownDelegate" Error None;
     GATEWAY_WITHOUT_SELECTOR = "SKF0028" "GatewayWithoutSelector" Warning None;
     VALIDATION_WARNING = "SKF0029" "ValidationWarning" Warning None;
+    INIT_CONTAINER_BEFORE_SIDECAR = "SKF0030" "InitContainerBeforeSidecar" Warning None;
+    SIDECAR_RESOURCE_BUDGET = "SKF0031" "SidecarResourceBudget" Warning None;
+    JOB_SIDECAR_NEVER_EXITS = "SKF0032" "JobSidecarNeverExits" Warning None;
 }
 
 /// The code of this spelling (`IST0101`), if skiff gives it.

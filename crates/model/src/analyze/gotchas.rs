@@ -1,6 +1,7 @@
 //! skiff's own checks (`SKF…`): the gotchas of running a mesh that Istio's analyzers
 //! do not catch, each with the fix.
 
+mod pods;
 mod policy;
 
 use std::collections::BTreeSet;
@@ -22,6 +23,7 @@ pub(super) fn run(mesh: &Mesh, resources: &ResourceSet, out: &mut Vec<Message>) 
     cross_namespace(mesh, resources, out);
     faults(mesh, resources, out);
     workloads_without_sidecar(mesh, resources, out);
+    pods::run(resources, out);
 }
 
 /// A message about `r`, placed at `field` when it was written.

@@ -524,3 +524,337 @@ fn ist0128_ist0129_tls_origination_without_ca_certificates() {
         "{m:?}"
     );
 }
+
+#[test]
+fn rejected_resources_are_analyzed_and_stay_rejected() {
+    // A Service port with `protocol: HTTP` fails validation; analysis still sees the
+    // Service (no IST0101 for the route to it), and gives the validation error.
+    let yaml = format!(
+        "{}{}",
+        BASE.replace(
+            "ports: [{name: http, port: 80, targetPort: 8080}]",
+            "ports: [{name: http, port: 80, targetPort: 8080, protocol: HTTP}]"
+        ),
+        vs("  - route:\n    - destination: {host: backend}")
+    );
+    let loaded = skiff_api::load_str("test.yaml", &yaml);
+    assert!(
+        loaded.resources.services().next().is_none(),
+        "the invalid Service must stay out of the mesh"
+    );
+    assert_eq!(loaded.rejected.len(), 1);
+    let all = analyze(&loaded, MeshOptions::default());
+    assert!(all.iter().any(|m| m.code == "IST0106"), "{all:#?}");
+    assert!(!all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+    // Near miss: without the Service at all, the route's host is not found.
+    let gone = skiff_api::load_str(
+        "test.yaml",
+        &format!(
+            "{}{}",
+            BASE.replace("kind: Service\n", "kind: ServiceEntryX\n"),
+            vs("  - route:\n    - destination: {host: backend}")
+        ),
+    );
+    let all = analyze(&gone, MeshOptions::default());
+    assert!(all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+}
+
+#[test]
+fn a_pod_without_spec_is_analyzed_by_its_labels() {
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: prod, labels: {app: a}}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s, namespace: prod}\nspec:\n  workloadSelector: {labels: {app: a}}\n  egress: [{hosts: [\"./*\"]}]\n";
+    let loaded = skiff_api::load_str("test.yaml", yaml);
+    assert!(loaded.resources.pods().next().is_none());
+    let all = analyze(&loaded, MeshOptions::default());
+    assert!(
+        all.iter()
+            .any(|m| m.code == "IST0106" && m.message.contains("`spec`")),
+        "{all:#?}"
+    );
+    assert!(!all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+    let other = yaml.replacen("labels: {app: a}}", "labels: {app: b}}", 1);
+    let all = analyze(
+        &skiff_api::load_str("test.yaml", &other),
+        MeshOptions::default(),
+    );
+    assert!(all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+}
+
+#[test]
+fn ist0101_host_port_and_ist0112_port_required() {
+    let yaml = format!(
+        "{BASE}{}",
+        vs("  - route:\n    - destination: {host: backend, port: {number: 999}}")
+    );
+    let m = one(&yaml, "IST0101");
+    assert_eq!(
+        m.message,
+        "Referenced host:port not found: \"backend.prod.svc.cluster.local:999\""
+    );
+    none(
+        &format!(
+            "{BASE}{}",
+            vs("  - route:\n    - destination: {host: backend, port: {number: 80}}")
+        ),
+        "IST0101",
+    );
+    let two_ports = BASE.replace(
+        "ports: [{name: http, port: 80, targetPort: 8080}]",
+        "ports: [{name: http, port: 80, targetPort: 8080}, {name: http-admin, port: 9000}]",
+    );
+    let route = vs("  - route:\n    - destination: {host: backend}");
+    let m = one(&format!("{two_ports}{route}"), "IST0112");
+    assert_eq!(m.level, Level::Error);
+    none(
+        &format!(
+            "{two_ports}{}",
+            vs("  - route:\n    - destination: {host: backend, port: {number: 80}}")
+        ),
+        "IST0112",
+    );
+}
+
+#[test]
+fn ist0101_mirror_host_not_found() {
+    let yaml = format!(
+        "{BASE}{}",
+        vs("  - route:\n    - destination: {host: backend}\n    mirror: {host: shadow}")
+    );
+    let m = one(&yaml, "IST0101");
+    assert_eq!(
+        m.message,
+        "Referenced mirror host not found: \"shadow.prod.svc.cluster.local\""
+    );
+    none(
+        &format!(
+            "{BASE}{}",
+            vs("  - route:\n    - destination: {host: backend}\n    mirror: {host: backend}")
+        ),
+        "IST0101",
+    );
+}
+
+fn gateway(name: &str, selector: &str, port: u32, host: &str) -> String {
+    format!(
+        "\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n  selector: {{{selector}}}\n  servers:\n  - port: {{number: {port}, name: http-{name}, protocol: HTTP}}\n    hosts: [\"{host}\"]\n"
+    )
+}
+
+#[test]
+fn ist0145_conflicting_gateways() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway("a", "istio: ingressgateway", 80, "shop.example.com"),
+        gateway("b", "istio: ingressgateway", 80, "shop.example.com")
+    );
+    let found = with(&yaml, "IST0145");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(found[0].level, Level::Error);
+    assert_eq!(
+        found[0].message,
+        "Conflict with gateways prod/b (workload selector istio=ingressgateway, port 80, hosts shop.example.com)."
+    );
+    let other_port = format!(
+        "{BASE}{}{}",
+        gateway("a", "istio: ingressgateway", 80, "shop.example.com"),
+        gateway("b", "istio: ingressgateway", 8080, "shop.example.com")
+    );
+    none(&other_port, "IST0145");
+    let other_host = format!(
+        "{BASE}{}{}",
+        gateway("a", "istio: ingressgateway", 80, "shop.example.com"),
+        gateway("b", "istio: ingressgateway", 80, "api.example.com")
+    );
+    none(&other_host, "IST0145");
+}
+
+const POD: &str = "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: NAME, namespace: prod, labels: {app: NAME}}\nspec:\n  containers:\n  - {name: app, image: app}\n";
+
+#[test]
+fn ist0102_ist0123_namespace_injection_labels() {
+    let bare = BASE.replace(", labels: {istio-injection: enabled}", "");
+    let m = one(&bare, "IST0102");
+    assert_eq!(m.level, Level::Info);
+    assert!(m.message.starts_with("The namespace is not enabled for Istio injection. Run 'kubectl label namespace prod istio-injection=enabled'"), "{m:?}");
+    none(BASE, "IST0102");
+    none(
+        &BASE.replace("istio-injection: enabled", "istio-injection: disabled"),
+        "IST0102",
+    );
+    let both = BASE.replace(
+        "labels: {istio-injection: enabled}",
+        "labels: {istio-injection: enabled, istio.io/rev: canary}",
+    );
+    let m = one(&both, "IST0123");
+    assert_eq!(
+        m.message,
+        "The namespace has more than one type of injection labels [istio-injection=enabled istio.io/rev=canary], which may lead to undefined behavior. Make sure only one injection label exists."
+    );
+    none(BASE, "IST0123");
+}
+
+#[test]
+fn ist0103_pod_missing_proxy_in_a_clusters_stored_pods() {
+    let injected = POD.replace("NAME", "injected").replace(
+        "  - {name: app, image: app}\n",
+        "  - {name: app, image: app}\n  - {name: istio-proxy, image: proxyv2}\n",
+    );
+    let plain = POD.replace("NAME", "plain");
+    let m = one(&format!("{BASE}{injected}{plain}"), "IST0103");
+    assert_eq!(
+        m.message,
+        "The pod prod/plain is missing the Istio proxy. This can often be resolved by restarting or redeploying the workload."
+    );
+    // Files written for skiff (no Pod carries an injected proxy): skiff adds the sidecar.
+    none(&format!("{BASE}{plain}"), "IST0103");
+    let off = plain.replace(
+        "labels: {app: plain}",
+        "labels: {app: plain}, annotations: {sidecar.istio.io/inject: \"false\"}",
+    );
+    none(&format!("{BASE}{injected}{off}"), "IST0103");
+}
+
+#[test]
+fn skf0030_init_container_before_the_sidecar() {
+    let with_init = POD.replace("NAME", "p").replace(
+        "  containers:\n",
+        "  initContainers:\n  - {name: migrate, image: migrate}\n  containers:\n",
+    );
+    let m = one(&format!("{BASE}{with_init}"), "SKF0030");
+    assert_eq!(m.level, Level::Warning);
+    assert!(m.message.contains("init container migrate"), "{m:?}");
+    assert!(m.fix.as_deref().unwrap().contains("nativeSidecar"), "{m:?}");
+    let native = with_init.replace(
+        "labels: {app: p}}",
+        "labels: {app: p}, annotations: {sidecar.istio.io/nativeSidecar: \"true\"}}",
+    );
+    none(&format!("{BASE}{native}"), "SKF0030");
+    let as_proxy = with_init.replace(
+        "{name: migrate, image: migrate}",
+        "{name: migrate, image: migrate, securityContext: {runAsUser: 1337}}",
+    );
+    none(&format!("{BASE}{as_proxy}"), "SKF0030");
+    let unmeshed = BASE.replace("istio-injection: enabled", "istio-injection: disabled");
+    none(&format!("{unmeshed}{with_init}"), "SKF0030");
+}
+
+const JOB: &str = "\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: report, namespace: prod}\nspec:\n  template:\n    metadata: {labels: {app: report}}\n    spec:\n      restartPolicy: Never\n      containers:\n      - {name: report, image: report, command: [\"sh\", \"-c\", \"make-report\"]}\n";
+
+#[test]
+fn skf0032_job_whose_sidecar_never_exits() {
+    let m = one(&format!("{BASE}{JOB}"), "SKF0032");
+    assert!(m.message.contains("Job prod/report"), "{m:?}");
+    let quits = JOB.replace(
+        "make-report",
+        "make-report && curl -sf -XPOST http://localhost:15020/quitquitquit",
+    );
+    none(&format!("{BASE}{quits}"), "SKF0032");
+    let cron = format!(
+        "\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: nightly, namespace: prod}}\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n{}",
+        JOB.split_once("spec:\n")
+            .unwrap()
+            .1
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    );
+    assert!(
+        one(&format!("{BASE}{cron}"), "SKF0032")
+            .message
+            .contains("CronJob prod/nightly")
+    );
+    let unmeshed = BASE.replace("istio-injection: enabled", "istio-injection: disabled");
+    none(&format!("{unmeshed}{JOB}"), "SKF0032");
+}
+
+#[test]
+fn skf0031_sidecar_resource_budget() {
+    let pod = |ann: &str| {
+        POD.replace("NAME", "p").replace(
+            "labels: {app: p}}",
+            &format!("labels: {{app: p}}, annotations: {{{ann}}}}}"),
+        )
+    };
+    let over = pod("sidecar.istio.io/proxyMemory: 2Gi");
+    let m = one(&format!("{BASE}{over}"), "SKF0031");
+    assert!(m.message.contains("default limit (1Gi)"), "{m:?}");
+    let fine = pod("sidecar.istio.io/proxyMemory: 256Mi, sidecar.istio.io/proxyCPU: 200m");
+    none(&format!("{BASE}{fine}"), "SKF0031");
+    let raised = pod("sidecar.istio.io/proxyMemory: 2Gi, sidecar.istio.io/proxyMemoryLimit: 3Gi");
+    none(&format!("{BASE}{raised}"), "SKF0031");
+    let unreadable = pod("sidecar.istio.io/proxyCPU: lots");
+    assert!(
+        one(&format!("{BASE}{unreadable}"), "SKF0031")
+            .message
+            .contains("not a Kubernetes quantity")
+    );
+    let tiny = pod("sidecar.istio.io/proxyMemoryLimit: 8Mi");
+    assert!(
+        one(&format!("{BASE}{tiny}"), "SKF0031")
+            .message
+            .contains("too little")
+    );
+    let cores = pod("sidecar.istio.io/proxyCPU: \"100\", sidecar.istio.io/proxyCPULimit: \"200\"");
+    let found = with(&format!("{BASE}{cores}"), "SKF0031");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().all(|m| m.message.contains("unit mistake")));
+}
+
+const DEPLOYMENT: &str = "\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: details, namespace: prod}\nspec:\n  selector: {matchLabels: {app: details}}\n  template:\n    metadata: {labels: {app: details}}\n    spec:\n      containers:\n      - {name: details, image: details, ports: [{containerPort: 9080}]}\n";
+
+fn service(name: &str, port: u32, target: u32, protocol: &str) -> String {
+    format!(
+        "\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n  selector: {{app: details}}\n  ports: [{{name: tcp-{name}, port: {port}, targetPort: {target}, protocol: {protocol}}}]\n"
+    )
+}
+
+#[test]
+fn ist0116_ist0137_services_of_a_deployment_disagree() {
+    let protocols = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9080, 9080, "UDP")
+    );
+    let m = one(&protocols, "IST0116");
+    assert_eq!(
+        m.message,
+        "This deployment details is associated with multiple services using port 9080 but different protocols: [prod/a prod/b]"
+    );
+    let ports = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9090, 9080, "TCP")
+    );
+    let m = one(&ports, "IST0137");
+    assert_eq!(
+        m.message,
+        "This deployment details is associated with multiple services [prod/a prod/b] using targetPort \"9080\" but different ports: [9080 9090]."
+    );
+    let agree = format!(
+        "{BASE}{DEPLOYMENT}{}{}",
+        service("a", 9080, 9080, "TCP"),
+        service("b", 9080, 9080, "TCP")
+    );
+    none(&agree, "IST0116");
+    none(&agree, "IST0137");
+    // Not in the mesh: Istio's analyzer leaves it alone.
+    let outside = protocols.replace("istio-injection: enabled", "istio-injection: disabled");
+    none(&outside, "IST0116");
+}
+
+#[test]
+fn ist0149_jwt_claim_route_without_request_authentication() {
+    let routes = format!(
+        "{BASE}{}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop, namespace: prod}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [a]\n  http:\n  - match:\n    - headers: {{\"@request.auth.claims.group\": {{exact: admin}}}}\n    route:\n    - destination: {{host: backend}}\n",
+        gateway("a", "istio: ingressgateway", 80, "shop.example.com")
+    );
+    let m = one(&routes, "IST0149");
+    assert_eq!(m.level, Level::Error);
+    assert!(
+        m.message.starts_with("The virtual service uses the JWT claim based routing (key: @request.auth.claims.group) but found no request authentication for the gateway (prod/a) pod (istio-ingressgateway)."),
+        "{m:?}"
+    );
+    let authn = "\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  jwtRules: [{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks\"}]\n";
+    none(&format!("{routes}{authn}"), "IST0149");
+    let plain_header = routes.replace("@request.auth.claims.group", "x-group");
+    none(&plain_header, "IST0149");
+}

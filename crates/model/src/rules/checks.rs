@@ -119,10 +119,38 @@ fn destinations(
         let RuleAction::Forward { destinations, .. } = &rule.action else {
             continue;
         };
-        for d in destinations {
+        let mirrors = rule.mirrors.iter().map(|m| (&m.destination, true));
+        for (d, mirror) in destinations.iter().map(|d| (d, false)).chain(mirrors) {
             let Some(service) =
                 find_service(registry, &d.host, &vs.namespace).map(|id| &registry.services()[id])
             else {
+                // The subset is looked up even so (as Istio's DestinationRuleAnalyzer
+                // does): a DestinationRule for the host may say it has no such subset.
+                if let Some(subset) = &d.subset
+                    && let Some(dr) = rules.destination_rule(
+                        &d.host,
+                        &vs.namespace,
+                        &Labels::new(),
+                        &vs.namespace,
+                    )
+                    && dr.subset(subset).is_none()
+                {
+                    findings.report_args(
+                        Severity::Error,
+                        Code::UnknownSubset,
+                        r,
+                        Some(&format!("{}.subset", d.field)),
+                        format!(
+                            "subset {subset} of {} is not defined: {} defines no subset named \
+                             {subset}; requests routed here fail with 503",
+                            d.host, dr.resource
+                        ),
+                        vec![
+                            "host+subset in destinationrule".into(),
+                            format!("{}+{subset}", d.host),
+                        ],
+                    );
+                }
                 findings.report_args(
                     Severity::Error,
                     Code::UnknownHost,
@@ -133,7 +161,10 @@ fn destinations(
                          ServiceEntry declares it); requests routed here fail with 503",
                         d.host
                     ),
-                    vec!["host".into(), d.host.clone()],
+                    vec![
+                        if mirror { "mirror host" } else { "host" }.into(),
+                        d.host.clone(),
+                    ],
                 );
                 continue;
             };
@@ -167,17 +198,21 @@ fn destinations(
                 }
             }
             match d.port {
-                Some(port) if !service.ports.iter().any(|p| p.port == port) => findings.report(
-                    Severity::Error,
-                    Code::UnknownPort,
-                    r,
-                    Some(&format!("{}.port", d.field)),
-                    format!(
-                        "{shown} has no port {port} (its ports: {:?})",
-                        service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
+                Some(port) if !service.ports.iter().any(|p| p.port == port) => findings
+                    .report_args(
+                        Severity::Error,
+                        Code::UnknownPort,
+                        r,
+                        Some(&format!("{}.port", d.field)),
+                        format!(
+                            "{shown} has no port {port} (its ports: {:?})",
+                            service.ports.iter().map(|p| p.port).collect::<Vec<_>>()
+                        ),
+                        vec!["host:port".into(), format!("{}:{port}", d.host)],
                     ),
-                ),
-                None if service.ports.len() > 1 && !vs.mesh => findings.report_args(
+                // Istio asks for the port whatever the VirtualService is bound to: a
+                // sidecar picks the port the call came to, but a gateway cannot.
+                None if service.ports.len() > 1 => findings.report_args(
                     Severity::Error,
                     Code::AmbiguousPort,
                     r,

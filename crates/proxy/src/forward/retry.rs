@@ -9,6 +9,7 @@
 //! upstream as it arrives, and such a request is not tried again once sent.
 
 use std::future::{Future, ready};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
@@ -47,20 +48,58 @@ pub(crate) struct Tally {
     pub(crate) last: Option<usize>,
 }
 
+/// The tries made so far, kept outside the tries' future: when the route's timeout
+/// drops that future (`UT`), the record still names the endpoint the last try went to.
+/// Two relaxed atomics on the request's stack, no allocation.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    attempts: AtomicU32,
+    last: AtomicUsize,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            attempts: AtomicU32::new(0),
+            last: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+impl Seen {
+    fn tried(&self, ep: usize) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.last.store(ep, Ordering::Relaxed);
+    }
+
+    /// The tally of tries cut short: how many were started, and the last endpoint.
+    pub(crate) fn tally(&self) -> Tally {
+        let last = self.last.load(Ordering::Relaxed);
+        Tally {
+            attempts: self.attempts.load(Ordering::Relaxed),
+            last: (last != usize::MAX).then_some(last),
+            ..Tally::default()
+        }
+    }
+}
+
 /// Sends `req` to an endpoint of `cluster`, and again to a new pick while `policy`
 /// allows. The tally says how many tries it took and whether the last one was still a
-/// failure the policy retries (`URX`), whatever that failure was.
+/// failure the policy retries (`URX`), whatever that failure was; `seen` follows the
+/// tries as they start.
 pub(super) async fn send(
     cluster: &ClusterRt,
     req: Request<ReqBody>,
     policy: Option<&RetryRt>,
     hash: Option<u64>,
+    seen: &Seen,
 ) -> (Result<Sent, Error>, Tally) {
     let Some(policy) = policy.filter(|p| p.attempts > 0) else {
         let ep = match pick(cluster, hash) {
             Ok(ep) => ep,
             Err(e) => return (Err(e), Tally::default()),
         };
+        seen.tried(ep);
         let r = once(ep, cluster, req).await.map_err(|e| e.error);
         return (
             r,
@@ -93,7 +132,7 @@ pub(super) async fn send(
         }
         _ => (req, None),
     };
-    let (result, unsent, last) = attempt(cluster, req, policy, hash).await;
+    let (result, unsent, last) = attempt(cluster, req, policy, hash, seen).await;
     match verdict(policy, &result, unsent.is_some() || head.is_some(), 0) {
         Verdict::Done(exhausted) => (
             result,
@@ -118,7 +157,10 @@ pub(super) async fn send(
             ),
             Ok(slot) => {
                 drop(result);
-                Box::pin(again(cluster, policy, head, unsent, outcome, slot, hash)).await
+                Box::pin(again(
+                    cluster, policy, head, unsent, outcome, slot, hash, seen,
+                ))
+                .await
             }
         },
     }
@@ -197,11 +239,13 @@ fn attempt<'a>(
     req: Request<ReqBody>,
     policy: &RetryRt,
     hash: Option<u64>,
+    seen: &Seen,
 ) -> impl Future<Output = Tried> + 'a {
     let ep = match pick(cluster, hash) {
         Ok(ep) => ep,
         Err(e) => return Either::Left(ready((Err(e), Some(req), None))),
     };
+    seen.tried(ep);
     let fut = once(ep, cluster, req);
     Either::Right(match policy.per_try_timeout {
         Some(t) => Either::Left(tokio::time::timeout(t, fut).map(move |r| match r {
@@ -219,6 +263,7 @@ fn attempt<'a>(
 }
 
 /// The tries after the first.
+#[allow(clippy::too_many_arguments)] // reason: the state of the first try, handed on as is
 async fn again(
     cluster: &ClusterRt,
     policy: &RetryRt,
@@ -227,6 +272,7 @@ async fn again(
     mut outcome: Outcome,
     mut slot: Option<Slot>,
     hash: Option<u64>,
+    seen: &Seen,
 ) -> (Result<Sent, Error>, Tally) {
     let mut retries = 0u32;
     loop {
@@ -237,7 +283,7 @@ async fn again(
         let Some(req) = unsent.take().or_else(|| head.as_ref().map(rebuild)) else {
             unreachable!("a retry is only started with a request to send");
         };
-        let (result, back, last) = attempt(cluster, req, policy, hash).await;
+        let (result, back, last) = attempt(cluster, req, policy, hash, seen).await;
         match verdict(policy, &result, back.is_some() || head.is_some(), retries) {
             Verdict::Done(exhausted) => {
                 return (

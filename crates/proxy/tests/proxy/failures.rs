@@ -62,7 +62,10 @@ async fn route_timeout_is_504_ut() {
     let r = get(p.outbound(), "http://backend/delay/3000").await;
     assert_eq!(r.status, 504);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(p.log_line("/delay/3000").await.contains(" 504 UT "));
+    let line = p.log_line("/delay/3000").await;
+    assert!(line.contains(" 504 UT "), "{line}");
+    // The endpoint the cut-short try went to is the record's upstream host.
+    assert!(line.contains(&format!(" \"{}\" ", slow.addr)), "{line}");
     // Fast requests on the same route are fine.
     assert_eq!(
         get(p.outbound(), "http://backend/delay/1").await.status,
