@@ -362,8 +362,11 @@ async fn ingress_routes_bookinfos_paths_to_productpage() -> Result<()> {
         .await?;
     assert_eq!(reply.status, 404, "{reply:?}");
     mesh.log_line(GATEWAY, " 404 NR ").await?;
-    mesh.log_line(GATEWAY, "outbound|9080||productpage.default.svc.cluster.local")
-        .await?;
+    mesh.log_line(
+        GATEWAY,
+        "outbound|9080||productpage.default.svc.cluster.local",
+    )
+    .await?;
 
     Ok(())
 }

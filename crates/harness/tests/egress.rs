@@ -11,7 +11,8 @@
 //! - Egress gateway: a ServiceEntry whose endpoint is named by DNS, a Gateway on the
 //!   egress gateway for the host, a VirtualService that sends the mesh's requests to
 //!   the gateway and the gateway's to the host: the request goes client sidecar →
-//!   egress gateway → external server.
+//!   egress gateway → external server; and the task's mutual-TLS variant, the
+//!   gateway's server in `ISTIO_MUTUAL` mode.
 
 #[path = "shared/example.rs"]
 mod example;
@@ -140,17 +141,23 @@ async fn allow_any_registry_only_and_a_service_entry_resolved_by_dns() -> Result
     mesh.log_line(CLIENT, "PassthroughCluster").await?;
 
     // REGISTRY_ONLY: refused at the sidecar, the external server never sees it.
-    mesh.write_config("mesh.yaml", &mesh_mode("REGISTRY_ONLY")).await?;
+    mesh.write_config("mesh.yaml", &mesh_mode("REGISTRY_ONLY"))
+        .await?;
     mesh.wait_synced().await?;
     let seen = ext.hits.load(Ordering::Relaxed);
     let reply = until_status(&mesh, CLIENT, &url, 502).await?;
     assert_eq!(reply.header("x-app"), "", "{reply:?}");
     mesh.log_line(CLIENT, "BlackHoleCluster").await?;
-    assert_eq!(ext.hits.load(Ordering::Relaxed), seen, "refused before it left");
+    assert_eq!(
+        ext.hits.load(Ordering::Relaxed),
+        seen,
+        "refused before it left"
+    );
 
     // The ServiceEntry makes the host known: resolved by DNS in the sidecar, routed
     // to its own cluster.
-    mesh.write_config("httpbin-ext.yaml", &service_entry(port)).await?;
+    mesh.write_config("httpbin-ext.yaml", &service_entry(port))
+        .await?;
     mesh.wait_synced().await?;
     let reply = until_status(&mesh, CLIENT, &url, 200).await?;
     assert_eq!(reply.header("x-app"), "external", "{reply:?}");
@@ -296,4 +303,134 @@ async fn the_mesh_reaches_the_external_host_through_the_egress_gateway() -> Resu
         Some(&format!("external.example.com:{port}"))
     );
     Ok(())
+}
+
+/// The egress-gateway task's mutual-TLS variant: the gateway's server on 443 in
+/// `ISTIO_MUTUAL` mode, the sidecars' DestinationRule for the gateway with
+/// `tls.mode: ISTIO_MUTUAL` and `sni` on port 443, the mesh rule to port 443.
+fn through_egress_gateway_with_mtls(port: u16) -> String {
+    format!(
+        "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    hosts:
+    - external.example.com
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-cnn
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+    trafficPolicy:
+      loadBalancer:
+        simple: ROUND_ROBIN
+      portLevelSettings:
+      - port:
+          number: 443
+        tls:
+          mode: ISTIO_MUTUAL
+          sni: external.example.com
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-cnn-through-egress-gateway
+spec:
+  hosts:
+  - external.example.com
+  gateways:
+  - istio-egressgateway
+  - mesh
+  http:
+  - match:
+    - gateways:
+      - mesh
+      port: {port}
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 443
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+    route:
+    - destination:
+        host: external.example.com
+        port:
+          number: {port}
+      weight: 100
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_reach_the_egress_gateway_with_istio_mutual_tls() -> Result<()> {
+    let ext = external().await?;
+    let port = ext.addr.port();
+    let url = format!("http://external.example.com:{port}/politics");
+    let mut files = example("egress", 22)?;
+    files.push(("cnn.yaml".into(), cnn_entry(port)));
+    files.push((
+        "egress-gateway.yaml".into(),
+        through_egress_gateway_with_mtls(port),
+    ));
+    let mesh = Mesh::start(&borrowed(&files)).await?;
+
+    let reply = until_status(&mesh, CLIENT, &url, 200).await?;
+    assert_eq!(reply.header("x-app"), "external", "{reply:?}");
+    let line = mesh
+        .log_line(
+            CLIENT,
+            "outbound|443|cnn|istio-egressgateway.istio-system.svc.cluster.local",
+        )
+        .await?;
+    assert!(line.contains(" 200 "), "{line}");
+    // The gateway terminated the mesh's TLS: it knows who called.
+    let line = mesh
+        .log_line(EGRESS, &format!("outbound|{port}||external.example.com"))
+        .await?;
+    assert!(line.contains("/politics"), "{line}");
+
+    // Plain text to the gateway's 443 is refused: only the mesh's TLS is served there.
+    let gateway = mesh.proxy(EGRESS).gateway(443).expect("port 443 served");
+    let seen = ext.hits.load(Ordering::Relaxed);
+    let plain = plain_get(gateway).await.unwrap_or_default();
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    mesh.log_line(EGRESS, "DPE").await?;
+    assert_eq!(ext.hits.load(Ordering::Relaxed), seen, "nothing went out");
+    Ok(())
+}
+
+/// A plain-text GET to `addr`: what came back before the server closed.
+async fn plain_get(addr: SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        b"GET /politics HTTP/1.1\r\nhost: external.example.com\r\nconnection: close\r\n\r\n",
+    )
+    .await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| std::io::Error::other("no close"))??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -153,13 +153,25 @@ async fn circuit_breaking_answers_the_overflow_503_uo() -> Result<()> {
     let ok = counts.get(&200).copied().unwrap_or(0);
     let overflow = counts.get(&503).copied().unwrap_or(0);
     assert_eq!(ok + overflow, N, "only 200 and 503: {counts:?}");
-    assert!(overflow > 0, "three connections overflow one plus one pending: {counts:?}");
+    assert!(
+        overflow > 0,
+        "three connections overflow one plus one pending: {counts:?}"
+    );
     assert!(ok > 0, "one request at a time still passes: {counts:?}");
     // Each admitted request was answered by httpbin; a refused one never reached it.
     let after = mesh.proxy(V1).app_hits(APP_PORT) + mesh.proxy(V2).app_hits(APP_PORT);
-    assert_eq!(after - before, ok, "httpbin answered exactly the 200s: {counts:?}");
+    assert_eq!(
+        after - before,
+        ok,
+        "httpbin answered exactly the 200s: {counts:?}"
+    );
     let logged = count_log(&mesh, CLIENT, " 503 UO ");
-    assert_eq!(logged, overflow, "each 503 is flagged UO: {:#?}", mesh.logs(CLIENT));
+    assert_eq!(
+        logged,
+        overflow,
+        "each 503 is flagged UO: {:#?}",
+        mesh.logs(CLIENT)
+    );
     // Local overflow is not the endpoint's failure: nothing was ejected, so a request
     // alone passes again.
     let again = mesh.get_via(CLIENT, "http://httpbin:8000/get").await?;

@@ -459,7 +459,9 @@ impl Proxy {
         };
         match self.apply_locked(&mut state, version.clone(), config) {
             Ok(()) => tracing::info!(version, "DNS answers changed; endpoints updated"),
-            Err(e) => tracing::warn!(version, reason = %e, "DNS answers changed but the config could not be applied again"),
+            Err(e) => {
+                tracing::warn!(version, reason = %e, "DNS answers changed but the config could not be applied again")
+            }
         }
     }
 

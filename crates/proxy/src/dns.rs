@@ -74,7 +74,11 @@ impl Names {
                     continue;
                 };
                 let found = state.found.get(name).map_or(&[][..], Vec::as_slice);
-                let take = if *all { found.len() } else { found.len().min(1) };
+                let take = if *all {
+                    found.len()
+                } else {
+                    found.len().min(1)
+                };
                 for ip in &found[..take] {
                     let mut one = e.clone();
                     one.address = SocketAddr::new(*ip, e.address.port());
@@ -214,7 +218,10 @@ mod tests {
         let c = config(vec![endpoint("a", true, 80), endpoint("b", false, 81)]);
         let (first, new) = names.expand(&c).expect("names");
         assert!(new);
-        assert!(first.clusters[0].endpoints.is_empty(), "nothing resolved yet");
+        assert!(
+            first.clusters[0].endpoints.is_empty(),
+            "nothing resolved yet"
+        );
         let ips: Vec<IpAddr> = vec![[10, 0, 0, 2].into(), [10, 0, 0, 1].into()];
         assert!(names.record("a", ips.clone()));
         assert!(names.record("b", ips.clone()));
@@ -235,7 +242,11 @@ mod tests {
         let names = Names::default();
         names.expand(&config(vec![endpoint("a", true, 80)]));
         names.record_missing("a");
-        assert_eq!(names.next_round(), RETRY, "a name without address is retried soon");
+        assert_eq!(
+            names.next_round(),
+            RETRY,
+            "a name without address is retried soon"
+        );
         assert!(names.expand(&ProxyConfig::default()).is_none());
         assert_eq!(names.next_round(), REFRESH);
         assert!(names.wanted().is_empty());

@@ -1,13 +1,23 @@
 //! Opaque TCP: connect to an endpoint, copy bytes both ways, finish the connection's
-//! record.
+//! record. A connection with no byte either way for the cluster's `tcp.idleTimeout`
+//! (Envoy's TCP proxy default: 1 hour; `0s`: never) is closed, as Envoy's TCP proxy
+//! does.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::record::{BytesIn, Record};
 use crate::transport::Io;
 use crate::upstream::{ClusterRt, EndpointState, Outcome};
 use crate::{Error, ResponseFlag};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// Envoy's TCP proxy idle timeout when `tcp.idleTimeout` is not set.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Picks an endpoint of `cluster` and connects to it (with the transport header when it
 /// is behind a peer proxy).
@@ -63,11 +73,30 @@ pub(crate) async fn splice_until<D, U>(
         m.tcp_opened(&rec);
         rec.tcp_opened = true;
     }
+    let idle = upstream
+        .breaker
+        .as_ref()
+        .and_then(|b| b.tcp_idle_timeout())
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    let activity = Activity::new();
+    let mut down = Watched {
+        inner: &mut down,
+        activity: &activity,
+    };
+    let mut up = Watched {
+        inner: &mut up,
+        activity: &activity,
+    };
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut down, &mut up) => copied,
         reason = stop => {
             tracing::info!(upstream = %upstream.display, "connection closed: {reason}");
             rec.details = Some(reason);
+            Ok((0, 0))
+        }
+        () = activity.idle_for(idle), if !idle.is_zero() => {
+            tracing::debug!(upstream = %upstream.display, ?idle, "idle TCP connection closed");
+            rec.details = Some(format!("idle timeout: no bytes either way for {idle:?}").into());
             Ok((0, 0))
         }
     };
@@ -91,4 +120,88 @@ pub(crate) fn failed(mut rec: Box<Record>, e: &Error) {
     rec.flag = e.response_flag();
     rec.details = Some(e.to_string().into());
     rec.finish();
+}
+
+/// When bytes last moved on a connection, in milliseconds since it was opened.
+struct Activity {
+    opened: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no byte has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A stream that marks [`Activity`] whenever it reads bytes.
+struct Watched<'a, S> {
+    inner: &'a mut S,
+    activity: &'a Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result};
 /// The YAML files of `examples/<name>`, each `127.0.<net>.N` address turned into
 /// `{{ip.<name>N}}` so that the harness gives the mesh fresh addresses.
 pub(crate) fn example(name: &str, net: u8) -> Result<Vec<(String, String)>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
     let prefix = format!("127.0.{net}.");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {

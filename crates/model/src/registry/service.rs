@@ -164,11 +164,12 @@ pub(super) fn collect<'a>(
         let by_name = |name: &str| {
             dns_all.and_then(|all| {
                 let name = name.trim().trim_end_matches('.');
-                (!name.is_empty() && name.parse::<IpAddr>().is_err() && !name.contains('/'))
-                    .then(|| crate::config::DnsLookup {
+                (!name.is_empty() && name.parse::<IpAddr>().is_err() && !name.contains('/')).then(
+                    || crate::config::DnsLookup {
                         name: name.to_ascii_lowercase(),
                         all,
-                    })
+                    },
+                )
             })
         };
         let mut inline_endpoints = Vec::new();
@@ -206,6 +207,8 @@ pub(super) fn collect<'a>(
         }
         let selector = se.workload_selector.as_ref().map(|s| s.labels.clone());
         let mut resolved_hosts = 0;
+        // Host index → the endpoint that resolves that host (each host its own name).
+        let mut host_endpoints = std::collections::BTreeMap::new();
         if se.endpoints.is_empty() && selector.is_none() {
             // No endpoints: the hosts themselves are resolved (a wildcard host cannot be).
             for (i, h) in se.hosts.iter().enumerate() {
@@ -225,7 +228,7 @@ pub(super) fn collect<'a>(
                     dns: Some(dns),
                     resource: resource_ref(r),
                 };
-                inline_endpoints.push(workload.id());
+                host_endpoints.insert(i, workload.id());
                 workloads.push(workload);
                 resolved_hosts += 1;
             }
@@ -254,7 +257,11 @@ pub(super) fn collect<'a>(
             );
         }
         let mesh_internal = se.location == Some(Location::MeshInternal);
-        for h in &se.hosts {
+        for (i, h) in se.hosts.iter().enumerate() {
+            let inline_endpoints = match host_endpoints.get(&i) {
+                Some(id) => vec![String::clone(id)],
+                None => inline_endpoints.clone(),
+            };
             out.push(Declared {
                 service: Service {
                     hostname: h.trim_end_matches('.').to_ascii_lowercase(),
@@ -268,7 +275,7 @@ pub(super) fn collect<'a>(
                     resource: resource_ref(r),
                 },
                 selector: selector.clone(),
-                inline_endpoints: inline_endpoints.clone(),
+                inline_endpoints,
                 resource: r,
             });
         }
