@@ -204,8 +204,17 @@ metadata: {name: named, namespace: egress}
 spec:
   hosts: [api.example.com]
   ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: DNS_ROUND_ROBIN
+  resolution: DNS
   endpoints: [{address: backend.internal.}, {address: 192.0.2.7}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: first, namespace: egress}
+spec:
+  hosts: [first.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+  endpoints: [{address: lb.internal}]
 "#,
     );
     let r = mesh.registry();
@@ -228,10 +237,15 @@ spec:
         dns_of("b.example.com"),
         [Some(("b.example.com".into(), true))]
     );
-    // Named endpoints are resolved, addresses kept; the first address only.
+    // Named endpoints are resolved, addresses kept.
     assert_eq!(
         dns_of("api.example.com"),
-        [Some(("backend.internal".into(), false)), None]
+        [Some(("backend.internal".into(), true)), None]
+    );
+    // DNS_ROUND_ROBIN: the first address only.
+    assert_eq!(
+        dns_of("first.example.com"),
+        [Some(("lb.internal".into(), false))]
     );
     assert!(messages(&mesh, Code::WorkloadWithoutAddress).is_empty());
     assert!(messages(&mesh, Code::NotImplemented).is_empty());
