@@ -5,7 +5,7 @@
 //! `ISTIO_MUTUAL` serves the gateway's own workload certificate (rotated in place) and
 //! requires a client certificate of the mesh, as a sidecar's inbound listener does:
 //! what a sidecar whose DestinationRule says `ISTIO_MUTUAL` speaks to an egress
-//! gateway. The peer's identity is then known to the gateway's policies.
+//! gateway. The peer's identity is kept on the connection, as at a sidecar's inbound.
 //!
 //! Certificates come from `serverCertificate` / `privateKey` / `caCertificates`, or from
 //! `credentialName`, read as TLS origination reads it: in local mode a directory of the
