@@ -366,10 +366,7 @@ spec:
         .collect();
     assert_eq!(
         warned,
-        [
-            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
-            "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol",
-        ]
+        ["spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol"]
     );
 }
 

@@ -160,6 +160,7 @@ fn cluster(subset: &str, app: SocketAddr) -> Cluster {
             spiffe_id: String::new(),
             sidecar: true,
             mtls: false,
+            dns: None,
         }],
         connect_timeout: Duration::from_secs(2),
         tls: Default::default(),

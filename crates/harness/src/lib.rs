@@ -12,7 +12,9 @@
 //!   workload's SPIFFE id, whose config comes over xDS on TLS, and whose certificate is
 //!   renewed by the agent for as long as the mesh runs;
 //! - a test app per workload, on every inbound port of the workload: it answers 200
-//!   with its workload's name and tells what reached it ([`header`]).
+//!   with its workload's name and tells what reached it ([`header`]);
+//! - for a WorkloadEntry that a Gateway selects (an ingress or egress gateway): a
+//!   gateway proxy, no app, serving each server port plus [`GATEWAY_PORT_OFFSET`].
 //!
 //! Every mesh has its own loopback addresses, so tests run in parallel: write
 //! `{{ip.NAME}}` where an address goes (a WorkloadEntry's `address`) and the harness
@@ -63,6 +65,10 @@ pub use client::Reply;
 const TRUST_DOMAIN: &str = "cluster.local";
 /// How long any one condition may take before the harness gives up and says which.
 const PATIENCE: Duration = Duration::from_secs(20);
+/// Added to a gateway server's port, as `skiff up --gateway-port-offset` does by
+/// default, so that port 80 is served on 8080 without privileges (the ports Istio's
+/// gateway Services map 80 and 443 to: 8080 and 8443).
+pub const GATEWAY_PORT_OFFSET: u16 = 8000;
 /// How often a condition is looked at again.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -138,6 +144,19 @@ impl Workload {
     /// service now.
     pub fn tls(&self) -> &MeshTls {
         &self.tls
+    }
+
+    /// The authority of every request the app on `port` received, in order.
+    pub fn app_hosts(&self, port: u16) -> Vec<String> {
+        self.apps.get(&port).map_or_else(Vec::new, |a| {
+            a.hosts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
+    }
+
+    /// Where a gateway serves its Gateway server `port` (the port plus
+    /// [`GATEWAY_PORT_OFFSET`]), once its config opened it.
+    pub fn gateway(&self, port: u16) -> Option<SocketAddr> {
+        self.proxy.gateway_addr(port)
     }
 
     /// Requests the app on `port` has answered.
@@ -301,6 +320,20 @@ impl Mesh {
         client::send_with(self.proxy(from).outbound(), Method::GET, url, headers).await
     }
 
+    /// A GET of `url` (absolute: its authority is the `host` the gateway routes by) sent
+    /// straight to gateway `gateway`'s server `port`, as a client outside the mesh does.
+    pub async fn get_gateway(
+        &self,
+        gateway: &str,
+        port: u16,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        let w = self.proxy(gateway);
+        let at = until(&format!("{gateway} serves port {port}"), || w.gateway(port)).await?;
+        client::send_with(at, Method::GET, url, headers).await
+    }
+
     /// A request with any method, as [`Mesh::get_via`].
     pub async fn request_via(
         &self,
@@ -452,6 +485,9 @@ struct Plan {
     address: IpAddr,
     spiffe_id: SpiffeId,
     ports: Vec<u16>,
+    /// A gateway proxy (its WorkloadEntry's labels are selected by a Gateway): no app,
+    /// and its servers on their port plus [`GATEWAY_PORT_OFFSET`].
+    gateway: bool,
 }
 
 fn plan(dir: &Path) -> anyhow::Result<Vec<Plan>> {
@@ -471,9 +507,7 @@ fn plan(dir: &Path) -> anyhow::Result<Vec<Plan>> {
         let Some(config) = model.compile(id) else {
             continue;
         };
-        if config.node.kind != ProxyKind::Sidecar {
-            continue;
-        }
+        let gateway = config.node.kind == ProxyKind::Gateway;
         let Some(address) = config.node.address else {
             continue;
         };
@@ -488,7 +522,12 @@ fn plan(dir: &Path) -> anyhow::Result<Vec<Plan>> {
                 .spiffe_id
                 .parse()
                 .with_context(|| format!("the identity of {id}"))?,
-            ports: config.inbound.iter().map(|p| p.target_port).collect(),
+            ports: if gateway {
+                Vec::new()
+            } else {
+                config.inbound.iter().map(|p| p.target_port).collect()
+            },
+            gateway,
         });
     }
     Ok(plans)
@@ -514,6 +553,7 @@ async fn start_workload(
         access_log: AccessLogTarget::Memory(log.clone()),
         drain_timeout: Duration::from_secs(1),
         mesh_tls: Some(tls.clone()),
+        gateway_port_offset: if plan.gateway { GATEWAY_PORT_OFFSET } else { 0 },
         ..ProxyOptions::default()
     })
     .await

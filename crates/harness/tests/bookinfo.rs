@@ -307,3 +307,66 @@ async fn fault_injection_aborts_jasons_calls_to_ratings() -> Result<()> {
     );
     Ok(())
 }
+
+/// The ingress gateway `skiff up` adds for `istio: ingressgateway`, written out.
+const INGRESS_GATEWAY: &str = "\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+spec:
+  address: {{ip.ingress}}
+  serviceAccount: istio-ingressgateway-service-account
+  labels:
+    istio: ingressgateway
+";
+
+/// Ingress: Istio's `bookinfo-gateway.yaml` in place of the example's own, unchanged:
+/// the gateway's port 8080 takes Bookinfo's paths to productpage, any host, and
+/// answers other paths 404 `NR`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_routes_bookinfos_paths_to_productpage() -> Result<()> {
+    let Some(dir) = task_files() else {
+        return Ok(());
+    };
+    let mut files: Vec<(String, String)> = example()?
+        .into_iter()
+        .filter(|(n, _)| !n.contains("gateway"))
+        .collect();
+    for name in ["bookinfo-gateway.yaml", "destination-rule-all.yaml"] {
+        files.push((name.to_owned(), task(&dir, name)?));
+    }
+    files.push(("ingress.yaml".into(), INGRESS_GATEWAY.into()));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let mesh = Mesh::start(&files).await?;
+    const GATEWAY: &str = "istio-ingressgateway.istio-system";
+    for (path, host) in [
+        ("/productpage", "127.0.0.1"),
+        ("/static/img/x.png", "bookinfo.example"),
+        ("/login", "anything"),
+        ("/api/v1/products/0", "shop"),
+    ] {
+        let reply = mesh
+            .get_gateway(GATEWAY, 8080, &format!("http://{host}{path}"), &[])
+            .await?;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.header(header::APP), PRODUCTPAGE, "{path}: {reply:?}");
+        assert_eq!(reply.header(header::PATH), path, "{reply:?}");
+    }
+    let reply = mesh
+        .get_gateway(GATEWAY, 8080, "http://127.0.0.1/elsewhere", &[])
+        .await?;
+    assert_eq!(reply.status, 404, "{reply:?}");
+    mesh.log_line(GATEWAY, " 404 NR ").await?;
+    mesh.log_line(
+        GATEWAY,
+        "outbound|9080||productpage.default.svc.cluster.local",
+    )
+    .await?;
+
+    Ok(())
+}

@@ -585,4 +585,20 @@ pub struct Endpoint {
     /// is in the mesh and its namespace is not DISABLE).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mtls: bool,
+    /// A ServiceEntry endpoint (or host) with `resolution: DNS` or `DNS_ROUND_ROBIN`:
+    /// the proxy resolves this name and connects to what it finds (then `address`
+    /// holds only the port, with the unspecified IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsLookup>,
+}
+
+/// A name the proxy resolves to endpoints, as Envoy's DNS clusters do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsLookup {
+    /// The host name.
+    pub name: String,
+    /// `resolution: DNS` (Envoy's `STRICT_DNS`): every address the name resolves to
+    /// is an endpoint. `false` for `DNS_ROUND_ROBIN` (`LOGICAL_DNS`): only the first.
+    pub all: bool,
 }

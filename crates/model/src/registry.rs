@@ -145,6 +145,9 @@ pub struct Workload {
     pub sidecar: bool,
     /// Load-balancing weight (WorkloadEntry `weight`, default 1).
     pub weight: u32,
+    /// A ServiceEntry endpoint named by DNS (`resolution: DNS` or `DNS_ROUND_ROBIN`),
+    /// resolved by the proxy; then `address` is `None`.
+    pub dns: Option<crate::config::DnsLookup>,
     /// The resource that declared it.
     pub resource: ResourceRef,
 }

@@ -121,6 +121,7 @@ fn mesh(services: usize) -> ProxyConfig {
                 spiffe_id: String::new(),
                 sidecar: true,
                 mtls: false,
+                dns: None,
             }],
             connect_timeout: Duration::from_secs(10),
             tls: Default::default(),

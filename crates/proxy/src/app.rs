@@ -167,6 +167,8 @@ struct Shared {
     admin_addr: SocketAddr,
     state: Mutex<State>,
     quit: Notify,
+    /// The endpoints named by DNS and what they resolved to.
+    dns: Arc<crate::dns::Names>,
 }
 
 #[derive(Debug)]
@@ -178,6 +180,9 @@ struct State {
     rejected: Option<(String, String)>,
     drain_watch: Option<DrainWatch>,
     drain_trigger: Option<DrainTrigger>,
+    /// The config in service as it came, when it has endpoints named by DNS: applied
+    /// again when what a name resolves to changes.
+    dns_config: Option<(String, ProxyConfig)>,
 }
 
 impl Proxy {
@@ -247,8 +252,10 @@ impl Proxy {
                     rejected: None,
                     drain_watch: Some(watch),
                     drain_trigger: Some(trigger),
+                    dns_config: None,
                 }),
                 quit: Notify::new(),
+                dns: Arc::default(),
                 options,
             }),
         };
@@ -318,6 +325,12 @@ impl Proxy {
             tracing::warn!(%ip, %wanted_ip, "node address changed; listeners stay where they are");
         }
         let sidecar = config.node.kind == ProxyKind::Sidecar;
+        // Endpoints named by DNS: the addresses found so far (the config as it came is
+        // kept, to be applied again when they change).
+        let (config, as_given, new_name) = match self.shared.dns.expand(&config) {
+            Some((expanded, new)) => (expanded, Some((version.clone(), config)), new),
+            None => (config, None, false),
+        };
         let build = crate::config::BuildInputs {
             registry: &inputs.endpoints,
             mesh: opts.mesh_tls.as_ref(),
@@ -360,6 +373,13 @@ impl Proxy {
         }
 
         let previous = inputs.snapshot.swap(Some(Arc::new(snapshot)));
+        state.dns_config = as_given;
+        if state.dns_config.is_some() {
+            self.start_resolver();
+            if new_name {
+                self.shared.dns.wake.notify_one();
+            }
+        }
         inputs.changes.send_modify(|n| *n += 1);
         let current = inputs.current();
         if let Some(s) = &current {
@@ -409,6 +429,47 @@ impl Proxy {
                 .spawn(accept_loop(listener, role, inputs, drain, stop_rx));
         }
         Ok(())
+    }
+
+    /// Resolves the config's DNS names on a task of its own, until the proxy is gone.
+    fn start_resolver(&self) {
+        if !self.shared.dns.start() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let names = self.shared.dns.clone();
+        self.shared.data.spawn(async move {
+            loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                if names.resolve_all().await {
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    Proxy { shared }.reapply_dns();
+                }
+                let wait = names.next_round();
+                tokio::select! {
+                    () = names.wake.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        });
+    }
+
+    /// Applies the config in service again with what its DNS names resolve to now.
+    fn reapply_dns(&self) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((version, config)) = state.dns_config.clone() else {
+            return;
+        };
+        match self.apply_locked(&mut state, version.clone(), config) {
+            Ok(()) => tracing::info!(version, "DNS answers changed; endpoints updated"),
+            Err(e) => {
+                tracing::warn!(version, reason = %e, "DNS answers changed but the config could not be applied again")
+            }
+        }
     }
 
     /// The snapshot in service, if any config was accepted.

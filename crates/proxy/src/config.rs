@@ -380,6 +380,7 @@ impl Snapshot {
                         &port.tls,
                         alpn,
                         inputs.credentials,
+                        inputs.mesh,
                         &mut warnings,
                     ) {
                         Ok(servers) => Some(Box::new(servers)),

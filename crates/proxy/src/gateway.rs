@@ -60,7 +60,7 @@ async fn terminate(
                 return Err("the client did not start a TLS handshake".to_string());
             }
         };
-        let Some(config) = servers.select(name.as_deref()) else {
+        let Some((config, mesh)) = servers.select(name.as_deref()) else {
             return Err(format!(
                 "no TLS server of port {port} serves {}",
                 name.as_deref()
@@ -71,15 +71,20 @@ async fn terminate(
             .accept(Rewind::new(seen, stream))
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        Ok((tls, name))
+        Ok((tls, name, mesh))
     };
-    let (tls, name) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let (tls, name, mesh) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(reason)) => return refuse(&conn, reason),
         Err(_) => return refuse(&conn, "no TLS handshake within 10s".into()),
     };
+    // Under ISTIO_MUTUAL the client proved a mesh identity, as at a sidecar's inbound.
+    let peer_identity = mesh
+        .then(|| skiff_identity::peer_identity(tls.get_ref().1))
+        .flatten()
+        .map(|id| Arc::<str>::from(id.to_string()));
     let conn = conn.with_tls(TlsInfo {
-        peer_identity: None,
+        peer_identity,
         sni: name.map(Arc::from),
         alpn: tls.get_ref().1.alpn_protocol().map(Arc::from),
         xfcc: None,

@@ -37,6 +37,7 @@ mod authn;
 mod authz;
 pub mod config;
 mod conn;
+mod dns;
 mod drain;
 mod error;
 mod failures;

@@ -1,18 +1,21 @@
 //! Opaque TCP: connect to an endpoint, copy bytes both ways, finish the connection's
-//! record.
+//! record. A connection with no byte either way for the cluster's `tcp.idleTimeout`
+//! (Envoy's TCP proxy default: 1 hour; `0s`: never) is closed, as Envoy's TCP proxy
+//! does.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-
-use tokio::io::ReadBuf;
+use std::time::Duration;
 
 use crate::record::{BytesIn, Record};
 use crate::transport::Io;
 use crate::upstream::{ClusterRt, EndpointState, Outcome};
 use crate::{Error, ResponseFlag};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
 
 /// Picks an endpoint of `cluster` and connects to it (with the transport header when it
 /// is behind a peer proxy).
@@ -68,32 +71,31 @@ pub(crate) async fn splice_until<D, U>(
         m.tcp_opened(&rec);
         rec.tcp_opened = true;
     }
-    let moved = AtomicU64::new(0);
-    let mut down = Moved {
-        io: &mut down,
-        moved: &moved,
+    let idle = upstream
+        .breaker
+        .as_ref()
+        .and_then(|b| b.tcp_idle_timeout())
+        // Without a DestinationRule's: the proxy's own (`--tcp-idle-timeout`, 1 h).
+        .unwrap_or_else(|| rec.conn.inputs.limits.tcp_idle_timeout.unwrap_or(Duration::ZERO));
+    let activity = Activity::new();
+    let mut down = Watched {
+        inner: &mut down,
+        activity: &activity,
     };
-    let tcp_idle_timeout = rec.conn.inputs.limits.tcp_idle_timeout;
-    let idle = async {
-        match tcp_idle_timeout {
-            Some(timeout) => {
-                crate::limits::idle(timeout, || Some(moved.load(Ordering::Relaxed))).await;
-                timeout
-            }
-            None => std::future::pending().await,
-        }
+    let mut up = Watched {
+        inner: &mut up,
+        activity: &activity,
     };
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut down, &mut up) => copied,
-        timeout = idle => {
-            let reason = format!("idle timeout: no byte either way for {}s", timeout.as_secs());
-            tracing::debug!(upstream = %upstream.display, "connection closed: {reason}");
-            rec.details = Some(reason.into());
-            Ok((0, 0))
-        }
         reason = stop => {
             tracing::info!(upstream = %upstream.display, "connection closed: {reason}");
             rec.details = Some(reason);
+            Ok((0, 0))
+        }
+        () = activity.idle_for(idle), if !idle.is_zero() => {
+            tracing::debug!(upstream = %upstream.display, ?idle, "idle TCP connection closed");
+            rec.details = Some(format!("idle timeout: no bytes either way for {idle:?}").into());
             Ok((0, 0))
         }
     };
@@ -111,54 +113,94 @@ pub(crate) async fn splice_until<D, U>(
     rec.finish();
 }
 
-/// The downstream side of a splice, counting the reads and writes that move bytes, so
-/// the idle timeout can tell a quiet connection from a busy one.
-struct Moved<'a, T> {
-    io: &'a mut T,
-    moved: &'a AtomicU64,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Moved<'_, T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *self.io).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Moved<'_, T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut *self.io).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_shutdown(cx)
-    }
-}
-
 /// Finishes the record of a TCP connection that never reached an upstream.
 pub(crate) fn failed(mut rec: Box<Record>, e: &Error) {
     tracing::debug!(error = %e, route = ?rec.route, "tcp connection failed");
     rec.flag = e.response_flag();
     rec.details = Some(e.to_string().into());
     rec.finish();
+}
+
+/// When bytes last moved on a connection, in milliseconds since it was opened.
+struct Activity {
+    opened: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no byte has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A stream that marks [`Activity`] whenever it reads bytes.
+struct Watched<'a, S> {
+    inner: &'a mut S,
+    activity: &'a Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

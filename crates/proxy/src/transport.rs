@@ -57,6 +57,9 @@ pub(crate) enum UpstreamTls {
     Mesh {
         identity: Arc<str>,
         config: Arc<rustls::ClientConfig>,
+        /// The server name to send: the DestinationRule's `sni` under `ISTIO_MUTUAL`
+        /// (what an egress gateway's server picks by), else skiff's fixed one.
+        server_name: Option<ServerName<'static>>,
     },
     /// TLS origination to a server outside the mesh (DestinationRule SIMPLE / MUTUAL).
     Origination(Origination),
@@ -93,8 +96,13 @@ pub(crate) async fn dial(ep: &EndpointState, timeout: std::time::Duration) -> Re
     }
     let mut io = match &ep.tls {
         UpstreamTls::Plain => Io::Plain(stream),
-        UpstreamTls::Mesh { identity, config } => {
-            let handshake = TlsConnector::from(config.clone()).connect(mesh_server_name(), stream);
+        UpstreamTls::Mesh {
+            identity,
+            config,
+            server_name,
+        } => {
+            let name = server_name.clone().unwrap_or_else(mesh_server_name);
+            let handshake = TlsConnector::from(config.clone()).connect(name, stream);
             match tokio::time::timeout(timeout, handshake).await {
                 Err(_) => {
                     return Err(Error::Tls {

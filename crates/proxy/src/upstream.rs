@@ -621,6 +621,12 @@ pub(crate) fn proto_of(c: &Cluster) -> UpstreamProto {
         .is_some_and(|p| p.h2_upgrade);
     if upgrade && c.protocol == Protocol::Http {
         UpstreamProto::Http2
+    } else if c.protocol == Protocol::Https
+        && matches!(c.tls, skiff_model::config::ClusterTls::IstioMutual(_))
+    {
+        // An `HTTPS` port reached with Istio mutual TLS (an egress gateway's 443):
+        // HTTP/1.1 inside the mesh's TLS, as Envoy's router speaks to such a cluster.
+        UpstreamProto::Http1
     } else {
         UpstreamProto::for_protocol(c.protocol)
     }

@@ -84,8 +84,14 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 if subset.is_some_and(|s| !labels_match(&s.labels, &workload.labels)) {
                     continue;
                 }
-                let (Some(ip), Some(target)) = (workload.address, workload.target_port(port))
-                else {
+                // A name the proxy resolves has no address yet: the unspecified one.
+                let address = workload.address.or_else(|| {
+                    workload
+                        .dns
+                        .as_ref()
+                        .map(|_| std::net::IpAddr::from([0, 0, 0, 0]))
+                });
+                let (Some(ip), Some(target)) = (address, workload.target_port(port)) else {
                     continue;
                 };
                 // A gateway proxy has no inbound listener: reach it directly.
@@ -107,6 +113,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                     spiffe_id: workload.spiffe_id(trust_domain),
                     sidecar,
                     mtls,
+                    dns: workload.dns.clone(),
                 });
             }
             cluster.endpoints = endpoints;

@@ -117,14 +117,19 @@ fn l4_kind(server: &ServerInfo) -> Option<L4Kind> {
         // TLS terminated, then opaque: the bytes inside go by `tcp` rules.
         (
             Protocol::Tls,
-            Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual),
+            Some(
+                ServerTlsMode::Simple
+                | ServerTlsMode::Mutual
+                | ServerTlsMode::OptionalMutual
+                | ServerTlsMode::IstioMutual,
+            ),
         ) => Some(L4Kind::Tcp),
         _ => None,
     }
 }
 
-/// The TLS a server terminates, when its mode is `SIMPLE`, `MUTUAL` or
-/// `OPTIONAL_MUTUAL` on an `HTTPS` or `TLS` port.
+/// The TLS a server terminates, when its mode is `SIMPLE`, `MUTUAL`, `OPTIONAL_MUTUAL`
+/// or `ISTIO_MUTUAL` on an `HTTPS` or `TLS` port.
 fn terminated(server: &ServerInfo) -> Option<ServerTls> {
     if !matches!(server.protocol, Protocol::Https | Protocol::Tls) {
         return None;
@@ -134,6 +139,7 @@ fn terminated(server: &ServerInfo) -> Option<ServerTls> {
         ServerTlsMode::Simple => Mode::Simple,
         ServerTlsMode::Mutual => Mode::Mutual,
         ServerTlsMode::OptionalMutual => Mode::OptionalMutual,
+        ServerTlsMode::IstioMutual => Mode::IstioMutual,
         _ => return None,
     };
     let version = |v: Option<skiff_api::networking::TlsProtocol>| {

@@ -1,5 +1,5 @@
-//! TLS that a gateway terminates: the `tls` of `Gateway` servers in `SIMPLE`, `MUTUAL`
-//! and `OPTIONAL_MUTUAL` mode.
+//! TLS that a gateway terminates: the `tls` of `Gateway` servers in `SIMPLE`, `MUTUAL`,
+//! `OPTIONAL_MUTUAL` and `ISTIO_MUTUAL` mode.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,4 +50,8 @@ pub enum ServerTlsMode {
     Mutual,
     /// A client certificate is verified when one is shown.
     OptionalMutual,
+    /// `ISTIO_MUTUAL`: the gateway's own workload certificate, and a client
+    /// certificate of the mesh required (a sidecar whose DestinationRule says
+    /// `ISTIO_MUTUAL`); the certificate fields are not used.
+    IstioMutual,
 }

@@ -83,6 +83,15 @@ pub struct ConnectionPool {
         with = "duration_opt"
     )]
     pub idle_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`: an opaque TCP connection with no byte either way for this long
+    /// is closed; `None` when not set (Envoy's TCP proxy default, 1 hour, applies),
+    /// zero when set to `0s` (no idle timeout).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_opt"
+    )]
+    pub tcp_idle_timeout: Option<Duration>,
     /// `tcp.maxConnectionDuration`: a connection older than this takes no new request.
     #[serde(
         default,

@@ -153,6 +153,25 @@ pub(super) fn collect<'a>(
                 ),
             }
         }
+        // `resolution: DNS` resolves each endpoint's address that is a name, or, with no
+        // endpoints, each host, in the proxy (Envoy's STRICT_DNS); `DNS_ROUND_ROBIN`
+        // takes only the first address found (LOGICAL_DNS).
+        let dns_all = match se.resolution {
+            Some(Resolution::Dns) => Some(true),
+            Some(Resolution::DnsRoundRobin) => Some(false),
+            _ => None,
+        };
+        let by_name = |name: &str| {
+            dns_all.and_then(|all| {
+                let name = name.trim().trim_end_matches('.');
+                (!name.is_empty() && name.parse::<IpAddr>().is_err() && !name.contains('/')).then(
+                    || crate::config::DnsLookup {
+                        name: name.to_ascii_lowercase(),
+                        all,
+                    },
+                )
+            })
+        };
         let mut inline_endpoints = Vec::new();
         for (i, ep) in se.endpoints.iter().enumerate() {
             let name = format!("{}-{i}", meta.name);
@@ -162,12 +181,18 @@ pub(super) fn collect<'a>(
                     ports.insert(port_name.clone(), p);
                 }
             }
+            let dns = ep.address.as_deref().and_then(by_name);
             let workload = Workload {
                 name: name.clone(),
                 namespace: meta.namespace.clone(),
                 kind: WorkloadKind::ServiceEntryEndpoint,
                 labels: ep.labels.clone(),
-                address: parse_address(ep.address.as_deref(), r, findings),
+                address: if dns.is_some() {
+                    None
+                } else {
+                    parse_address(ep.address.as_deref(), r, findings)
+                },
+                dns,
                 ports,
                 service_account: ep
                     .service_account
@@ -181,10 +206,41 @@ pub(super) fn collect<'a>(
             workloads.push(workload);
         }
         let selector = se.workload_selector.as_ref().map(|s| s.labels.clone());
+        let mut resolved_hosts = 0;
+        // Host index → the endpoint that resolves that host (each host its own name).
+        let mut host_endpoints = std::collections::BTreeMap::new();
         if se.endpoints.is_empty() && selector.is_none() {
+            // No endpoints: the hosts themselves are resolved (a wildcard host cannot be).
+            for (i, h) in se.hosts.iter().enumerate() {
+                let Some(dns) = by_name(h).filter(|d| !d.name.starts_with('*')) else {
+                    continue;
+                };
+                let workload = Workload {
+                    name: format!("{}-host-{i}", meta.name),
+                    namespace: meta.namespace.clone(),
+                    kind: WorkloadKind::ServiceEntryEndpoint,
+                    labels: Default::default(),
+                    address: None,
+                    ports: Default::default(),
+                    service_account: "default".into(),
+                    sidecar: false,
+                    weight: 1,
+                    dns: Some(dns),
+                    resource: resource_ref(r),
+                };
+                host_endpoints.insert(i, workload.id());
+                workloads.push(workload);
+                resolved_hosts += 1;
+            }
+        }
+        if se.endpoints.is_empty() && selector.is_none() && resolved_hosts == 0 {
             let why = match se.resolution {
-                Some(Resolution::Dns | Resolution::DnsRoundRobin | Resolution::DynamicDns) => {
-                    "resolution DNS: skiff does not resolve host names to endpoints yet"
+                Some(Resolution::Dns | Resolution::DnsRoundRobin) => {
+                    "resolution DNS with only wildcard hosts: there is no name to resolve"
+                }
+                Some(Resolution::DynamicDns) => {
+                    "resolution DYNAMIC_DNS is not implemented: skiff does not resolve \
+                     wildcard hosts per request"
                 }
                 Some(Resolution::Static) => "resolution STATIC without endpoints",
                 Some(Resolution::None) | None => {
@@ -201,7 +257,11 @@ pub(super) fn collect<'a>(
             );
         }
         let mesh_internal = se.location == Some(Location::MeshInternal);
-        for h in &se.hosts {
+        for (i, h) in se.hosts.iter().enumerate() {
+            let inline_endpoints = match host_endpoints.get(&i) {
+                Some(id) => vec![String::clone(id)],
+                None => inline_endpoints.clone(),
+            };
             out.push(Declared {
                 service: Service {
                     hostname: h.trim_end_matches('.').to_ascii_lowercase(),
@@ -215,7 +275,7 @@ pub(super) fn collect<'a>(
                     resource: resource_ref(r),
                 },
                 selector: selector.clone(),
-                inline_endpoints: inline_endpoints.clone(),
+                inline_endpoints,
                 resource: r,
             });
         }

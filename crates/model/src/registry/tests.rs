@@ -187,6 +187,71 @@ spec:
 }
 
 #[test]
+fn dns_resolution_names_endpoints_or_each_host_for_the_proxy_to_resolve() {
+    let mesh = mesh(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hosts, namespace: egress}
+spec:
+  hosts: [a.example.com, b.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: named, namespace: egress}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  endpoints: [{address: backend.internal.}, {address: 192.0.2.7}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: first, namespace: egress}
+spec:
+  hosts: [first.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+  endpoints: [{address: lb.internal}]
+"#,
+    );
+    let r = mesh.registry();
+    let dns_of = |host: &str| -> Vec<Option<(String, bool)>> {
+        let svc = &r.services()[r.lookup(host, "egress").unwrap()];
+        svc.endpoints
+            .iter()
+            .map(|&w| {
+                let w = &r.workloads()[w];
+                w.dns.as_ref().map(|d| (d.name.clone(), d.all))
+            })
+            .collect()
+    };
+    // Each host resolves its own name, every address (STRICT_DNS).
+    assert_eq!(
+        dns_of("a.example.com"),
+        [Some(("a.example.com".into(), true))]
+    );
+    assert_eq!(
+        dns_of("b.example.com"),
+        [Some(("b.example.com".into(), true))]
+    );
+    // Named endpoints are resolved, addresses kept.
+    assert_eq!(
+        dns_of("api.example.com"),
+        [Some(("backend.internal".into(), true)), None]
+    );
+    // DNS_ROUND_ROBIN: the first address only.
+    assert_eq!(
+        dns_of("first.example.com"),
+        [Some(("lb.internal".into(), false))]
+    );
+    assert!(messages(&mesh, Code::WorkloadWithoutAddress).is_empty());
+    assert!(messages(&mesh, Code::NotImplemented).is_empty());
+}
+
+#[test]
 fn export_to_annotation_and_lookup_preference() {
     let mesh = mesh(
         r#"

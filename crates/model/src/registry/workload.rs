@@ -37,6 +37,7 @@ pub(super) fn collect(resources: &ResourceSet, findings: &mut Findings) -> Vec<W
                 .unwrap_or_else(|| "default".to_string()),
             sidecar: has_sidecar(meta, None),
             weight: we.weight.unwrap_or(1).max(1),
+            dns: None,
             resource: resource_ref(we.resource),
         });
         check_unique(&mut seen, out.last().unwrap(), we.resource, findings);
@@ -105,6 +106,7 @@ fn pod_workload(
             .unwrap_or_else(|| "default".to_string()),
         sidecar: has_sidecar(meta, spec.host_network),
         weight: 1,
+        dns: None,
         resource: resource_ref(resource),
     }
 }

@@ -94,7 +94,7 @@ pub(super) fn collect(
             use skiff_api::networking::ServerTlsMode as M;
             let tls_mode_served = matches!(
                 s.tls.as_ref().and_then(|t| t.mode),
-                Some(M::Passthrough | M::Simple | M::Mutual | M::OptionalMutual)
+                Some(M::Passthrough | M::Simple | M::Mutual | M::OptionalMutual | M::IstioMutual)
             );
             let routed = protocol.is_http()
                 || protocol == Protocol::Tcp
@@ -107,9 +107,8 @@ pub(super) fn collect(
                     Some(&format!("spec.servers[{i}].port.protocol")),
                     format!(
                         "this {} gateway server is not routed: skiff serves TLS servers in \
-                         SIMPLE, MUTUAL, OPTIONAL_MUTUAL and PASSTHROUGH mode (not \
-                         ISTIO_MUTUAL or AUTO_PASSTHROUGH), so port {port} carries nothing \
-                         for it",
+                         SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL and PASSTHROUGH mode \
+                         (not AUTO_PASSTHROUGH), so port {port} carries nothing for it",
                         s.port.protocol
                     ),
                 );

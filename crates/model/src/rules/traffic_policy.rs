@@ -205,6 +205,7 @@ fn connection_pool(p: &ConnectionPoolSettings) -> PoolSettings {
                 .and_then(|h| h.idle_timeout.as_ref())
                 .map(|d| d.value())
                 .filter(|d| !d.is_zero()),
+            tcp_idle_timeout: tcp.and_then(|t| t.idle_timeout.as_ref()).map(|d| d.value()),
             max_connection_duration: tcp
                 .and_then(|t| t.max_connection_duration.as_ref())
                 .map(|d| d.value())

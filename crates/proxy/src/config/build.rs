@@ -86,6 +86,12 @@ pub(super) fn compile_clusters(
             }
             _ => None,
         };
+        // `ISTIO_MUTUAL` with `sni`: the name sent to the peer (an egress gateway's
+        // server is chosen by it).
+        let sni = match &c.tls {
+            model::ClusterTls::IstioMutual(m) => m.sni.clone(),
+            _ => None,
+        };
         let mut endpoints = Vec::with_capacity(c.endpoints.len());
         for e in &c.endpoints {
             let (dial, target_port) = match e.proxy_port {
@@ -95,7 +101,10 @@ pub(super) fn compile_clusters(
             let expected = e.mtls.then(|| expected_identities(&c.tls, e));
             let identity = match (&expected, mesh, &origination) {
                 (_, _, Some(o)) => Some(Arc::<str>::from(format!("tls:{:?}", o.server_name))),
-                (Some(ids), Some(_), _) => Some(Arc::<str>::from(ids.join(","))),
+                (Some(ids), Some(_), _) => Some(Arc::<str>::from(match &sni {
+                    Some(sni) => format!("{}|sni:{sni}", ids.join(",")),
+                    None => ids.join(","),
+                })),
                 (Some(_), None, _) => {
                     plain_instead_of_mtls += 1;
                     None
@@ -118,6 +127,9 @@ pub(super) fn compile_clusters(
                     UpstreamTls::Mesh {
                         identity,
                         config: mesh.client_config(&ids),
+                        server_name: sni.as_deref().and_then(|s| {
+                            rustls::pki_types::ServerName::try_from(s.to_owned()).ok()
+                        }),
                     }
                 }
                 _ => UpstreamTls::Plain,
@@ -135,7 +147,10 @@ pub(super) fn compile_clusters(
                 c.name
             ));
         }
-        if matches!(c.protocol, Protocol::Tls | Protocol::Https) && origination.is_none() {
+        if matches!(c.protocol, Protocol::Tls | Protocol::Https)
+            && origination.is_none()
+            && proto == UpstreamProto::Opaque
+        {
             warnings.push(format!(
                 "cluster {}: protocol {:?} is carried as opaque TCP (no TLS origination)",
                 c.name, c.protocol

@@ -21,6 +21,7 @@ pub(crate) fn cluster(name: &str, endpoints: &[&str]) -> Cluster {
                 spiffe_id: String::new(),
                 sidecar: false,
                 mtls: false,
+                dns: None,
             })
             .collect(),
         connect_timeout: Duration::from_secs(1),

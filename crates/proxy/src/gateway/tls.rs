@@ -1,6 +1,11 @@
-//! TLS a gateway port terminates (`Gateway` servers in `SIMPLE`, `MUTUAL` and
-//! `OPTIONAL_MUTUAL` mode): one rustls server config per server, the ClientHello's
-//! server name choosing among them as Envoy's filter chains do.
+//! TLS a gateway port terminates (`Gateway` servers in `SIMPLE`, `MUTUAL`,
+//! `OPTIONAL_MUTUAL` and `ISTIO_MUTUAL` mode): one rustls server config per server, the
+//! ClientHello's server name choosing among them as Envoy's filter chains do.
+//!
+//! `ISTIO_MUTUAL` serves the gateway's own workload certificate (rotated in place) and
+//! requires a client certificate of the mesh, as a sidecar's inbound listener does:
+//! what a sidecar whose DestinationRule says `ISTIO_MUTUAL` speaks to an egress
+//! gateway. The peer's identity is kept on the connection, as at a sidecar's inbound.
 //!
 //! Certificates come from `serverCertificate` / `privateKey` / `caCertificates`, or from
 //! `credentialName`, read as TLS origination reads it: in local mode a directory of the
@@ -24,7 +29,7 @@ use crate::transport::{read_certs, read_key};
 /// The terminating servers of one gateway port.
 #[derive(Debug)]
 pub(crate) struct TlsServers {
-    servers: Vec<(Vec<Box<str>>, Arc<ServerConfig>)>,
+    servers: Vec<(Vec<Box<str>>, Arc<ServerConfig>, bool)>,
 }
 
 impl TlsServers {
@@ -34,33 +39,47 @@ impl TlsServers {
         servers: &[ServerTls],
         alpn: &[&[u8]],
         credentials: Option<&Path>,
+        mesh: Option<&skiff_identity::MeshTls>,
         warnings: &mut Vec<String>,
     ) -> Result<TlsServers, Error> {
         let mut out = Vec::with_capacity(servers.len());
         for s in servers {
             let place = format!("gateway port {port} TLS server {:?}", s.hosts);
-            let config = server_config(s, alpn, credentials, &place, warnings)
-                .map_err(|e| Error::config(place, e))?;
+            let istio_mutual = s.mode == ServerTlsMode::IstioMutual;
+            let config = if istio_mutual {
+                mesh.map(skiff_identity::MeshTls::server_config).ok_or_else(|| {
+                    Error::config(
+                        place.clone(),
+                        "ISTIO_MUTUAL needs the gateway's mesh identity, and this proxy has none",
+                    )
+                })?
+            } else {
+                Arc::new(
+                    server_config(s, alpn, credentials, &place, warnings)
+                        .map_err(|e| Error::config(place, e))?,
+                )
+            };
             let hosts = s
                 .hosts
                 .iter()
                 .map(|h| h.to_ascii_lowercase().into())
                 .collect();
-            out.push((hosts, Arc::new(config)));
+            out.push((hosts, config, istio_mutual));
         }
         Ok(TlsServers { servers: out })
     }
 
     /// The server for a ClientHello's server name: the first whose hosts take it (a
-    /// client that sends none reaches only a server for `*`).
-    pub(crate) fn select(&self, sni: Option<&str>) -> Option<Arc<ServerConfig>> {
+    /// client that sends none reaches only a server for `*`), and whether it is an
+    /// `ISTIO_MUTUAL` one.
+    pub(crate) fn select(&self, sni: Option<&str>) -> Option<(Arc<ServerConfig>, bool)> {
         self.servers
             .iter()
-            .find(|(hosts, _)| match sni {
+            .find(|(hosts, _, _)| match sni {
                 Some(name) => hosts.iter().any(|h| sni_matches(h, name)),
                 None => hosts.iter().any(|h| &**h == "*"),
             })
-            .map(|(_, c)| c.clone())
+            .map(|(_, c, mesh)| (c.clone(), *mesh))
     }
 }
 
@@ -99,6 +118,9 @@ fn server_config(
         .map_err(|e| e.to_string())?;
     let builder = match s.mode {
         ServerTlsMode::Simple => builder.with_no_client_auth(),
+        ServerTlsMode::IstioMutual => {
+            return Err("ISTIO_MUTUAL is served with the mesh identity".into());
+        }
         ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual => {
             let ca = s
                 .ca_certificates

@@ -54,6 +54,8 @@ pub(crate) struct Breaker {
     max_requests_per_connection: AtomicUsize,
     /// Milliseconds, 0: none.
     idle_timeout_ms: AtomicU64,
+    /// `tcp.idleTimeout` in milliseconds; [`TCP_IDLE_UNSET`] when not set, 0 for `0s`.
+    tcp_idle_timeout_ms: AtomicU64,
     max_connection_duration_ms: AtomicU64,
     /// Keepalive: time, interval (ms) and probes, 0 where unset; all 0: off.
     keepalive: [AtomicU64; 3],
@@ -64,6 +66,9 @@ pub(crate) struct Breaker {
     /// Woken when a connection goes idle or closes: pending requests look again.
     freed: Notify,
 }
+
+/// `tcp.idleTimeout` not set.
+const TCP_IDLE_UNSET: u64 = u64::MAX;
 
 fn limit(v: Option<u32>) -> usize {
     v.map_or(UNLIMITED, |n| n as usize)
@@ -84,6 +89,7 @@ impl Breaker {
             max_retries: AtomicUsize::new(UNLIMITED),
             max_requests_per_connection: AtomicUsize::new(0),
             idle_timeout_ms: AtomicU64::new(0),
+            tcp_idle_timeout_ms: AtomicU64::new(TCP_IDLE_UNSET),
             max_connection_duration_ms: AtomicU64::new(0),
             keepalive: Default::default(),
             connections: AtomicUsize::new(0),
@@ -106,6 +112,12 @@ impl Breaker {
         self.max_requests_per_connection
             .store(p.max_requests_per_connection.map_or(0, |n| n as usize), r);
         self.idle_timeout_ms.store(millis(p.idle_timeout), r);
+        self.tcp_idle_timeout_ms.store(
+            p.tcp_idle_timeout.map_or(TCP_IDLE_UNSET, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1)
+            }),
+            r,
+        );
         self.max_connection_duration_ms
             .store(millis(p.max_connection_duration), r);
         let k = p.tcp_keepalive.as_ref();
@@ -170,6 +182,15 @@ impl Breaker {
     /// `maxRequestsPerConnection`, 0 for none.
     pub(crate) fn max_requests_per_connection(&self) -> usize {
         self.max_requests_per_connection.load(Ordering::Relaxed)
+    }
+
+    /// `tcp.idleTimeout` for opaque TCP connections: `None` when not set (then the
+    /// default applies), `Some(ZERO)` when turned off.
+    pub(crate) fn tcp_idle_timeout(&self) -> Option<Duration> {
+        match self.tcp_idle_timeout_ms.load(Ordering::Relaxed) {
+            TCP_IDLE_UNSET => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// `http.idleTimeout`.

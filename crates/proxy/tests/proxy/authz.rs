@@ -178,6 +178,7 @@ async fn tcp_pair(
                 spiffe_id: BACKEND.into(),
                 sidecar: true,
                 mtls: true,
+                dns: None,
             }],
         )],
     );

@@ -28,6 +28,7 @@ async fn server(name: &'static str, protocol: Protocol) -> (TestProxy, Backend, 
         spiffe_id: String::new(),
         sidecar: true,
         mtls: false,
+        dns: None,
     };
     (p, app, ep)
 }
@@ -156,6 +157,7 @@ async fn tcp_through_connect_and_two_proxies() {
                 spiffe_id: String::new(),
                 sidecar: true,
                 mtls: false,
+                dns: None,
             }],
         )],
     );

@@ -328,3 +328,72 @@ async fn allow_any_passes_unknown_destinations_through_and_registry_only_refuses
     // A known service is still served.
     assert_eq!(get(p.outbound(), "http://backend/").await.status, 200);
 }
+
+/// Moves tokio's clock forward by `d` at once (paused time), lets the woken timers
+/// run, and lets time flow again.
+async fn jump(d: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(d).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+}
+
+/// An opaque TCP connection is closed after `tcp.idleTimeout` without a byte either
+/// way, not before; `0s` turns the timeout off (Envoy's TCP proxy default of an hour
+/// otherwise).
+#[tokio::test]
+async fn idle_tcp_connections_are_closed_after_the_idle_timeout() {
+    use std::time::Duration;
+    let ip = fresh_ip();
+    let a = named_tcp(ip, "a").await;
+    let with_idle = |idle: Duration| {
+        let mut c = cluster("a", Protocol::Tcp, vec![endpoint(a)]);
+        c.traffic.connection_pool = Some(ConnectionPool {
+            tcp_idle_timeout: Some(idle),
+            ..ConnectionPool::default()
+        });
+        sidecar(
+            ip,
+            vec![opaque_port(
+                5432,
+                Protocol::Tcp,
+                vec![tcp_route(
+                    "ns/db/tcp/0",
+                    &["db", "db:5432"],
+                    &[("a", 100)],
+                    vec![],
+                )],
+            )],
+            vec![c],
+        )
+    };
+    let p = TestProxy::with_config(ip, with_idle(Duration::from_secs(2))).await;
+    let mut s = connect_tunnel(p.outbound(), "db:5432").await.unwrap();
+    assert_eq!(read_text(&mut s, 1).await, "a");
+    // Traffic within the timeout keeps it open.
+    for _ in 0..3 {
+        jump(Duration::from_millis(1500)).await;
+        s.write_all(b"ping").await.unwrap();
+        assert_eq!(read_text(&mut s, 4).await, "ping", "still open");
+    }
+    // Then nothing for longer than the timeout: the proxy closes it.
+    jump(Duration::from_millis(2500)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "closed by the proxy: {read:?} {rest:?}"
+    );
+    let line = p.log_line("idle timeout").await;
+    assert!(line.contains("ns/db/tcp/0"), "{line}");
+
+    // `0s`: never closed for being idle.
+    p.proxy.apply("2", with_idle(Duration::ZERO)).unwrap();
+    let mut s = connect_tunnel(p.outbound(), "db:5432").await.unwrap();
+    assert_eq!(read_text(&mut s, 1).await, "a");
+    jump(Duration::from_secs(2 * 3600)).await;
+    s.write_all(b"ping").await.unwrap();
+    assert_eq!(read_text(&mut s, 4).await, "ping", "no idle timeout");
+}

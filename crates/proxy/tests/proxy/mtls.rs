@@ -92,6 +92,7 @@ pub async fn server_with(
         spiffe_id: BACKEND.into(),
         sidecar: true,
         mtls: true,
+        dns: None,
     };
     Server {
         proxy,
@@ -348,6 +349,7 @@ async fn certificate_and_root_rotation_under_load_fail_no_request() {
         spiffe_id: BACKEND.into(),
         sidecar: true,
         mtls: true,
+        dns: None,
     };
     let cip = fresh_ip();
     let http = "outbound|80||backend.prod.svc.cluster.local";

@@ -435,6 +435,7 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
         spiffe_id: String::new(),
         sidecar: false,
         mtls: false,
+        dns: None,
     }
 }
 
