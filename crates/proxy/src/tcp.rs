@@ -16,7 +16,6 @@ use crate::{Error, ResponseFlag};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-
 /// Picks an endpoint of `cluster` and connects to it (with the transport header when it
 /// is behind a peer proxy).
 /// Outlier detection, when the cluster has it, counts the connect: a failure is a
@@ -76,7 +75,13 @@ pub(crate) async fn splice_until<D, U>(
         .as_ref()
         .and_then(|b| b.tcp_idle_timeout())
         // Without a DestinationRule's: the proxy's own (`--tcp-idle-timeout`, 1 h).
-        .unwrap_or_else(|| rec.conn.inputs.limits.tcp_idle_timeout.unwrap_or(Duration::ZERO));
+        .unwrap_or_else(|| {
+            rec.conn
+                .inputs
+                .limits
+                .tcp_idle_timeout
+                .unwrap_or(Duration::ZERO)
+        });
     let activity = Activity::new();
     let mut down = Watched {
         inner: &mut down,
