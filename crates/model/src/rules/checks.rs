@@ -210,10 +210,15 @@ fn destinations(
                         ),
                         vec!["host:port".into(), format!("{}:{port}", d.host)],
                     ),
-                // Istio asks for the port whatever the VirtualService is bound to: a
-                // sidecar picks the port the call came to, but a gateway cannot.
+                // Istio's analysis asks for the port whatever the VirtualService is
+                // bound to. A sidecar picks the port the call came to, so bound to the
+                // mesh the routes still work (a warning); only a gateway cannot pick.
                 None if service.ports.len() > 1 => findings.report_args(
-                    Severity::Error,
+                    if vs.mesh {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    },
                     Code::AmbiguousPort,
                     r,
                     Some(&d.field),
