@@ -8,6 +8,7 @@
 //! types in `forward/body.rs`.
 
 use std::net::IpAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::HeaderValue;
@@ -16,6 +17,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::{ForwardRt, RetryRt};
+use crate::limits::StreamIdle;
 use crate::record::Pending;
 use crate::respond;
 use crate::route::Selected;
@@ -139,23 +141,33 @@ pub(crate) fn send<'a>(
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let retries = plan.retries;
     let mirror = plan.mirror;
+    let stream_idle = rec
+        .record()
+        .and_then(|r| r.conn.inputs.limits.stream_idle_timeout);
     Either::Right(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let req = match mirror {
-            // Mirrored requests are few: boxed, so others do not carry its future.
-            Some(m) => match Box::pin(mirror_copies(m, req)).await {
-                Ok(req) => req,
-                Err(e) => return respond::error(&e, e.response_flag(), rec),
-            },
-            None => req,
-        };
         let seen = retry::Seen::default();
-        let (sent, tally) = with_route_timeout(
-            timeout,
-            retry::send(cluster, req, retries, hash, &seen),
-            &seen,
-        )
-        .await;
+        let work = async {
+            let req = match mirror {
+                // Mirrored requests are few: boxed, so others do not carry its future.
+                Some(m) => match Box::pin(mirror_copies(m, req)).await {
+                    Ok(req) => req,
+                    Err(e) => return (Err(e), retry::Tally::default()),
+                },
+                None => req,
+            };
+            with_route_timeout(
+                timeout,
+                retry::send(cluster, req, retries, hash, &seen),
+                &seen,
+            )
+            .await
+        };
+        let mut idle = stream_idle.map(|t| StreamIdle::new(t, rec.bytes_in()));
+        let (sent, tally) = match idle.as_mut() {
+            None => work.await,
+            Some(watch) => until_idle(work, watch, &rec, &seen).await,
+        };
         rec.tries(tally.attempts, tally.exhausted);
         match sent {
             Ok((resp, pooled, in_flight)) => {
@@ -169,7 +181,11 @@ pub(crate) fn send<'a>(
                 if let Some(cookie) = set_cookie {
                     resp.headers_mut().append(http::header::SET_COOKIE, cookie);
                 }
-                resp.map(|body| body.with_deadline(deadline))
+                // The response head is activity; its body takes the watch on.
+                if let Some(i) = idle.as_mut() {
+                    i.touch();
+                }
+                resp.map(|body| body.with_deadline(deadline).with_idle(idle))
             }
             Err(e) => {
                 // The endpoint the last try went to, for the record (a refused request,
@@ -183,6 +199,28 @@ pub(crate) fn send<'a>(
             }
         }
     })
+}
+
+/// The tries of a request until they end, or until the stream has been idle (no
+/// request body byte moved) for the stream idle timeout: then they are dropped, which
+/// cancels the upstream request, and the request is a `408 SI` whatever they reached.
+async fn until_idle<T>(
+    work: impl Future<Output = (Result<T, Error>, retry::Tally)>,
+    watch: &mut StreamIdle,
+    rec: &Pending,
+    seen: &retry::Seen,
+) -> (Result<T, Error>, retry::Tally) {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        match watch.poll_idle(cx, rec.bytes_in()) {
+            Poll::Ready(()) => Poll::Ready((Err(Error::StreamIdle(watch.timeout())), seen.tally())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Reads a body of known length up to the replay limit in full (so that the copies
