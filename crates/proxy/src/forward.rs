@@ -16,6 +16,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::conn::Role;
 use crate::config::{ForwardRt, RetryRt};
 use crate::limits::StreamIdle;
 use crate::record::Pending;
@@ -141,9 +142,14 @@ pub(crate) fn send<'a>(
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let retries = plan.retries;
     let mirror = plan.mirror;
-    let stream_idle = rec
-        .record()
-        .and_then(|r| r.conn.inputs.limits.stream_idle_timeout);
+    let stream_idle = rec.record().and_then(|r| {
+        let limits = &r.conn.inputs.limits;
+        match r.conn.role {
+            Role::Gateway(_) => limits.stream_idle_timeout,
+            _ if limits.stream_idle_on_sidecars => limits.stream_idle_timeout,
+            _ => None,
+        }
+    });
     Either::Right(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let seen = retry::Seen::default();

@@ -61,9 +61,16 @@ pub struct Limits {
     /// byte of its request or response body move, either way, before it is ended:
     /// Envoy's `stream_idle_timeout`, 5 min by default. Before the response has begun
     /// the client gets `408` ("stream timeout"); after, the stream is reset (HTTP/1:
-    /// the connection closed). Either way the record's flag is `SI`. `None`: no limit
-    /// (what Istio's generated config sets).
+    /// the connection closed). Either way the record's flag is `SI`. `None`: no limit.
+    /// It applies to gateway listeners, and to the sidecar's too when
+    /// [`Limits::stream_idle_on_sidecars`] says so.
     pub stream_idle_timeout: Option<Duration>,
+    /// Whether [`Limits::stream_idle_timeout`] applies to the sidecar listeners
+    /// (outbound and inbound) as well as to gateways. Off by default: Istio's generated
+    /// config has no stream idle timeout, and quiet long-lived gRPC streams between
+    /// workloads are common; a gateway faces clients the mesh does not know, and
+    /// Envoy's advice for an edge proxy is a stream idle timeout.
+    pub stream_idle_on_sidecars: bool,
     /// Resident memory of the process above which new downstream connections are
     /// refused (closed at once) until it falls below 95% of this: the memory half of
     /// the overload manager (Envoy's `overload.resource_monitors` fixed heap). Sampled
@@ -75,7 +82,7 @@ pub struct Limits {
 /// Envoy.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Default for [`Limits::stream_idle_timeout`]: 5 min, as Envoy.
+/// Default for [`Limits::stream_idle_timeout`] on gateways: 5 min, as Envoy.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default for [`Limits::max_request_headers_bytes`]: 60 KiB, as Envoy.
@@ -103,6 +110,7 @@ impl Default for Limits {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             tcp_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            stream_idle_on_sidecars: false,
             max_memory_bytes: None,
         }
     }
