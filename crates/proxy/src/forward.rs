@@ -16,8 +16,8 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::conn::Role;
 use crate::config::{ForwardRt, RetryRt};
+use crate::conn::Role;
 use crate::limits::StreamIdle;
 use crate::record::Pending;
 use crate::respond;
