@@ -152,28 +152,27 @@ pub(crate) fn send<'a>(
     });
     Either::Right(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let req = match mirror {
+            // Mirrored requests are few: boxed, so others do not carry its future.
+            Some(m) => match Box::pin(mirror_copies(m, req)).await {
+                Ok(req) => req,
+                Err(e) => return respond::error(&e, e.response_flag(), rec),
+            },
+            None => req,
+        };
         let seen = retry::Seen::default();
-        let work = async {
-            let req = match mirror {
-                // Mirrored requests are few: boxed, so others do not carry its future.
-                Some(m) => match Box::pin(mirror_copies(m, req)).await {
-                    Ok(req) => req,
-                    Err(e) => return (Err(e), retry::Tally::default()),
-                },
-                None => req,
-            };
-            with_route_timeout(
-                timeout,
-                retry::send(cluster, req, retries, hash, &seen),
-                &seen,
-            )
-            .await
-        };
+        // Made in place, pinned, and polled here: handing it to an async fn by value
+        // would store it twice in this future (it is moved a few times per request).
+        let mut work = std::pin::pin!(with_route_timeout(
+            timeout,
+            retry::send(cluster, req, retries, hash, &seen),
+            &seen,
+        ));
         let mut idle = stream_idle.map(|t| StreamIdle::new(t, rec.bytes_in()));
-        let (sent, tally) = match idle.as_mut() {
-            None => work.await,
-            Some(watch) => until_idle(work, watch, &rec, &seen).await,
-        };
+        let (sent, tally) = std::future::poll_fn(|cx| {
+            poll_until_idle(cx, work.as_mut(), idle.as_mut(), &rec, &seen)
+        })
+        .await;
         rec.tries(tally.attempts, tally.exhausted);
         match sent {
             Ok((resp, pooled, in_flight)) => {
@@ -207,26 +206,26 @@ pub(crate) fn send<'a>(
     })
 }
 
-/// The tries of a request until they end, or until the stream has been idle (no
-/// request body byte moved) for the stream idle timeout: then they are dropped, which
+/// The tries of a request until they end, or, with a `watch`, until the stream has
+/// been idle (no request body byte moved) for the stream idle timeout: then they are dropped, which
 /// cancels the upstream request, and the request is a `408 SI` whatever they reached.
-async fn until_idle<T>(
-    work: impl Future<Output = (Result<T, Error>, retry::Tally)>,
-    watch: &mut StreamIdle,
+fn poll_until_idle<T>(
+    cx: &mut std::task::Context<'_>,
+    work: std::pin::Pin<&mut impl Future<Output = (Result<T, Error>, retry::Tally)>>,
+    watch: Option<&mut StreamIdle>,
     rec: &Pending,
     seen: &retry::Seen,
-) -> (Result<T, Error>, retry::Tally) {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = work.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        match watch.poll_idle(cx, rec.bytes_in()) {
-            Poll::Ready(()) => Poll::Ready((Err(Error::StreamIdle(watch.timeout())), seen.tally())),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+) -> Poll<(Result<T, Error>, retry::Tally)> {
+    if let Poll::Ready(out) = work.poll(cx) {
+        return Poll::Ready(out);
+    }
+    let Some(watch) = watch else {
+        return Poll::Pending;
+    };
+    match watch.poll_idle(cx, rec.bytes_in()) {
+        Poll::Ready(()) => Poll::Ready((Err(Error::StreamIdle(watch.timeout())), seen.tally())),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Reads a body of known length up to the replay limit in full (so that the copies
