@@ -206,11 +206,16 @@ fn istio_analyzer_cases() {
             }
         }
         for (c, k, n, nm) in &got {
-            eprintln!("  extra   {test}: {c} {k} {n}/{nm}");
+            let n = if n.is_empty() {
+                String::new()
+            } else {
+                format!("{n}/")
+            };
+            eprintln!("  extra   {test}: {c} {k} {n}{nm}");
             if expects_none {
                 case.extra_where_none += 1;
                 problems.push(format!(
-                    "{test}: Istio expects no message, skiff gives {c} {k} {n}/{nm}"
+                    "{test}: Istio expects no message, skiff gives {c} {k} {n}{nm}"
                 ));
             } else {
                 case.extra += 1;

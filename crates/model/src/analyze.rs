@@ -68,7 +68,7 @@ impl Message {
     pub fn line(&self) -> String {
         let mut s = format!("{} [{}]", self.level, self.code);
         if let Some(r) = &self.resource {
-            s.push_str(&format!(" ({} {}/{}", r.kind, r.namespace, r.name));
+            s.push_str(&format!(" ({r}"));
             if let Some(at) = self.location.as_ref().or(r.origin.as_ref()) {
                 s.push_str(&format!(" {}:{}", at.file, at.line));
             }

@@ -715,12 +715,50 @@ fn ist0145_conflicting_gateways() {
 
 const POD: &str = "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: NAME, namespace: prod, labels: {app: NAME}}\nspec:\n  containers:\n  - {name: app, image: app}\n";
 
+/// A pod rejected for a container without a name (as in Istio's analyzer inputs) is
+/// still a workload to analysis: a Sidecar selecting it is not "selecting nothing".
+#[test]
+fn a_rejected_pod_still_counts_for_selectors() {
+    let sidecar = "\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: web, namespace: prod}\nspec:\n  workloadSelector: {labels: {app: web}}\n  egress: [{hosts: [\"./*\"]}]\n";
+    let pod = POD
+        .replace("NAME", "web")
+        .replace("{name: app, image: app}", "{image: app}");
+    let yaml = format!("{BASE}{pod}{sidecar}");
+    let all = analyze(
+        &skiff_api::load_str("test.yaml", &yaml),
+        MeshOptions::default(),
+    );
+    let rejected = all
+        .iter()
+        .find(|m| m.code == "IST0106")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert!(
+        rejected.message.contains("container name cannot be empty"),
+        "{rejected:?}"
+    );
+    assert!(!all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+    // Near miss: no pod with those labels at all.
+    let yaml = format!("{BASE}{sidecar}");
+    let all = analyze(
+        &skiff_api::load_str("test.yaml", &yaml),
+        MeshOptions::default(),
+    );
+    assert!(all.iter().any(|m| m.code == "IST0101"), "{all:#?}");
+}
+
 #[test]
 fn ist0102_ist0123_namespace_injection_labels() {
     let bare = BASE.replace(", labels: {istio-injection: enabled}", "");
     let m = one(&bare, "IST0102");
     assert_eq!(m.level, Level::Info);
     assert!(m.message.starts_with("The namespace is not enabled for Istio injection. Run 'kubectl label namespace prod istio-injection=enabled'"), "{m:?}");
+    // A Namespace has no namespace of its own: named as Istio names it.
+    assert!(
+        m.line()
+            .starts_with("Info [IST0102] (Namespace prod test.yaml:"),
+        "{}",
+        m.line()
+    );
     none(BASE, "IST0102");
     none(
         &BASE.replace("istio-injection: enabled", "istio-injection: disabled"),
