@@ -121,6 +121,39 @@ fn ist0101_referenced_host_not_found() {
     );
 }
 
+/// A VirtualService's routes are used by the proxies of the namespaces it is exported
+/// to: a destination those cannot see is IST0101, as Istio's DestinationHostAnalyzer
+/// resolves it through the VirtualService's `exportTo`.
+#[test]
+fn ist0101_destination_not_visible_where_the_virtual_service_is_exported() {
+    let private = BASE.replace(
+        "metadata: {name: backend, namespace: prod}\nspec:\n  selector",
+        "metadata: {name: backend, namespace: prod, annotations: {networking.istio.io/exportTo: \".\"}}\nspec:\n  selector",
+    );
+    assert_ne!(private, BASE);
+    let route = vs("  - route:\n    - destination: {host: backend}");
+    let exported = route.replace(
+        "  hosts: [backend]",
+        "  exportTo: [dev]\n  hosts: [backend]",
+    );
+    let m = one(&format!("{private}{exported}"), "IST0101");
+    assert_eq!(
+        m.message,
+        "Referenced host not found: \"backend.prod.svc.cluster.local\""
+    );
+    assert!(
+        m.fix.as_deref().unwrap().contains("exported to (dev)"),
+        "{m:?}"
+    );
+    // Near misses: exported to its own namespace too, or the service visible everywhere.
+    let also_here = route.replace(
+        "  hosts: [backend]",
+        "  exportTo: [dev, .]\n  hosts: [backend]",
+    );
+    none(&format!("{private}{also_here}"), "IST0101");
+    none(&format!("{BASE}{exported}"), "IST0101");
+}
+
 #[test]
 fn ist0101_subset_no_destination_rule_defines() {
     let yaml = format!("{BASE}{}", vs(BOTH_SUBSETS));

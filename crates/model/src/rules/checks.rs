@@ -10,7 +10,7 @@ use crate::config::Protocol;
 use crate::diagnostic::{Code, Findings, Severity};
 use crate::host;
 use crate::protocol::{DeclaredProtocol, ProtocolSource};
-use crate::registry::{Labels, Registry, Service};
+use crate::registry::{Labels, Registry, Service, Visibility};
 
 pub(super) fn run(
     rules: &Rules,
@@ -155,9 +155,19 @@ fn destinations(
         };
         let mirrors = rule.mirrors.iter().map(|m| (&m.destination, true));
         for (d, mirror) in destinations.iter().map(|d| (d, false)).chain(mirrors) {
-            let Some(service) =
-                find_service(registry, &d.host, &vs.namespace).map(|id| &registry.services()[id])
-            else {
+            // The proxies that use these routes are those of the namespaces the
+            // VirtualService is exported to (its own by default): the host must be a
+            // service one of them sees, as Istio's DestinationHostAnalyzer checks.
+            let seen_from: Vec<&str> = match &vs.visibility {
+                Visibility::Namespaces(set) if !set.is_empty() => {
+                    set.iter().map(String::as_str).collect()
+                }
+                _ => vec![vs.namespace.as_str()],
+            };
+            let found = seen_from
+                .iter()
+                .find_map(|ns| find_service(registry, &d.host, ns));
+            let Some(service) = found.map(|id| &registry.services()[id]) else {
                 // The subset is looked up even so (as Istio's DestinationRuleAnalyzer
                 // does): a DestinationRule for the host may say it has no such subset.
                 if let Some(subset) = &d.subset
@@ -185,16 +195,27 @@ fn destinations(
                         ],
                     );
                 }
+                let why = if find_service(registry, &d.host, &vs.namespace).is_some() {
+                    format!(
+                        "destination host {} is not visible in the namespaces this \
+                         VirtualService is exported to ({}): its exportTo does not reach \
+                         them; their requests routed here fail with 503",
+                        d.host,
+                        seen_from.join(", ")
+                    )
+                } else {
+                    format!(
+                        "destination host {} is not a service of the mesh (no Service or \
+                         ServiceEntry declares it); requests routed here fail with 503",
+                        d.host
+                    )
+                };
                 findings.report_args(
                     Severity::Error,
                     Code::UnknownHost,
                     r,
                     Some(&format!("{}.host", d.field)),
-                    format!(
-                        "destination host {} is not a service of the mesh (no Service or \
-                         ServiceEntry declares it); requests routed here fail with 503",
-                        d.host
-                    ),
+                    why,
                     vec![
                         if mirror { "mirror host" } else { "host" }.into(),
                         d.host.clone(),
