@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Istio's buckets for `pilot_proxy_convergence_time`, in seconds.
 const CONVERGENCE_BUCKETS: [f64; 8] = [0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
@@ -155,9 +155,10 @@ impl Metrics {
             "Time in seconds to push a configuration to a proxy, by resource type",
             self.push_time.clone(),
         );
-        registry.register(
-            "pilot_xds_config_size_bytes",
+        registry.register_with_unit(
+            "pilot_xds_config_size",
             "Sizes of the configurations pushed to proxies, by resource type",
+            Unit::Bytes,
             self.config_size.clone(),
         );
         registry.register(
@@ -165,9 +166,10 @@ impl Metrics {
             "Delay in seconds between config change and a proxy receiving all required configuration",
             self.convergence.clone(),
         );
-        registry.register(
-            "skiff_config_propagation_seconds",
+        registry.register_with_unit(
+            "skiff_config_propagation",
             "Delay in seconds between the config source seeing a change and the last proxy it affects acknowledging the version that carries it",
+            Unit::Seconds,
             self.propagation.clone(),
         );
         registry.register(

@@ -134,7 +134,7 @@ fn text(table: &SyncTable) -> String {
     let mut registry = Registry::default();
     table.register_metrics(&mut registry);
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
     text
 }
 
