@@ -43,6 +43,9 @@ pub enum Code {
     AmbiguousPort,
     /// A VirtualService is bound to a Gateway that does not exist.
     UnknownGateway,
+    /// A VirtualService names the internal Gateway Istio generates for a Kubernetes
+    /// Gateway API Gateway.
+    InternalGatewayReference,
     /// A subset's labels match none of the service's workloads.
     SubsetWithoutEndpoints,
     /// A service selects no workload with an address.
