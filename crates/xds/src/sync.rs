@@ -1,6 +1,8 @@
 //! Per-proxy sync state: what each proxy was sent, what it acknowledged, what it
-//! rejected. The push server writes it; the control plane serves it (`/debug/syncz`)
-//! and `skiff proxy-status` prints it.
+//! rejected, and how the newest config change reached it. The push server writes it;
+//! the control plane serves it (`/debug/syncz`) and `skiff proxy-status` prints it.
+//! The same events feed the control plane's metrics (`metrics`), and the config
+//! changes followed from the source to the last proxy's ACK (`propagation`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
