@@ -41,8 +41,13 @@ spec:
 ";
 
 fn proxy_status(debug: &str) -> std::process::Output {
+    proxy_status_with(debug, &[])
+}
+
+fn proxy_status_with(debug: &str, more: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["proxy-status", "--control", debug])
+        .args(more)
         .env_remove("SKIFF_CONTROL_DEBUG")
         .output()
         .expect("skiff runs")
@@ -102,7 +107,15 @@ async fn prints_one_line_per_proxy_with_its_status() {
     };
     assert_eq!(
         cells(lines[0]),
-        ["NAME", "NAMESPACE", "SENT", "ACKED", "STATUS", "AGE"]
+        [
+            "NAME",
+            "NAMESPACE",
+            "SENT",
+            "ACKED",
+            "STATUS",
+            "AGE",
+            "PROPAGATION"
+        ]
     );
     assert_eq!(
         cells(lines[1])[..5],
@@ -114,6 +127,7 @@ async fn prints_one_line_per_proxy_with_its_status() {
         ["frontend", "prod", &version, &version, "SYNCED"]
     );
     assert!(frontend[5].ends_with('s'), "an age: {stdout}");
+    assert_eq!(frontend[6], "-", "no change since it connected: {stdout}");
 
     drop(client);
     running.shutdown().await.unwrap();
@@ -233,4 +247,116 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
     );
     drop(client);
     running.shutdown().await.unwrap();
+}
+
+/// A file change reaches the connected proxy; `skiff proxy-status` shows how long it
+/// took, in the table and as `lastChange.propagationMs` in `-o json`, and the control
+/// plane's `/metrics` has the one sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shows_how_long_the_last_change_took_to_reach_each_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), MESH).unwrap();
+    let options = ControlOptions {
+        xds_listen: "127.0.0.1:0".parse().unwrap(),
+        debug_listen: "127.0.0.1:0".parse().unwrap(),
+        debounce: Duration::from_millis(20),
+        ..ControlOptions::new(dir.path())
+    };
+    let running = skiff_control::start(options, MeshCompiler::default())
+        .await
+        .unwrap();
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let client = skiff_xds::connect(
+        &running.xds_addr.to_string(),
+        NodeInfo::new("frontend.prod"),
+        ClientOptions::default(),
+        move |u| {
+            let _ = tx.send(u);
+            Ok(())
+        },
+    )
+    .unwrap();
+    next(&mut updates).await;
+    let sync = running.plane.sync().clone();
+    let synced = |sync: &skiff_xds::SyncTable| {
+        sync.row("frontend.prod", &running.plane.snapshot()).status == SyncStatus::Synced
+    };
+    wait_until("synced", || synced(&sync)).await;
+
+    let more = MESH.to_owned()
+        + "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: backend-v2\n  namespace: prod\nspec:\n  address: 127.0.0.13\n  labels:\n    app: backend\n";
+    std::fs::write(dir.path().join("mesh.yaml"), more).unwrap();
+    next(&mut updates).await;
+    wait_until("the change applied", || {
+        sync.row("frontend.prod", &running.plane.snapshot())
+            .last_change
+            .is_some_and(|c| c.state == skiff_xds::ChangeState::Applied)
+    })
+    .await;
+
+    let debug = running.debug_addr.to_string();
+    let (table, json) = tokio::task::spawn_blocking(move || {
+        (
+            proxy_status(&debug),
+            proxy_status_with(&debug, &["-o", "json"]),
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(table.stdout).unwrap();
+    assert!(table.status.success(), "{stdout}");
+    let frontend = stdout
+        .lines()
+        .find(|l| l.starts_with("frontend "))
+        .expect("a frontend line");
+    let last = frontend.split_whitespace().last().unwrap();
+    assert!(
+        last.ends_with("ms") || last.ends_with('s') && last.contains('.'),
+        "a propagation time: {stdout}"
+    );
+    assert!(json.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["proxy"] == "frontend.prod")
+        .expect("a frontend row");
+    assert_eq!(row["lastChange"]["state"], "APPLIED", "{row}");
+    assert_eq!(row["lastChange"]["generation"], 2, "{row}");
+    assert!(row["lastChange"]["propagationMs"].is_u64(), "{row}");
+    assert_eq!(row["status"], "SYNCED", "{row}");
+
+    let metrics = skiff_cli_get(running.debug_addr, "/metrics").await;
+    assert!(
+        metrics.contains("\nskiff_config_propagation_seconds_count 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP skiff_config_propagation_seconds Delay in seconds"),
+        "{metrics}"
+    );
+    drop(client);
+    running.shutdown().await.unwrap();
+}
+
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The body of a GET over plain HTTP/1.0.
+async fn skiff_cli_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
 }

@@ -85,6 +85,14 @@ impl ControlPlane {
     /// gives none, the snapshot being served stays. Every error is logged with its file
     /// and line, and the status is updated (`ok` is false while there are errors). Blocking (file I/O and compiling): call it from a blocking thread.
     pub fn reload(&self) -> Arc<ConfigStatus> {
+        self.reload_seen(tokio::time::Instant::now())
+    }
+
+    /// [`reload`](Self::reload) for a change first seen at `seen` (the first file event
+    /// of the debounced burst): the proxies the new snapshot changes are followed from
+    /// then until each acknowledges it (`skiff_config_propagation_seconds`,
+    /// `pilot_proxy_convergence_time`).
+    pub fn reload_seen(&self, seen: tokio::time::Instant) -> Arc<ConfigStatus> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let span = tracing::info_span!("reload", dir = %self.dir.display());
@@ -125,10 +133,12 @@ impl ControlPlane {
                 let snapshot = PushSnapshot::new(generation, configs);
                 status.serving_generation = generation;
                 status.proxies = snapshot.len();
+                let affected = self.sync.publish(&self.snapshot(), &snapshot, seen);
                 self.snapshots.send_replace(Arc::new(snapshot));
                 tracing::info!(
                     generation,
                     proxies = status.proxies,
+                    changed = affected,
                     errors = status.errors.len(),
                     warnings = status.warnings.len(),
                     "published a new snapshot"

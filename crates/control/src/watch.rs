@@ -39,11 +39,11 @@ pub fn watch(
             Ok(event) if !relevant(&event) => {}
             Ok(event) => {
                 tracing::trace!(?event, "config change");
-                let _ = tx.send(());
+                let _ = tx.send(tokio::time::Instant::now());
             }
             Err(error) => {
                 tracing::warn!(%error, "file watcher error; reloading to be safe");
-                let _ = tx.send(());
+                let _ = tx.send(tokio::time::Instant::now());
             }
         })
         .map_err(|source| ControlError::Watch {
@@ -61,17 +61,20 @@ pub fn watch(
     Ok(async move {
         // The watcher lives as long as the loop.
         let _watcher = watcher;
-        while rx.recv().await.is_some() {
+        // Each event carries when the watcher saw it: propagation is measured from the
+        // first event of a burst, debounce included, as Istio measures its pushes from
+        // the first event it debounced.
+        while let Some(seen) = rx.recv().await {
             // Wait for quiet.
             loop {
                 match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(())) => continue,
+                    Ok(Some(_later)) => continue,
                     Ok(None) => return,
                     Err(_quiet) => break,
                 }
             }
             let plane = plane.clone();
-            if let Err(error) = tokio::task::spawn_blocking(move || plane.reload()).await {
+            if let Err(error) = tokio::task::spawn_blocking(move || plane.reload_seen(seen)).await {
                 tracing::error!(%error, "reload failed; still serving the last snapshot");
             }
         }

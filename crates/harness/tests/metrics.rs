@@ -394,5 +394,52 @@ async fn the_control_plane_lists_scrape_targets_and_counts_pushes() -> anyhow::R
         .map(|s| s.value)
         .sum();
     assert_eq!(rejects, 0.0, "no proxy rejected its config");
+
+    // A change every proxy sees: once all three have ACKed it, the control plane has
+    // its propagation time, and each proxy's row shows its own.
+    mesh.write_config("external.yaml", EXTERNAL).await?;
+    mesh.wait_synced().await?;
+    let generation = mesh.control().plane.snapshot().generation();
+    let rows = mesh
+        .control()
+        .plane
+        .sync()
+        .rows(&mesh.control().plane.snapshot());
+    for row in &rows {
+        let change = row.last_change.as_ref().expect("a last change");
+        assert_eq!(change.generation, generation, "{row:?}");
+        assert_eq!(change.state, skiff_xds::ChangeState::Applied, "{row:?}");
+        assert!(change.propagation_ms.is_some(), "{row:?}");
+    }
+    let metrics = http_get(debug, "/metrics").await?;
+    let samples = parse(metrics.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    let one = |name: &str| {
+        let found = find(&samples, name, &[]);
+        assert_eq!(found.len(), 1, "{name}: {samples:#?}");
+        found[0].value
+    };
+    // The file event and the harness's own reload load the same files: one of them
+    // publishes the change, the other changes nothing.
+    assert_eq!(one("skiff_config_propagation_seconds_count"), 1.0);
+    assert!(one("pilot_proxy_convergence_time_count") >= 3.0);
+    assert!(find(&samples, "skiff_config_propagation_incomplete_total", &[]).is_empty());
     Ok(())
 }
+
+/// A ServiceEntry every proxy gets a cluster for.
+const EXTERNAL: &str = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: external
+  namespace: prod
+spec:
+  hosts: [api.example.com]
+  ports:
+  - number: 8443
+    name: tcp
+    protocol: TCP
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.99
+";

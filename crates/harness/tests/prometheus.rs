@@ -331,10 +331,16 @@ async fn prometheus_scrapes_the_mesh_and_promql_counts_the_requests() -> anyhow:
         .map(|w| mesh.proxy(w).proxy().admin_addr())
         .collect();
 
-    // Every endpoint passes promtool's checks (format and Prometheus' naming rules).
-    for t in &targets {
-        let text = get(*t, "/stats/prometheus").await?;
-        ensure!(text.contains("istio_requests_total{"), "{text}");
+    // Every endpoint passes promtool's checks (format and Prometheus' naming rules),
+    // the control plane's too.
+    let control = mesh.control().debug_addr;
+    let endpoints = targets
+        .iter()
+        .map(|t| (*t, "/stats/prometheus", "istio_requests_total{"))
+        .chain([(control, "/metrics", "pilot_proxy_convergence_time_bucket{")]);
+    for (t, path, expected) in endpoints {
+        let text = get(t, path).await?;
+        ensure!(text.contains(expected), "{text}");
         let mut check = tokio::process::Command::new(&promtool)
             .args(["check", "metrics"])
             .stdin(Stdio::piped())

@@ -466,3 +466,199 @@ async fn raw_protocol_refuses_a_stream_without_a_node_and_ignores_stale_nonces()
     server.stop().await;
     Ok(())
 }
+
+/// A proxy speaking the protocol by hand, so a test decides when it ACKs.
+struct RawProxy {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: tonic::Streaming<skiff_xds::proto::DiscoveryResponse>,
+}
+
+impl RawProxy {
+    async fn connect(addr: SocketAddr, id: &str) -> Result<RawProxy> {
+        let mut client =
+            AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await?;
+        let (requests, rx) = mpsc::channel(4);
+        requests
+            .send(DiscoveryRequest {
+                node: Some(skiff_xds::proto::Node {
+                    id: id.to_owned(),
+                    metadata: [("version".to_owned(), "9.9.9".to_owned())].into(),
+                }),
+                type_url: PROXY_CONFIG_TYPE_URL.into(),
+                resource_names: vec![id.to_owned()],
+                ..Default::default()
+            })
+            .await?;
+        let responses = client
+            .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(RawProxy {
+            requests,
+            responses,
+        })
+    }
+
+    /// The next push, unanswered.
+    async fn next_push(&mut self) -> Result<skiff_xds::proto::DiscoveryResponse> {
+        tokio::time::timeout(PATIENCE, self.responses.message())
+            .await
+            .context("a push in time")??
+            .context("the stream is open")
+    }
+
+    async fn answer(
+        &self,
+        push: &skiff_xds::proto::DiscoveryResponse,
+        nack: Option<&str>,
+    ) -> Result<()> {
+        self.requests
+            .send(DiscoveryRequest {
+                type_url: PROXY_CONFIG_TYPE_URL.into(),
+                version_info: push.version_info.clone(),
+                response_nonce: push.nonce.clone(),
+                error_detail: nack.map(|m| skiff_xds::proto::ErrorDetail {
+                    code: 3,
+                    message: m.to_owned(),
+                }),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn metrics(sync: &SyncTable) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    sync.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+    text
+}
+
+/// The value of a sample, 0 when the series is not there yet.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Publishes the next snapshot as the control plane does: the sync table follows the
+/// change, then the streams see it.
+fn publish_followed(
+    tx: &watch::Sender<Arc<PushSnapshot>>,
+    sync: &SyncTable,
+    generation: u64,
+    configs: Vec<ProxyConfig>,
+) -> usize {
+    let next = PushSnapshot::new(generation, configs);
+    let previous = tx.borrow().clone();
+    let affected = sync.publish(&previous, &next, tokio::time::Instant::now());
+    tx.send_replace(Arc::new(next));
+    affected
+}
+
+#[tokio::test]
+async fn a_change_is_one_propagation_sample_once_every_affected_proxy_acked() -> Result<()> {
+    const PROPAGATED: &str = "skiff_config_propagation_seconds_count";
+    let ids = ["a.prod", "b.prod", "c.prod"];
+    let configs = |rev: &str| ids.iter().map(|id| config(id, rev)).collect::<Vec<_>>();
+    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
+    publish(&tx, 1, configs("1"));
+    let server = Server::start("127.0.0.1:0".parse()?, rx).await;
+    let mut proxies = Vec::new();
+    for id in ids {
+        let mut p = RawProxy::connect(server.addr, id).await?;
+        let push = p.next_push().await?;
+        p.answer(&push, None).await?;
+        proxies.push(p);
+    }
+    for id in ids {
+        row_until(&server.sync, &tx, id, "SYNCED", |r| {
+            r.status == SyncStatus::Synced
+        })
+        .await;
+    }
+    let text = metrics(&server.sync);
+    assert_eq!(value(&text, "pilot_xds{version=\"9.9.9\"}"), 3.0, "{text}");
+    assert_eq!(value(&text, PROPAGATED), 0.0, "no change yet: {text}");
+
+    assert_eq!(publish_followed(&tx, &server.sync, 2, configs("2")), 3);
+    let mut pushes = Vec::new();
+    for p in &mut proxies {
+        pushes.push(p.next_push().await?);
+    }
+    // a and b ACK; c is held back.
+    for (p, push) in proxies.iter().zip(&pushes).take(2) {
+        p.answer(push, None).await?;
+    }
+    for id in &ids[..2] {
+        row_until(&server.sync, &tx, id, "SYNCED on generation 2", |r| {
+            r.status == SyncStatus::Synced
+        })
+        .await;
+    }
+    let text = metrics(&server.sync);
+    assert_eq!(value(&text, PROPAGATED), 0.0, "c has not ACKed: {text}");
+    assert_eq!(
+        value(&text, "pilot_proxy_convergence_time_count"),
+        3.0,
+        "three pushes carried the change: {text}"
+    );
+    let c = server.sync.row("c.prod", &tx.borrow());
+    let change = c.last_change.expect("c waits for the change");
+    assert_eq!(change.state, skiff_xds::ChangeState::Waiting, "{change:?}");
+
+    proxies[2].answer(&pushes[2], None).await?;
+    let c = row_until(&server.sync, &tx, "c.prod", "the change applied", |r| {
+        r.last_change
+            .as_ref()
+            .is_some_and(|c| c.state == skiff_xds::ChangeState::Applied)
+    })
+    .await;
+    assert!(c.last_change.unwrap().propagation_ms.is_some());
+    let text = metrics(&server.sync);
+    assert_eq!(value(&text, PROPAGATED), 1.0, "{text}");
+
+    // The next change: b rejects it. It is counted as a NACK and as a change that did
+    // not propagate, and observes nothing.
+    publish_followed(&tx, &server.sync, 3, configs("3"));
+    for (i, p) in proxies.iter_mut().enumerate() {
+        let push = p.next_push().await?;
+        p.answer(&push, (i == 1).then_some("bad route")).await?;
+    }
+    row_until(&server.sync, &tx, "b.prod", "NACK", |r| {
+        r.status == SyncStatus::Nack
+    })
+    .await;
+    for id in ["a.prod", "c.prod"] {
+        row_until(&server.sync, &tx, id, "SYNCED on generation 3", |r| {
+            r.last_change.as_ref().is_some_and(|c| c.generation == 3)
+                && r.status == SyncStatus::Synced
+        })
+        .await;
+    }
+    let text = metrics(&server.sync);
+    assert_eq!(
+        value(&text, "pilot_total_xds_rejects_total{type=\"ProxyConfig\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "skiff_config_propagation_incomplete_total{reason=\"nack\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, PROPAGATED), 1.0, "{text}");
+    assert_eq!(
+        value(&text, "pilot_xds_pushes_total{type=\"ProxyConfig\"}"),
+        9.0,
+        "{text}"
+    );
+    drop(proxies);
+    server.stop().await;
+    Ok(())
+}

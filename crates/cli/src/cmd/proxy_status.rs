@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use skiff_control::{ConfigStatus, Finding, KEPT_NOTE};
-use skiff_xds::{SyncRow, SyncStatus};
+use skiff_xds::{ChangeRow, ChangeState, SyncRow, SyncStatus};
+
+use super::admin::{self, Output};
 
 /// How long to wait for the control plane.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +22,11 @@ pub(crate) struct Args {
     /// The control plane's debug HTTP address.
     #[arg(long, default_value = "127.0.0.1:15014", env = "SKIFF_CONTROL_DEBUG")]
     control: SocketAddr,
+    /// `table` (the default), or the sync table as `json` or `yaml`: one object per
+    /// proxy, as `/debug/syncz` gives it (`lastChange.propagationMs` is the
+    /// PROPAGATION column).
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: Output,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -33,6 +40,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             args.control
         )
     })?;
+    if args.output != Output::Table {
+        return admin::print_structured(args.output, &serde_json::to_value(&rows)?);
+    }
     print!("{}", render(&rows));
     // The configuration's errors under the table: a proxy can be SYNCED with a config
     // that leaves a broken resource out, and this says which and why.
@@ -114,8 +124,16 @@ pub(crate) async fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes>
 
 /// The table, one line per proxy.
 fn render(rows: &[SyncRow]) -> String {
-    let header = ["NAME", "NAMESPACE", "SENT", "ACKED", "STATUS", "AGE"];
-    let lines: Vec<[String; 6]> = rows
+    let header = [
+        "NAME",
+        "NAMESPACE",
+        "SENT",
+        "ACKED",
+        "STATUS",
+        "AGE",
+        "PROPAGATION",
+    ];
+    let lines: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             let status = match (r.status, &r.nack) {
@@ -129,6 +147,9 @@ fn render(rows: &[SyncRow]) -> String {
                 r.acked.clone().unwrap_or_else(|| "-".into()),
                 status,
                 r.last_push_age_ms.map_or_else(|| "-".into(), age),
+                r.last_change
+                    .as_ref()
+                    .map_or_else(|| "-".into(), propagation),
             ]
         })
         .collect();
@@ -161,6 +182,29 @@ fn render(rows: &[SyncRow]) -> String {
         );
     }
     out
+}
+
+/// How the newest config change that affected the proxy reached it: the time from the
+/// change seen to the proxy's ACK (`120ms`, `1.4s`), or where it stands
+/// (`waiting:3s` since the change was seen, `nack`, `disconnected`, `expired`).
+fn propagation(change: &ChangeRow) -> String {
+    match (change.state, change.propagation_ms) {
+        (ChangeState::Applied, Some(ms)) => precise(ms),
+        (ChangeState::Applied, None) => "applied".into(),
+        (ChangeState::Waiting, _) => format!("waiting:{}", age(change.seen_age_ms)),
+        (ChangeState::Nack, _) => "nack".into(),
+        (ChangeState::Disconnected, _) => "disconnected".into(),
+        (ChangeState::Expired, _) => "expired".into(),
+    }
+}
+
+/// `850ms`, `1.4s`, `42.0s`, then as [`age`].
+fn precise(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => age(ms),
+    }
 }
 
 /// `850ms`, `12s`, `3m4s`, `2h3m`, `5d4h`.

@@ -141,13 +141,17 @@ impl ProxyStream {
             None => return Err(End::Status(unknown_proxy(proxy, &snapshot))),
             Some(entry) if !resume_version.is_empty() && entry.version == resume_version => {
                 tracing::info!(proxy, version = %entry.version, "proxy resumed with the current version; nothing to send");
-                self.sync.resumed(proxy, self.id, &entry.version);
+                self.sync
+                    .resumed(proxy, self.id, &entry.version, snapshot.generation());
                 sent = Some(Sent {
                     version: entry.version.clone(),
                     nonce: String::new(),
                 });
             }
-            Some(entry) => self.push(proxy, entry, &mut nonces, &mut sent).await?,
+            Some(entry) => {
+                self.push(proxy, entry, snapshot.generation(), &mut nonces, &mut sent)
+                    .await?
+            }
         }
         self.sync
             .saw_generation(proxy, self.id, snapshot.generation());
@@ -188,7 +192,8 @@ impl ProxyStream {
                         return Err(End::Status(unknown_proxy(proxy, &snapshot)));
                     };
                     if sent.as_ref().map(|s| s.version.as_str()) != Some(entry.version.as_str()) {
-                        self.push(proxy, entry, &mut nonces, &mut sent).await?;
+                        self.push(proxy, entry, snapshot.generation(), &mut nonces, &mut sent)
+                            .await?;
                     } else {
                         tracing::debug!(
                             proxy,
@@ -226,7 +231,8 @@ impl ProxyStream {
                 return Err(End::Status(unknown_proxy(proxy, &snapshot)));
             };
             if request.version_info != entry.version {
-                self.push(proxy, entry, nonces, sent).await?;
+                self.push(proxy, entry, snapshot.generation(), nonces, sent)
+                    .await?;
             }
             return Ok(());
         }
@@ -254,13 +260,16 @@ impl ProxyStream {
         Ok(())
     }
 
+    /// Pushes `entry`, the version snapshot `generation` holds for the proxy.
     async fn push(
         &mut self,
         proxy: &str,
         entry: &ProxyEntry,
+        generation: u64,
         nonces: &mut u64,
         sent: &mut Option<Sent>,
     ) -> Result<(), End> {
+        let started = tokio::time::Instant::now();
         *nonces += 1;
         let nonce = nonces.to_string();
         let response = DiscoveryResponse {
@@ -274,10 +283,18 @@ impl ProxyStream {
             }],
         };
         if self.responses.send(Ok(response)).await.is_err() {
+            self.sync.push_failed();
             return Err(End::ProxyGone);
         }
         tracing::info!(proxy, version = %entry.version, nonce = %nonce, "pushed config");
-        self.sync.pushed(proxy, self.id, &entry.version);
+        self.sync.pushed(
+            proxy,
+            self.id,
+            &entry.version,
+            generation,
+            entry.body.len(),
+            started.elapsed(),
+        );
         *sent = Some(Sent {
             version: entry.version.clone(),
             nonce,

@@ -18,6 +18,9 @@ fn row(name: &str, status: SyncStatus) -> SyncRow {
         last_push_ms: None,
         last_push_age_ms: None,
         generation: 1,
+        applied_ms: None,
+        config_age_ms: None,
+        last_change: None,
     }
 }
 
@@ -27,11 +30,23 @@ fn the_table_has_one_aligned_line_per_proxy() {
     synced.sent = Some("00000000000000aa".into());
     synced.acked = synced.sent.clone();
     synced.last_push_age_ms = Some(65_000);
+    synced.last_change = Some(ChangeRow {
+        generation: 4,
+        state: ChangeState::Applied,
+        propagation_ms: Some(1_430),
+        seen_age_ms: 70_000,
+    });
     let mut nack = row("web", SyncStatus::Nack);
     nack.sent = Some("00000000000000bb".into());
     nack.acked = Some("00000000000000aa".into());
     nack.nack = Some("bad regex".into());
     nack.last_push_age_ms = Some(1_500);
+    nack.last_change = Some(ChangeRow {
+        generation: 4,
+        state: ChangeState::Waiting,
+        propagation_ms: None,
+        seen_age_ms: 3_200,
+    });
     let table = render(&[synced, nack, row("db", SyncStatus::NotConnected)]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
@@ -40,21 +55,49 @@ fn the_table_has_one_aligned_line_per_proxy() {
         "{table}"
     );
     assert!(
-        lines[1].contains("SYNCED") && lines[1].ends_with("1m5s"),
+        lines[1].contains("SYNCED") && lines[1].ends_with("1m5s   1.4s"),
         "{table}"
     );
     assert!(
-        lines[2].contains("NACK: bad regex") && lines[2].ends_with("1s"),
+        lines[2].contains("NACK: bad regex") && lines[2].ends_with("1s     waiting:3s"),
         "{table}"
     );
     assert!(
-        lines[3].contains("NOT CONNECTED") && lines[3].ends_with('-'),
+        lines[3].contains("NOT CONNECTED") && lines[3].ends_with("-      -"),
         "{table}"
     );
     // Columns line up: STATUS starts at the same offset on every line.
     let col = lines[0].find("STATUS").unwrap();
     assert!(lines[1][col..].starts_with("SYNCED"), "{table}");
     assert!(lines[3][col..].starts_with("NOT CONNECTED"), "{table}");
+}
+
+#[test]
+fn propagation_is_precise_under_a_minute() {
+    let change = |state, propagation_ms| ChangeRow {
+        generation: 2,
+        state,
+        propagation_ms,
+        seen_age_ms: 61_000,
+    };
+    assert_eq!(propagation(&change(ChangeState::Applied, Some(85))), "85ms");
+    assert_eq!(
+        propagation(&change(ChangeState::Applied, Some(12_340))),
+        "12.3s"
+    );
+    assert_eq!(
+        propagation(&change(ChangeState::Applied, Some(61_000))),
+        "1m1s"
+    );
+    assert_eq!(
+        propagation(&change(ChangeState::Waiting, None)),
+        "waiting:1m1s"
+    );
+    assert_eq!(propagation(&change(ChangeState::Nack, None)), "nack");
+    assert_eq!(
+        propagation(&change(ChangeState::Disconnected, None)),
+        "disconnected"
+    );
 }
 
 #[test]
