@@ -237,17 +237,22 @@ impl Mesh {
             }),
             ..ControlOptions::new(mesh.config_dir.path())
         };
-        let access_log = match &options.mesh_config {
-            Some(text) => Some(skiff_model::config::MeshAccessLog::of(
-                &skiff_api::mesh_config::parse(text)
+        let (access_log, tracing) = match &options.mesh_config {
+            Some(text) => {
+                let mesh = skiff_api::mesh_config::parse(text)
                     .map_err(|e| anyhow::anyhow!("the mesh config: {e}"))?
-                    .0,
-            )),
-            None => None,
+                    .0;
+                (
+                    Some(skiff_model::config::MeshAccessLog::of(&mesh)),
+                    skiff_model::config::MeshTracing::of(&mesh),
+                )
+            }
+            None => (None, skiff_model::config::MeshTracing::default()),
         };
         let compiler = MeshCompiler {
             options: skiff_model::MeshOptions {
                 access_log,
+                tracing,
                 ..skiff_model::MeshOptions::default()
             },
             ..MeshCompiler::default()

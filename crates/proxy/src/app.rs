@@ -115,6 +115,8 @@ pub(crate) struct ProxyInputs {
     pub(crate) connections: crate::limits::ConnectionCount,
     /// When the proxy started.
     pub(crate) started: std::time::Instant,
+    /// Trace spans and context propagation.
+    pub(crate) tracing: crate::trace::Tracing,
 }
 
 impl ProxyInputs {
@@ -137,6 +139,7 @@ impl ProxyInputs {
             limits,
             connections: crate::limits::ConnectionCount::default(),
             started: std::time::Instant::now(),
+            tracing: crate::trace::Tracing::default(),
         })
     }
 
@@ -340,6 +343,7 @@ impl Proxy {
         inputs
             .access_log
             .set_telemetry(&config.telemetry, config.mesh_access_log.as_ref());
+        inputs.tracing.set(&config.telemetry, &config.node);
         if let Some(m) = &inputs.metrics {
             m.set_node(&config.node);
             m.set_telemetry(&config.telemetry);

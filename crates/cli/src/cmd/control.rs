@@ -145,8 +145,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         identity: identity(&args)?,
         ..ControlOptions::new(&args.config)
     };
-    let access_log = match &args.mesh_config {
-        None => None,
+    let (access_log, tracing) = match &args.mesh_config {
+        None => (None, skiff_model::config::MeshTracing::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the mesh config {}", path.display()))?;
@@ -155,7 +155,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             for w in warnings {
                 tracing::warn!(file = %path.display(), "{w}");
             }
-            Some(skiff_model::config::MeshAccessLog::of(&mesh))
+            (
+                Some(skiff_model::config::MeshAccessLog::of(&mesh)),
+                skiff_model::config::MeshTracing::of(&mesh),
+            )
         }
     };
     let compiler = MeshCompiler {
@@ -163,6 +166,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             domain_suffix: args.domain_suffix,
             trust_domain: args.trust_domain,
             access_log,
+            tracing,
             ..MeshOptions::default()
         },
         builtin_gateway: args.builtin_gateway,

@@ -20,7 +20,8 @@
 //!   switches a provider off. When nothing remains, the proxy's own access-log setting
 //!   holds, as Istio falls back to the mesh config's `accessLogFile`.
 //! - `tracing`: per mode, each field replaced by the last entry that sets it; the
-//!   provider is the first one named. Resolved only: no proxy makes spans yet.
+//!   provider is the first one named (else the mesh config's default, resolved with
+//!   its collector at compile time, `TelemetryConfig::resolve_tracing`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +34,8 @@ use skiff_api::{Resource, ResourceSet};
 
 use crate::config::{
     AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MetricOverride,
-    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig, TracingConfig,
+    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, SpanTag, SpanTagValue, TagChange,
+    TelemetryConfig, TracingConfig,
 };
 use crate::diagnostic::{Code, Findings, Severity};
 use crate::registry::{Labels, Registry, labels_match};
@@ -397,7 +399,7 @@ fn merge_tracing(tracing: &[&Tracing], side: Side) -> Option<TracingConfig> {
             spec.disabled = d;
         }
         if !t.custom_tags.is_empty() {
-            spec.custom_tags = t.custom_tags.keys().cloned().collect();
+            spec.custom_tags = t.custom_tags.iter().filter_map(span_tag).collect();
         }
         if let Some(p) = t.random_sampling_percentage {
             spec.random_sampling_percentage = Some(p);
@@ -409,10 +411,29 @@ fn merge_tracing(tracing: &[&Tracing], side: Side) -> Option<TracingConfig> {
             spec.enable_istio_tags = v;
         }
     }
-    if spec.provider.is_none() {
-        spec.disabled = true;
-    }
     Some(spec)
+}
+
+/// A custom tag as the proxy applies it (validation made sure exactly one kind is set).
+fn span_tag((name, tag): (&String, &skiff_api::telemetry::CustomTag)) -> Option<SpanTag> {
+    let value = if let Some(l) = &tag.literal {
+        SpanTagValue::Literal(l.value.clone())
+    } else if let Some(e) = &tag.environment {
+        SpanTagValue::Environment {
+            name: e.name.clone(),
+            default: e.default_value.clone(),
+        }
+    } else {
+        let h = tag.header.as_ref()?;
+        SpanTagValue::Header {
+            name: h.name.to_ascii_lowercase(),
+            default: h.default_value.clone(),
+        }
+    };
+    Some(SpanTag {
+        name: name.clone(),
+        value,
+    })
 }
 
 /// Warns about providers skiff does not have: their settings change nothing.
