@@ -59,7 +59,7 @@ mod client;
 #[cfg(test)]
 mod tests;
 
-pub use app::header;
+pub use app::{TRACE_HEADERS, header};
 pub use client::Reply;
 
 const TRUST_DOMAIN: &str = "cluster.local";
@@ -546,7 +546,9 @@ async fn start_workload(
 ) -> anyhow::Result<Workload> {
     let mut apps = BTreeMap::new();
     for port in &plan.ports {
-        let app = app::start(&plan.id, SocketAddr::new(plan.address, *port)).await?;
+        // The sidecar's outbound listener, where the proxy opens it (its default port).
+        let outbound = SocketAddr::new(plan.address, 15001);
+        let app = app::start(&plan.id, SocketAddr::new(plan.address, *port), outbound).await?;
         apps.insert(*port, app);
     }
     let tls = MeshTls::without_cert(ca.bundle())?;

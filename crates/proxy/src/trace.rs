@@ -382,6 +382,31 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// The span's name, as Istio's route decorators make it: the destination service and
+/// port, then `/*` (`backend.prod.svc.cluster.local:80/*`). Outbound and at gateways
+/// they come from the cluster (`outbound|80||backend.prod.svc.cluster.local`); inbound
+/// from the workload's service and the port the caller addressed (80 when its authority
+/// names none). Without either, the request's authority.
+fn operation(r: &Record, authority: &str) -> String {
+    let mut parts = r.cluster.as_deref().unwrap_or("").split('|');
+    if let (Some("outbound"), Some(port), Some(_), Some(host)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+        && !host.is_empty()
+    {
+        return format!("{host}:{port}/*");
+    }
+    match &r.service {
+        Some(s) if r.conn.role == Role::Inbound && &*s.host != "unknown" => {
+            let port = authority
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or(80);
+            format!("{}:{port}/*", s.host)
+        }
+        _ => format!("{authority}/*"),
+    }
+}
+
 /// Makes the span of a finished record and queues it for export.
 pub(crate) fn finish(started: &Started, r: &Record) {
     let Some(exporter) = &started.plan.exporter else {
@@ -468,8 +493,7 @@ pub(crate) fn span_of(started: &Started, r: &Record) -> Span {
             .map(|p| p.to_be_bytes().to_vec())
             .unwrap_or_default(),
         flags: 1,
-        // Istio's operation name: the destination and its port, then `/*`.
-        name: format!("{authority}/*"),
+        name: operation(r, authority),
         kind: plan.kind as i32,
         start_time_unix_nano: nanos(r.start),
         end_time_unix_nano: nanos(end),
