@@ -3,8 +3,9 @@
 //!
 //! Read: `accessLogFile`, `accessLogEncoding` (`TEXT` or `JSON`), `accessLogFormat`;
 //! for tracing, `extensionProviders[].opentelemetry` (`service`, `port`),
-//! `defaultProviders.tracing` and `defaultConfig.tracing.sampling`. Every other field is
-//! named in a warning, so nothing is silently taken as applied.
+//! `defaultProviders.tracing` and `defaultConfig.tracing.sampling` (`enableTracing`
+//! switches only Istio's legacy tracer, which skiff does not have: `true` is a warning).
+//! Every other field is named in a warning, so nothing is silently taken as applied.
 
 use serde::Deserialize;
 
@@ -118,6 +119,8 @@ struct Raw {
     default_providers: RawDefaultProviders,
     #[serde(default)]
     default_config: RawDefaultConfig,
+    #[serde(default)]
+    enable_tracing: Option<bool>,
     #[serde(flatten)]
     other: std::collections::BTreeMap<String, serde_json::Value>,
 }
@@ -146,6 +149,17 @@ pub fn parse(text: &str) -> Result<(MeshConfig, Vec<String>), String> {
         warnings.push(
             "MeshConfig `accessLogFormat` is not implemented: access logs keep Istio's \
              default fields"
+                .to_owned(),
+        );
+    }
+    if raw.enable_tracing == Some(true) {
+        // Istio's `enableTracing` (default true) only switches the legacy tracer of the
+        // proxies' bootstrap (`defaultConfig.tracing.zipkin` and the like), used where
+        // no Telemetry and no `defaultProviders.tracing` configure tracing.
+        warnings.push(
+            "MeshConfig `enableTracing: true`: the legacy tracer (`defaultConfig.tracing.zipkin` \
+             and the like) is not implemented; skiff traces through Telemetry `tracing` \
+             providers and `defaultProviders.tracing` only"
                 .to_owned(),
         );
     }
@@ -252,5 +266,8 @@ mod tests {
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("zipkin"));
         assert!(parse("defaultConfig:\n  tracing:\n    sampling: 101\n").is_err());
+        // `enableTracing: false` is what skiff does without a tracing provider.
+        assert!(parse("enableTracing: false\n").unwrap().1.is_empty());
+        assert!(parse("enableTracing: true\n").unwrap().1[0].contains("legacy tracer"));
     }
 }

@@ -397,6 +397,19 @@ async fn one_trace_per_request_with_a_span_per_hop_and_w3c_to_the_apps() -> Resu
         "an unsampled request is not reported"
     );
     assert_eq!(all.len(), 16, "four spans per sampled request: {all:#?}");
+
+    // The proxy counts what it exported (a server and a client span per request).
+    let frontend = mesh.proxy("frontend.prod").proxy();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = frontend.prometheus_text();
+        if text.contains("skiff_tracing_spans_exported_total 8") {
+            assert!(text.contains("skiff_tracing_spans_dropped_total 0"), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 

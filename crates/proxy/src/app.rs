@@ -234,6 +234,7 @@ impl Proxy {
             let metrics = crate::metrics::Metrics::register(&mut registry);
             Arc::get_mut(&mut inputs).expect("not shared yet").metrics = Some(metrics);
         }
+        inputs.tracing.stats.register(&mut registry);
         if let Some(max) = options.limits.max_memory_bytes {
             tokio::spawn(watch_memory(Arc::downgrade(&inputs), max));
         }

@@ -45,6 +45,8 @@ static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 pub(crate) struct Tracing {
     plans: ArcSwap<Plans>,
     runtime: Option<tokio::runtime::Handle>,
+    /// The exporters' counts, shared by all of them.
+    pub(crate) stats: Arc<export::Stats>,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +163,7 @@ impl Default for Tracing {
         Tracing {
             plans: ArcSwap::from_pointee(Plans::default()),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            stats: Arc::default(),
         }
     }
 }
@@ -203,7 +206,13 @@ impl Tracing {
                             .runtime
                             .clone()
                             .or_else(|| tokio::runtime::Handle::try_current().ok())?;
-                        Exporter::start(&runtime, collector, own.resource(), export::QUEUE)
+                        Exporter::start(
+                            &runtime,
+                            collector,
+                            own.resource(),
+                            export::QUEUE,
+                            self.stats.clone(),
+                        )
                     }
                 };
                 started.push(e.clone());

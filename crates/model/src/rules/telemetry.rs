@@ -106,9 +106,10 @@ impl TelemetryIndex {
     pub(super) fn build(
         resources: &ResourceSet,
         registry: &Registry,
-        root_namespace: &str,
+        options: &crate::MeshOptions,
         findings: &mut Findings,
     ) -> TelemetryIndex {
+        let root_namespace = options.root_namespace.as_str();
         let mut entries: Vec<(Option<Timestamp>, String, String, Entry)> = Vec::new();
         for t in resources.telemetries() {
             let gateways = super::policy::targets(
@@ -118,7 +119,7 @@ impl TelemetryIndex {
                 registry,
                 findings,
             );
-            check_providers(t.spec, t.resource, findings);
+            check_providers(t.spec, t.resource, &options.tracing, findings);
             let entry = Entry {
                 key: format!("{}/{}", t.namespace(), t.name()),
                 namespace: t.namespace().to_owned(),
@@ -437,7 +438,31 @@ fn span_tag((name, tag): (&String, &skiff_api::telemetry::CustomTag)) -> Option<
 }
 
 /// Warns about providers skiff does not have: their settings change nothing.
-fn check_providers(t: &Telemetry, r: &Resource, findings: &mut Findings) {
+fn check_providers(
+    t: &Telemetry,
+    r: &Resource,
+    mesh: &crate::config::MeshTracing,
+    findings: &mut Findings,
+) {
+    for (i, tr) in t.tracing.iter().enumerate() {
+        // Istio uses the first provider only (several are refused at validation).
+        if let Some(p) = tr.providers.first()
+            && !mesh.collectors.contains_key(&p.name)
+        {
+            findings.report(
+                Severity::Warning,
+                Code::NotImplemented,
+                r,
+                Some(&format!("spec.tracing[{i}].providers[0]")),
+                format!(
+                    "tracing provider {:?} is not an `opentelemetry` entry of the mesh \
+                     config's `extensionProviders` (skiff exports spans over OTLP/gRPC \
+                     only): no spans are made for it",
+                    p.name
+                ),
+            );
+        }
+    }
     for (i, m) in t.metrics.iter().enumerate() {
         for (j, p) in m.providers.iter().enumerate() {
             if !p.name.eq_ignore_ascii_case(PROMETHEUS_PROVIDER) {

@@ -8,7 +8,6 @@
 //! (counted), never retried: traces are best-effort, as Envoy's are.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -16,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 /// Spans waiting for export, at most (the OpenTelemetry SDK's default queue size).
@@ -27,15 +27,37 @@ pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What became of the spans handed to an exporter.
+/// What became of the spans handed to the exporters of one proxy, served with its
+/// metrics (`skiff_tracing_spans_{exported,dropped,failed}_total`).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     /// Taken by the collector.
-    pub(crate) exported: AtomicU64,
+    pub(crate) exported: Counter,
     /// Dropped because the queue was full.
-    pub(crate) dropped: AtomicU64,
+    pub(crate) dropped: Counter,
     /// Lost in an export the collector refused or did not answer.
-    pub(crate) failed: AtomicU64,
+    pub(crate) failed: Counter,
+}
+
+impl Stats {
+    /// Adds the counters to the proxy's metrics.
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "skiff_tracing_spans_exported",
+            "Trace spans the collector took",
+            self.exported.clone(),
+        );
+        registry.register(
+            "skiff_tracing_spans_dropped",
+            "Trace spans dropped because the export queue was full",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "skiff_tracing_spans_failed",
+            "Trace spans lost in an export the collector refused or did not answer",
+            self.failed.clone(),
+        );
+    }
 }
 
 /// The queue to one collector's export task. Dropping the last handle flushes what is
@@ -54,9 +76,9 @@ impl Exporter {
         collector: &str,
         resource: Resource,
         queue: usize,
+        stats: Arc<Stats>,
     ) -> Arc<Exporter> {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let stats = Arc::new(Stats::default());
         runtime.spawn(run(collector.to_owned(), resource, rx, stats.clone()));
         Arc::new(Exporter {
             tx,
@@ -68,7 +90,7 @@ impl Exporter {
     /// Queues a finished span; drops it (counted) when the queue is full.
     pub(crate) fn send(&self, span: Span) {
         if self.tx.try_send(span).is_err() {
-            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.stats.dropped.inc() + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
                     collector = %self.collector,
@@ -94,7 +116,7 @@ async fn run(
             tracing::warn!(%collector, "the trace collector address is not usable: {e}");
             // Keep draining, so senders see a queue and count nothing as dropped twice.
             while let Some(_span) = rx.recv().await {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
+                stats.failed.inc();
             }
             return;
         }
@@ -132,10 +154,10 @@ async fn run(
         };
         match client.export(request).await {
             Ok(_) => {
-                stats.exported.fetch_add(n, Ordering::Relaxed);
+                stats.exported.inc_by(n);
             }
             Err(e) => {
-                stats.failed.fetch_add(n, Ordering::Relaxed);
+                stats.failed.inc_by(n);
                 tracing::debug!(%collector, spans = n, "trace export failed: {}", e.message());
             }
         }

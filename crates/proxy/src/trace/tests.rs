@@ -140,13 +140,74 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
         "127.0.0.1:9",
         Resource::default(),
         4,
+        Arc::new(export::Stats::default()),
     );
     for _ in 0..10 {
         e.send(Span::default());
     }
-    let dropped = e.stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = e.stats.dropped.get();
     assert!(
         dropped >= 5,
         "{dropped} dropped of 10 with room for 4 (+1 taken)"
     );
+}
+
+fn tracing_at(percent: f64) -> Tracing {
+    let t = TracingConfig {
+        provider: Some("otel".into()),
+        collector: Some("127.0.0.1:9".into()),
+        random_sampling_percentage: Some(percent),
+        use_request_id_for_trace_sampling: true,
+        enable_istio_tags: true,
+        ..TracingConfig::default()
+    };
+    let mut telemetry = TelemetryConfig::default();
+    telemetry.client.tracing = Some(t.clone());
+    telemetry.server.tracing = Some(t);
+    let tracing = Tracing::default();
+    tracing.set(&telemetry, &Node::default());
+    tracing
+}
+
+#[tokio::test]
+async fn an_incoming_decision_is_kept_and_a_sampled_request_carries_this_span() {
+    let tracing = tracing_at(100.0);
+    // The caller said no: no span, the headers pass unchanged.
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let mut h = headers(&[("traceparent", unsampled)]);
+    assert!(tracing.start(Role::Inbound, &mut h).is_none());
+    assert_eq!(h["traceparent"], unsampled);
+
+    // The caller said yes, at 0%: a child span, written into the request.
+    let tracing0 = tracing_at(0.0);
+    let mut h = headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )]);
+    let s = tracing0.start(Role::Inbound, &mut h).expect("sampled by the caller");
+    let (trace, span, parent) = s.ids();
+    assert_eq!((trace, parent), (TRACE, Some(PARENT)));
+    assert_eq!(h["traceparent"], context::traceparent_value(TRACE, span));
+
+    // No context, 100%: a new trace, a traceparent, and the request id given now.
+    let mut h = HeaderMap::new();
+    let s = tracing.start(Role::Outbound, &mut h).expect("sampled");
+    let (trace, span, parent) = s.ids();
+    assert_eq!(parent, None);
+    assert_eq!(h["traceparent"], context::traceparent_value(trace, span));
+    assert!(h.contains_key("x-request-id"));
+
+    // No context, 0%: nothing, nothing written.
+    let mut h = HeaderMap::new();
+    assert!(tracing0.start(Role::Inbound, &mut h).is_none());
+    assert!(h.is_empty());
+
+    // A side without tracing leaves everything alone.
+    let off = Tracing::default();
+    let mut h = headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )]);
+    assert!(off.start(Role::Outbound, &mut h).is_none());
+    assert_eq!(h.len(), 1);
 }
