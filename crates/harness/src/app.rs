@@ -113,11 +113,7 @@ fn authority(req: &Request<Incoming>) -> &str {
         .unwrap_or("")
 }
 
-async fn answer(
-    name: &str,
-    req: Request<Incoming>,
-    outbound: SocketAddr,
-) -> Response<Full<Bytes>> {
+async fn answer(name: &str, req: Request<Incoming>, outbound: SocketAddr) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if let Some(target) = path.strip_prefix("/call/") {
         let target = target.to_owned();

@@ -144,13 +144,15 @@ struct Got {
 
 impl Got {
     fn tag(&self, key: &str) -> Option<String> {
-        self.span.attributes.iter().find(|a| a.key == key).and_then(|a| {
-            match a.value.as_ref()?.value.as_ref()? {
+        self.span
+            .attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
                 any_value::Value::StringValue(s) => Some(s.clone()),
                 any_value::Value::IntValue(i) => Some(i.to_string()),
                 _ => None,
-            }
-        })
+            })
     }
     fn trace(&self) -> String {
         hex(&self.span.trace_id)
@@ -358,7 +360,10 @@ async fn one_trace_per_request_with_a_span_per_hop_and_w3c_to_the_apps() -> Resu
             h.frontend_client.tag("istio.canonical_service").as_deref(),
             Some("frontend")
         );
-        assert_eq!(h.frontend_client.tag("istio.namespace").as_deref(), Some("prod"));
+        assert_eq!(
+            h.frontend_client.tag("istio.namespace").as_deref(),
+            Some("prod")
+        );
         assert_eq!(
             h.frontend_client.tag("node_id").as_deref(),
             Some("frontend.prod")
@@ -393,7 +398,8 @@ async fn one_trace_per_request_with_a_span_per_hop_and_w3c_to_the_apps() -> Resu
     collector.trace(&marker, 4).await?;
     let all = collector.spans();
     assert!(
-        all.iter().all(|g| g.trace() != "0af7651916cd43dd8448eb211c80319c"),
+        all.iter()
+            .all(|g| g.trace() != "0af7651916cd43dd8448eb211c80319c"),
         "an unsampled request is not reported"
     );
     assert_eq!(all.len(), 16, "four spans per sampled request: {all:#?}");
@@ -404,7 +410,10 @@ async fn one_trace_per_request_with_a_span_per_hop_and_w3c_to_the_apps() -> Resu
     loop {
         let text = frontend.prometheus_text();
         if text.contains("skiff_tracing_spans_exported_total 8") {
-            assert!(text.contains("skiff_tracing_spans_dropped_total 0"), "{text}");
+            assert!(
+                text.contains("skiff_tracing_spans_dropped_total 0"),
+                "{text}"
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{text}");
@@ -434,7 +443,11 @@ async fn b3_in_gives_b3_out_in_the_callers_trace() -> Result<()> {
     assert_eq!(reply.header("x-next-seen-traceparent"), "");
 
     let h = hops(collector.trace(trace, 4).await?)?;
-    assert_eq!(h.gateway.parent(), caller, "the caller's span is the parent");
+    assert_eq!(
+        h.gateway.parent(),
+        caller,
+        "the caller's span is the parent"
+    );
     assert_eq!(h.frontend_server.parent(), h.gateway.id());
     assert_eq!(h.frontend_client.parent(), h.frontend_server.id());
     assert_eq!(h.backend_server.parent(), h.frontend_client.id());
@@ -444,6 +457,9 @@ async fn b3_in_gives_b3_out_in_the_callers_trace() -> Result<()> {
         h.gateway.id(),
         "the app's parent is the span before its sidecar's"
     );
-    assert_eq!(reply.header("x-next-seen-x-b3-spanid"), h.backend_server.id());
+    assert_eq!(
+        reply.header("x-next-seen-x-b3-spanid"),
+        h.backend_server.id()
+    );
     Ok(())
 }

@@ -184,7 +184,9 @@ async fn an_incoming_decision_is_kept_and_a_sampled_request_carries_this_span() 
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     )]);
-    let s = tracing0.start(Role::Inbound, &mut h).expect("sampled by the caller");
+    let s = tracing0
+        .start(Role::Inbound, &mut h)
+        .expect("sampled by the caller");
     let (trace, span, parent) = s.ids();
     assert_eq!((trace, parent), (TRACE, Some(PARENT)));
     assert_eq!(h["traceparent"], context::traceparent_value(TRACE, span));
