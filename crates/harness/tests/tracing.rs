@@ -133,6 +133,14 @@ spec:
   - providers:
     - name: otel
     randomSamplingPercentage: 100
+    customTags:
+      team:
+        literal:
+          value: shop
+      user:
+        header:
+          name: end-user
+          defaultValue: nobody
 ";
 
 /// A span as the collector got it, with the `service.name` of its resource.
@@ -355,6 +363,9 @@ async fn one_trace_per_request_with_a_span_per_hop_and_w3c_to_the_apps() -> Resu
             assert_eq!(g.tag("istio.mesh_id").as_deref(), Some("cluster.local"));
             assert!(g.tag("guid:x-request-id").is_some_and(|id| id.len() == 36));
             assert!(g.span.end_time_unix_nano >= g.span.start_time_unix_nano);
+            // The Telemetry's custom tags: a literal, and a header absent here.
+            assert_eq!(g.tag("team").as_deref(), Some("shop"));
+            assert_eq!(g.tag("user").as_deref(), Some("nobody"));
         }
         assert_eq!(
             h.frontend_client.tag("istio.canonical_service").as_deref(),
@@ -433,6 +444,7 @@ async fn b3_in_gives_b3_out_in_the_callers_trace() -> Result<()> {
             ("x-b3-traceid", trace),
             ("x-b3-spanid", caller),
             ("x-b3-sampled", "1"),
+            ("end-user", "jason"),
         ],
     )
     .await?;
@@ -448,6 +460,7 @@ async fn b3_in_gives_b3_out_in_the_callers_trace() -> Result<()> {
         caller,
         "the caller's span is the parent"
     );
+    assert_eq!(h.gateway.tag("user").as_deref(), Some("jason"));
     assert_eq!(h.frontend_server.parent(), h.gateway.id());
     assert_eq!(h.frontend_client.parent(), h.frontend_server.id());
     assert_eq!(h.backend_server.parent(), h.frontend_client.id());
