@@ -56,6 +56,7 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod client;
+pub mod otlp;
 #[cfg(test)]
 mod tests;
 

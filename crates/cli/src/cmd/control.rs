@@ -54,8 +54,10 @@ pub(crate) struct Args {
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
     /// Istio's MeshConfig as a YAML file (what istiod reads with `--meshConfig`: the
-    /// `mesh` key of the `istio` ConfigMap). skiff reads `accessLogFile` and
-    /// `accessLogEncoding` from it and warns about every other field; read at start.
+    /// `mesh` key of the `istio` ConfigMap). skiff reads `accessLogFile`,
+    /// `accessLogEncoding`, the tracing providers (`extensionProviders[].opentelemetry`,
+    /// `defaultProviders.tracing`) and `defaultConfig.tracing.sampling` from it and warns
+    /// about every other field; read at start.
     #[arg(long, value_name = "FILE")]
     mesh_config: Option<PathBuf>,
     /// Add the built-in ingress gateway workload (`istio-ingressgateway` in
