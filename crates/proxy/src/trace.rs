@@ -260,6 +260,8 @@ impl Tracing {
             parent,
             incoming.map(|i| i.styles).unwrap_or_default(),
         );
+        // `disableSpanReporting`: the context goes on, no span is kept.
+        plan.exporter.as_ref()?;
         Some(Box::new(Started {
             plan: plan.clone(),
             trace_id,

@@ -213,3 +213,34 @@ async fn an_incoming_decision_is_kept_and_a_sampled_request_carries_this_span() 
     assert!(off.start(Role::Outbound, &mut h).is_none());
     assert_eq!(h.len(), 1);
 }
+
+#[tokio::test]
+async fn disabled_span_reporting_propagates_and_keeps_no_span() {
+    let t = TracingConfig {
+        provider: Some("otel".into()),
+        collector: Some("127.0.0.1:9".into()),
+        disabled: true,
+        random_sampling_percentage: Some(100.0),
+        use_request_id_for_trace_sampling: true,
+        enable_istio_tags: true,
+        ..TracingConfig::default()
+    };
+    let mut telemetry = TelemetryConfig::default();
+    telemetry.client.tracing = Some(t);
+    let tracing = Tracing::default();
+    tracing.set(&telemetry, &Node::default());
+    let mut h = headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )]);
+    assert!(tracing.start(Role::Outbound, &mut h).is_none());
+    let sent = h["traceparent"].to_str().unwrap();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{sent}"
+    );
+    assert!(
+        !sent.contains("00f067aa0ba902b7"),
+        "this proxy's span is the parent"
+    );
+}
