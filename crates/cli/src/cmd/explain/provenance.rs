@@ -90,7 +90,9 @@ impl Provenance {
 
     fn resource(&self, r: &ResourceRef) -> Option<&Resource> {
         self.loaded.resources.iter().find(|x| {
-            x.kind().to_string() == r.kind && x.namespace() == r.namespace && x.name() == r.name
+            x.kind().to_string() == r.kind
+                && (x.namespace() == r.namespace || !x.kind().is_namespaced())
+                && x.name() == r.name
         })
     }
 
