@@ -1,4 +1,5 @@
 use http::{HeaderMap, HeaderValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::context::{self, Styles};
 use super::*;
