@@ -1,7 +1,10 @@
 //! Istio's MeshConfig, the parts skiff reads: the file istiod reads with `--meshConfig`
 //! (in a cluster, the `mesh` key of the `istio` ConfigMap, mounted as a file).
 //!
-//! Read: `accessLogFile`, `accessLogEncoding` (`TEXT` or `JSON`), `accessLogFormat`.
+//! Read: `accessLogFile`, `accessLogEncoding` (`TEXT` or `JSON`), `accessLogFormat`;
+//! for tracing, `extensionProviders[].opentelemetry` (`service`, `port`),
+//! `defaultProviders.tracing` and `defaultConfig.tracing.sampling` (`enableTracing`
+//! switches only Istio's legacy tracer, which skiff does not have: `true` is a warning).
 //! Every other field is named in a warning, so nothing is silently taken as applied.
 
 use serde::Deserialize;
@@ -18,7 +21,7 @@ pub enum AccessLogEncoding {
 }
 
 /// The MeshConfig fields skiff reads.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MeshConfig {
     /// `accessLogFile`: where sidecars write access logs; empty (Istio's default) means
     /// none. `/dev/stdout` is the proxy's standard output.
@@ -27,6 +30,78 @@ pub struct MeshConfig {
     pub access_log_encoding: AccessLogEncoding,
     /// `accessLogFormat`: an Envoy format string replacing Istio's default fields.
     pub access_log_format: String,
+    /// `extensionProviders`: the named providers Telemetry resources refer to.
+    pub extension_providers: Vec<ExtensionProvider>,
+    /// `defaultProviders.tracing`: the tracing providers where no Telemetry names one.
+    pub default_tracing_providers: Vec<String>,
+    /// `defaultConfig.tracing.sampling`: the sampling percentage (0 to 100) where no
+    /// Telemetry sets `randomSamplingPercentage` (Istio's default: 1).
+    pub default_tracing_sampling: Option<f64>,
+}
+
+// The sampling is checked to lie in [0, 100] when read: never NaN.
+impl Eq for MeshConfig {}
+
+/// One `extensionProviders` entry: a name and, for the kind skiff has, its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionProvider {
+    /// The name Telemetry `providers[].name` uses.
+    pub name: String,
+    /// `opentelemetry`: an OTLP/gRPC collector. `None` for the other kinds.
+    pub opentelemetry: Option<OpenTelemetryProvider>,
+}
+
+/// `extensionProviders[].opentelemetry`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OpenTelemetryProvider {
+    /// The collector's host (`otel-collector.observability.svc.cluster.local`, or an
+    /// address).
+    pub service: String,
+    /// Its OTLP/gRPC port (4317 by convention).
+    pub port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawProvider {
+    name: String,
+    #[serde(default)]
+    opentelemetry: Option<RawOtel>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawOtel {
+    service: String,
+    port: u16,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawDefaultProviders {
+    #[serde(default)]
+    tracing: Vec<String>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDefaultConfig {
+    #[serde(default)]
+    tracing: Option<RawProxyTracing>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawProxyTracing {
+    #[serde(default)]
+    sampling: Option<f64>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +113,14 @@ struct Raw {
     access_log_encoding: AccessLogEncoding,
     #[serde(default)]
     access_log_format: String,
+    #[serde(default)]
+    extension_providers: Vec<RawProvider>,
+    #[serde(default)]
+    default_providers: RawDefaultProviders,
+    #[serde(default)]
+    default_config: RawDefaultConfig,
+    #[serde(default)]
+    enable_tracing: Option<bool>,
     #[serde(flatten)]
     other: std::collections::BTreeMap<String, serde_json::Value>,
 }
@@ -69,11 +152,75 @@ pub fn parse(text: &str) -> Result<(MeshConfig, Vec<String>), String> {
                 .to_owned(),
         );
     }
+    if raw.enable_tracing == Some(true) {
+        // Istio's `enableTracing` (default true) only switches the legacy tracer of the
+        // proxies' bootstrap (`defaultConfig.tracing.zipkin` and the like), used where
+        // no Telemetry and no `defaultProviders.tracing` configure tracing.
+        warnings.push(
+            "MeshConfig `enableTracing: true`: the legacy tracer (`defaultConfig.tracing.zipkin` \
+             and the like) is not implemented; skiff traces through Telemetry `tracing` \
+             providers and `defaultProviders.tracing` only"
+                .to_owned(),
+        );
+    }
+    let mut extension_providers = Vec::new();
+    for p in raw.extension_providers {
+        for k in p.other.keys() {
+            warnings.push(format!(
+                "MeshConfig `extensionProviders` {:?}: the `{k}` provider kind is not \
+                 implemented (skiff exports traces over `opentelemetry` only)",
+                p.name
+            ));
+        }
+        let opentelemetry = p.opentelemetry.map(|o| {
+            for k in o.other.keys() {
+                warnings.push(format!(
+                    "MeshConfig `extensionProviders` {:?}: `opentelemetry.{k}` is not read \
+                     by skiff (spans go over OTLP/gRPC to service:port)",
+                    p.name
+                ));
+            }
+            OpenTelemetryProvider {
+                service: o.service,
+                port: o.port,
+            }
+        });
+        extension_providers.push(ExtensionProvider {
+            name: p.name,
+            opentelemetry,
+        });
+    }
+    for k in raw.default_providers.other.keys() {
+        warnings.push(format!(
+            "MeshConfig `defaultProviders.{k}` is not read by skiff; it changes nothing"
+        ));
+    }
+    for k in raw.default_config.other.keys() {
+        warnings.push(format!(
+            "MeshConfig `defaultConfig.{k}` is not read by skiff; it changes nothing"
+        ));
+    }
+    let tracing = raw.default_config.tracing.unwrap_or_default();
+    for k in tracing.other.keys() {
+        warnings.push(format!(
+            "MeshConfig `defaultConfig.tracing.{k}` is not read by skiff; it changes nothing"
+        ));
+    }
+    if let Some(s) = tracing.sampling
+        && !(0.0..=100.0).contains(&s)
+    {
+        return Err(format!(
+            "defaultConfig.tracing.sampling: {s} is not a percentage between 0 and 100"
+        ));
+    }
     Ok((
         MeshConfig {
             access_log_file: raw.access_log_file,
             access_log_encoding: raw.access_log_encoding,
             access_log_format: raw.access_log_format,
+            extension_providers,
+            default_tracing_providers: raw.default_providers.tracing,
+            default_tracing_sampling: tracing.sampling,
         },
         warnings,
     ))
@@ -95,5 +242,32 @@ mod tests {
         assert!(w[0].contains("trustDomain"));
         assert_eq!(parse("").unwrap().0, MeshConfig::default());
         assert!(parse("accessLogEncoding: XML\n").is_err());
+    }
+
+    #[test]
+    fn reads_the_opentelemetry_providers_and_the_default_sampling() {
+        let (c, w) = parse(
+            "extensionProviders:\n- name: otel\n  opentelemetry:\n    service: collector.obs\n    port: 4317\n\
+             - name: zipkin\n  zipkin:\n    service: z\n    port: 9411\n\
+             defaultProviders:\n  tracing: [otel]\n\
+             defaultConfig:\n  tracing:\n    sampling: 25\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.extension_providers[0].opentelemetry,
+            Some(OpenTelemetryProvider {
+                service: "collector.obs".into(),
+                port: 4317
+            })
+        );
+        assert_eq!(c.extension_providers[1].opentelemetry, None);
+        assert_eq!(c.default_tracing_providers, ["otel"]);
+        assert_eq!(c.default_tracing_sampling, Some(25.0));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("zipkin"));
+        assert!(parse("defaultConfig:\n  tracing:\n    sampling: 101\n").is_err());
+        // `enableTracing: false` is what skiff does without a tracing provider.
+        assert!(parse("enableTracing: false\n").unwrap().1.is_empty());
+        assert!(parse("enableTracing: true\n").unwrap().1[0].contains("legacy tracer"));
     }
 }

@@ -91,7 +91,6 @@ pub const UNENFORCED: &[Unenforced] = rows! {
         "spec.inboundConnectionPool" => "inbound connection pool limits are not implemented",
     }
     Telemetry {
-        "spec.tracing" => "Telemetry tracing is not implemented: no spans are made or exported (the setting is resolved and shown in the proxy's config, but nothing acts on it)",
         "spec.metrics[*].reportingInterval" => "reportingInterval: skiff's metrics are scraped (Prometheus), not pushed",
         "spec.metrics[*].overrides[*].match.customMetric" => "custom metrics are not implemented: this override changes nothing",
     }

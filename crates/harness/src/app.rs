@@ -25,7 +25,28 @@ pub mod header {
     pub const XFCC: &str = "x-seen-xfcc";
     /// The request's authority (`host` header, else the URI's) as the app received it.
     pub const HOST: &str = "x-seen-host";
+    /// Each trace header the app received, as `x-seen-<name>` (`x-seen-traceparent`,
+    /// `x-seen-x-b3-traceid`, …): see [`TRACE_HEADERS`].
+    pub const SEEN_PREFIX: &str = "x-seen-";
+    /// On a `/call/…` answer: each `x-seen-*` header of the called app's answer, as
+    /// `x-next-seen-*`.
+    pub const NEXT_PREFIX: &str = "x-next-seen-";
 }
+
+/// The headers an app of the mesh copies from the request it serves to the requests it
+/// makes, as Istio asks apps to (and as Bookinfo's productpage does): the request id
+/// and every trace context. The test app echoes each one it received.
+pub const TRACE_HEADERS: [&str; 9] = [
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
 
 /// One app listener; it stops when dropped.
 #[derive(Debug)]
@@ -45,7 +66,14 @@ impl Drop for App {
 /// Serves HTTP/1.1 and h2c on `addr` as workload `workload`: 200, the workload's name
 /// as body, and the [`header`]s. Like httpbin, `/delay/<seconds>` answers after that
 /// many seconds (a fraction allowed, at most 10) and `/status/<code>` with that status.
-pub(crate) async fn start(workload: &str, addr: SocketAddr) -> anyhow::Result<App> {
+/// `/call/<host>/<path>` makes the app a caller: it GETs `http://<host>/<path>` through
+/// its sidecar (`outbound`), with the [`TRACE_HEADERS`] it received, and answers with
+/// the called app's status and body, and its `x-seen-*` headers as `x-next-seen-*`.
+pub(crate) async fn start(
+    workload: &str,
+    addr: SocketAddr,
+    outbound: SocketAddr,
+) -> anyhow::Result<App> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("the app of {workload} cannot listen on {addr}: {e}"))?;
@@ -66,7 +94,7 @@ pub(crate) async fn start(workload: &str, addr: SocketAddr) -> anyhow::Result<Ap
                         .unwrap_or_else(|e| e.into_inner())
                         .push(authority(&req).to_owned());
                     let name = name.clone();
-                    async move { Ok::<_, Infallible>(answer(&name, req).await) }
+                    async move { Ok::<_, Infallible>(answer(&name, req, outbound).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -85,8 +113,12 @@ fn authority(req: &Request<Incoming>) -> &str {
         .unwrap_or("")
 }
 
-async fn answer(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(name: &str, req: Request<Incoming>, outbound: SocketAddr) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    if let Some(target) = path.strip_prefix("/call/") {
+        let target = target.to_owned();
+        return call(name, req, outbound, &target).await;
+    }
     if let Some(secs) = path.strip_prefix("/delay/")
         && let Ok(secs) = secs.parse::<f64>()
     {
@@ -109,8 +141,55 @@ async fn answer(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(xfcc) = req.headers().get("x-forwarded-client-cert") {
         resp = resp.header(header::XFCC, xfcc.clone());
     }
+    for name in TRACE_HEADERS {
+        if let Some(v) = req.headers().get(name) {
+            resp = resp.header(format!("{}{name}", header::SEEN_PREFIX), v.clone());
+        }
+    }
     // Read the body to the end, so the connection can be kept alive.
     let _ = req.into_body().collect().await;
     resp.body(Full::new(Bytes::from(name.to_owned())))
         .unwrap_or_default()
+}
+
+/// `/call/<host>/<path>`: the app calls `http://<host>/<path>` through its sidecar,
+/// propagating the [`TRACE_HEADERS`].
+async fn call(
+    name: &str,
+    req: Request<Incoming>,
+    outbound: SocketAddr,
+    target: &str,
+) -> Response<Full<Bytes>> {
+    let url = format!("http://{target}");
+    let headers: Vec<(&str, String)> = TRACE_HEADERS
+        .iter()
+        .filter_map(|h| {
+            let v = req.headers().get(*h)?.to_str().ok()?;
+            Some((*h, v.to_owned()))
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = headers.iter().map(|(h, v)| (*h, v.as_str())).collect();
+    let mut resp = Response::builder().header(header::APP, name);
+    for h in TRACE_HEADERS {
+        if let Some(v) = req.headers().get(h) {
+            resp = resp.header(format!("{}{h}", header::SEEN_PREFIX), v.clone());
+        }
+    }
+    let _ = req.into_body().collect().await;
+    match crate::client::send_with(outbound, http::Method::GET, &url, &borrowed).await {
+        Ok(reply) => {
+            resp = resp.status(reply.status);
+            for (h, v) in &reply.headers {
+                if let Some(rest) = h.as_str().strip_prefix(header::SEEN_PREFIX) {
+                    resp = resp.header(format!("{}{rest}", header::NEXT_PREFIX), v.clone());
+                }
+            }
+            resp.body(Full::new(Bytes::from(reply.body)))
+                .unwrap_or_default()
+        }
+        Err(e) => resp
+            .status(http::StatusCode::BAD_GATEWAY)
+            .body(Full::new(Bytes::from(format!("{url}: {e}"))))
+            .unwrap_or_default(),
+    }
 }

@@ -56,10 +56,11 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod client;
+pub mod otlp;
 #[cfg(test)]
 mod tests;
 
-pub use app::header;
+pub use app::{TRACE_HEADERS, header};
 pub use client::Reply;
 
 const TRUST_DOMAIN: &str = "cluster.local";
@@ -237,17 +238,22 @@ impl Mesh {
             }),
             ..ControlOptions::new(mesh.config_dir.path())
         };
-        let access_log = match &options.mesh_config {
-            Some(text) => Some(skiff_model::config::MeshAccessLog::of(
-                &skiff_api::mesh_config::parse(text)
+        let (access_log, tracing) = match &options.mesh_config {
+            Some(text) => {
+                let mesh = skiff_api::mesh_config::parse(text)
                     .map_err(|e| anyhow::anyhow!("the mesh config: {e}"))?
-                    .0,
-            )),
-            None => None,
+                    .0;
+                (
+                    Some(skiff_model::config::MeshAccessLog::of(&mesh)),
+                    skiff_model::config::MeshTracing::of(&mesh),
+                )
+            }
+            None => (None, skiff_model::config::MeshTracing::default()),
         };
         let compiler = MeshCompiler {
             options: skiff_model::MeshOptions {
                 access_log,
+                tracing,
                 ..skiff_model::MeshOptions::default()
             },
             ..MeshCompiler::default()
@@ -541,7 +547,9 @@ async fn start_workload(
 ) -> anyhow::Result<Workload> {
     let mut apps = BTreeMap::new();
     for port in &plan.ports {
-        let app = app::start(&plan.id, SocketAddr::new(plan.address, *port)).await?;
+        // The sidecar's outbound listener, where the proxy opens it (its default port).
+        let outbound = SocketAddr::new(plan.address, 15001);
+        let app = app::start(&plan.id, SocketAddr::new(plan.address, *port), outbound).await?;
         apps.insert(*port, app);
     }
     let tls = MeshTls::without_cert(ca.bundle())?;

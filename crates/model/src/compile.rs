@@ -108,6 +108,7 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
         .rules()
         .telemetry()
         .for_workload(&workload.namespace, &workload.labels);
+    config.telemetry.resolve_tracing(&mesh.options().tracing);
     config.mesh_access_log = mesh.options().access_log.clone();
     config
 }

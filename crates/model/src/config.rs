@@ -37,9 +37,9 @@ pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use telemetry::{
-    AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MeshAccessLog,
-    MetricOverride, MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig,
-    TracingConfig,
+    AccessLogConfig, AccessLogProvider, DEFAULT_SAMPLING_PERCENTAGE, ENVOY_PROVIDER, ISTIO_METRICS,
+    MeshAccessLog, MeshTracing, MetricOverride, MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry,
+    SpanTag, SpanTagValue, TagChange, TelemetryConfig, TracingConfig,
 };
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,

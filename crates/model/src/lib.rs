@@ -44,6 +44,9 @@ pub struct MeshOptions {
     pub outbound_traffic_policy: config::OutboundTrafficPolicy,
     /// MeshConfig `accessLogFile` and `accessLogEncoding`, when a mesh config was read.
     pub access_log: Option<config::MeshAccessLog>,
+    /// MeshConfig's tracing: `extensionProviders` (OpenTelemetry collectors),
+    /// `defaultProviders.tracing`, `defaultConfig.tracing.sampling`.
+    pub tracing: config::MeshTracing,
 }
 
 impl Default for MeshOptions {
@@ -56,6 +59,7 @@ impl Default for MeshOptions {
             root_namespace: "istio-system".to_string(),
             outbound_traffic_policy: config::OutboundTrafficPolicy::AllowAny,
             access_log: None,
+            tracing: config::MeshTracing::default(),
         }
     }
 }

@@ -102,8 +102,7 @@ impl Rules {
         }
         rules.policies = PolicyIndex::build(resources, registry, options, findings);
         rules.sidecars = sidecar::collect(resources, registry, findings);
-        rules.telemetry =
-            TelemetryIndex::build(resources, registry, &options.root_namespace, findings);
+        rules.telemetry = TelemetryIndex::build(resources, registry, options, findings);
         checks::run(&rules, resources, registry, findings);
         rules
     }

@@ -115,6 +115,8 @@ pub(crate) struct ProxyInputs {
     pub(crate) connections: crate::limits::ConnectionCount,
     /// When the proxy started.
     pub(crate) started: std::time::Instant,
+    /// Trace spans and context propagation.
+    pub(crate) tracing: crate::trace::Tracing,
 }
 
 impl ProxyInputs {
@@ -137,6 +139,7 @@ impl ProxyInputs {
             limits,
             connections: crate::limits::ConnectionCount::default(),
             started: std::time::Instant::now(),
+            tracing: crate::trace::Tracing::default(),
         })
     }
 
@@ -231,6 +234,7 @@ impl Proxy {
             let metrics = crate::metrics::Metrics::register(&mut registry);
             Arc::get_mut(&mut inputs).expect("not shared yet").metrics = Some(metrics);
         }
+        inputs.tracing.stats.register(&mut registry);
         if let Some(max) = options.limits.max_memory_bytes {
             tokio::spawn(watch_memory(Arc::downgrade(&inputs), max));
         }
@@ -340,6 +344,7 @@ impl Proxy {
         inputs
             .access_log
             .set_telemetry(&config.telemetry, config.mesh_access_log.as_ref());
+        inputs.tracing.set(&config.telemetry, &config.node);
         if let Some(m) = &inputs.metrics {
             m.set_node(&config.node);
             m.set_telemetry(&config.telemetry);

@@ -32,6 +32,15 @@ mod upgrade;
 
 pub(crate) use body::{ReqBody, RespBody};
 
+/// The request's `x-request-id`, given one now when it has none (what forwarding would
+/// add anyway); for the trace sampling draw.
+pub(crate) fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    headers
+        .entry(http::header::HeaderName::from_static("x-request-id"))
+        .or_insert_with(headers::request_id)
+        .clone()
+}
+
 /// Where and how a request is forwarded: what phases 2–6 decided.
 pub(crate) struct Plan<'a> {
     /// The cluster chosen (by weight, for a route with several destinations).

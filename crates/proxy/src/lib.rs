@@ -60,6 +60,7 @@ pub mod route;
 pub mod simulate;
 pub mod sniff;
 mod tcp;
+mod trace;
 mod transport;
 pub mod transport_header;
 mod upstream;

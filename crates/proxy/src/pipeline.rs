@@ -94,6 +94,9 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         );
     };
     let mut rec = Record::http(&conn, &req);
+    if let Some(r) = rec.record() {
+        r.span = conn.inputs.tracing.start(conn.role, req.headers_mut());
+    }
 
     // 3. authenticate (inbound and gateway; boxed: only workloads with
     // RequestAuthentication pay for its future)

@@ -5,7 +5,7 @@
 //! bytes) and finished exactly once: when the response body ends, when the request is
 //! dropped (the client went away: `DC`), or when the TCP connection closes. Finishing
 //! hands it to its writers — the metrics, the access log and the ring of recent
-//! failures (`failures.rs`), later traces — and every
+//! failures (`failures.rs`), the traces (`trace.rs`) — and every
 //! request is recorded whether or not a writer is on. The connection context it holds
 //! gives the writers the downstream address and both identities without copying them.
 
@@ -127,6 +127,8 @@ pub(crate) struct Record {
     /// on the paths where the proxy answers itself, from the request. A shared handle
     /// on the header's bytes, not a copy.
     pub(crate) request_id: Option<HeaderValue>,
+    /// The request's span, when it is sampled.
+    pub(crate) span: Option<Box<crate::trace::Started>>,
 }
 
 impl Record {
@@ -149,6 +151,7 @@ impl Record {
             attempts: 0,
             retries_exhausted: false,
             request_id: None,
+            span: None,
         })
     }
 
@@ -220,6 +223,9 @@ impl Record {
         }
         self.conn.inputs.access_log.write(&self);
         self.conn.inputs.failures.write(&self);
+        if let Some(s) = &self.span {
+            crate::trace::finish(s, &self);
+        }
     }
 }
 

@@ -54,8 +54,10 @@ pub(crate) struct Args {
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
     /// Istio's MeshConfig as a YAML file (what istiod reads with `--meshConfig`: the
-    /// `mesh` key of the `istio` ConfigMap). skiff reads `accessLogFile` and
-    /// `accessLogEncoding` from it and warns about every other field; read at start.
+    /// `mesh` key of the `istio` ConfigMap). skiff reads `accessLogFile`,
+    /// `accessLogEncoding`, the tracing providers (`extensionProviders[].opentelemetry`,
+    /// `defaultProviders.tracing`) and `defaultConfig.tracing.sampling` from it and warns
+    /// about every other field; read at start.
     #[arg(long, value_name = "FILE")]
     mesh_config: Option<PathBuf>,
     /// Add the built-in ingress gateway workload (`istio-ingressgateway` in
@@ -145,8 +147,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         identity: identity(&args)?,
         ..ControlOptions::new(&args.config)
     };
-    let access_log = match &args.mesh_config {
-        None => None,
+    let (access_log, tracing) = match &args.mesh_config {
+        None => (None, skiff_model::config::MeshTracing::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the mesh config {}", path.display()))?;
@@ -155,7 +157,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             for w in warnings {
                 tracing::warn!(file = %path.display(), "{w}");
             }
-            Some(skiff_model::config::MeshAccessLog::of(&mesh))
+            (
+                Some(skiff_model::config::MeshAccessLog::of(&mesh)),
+                skiff_model::config::MeshTracing::of(&mesh),
+            )
         }
     };
     let compiler = MeshCompiler {
@@ -163,6 +168,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             domain_suffix: args.domain_suffix,
             trust_domain: args.trust_domain,
             access_log,
+            tracing,
             ..MeshOptions::default()
         },
         builtin_gateway: args.builtin_gateway,

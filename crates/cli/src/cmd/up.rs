@@ -64,6 +64,11 @@ pub(crate) struct Args {
     /// DIR (hidden: not read as config).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Istio's MeshConfig, given to the control plane (`skiff control --mesh-config`):
+    /// access logs and tracing providers. It is not read from DIR (a MeshConfig is no
+    /// Kubernetes resource).
+    #[arg(long, value_name = "FILE")]
+    mesh_config: Option<PathBuf>,
     /// Also serve `skiff dashboard` for the mesh (on --dashboard-listen).
     #[arg(long)]
     dashboard: bool,
@@ -189,6 +194,14 @@ async fn up(args: Args) -> anyhow::Result<()> {
         ca_dir: state.ca_dir.clone(),
         root: state.root.clone(),
         secret_file: state.secret_file.clone(),
+        mesh_config: args
+            .mesh_config
+            .as_ref()
+            .map(|p| {
+                p.canonicalize()
+                    .with_context(|| format!("cannot open the mesh config {}", p.display()))
+            })
+            .transpose()?,
     };
     let mut fleet = Fleet {
         launch,

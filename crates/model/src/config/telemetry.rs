@@ -54,7 +54,9 @@ pub struct SideTelemetry {
     /// from the mesh config or its flags, holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
-    /// Tracing: `None` when no Telemetry configures it. Resolved, not acted on yet.
+    /// Tracing: `None` when no Telemetry configures it and the mesh config names no
+    /// default tracing provider (then the proxy makes no spans and leaves trace
+    /// headers alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TracingConfig>,
 }
@@ -155,26 +157,150 @@ pub struct AccessLogProvider {
     pub filter: Option<String>,
 }
 
-/// Tracing settings of one side (merged; no proxy acts on them yet).
+/// Tracing settings of one side, merged from the Telemetry resources and resolved
+/// against the mesh config (its `extensionProviders` and `defaultConfig.tracing`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TracingConfig {
-    /// The provider (the first named), if any; without one tracing is off.
+    /// The provider (the first named, else the mesh config's
+    /// `defaultProviders.tracing`), if any; without one tracing is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// No spans are reported.
+    /// Where spans go: the OTLP/gRPC collector (`host:port`) of the provider's
+    /// `opentelemetry` entry in the mesh config's `extensionProviders`. `None`: the
+    /// provider is not an OpenTelemetry one the mesh config defines, and no span is
+    /// made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<String>,
+    /// No spans are reported (`disableSpanReporting`); trace context is still
+    /// forwarded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
-    /// Share of requests sampled, 0 to 100 (`None`: the provider's default).
+    /// Share of requests sampled, 0 to 100 (`None`: the mesh config's
+    /// `defaultConfig.tracing.sampling`, else Istio's 1%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_sampling_percentage: Option<f64>,
-    /// Custom tag names (their definitions stay in the Telemetry).
+    /// Custom tags, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub custom_tags: Vec<String>,
-    /// Sampling follows the request id (Istio's default: true).
+    pub custom_tags: Vec<SpanTag>,
+    /// Sampling follows the request id (Istio's default: true): every proxy a request
+    /// passes draws the same decision from its `x-request-id`.
     pub use_request_id_for_trace_sampling: bool,
     /// Istio's standard span tags (default: true).
     pub enable_istio_tags: bool,
+}
+
+impl TracingConfig {
+    /// The share of requests sampled, in hundredths of a percent (0 to 10 000).
+    pub fn sampling_per_10000(&self) -> u32 {
+        let p = self
+            .random_sampling_percentage
+            .unwrap_or(DEFAULT_SAMPLING_PERCENTAGE);
+        (p.clamp(0.0, 100.0) * 100.0).round() as u32
+    }
+}
+
+/// Istio's default `randomSamplingPercentage` (MeshConfig
+/// `defaultConfig.tracing.sampling`).
+pub const DEFAULT_SAMPLING_PERCENTAGE: f64 = 1.0;
+
+/// One custom span tag (Telemetry `tracing.customTags`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanTag {
+    /// The tag's name.
+    pub name: String,
+    /// Where its value comes from.
+    pub value: SpanTagValue,
+}
+
+/// Where a custom span tag's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SpanTagValue {
+    /// A fixed value.
+    Literal(String),
+    /// An environment variable of the proxy, or `default` when unset.
+    Environment {
+        /// The variable.
+        name: String,
+        /// The value when it is unset (no tag when `None`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default: Option<String>,
+    },
+    /// A request header, or `default` when absent.
+    Header {
+        /// The header (lower case).
+        name: String,
+        /// The value when it is absent (no tag when `None`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default: Option<String>,
+    },
+}
+
+/// The mesh config's tracing settings: its OpenTelemetry providers, the default
+/// tracing providers and the default sampling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshTracing {
+    /// `extensionProviders[].opentelemetry`: collector (`service:port`) by provider name.
+    #[serde(default)]
+    pub collectors: std::collections::BTreeMap<String, String>,
+    /// `defaultProviders.tracing`: the providers of workloads no Telemetry names one for.
+    #[serde(default)]
+    pub default_providers: Vec<String>,
+    /// `defaultConfig.tracing.sampling`.
+    #[serde(default)]
+    pub sampling: Option<f64>,
+}
+
+// Validated to lie in [0, 100] where read: never NaN.
+impl Eq for MeshTracing {}
+
+impl MeshTracing {
+    /// The tracing part of a mesh config.
+    pub fn of(mesh: &skiff_api::mesh_config::MeshConfig) -> MeshTracing {
+        MeshTracing {
+            collectors: mesh
+                .extension_providers
+                .iter()
+                .filter_map(|p| {
+                    let o = p.opentelemetry.as_ref()?;
+                    Some((p.name.clone(), format!("{}:{}", o.service, o.port)))
+                })
+                .collect(),
+            default_providers: mesh.default_tracing_providers.clone(),
+            sampling: mesh.default_tracing_sampling,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Resolves each side's tracing against the mesh config: the default provider
+    /// where no Telemetry names one, the provider's collector, the default sampling.
+    pub fn resolve_tracing(&mut self, mesh: &MeshTracing) {
+        for side in [&mut self.client, &mut self.server] {
+            if side.tracing.is_none() && !mesh.default_providers.is_empty() {
+                side.tracing = Some(TracingConfig {
+                    use_request_id_for_trace_sampling: true,
+                    enable_istio_tags: true,
+                    ..TracingConfig::default()
+                });
+            }
+            let Some(t) = &mut side.tracing else { continue };
+            if t.provider.is_none() {
+                t.provider = mesh.default_providers.first().cloned();
+            }
+            t.collector = t
+                .provider
+                .as_ref()
+                .and_then(|p| mesh.collectors.get(p))
+                .cloned();
+            if t.random_sampling_percentage.is_none() {
+                t.random_sampling_percentage = mesh.sampling;
+            }
+        }
+    }
 }
 
 // Sampling percentages are validated to lie in [0, 100]: never NaN.

@@ -20,7 +20,8 @@
 //!   switches a provider off. When nothing remains, the proxy's own access-log setting
 //!   holds, as Istio falls back to the mesh config's `accessLogFile`.
 //! - `tracing`: per mode, each field replaced by the last entry that sets it; the
-//!   provider is the first one named. Resolved only: no proxy makes spans yet.
+//!   provider is the first one named (else the mesh config's default, resolved with
+//!   its collector at compile time, `TelemetryConfig::resolve_tracing`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +34,8 @@ use skiff_api::{Resource, ResourceSet};
 
 use crate::config::{
     AccessLogConfig, AccessLogProvider, ENVOY_PROVIDER, ISTIO_METRICS, MetricOverride,
-    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, TagChange, TelemetryConfig, TracingConfig,
+    MetricsConfig, PROMETHEUS_PROVIDER, SideTelemetry, SpanTag, SpanTagValue, TagChange,
+    TelemetryConfig, TracingConfig,
 };
 use crate::diagnostic::{Code, Findings, Severity};
 use crate::registry::{Labels, Registry, labels_match};
@@ -104,9 +106,10 @@ impl TelemetryIndex {
     pub(super) fn build(
         resources: &ResourceSet,
         registry: &Registry,
-        root_namespace: &str,
+        options: &crate::MeshOptions,
         findings: &mut Findings,
     ) -> TelemetryIndex {
+        let root_namespace = options.root_namespace.as_str();
         let mut entries: Vec<(Option<Timestamp>, String, String, Entry)> = Vec::new();
         for t in resources.telemetries() {
             let gateways = super::policy::targets(
@@ -116,7 +119,7 @@ impl TelemetryIndex {
                 registry,
                 findings,
             );
-            check_providers(t.spec, t.resource, findings);
+            check_providers(t.spec, t.resource, &options.tracing, findings);
             let entry = Entry {
                 key: format!("{}/{}", t.namespace(), t.name()),
                 namespace: t.namespace().to_owned(),
@@ -397,7 +400,7 @@ fn merge_tracing(tracing: &[&Tracing], side: Side) -> Option<TracingConfig> {
             spec.disabled = d;
         }
         if !t.custom_tags.is_empty() {
-            spec.custom_tags = t.custom_tags.keys().cloned().collect();
+            spec.custom_tags = t.custom_tags.iter().filter_map(span_tag).collect();
         }
         if let Some(p) = t.random_sampling_percentage {
             spec.random_sampling_percentage = Some(p);
@@ -409,14 +412,57 @@ fn merge_tracing(tracing: &[&Tracing], side: Side) -> Option<TracingConfig> {
             spec.enable_istio_tags = v;
         }
     }
-    if spec.provider.is_none() {
-        spec.disabled = true;
-    }
     Some(spec)
 }
 
+/// A custom tag as the proxy applies it (validation made sure exactly one kind is set).
+fn span_tag((name, tag): (&String, &skiff_api::telemetry::CustomTag)) -> Option<SpanTag> {
+    let value = if let Some(l) = &tag.literal {
+        SpanTagValue::Literal(l.value.clone())
+    } else if let Some(e) = &tag.environment {
+        SpanTagValue::Environment {
+            name: e.name.clone(),
+            default: e.default_value.clone(),
+        }
+    } else {
+        let h = tag.header.as_ref()?;
+        SpanTagValue::Header {
+            name: h.name.to_ascii_lowercase(),
+            default: h.default_value.clone(),
+        }
+    };
+    Some(SpanTag {
+        name: name.clone(),
+        value,
+    })
+}
+
 /// Warns about providers skiff does not have: their settings change nothing.
-fn check_providers(t: &Telemetry, r: &Resource, findings: &mut Findings) {
+fn check_providers(
+    t: &Telemetry,
+    r: &Resource,
+    mesh: &crate::config::MeshTracing,
+    findings: &mut Findings,
+) {
+    for (i, tr) in t.tracing.iter().enumerate() {
+        // Istio uses the first provider only (several are refused at validation).
+        if let Some(p) = tr.providers.first()
+            && !mesh.collectors.contains_key(&p.name)
+        {
+            findings.report(
+                Severity::Warning,
+                Code::NotImplemented,
+                r,
+                Some(&format!("spec.tracing[{i}].providers[0]")),
+                format!(
+                    "tracing provider {:?} is not an `opentelemetry` entry of the mesh \
+                     config's `extensionProviders` (skiff exports spans over OTLP/gRPC \
+                     only): no spans are made for it",
+                    p.name
+                ),
+            );
+        }
+    }
     for (i, m) in t.metrics.iter().enumerate() {
         for (j, p) in m.providers.iter().enumerate() {
             if !p.name.eq_ignore_ascii_case(PROMETHEUS_PROVIDER) {

@@ -160,7 +160,7 @@ pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::Ip
 }
 
 /// A random (version 4) UUID.
-fn request_id() -> HeaderValue {
+pub(super) fn request_id() -> HeaderValue {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

@@ -29,6 +29,8 @@ pub(crate) struct Launch {
     pub(crate) secret_file: PathBuf,
     /// `PATH` for apps.
     pub(crate) app_path: std::ffi::OsString,
+    /// The MeshConfig file for the control plane, if any.
+    pub(crate) mesh_config: Option<PathBuf>,
 }
 
 impl Launch {
@@ -51,6 +53,9 @@ impl Launch {
                 .arg(&me.ca_dir)
                 .arg("--bootstrap-secret-file")
                 .arg(&me.secret_file);
+            if let Some(mesh) = &me.mesh_config {
+                control.arg("--mesh-config").arg(mesh);
+            }
             control
         }
     }

@@ -209,3 +209,46 @@ fn the_oldest_namespace_wide_telemetry_wins_and_tracing_merges_per_mode() {
     assert!(!client.disabled);
     assert!(c.server.tracing.unwrap().disabled);
 }
+
+#[test]
+fn tracing_resolves_against_the_mesh_config() {
+    let mesh = crate::config::MeshTracing {
+        collectors: [("otel".to_owned(), "collector.obs:4317".to_owned())].into(),
+        default_providers: vec!["otel".to_owned()],
+        sampling: Some(25.0),
+    };
+    // No Telemetry: the default provider traces, with the mesh's sampling.
+    let mut c = resolve(&[], "prod", "backend");
+    c.resolve_tracing(&mesh);
+    let t = c.client.tracing.clone().unwrap();
+    assert_eq!(t.collector.as_deref(), Some("collector.obs:4317"));
+    assert_eq!(t.sampling_per_10000(), 2500);
+    assert!(t.use_request_id_for_trace_sampling && t.enable_istio_tags);
+    assert_eq!(c.server.tracing, c.client.tracing);
+    // Without default providers nothing traces.
+    let mut c = resolve(&[], "prod", "backend");
+    c.resolve_tracing(&crate::config::MeshTracing::default());
+    assert_eq!(c.client.tracing, None);
+
+    // A Telemetry's own percentage wins; a provider the mesh config does not define as
+    // OpenTelemetry has no collector, so no spans.
+    let docs = [telemetry(
+        "prod",
+        "t",
+        T0,
+        None,
+        "  tracing:\n  - providers: [{name: zipkin}]\n    randomSamplingPercentage: 100\n  - match: {mode: SERVER}\n    providers: [{name: otel}]\n",
+    )];
+    let mut c = resolve(&docs, "prod", "backend");
+    c.resolve_tracing(&mesh);
+    let client = c.client.tracing.unwrap();
+    assert_eq!(client.collector, None);
+    assert_eq!(client.sampling_per_10000(), 10_000);
+    let server = c.server.tracing.unwrap();
+    assert_eq!(server.collector.as_deref(), Some("collector.obs:4317"));
+    // No percentage at all: Istio's 1%.
+    assert_eq!(
+        crate::config::TracingConfig::default().sampling_per_10000(),
+        100
+    );
+}
