@@ -45,6 +45,7 @@ impl Drop for App {
 /// Serves HTTP/1.1 and h2c on `addr` as workload `workload`: 200, the workload's name
 /// as body, and the [`header`]s. Like httpbin, `/delay/<seconds>` answers after that
 /// many seconds (a fraction allowed, at most 10) and `/status/<code>` with that status.
+/// A gRPC request is answered as [`crate::grpc`] says.
 pub(crate) async fn start(workload: &str, addr: SocketAddr) -> anyhow::Result<App> {
     let listener = TcpListener::bind(addr)
         .await
@@ -66,7 +67,12 @@ pub(crate) async fn start(workload: &str, addr: SocketAddr) -> anyhow::Result<Ap
                         .unwrap_or_else(|e| e.into_inner())
                         .push(authority(&req).to_owned());
                     let name = name.clone();
-                    async move { Ok::<_, Infallible>(answer(&name, req).await) }
+                    async move {
+                        if crate::grpc::is_grpc(&req) {
+                            return Ok::<_, Infallible>(crate::grpc::answer(req).await);
+                        }
+                        Ok(answer(&name, req).await.map(http_body_util::BodyExt::boxed))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)

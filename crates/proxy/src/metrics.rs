@@ -29,7 +29,7 @@ use skiff_model::config::{Node, TelemetryConfig};
 
 use crate::ResponseFlag;
 use crate::conn::Role;
-use crate::record::Record;
+use crate::record::{Record, grpc};
 
 mod histogram;
 pub(crate) mod peer;
@@ -153,6 +153,8 @@ impl Flags {
 struct HttpLabels {
     edge: Edge,
     code: u16,
+    /// `grpc_response_status`: 0–16, or `None` (empty).
+    grpc: Option<u8>,
     flags: Flags,
 }
 
@@ -161,9 +163,10 @@ impl Pairs for HttpLabels {
         let mut v: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(25);
         v.extend(self.edge.labels().map(|(k, v)| (k, Cow::Borrowed(v))));
         v.push(("response_code", Cow::Owned(self.code.to_string())));
-        // skiff does not read gRPC trailers yet: the status is empty, as Istio reports
-        // it for requests that are not gRPC.
-        v.push(("grpc_response_status", Cow::Borrowed("")));
+        v.push((
+            "grpc_response_status",
+            Cow::Borrowed(grpc::label(self.grpc)),
+        ));
         v.push(("response_flags", self.flags.text()));
         v
     }
@@ -226,8 +229,8 @@ fn series<
 /// Thread-local caches stop growing here and start again empty.
 const CACHE_LIMIT: usize = 4096;
 
-/// `(plans id, edge ids, response code, flags)`.
-type CacheKey = (u64, [u64; 4], u16, u64);
+/// `(plans id, edge ids, response code and gRPC status, flags)`.
+type CacheKey = (u64, [u64; 4], u32, u64);
 
 thread_local! {
     static HTTP_CACHE: RefCell<HashMap<CacheKey, HttpSeries>> = RefCell::new(HashMap::new());
@@ -476,7 +479,9 @@ impl Metrics {
         }
         let edge = self.edge(r, if grpc { "grpc" } else { "http" });
         let flags = Flags::of(r);
-        let key = (plans.id, edge.ids(), r.status, flags.code());
+        let grpc_status = r.grpc_label();
+        let status_key = u32::from(r.status) | grpc_status.map_or(0, |c| u32::from(c) + 1) << 16;
+        let key = (plans.id, edge.ids(), status_key, flags.code());
         // Updated in place, in the worker's cache: a hit clones no handle.
         let observe = |series: &HttpSeries| {
             if let Some(c) = &series.requests {
@@ -501,6 +506,7 @@ impl Metrics {
             let labels = HttpLabels {
                 edge,
                 code: r.status,
+                grpc: grpc_status,
                 flags,
             };
             let s = HttpSeries {

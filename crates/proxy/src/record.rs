@@ -21,6 +21,8 @@ const X_REQUEST_ID: &str = "x-request-id";
 use crate::conn::Conn;
 use crate::upstream::EndpointState;
 
+pub(crate) mod grpc;
+
 /// How many request body bytes the downstream sent.
 #[derive(Debug)]
 pub(crate) enum BytesIn {
@@ -127,6 +129,9 @@ pub(crate) struct Record {
     /// on the paths where the proxy answers itself, from the request. A shared handle
     /// on the header's bytes, not a copy.
     pub(crate) request_id: Option<HeaderValue>,
+    /// A gRPC response's `grpc-status` (trailers over headers), 0–16 or
+    /// [`grpc::INVALID`]; `None` when none came.
+    pub(crate) grpc_status: Option<u8>,
 }
 
 impl Record {
@@ -149,6 +154,7 @@ impl Record {
             attempts: 0,
             retries_exhausted: false,
             request_id: None,
+            grpc_status: None,
         })
     }
 
@@ -195,6 +201,21 @@ impl Record {
             BytesIn::Known(n) => *n,
             BytesIn::Counted(c) => c.bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether this is a gRPC request (`content-type: application/grpc…`).
+    pub(crate) fn is_grpc(&self) -> bool {
+        self.request.as_ref().is_some_and(|h| h.grpc)
+    }
+
+    /// The code `grpc_response_status` shows, as Envoy's `getGrpcStatus` finds it:
+    /// `None` (empty) for a request that is not gRPC or got no response at all.
+    pub(crate) fn grpc_label(&self) -> Option<u8> {
+        if !self.is_grpc() {
+            return None;
+        }
+        self.grpc_status
+            .or_else(|| (self.status != 0).then(|| grpc::from_http(self.status)))
     }
 
     /// Whether the downstream broke its request body off, and how.
@@ -279,6 +300,17 @@ impl Pending {
         let c = Arc::new(BodyTally::default());
         r.bytes_in = BytesIn::Counted(c.clone());
         Some(c)
+    }
+
+    /// Notes the `grpc-status` of a gRPC response's headers (a trailers-only
+    /// response's status is there).
+    pub(crate) fn note_grpc_headers(&mut self, headers: &http::HeaderMap) {
+        if let Some(r) = self.record()
+            && r.is_grpc()
+            && let Some(code) = grpc::status_in(headers)
+        {
+            r.grpc_status = Some(code);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::ResponseFlag;
-use crate::record::{BodyBroke, BodyTally, Record};
+use crate::record::{BodyBroke, BodyTally, Record, grpc};
 use crate::upstream::{InFlight, PooledH1};
 
 /// A request body on its way upstream.
@@ -231,6 +231,12 @@ impl Body for RespBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                } else if let Some(t) = frame.trailers_ref()
+                    && let Some(r) = this.rec.as_deref_mut()
+                    && r.is_grpc()
+                    && let Some(code) = grpc::status_in(t)
+                {
+                    r.grpc_status = Some(code);
                 }
                 if this.inner_done() {
                     this.finish(true);
