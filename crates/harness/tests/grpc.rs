@@ -1,6 +1,8 @@
 //! gRPC through two real proxies: calls to an HTTP/2 app with known statuses (in the
-//! trailers, and trailers-only in the headers), and the `grpc_response_status` both
-//! reporters give them in Istio's standard metrics.
+//! trailers, and trailers-only in the headers) and known numbers of messages each way
+//! (each message split over two data frames), and what both reporters make of them in
+//! Istio's standard metrics: `grpc_response_status`, `istio_request_messages_total` and
+//! `istio_response_messages_total`.
 
 #[path = "shared/mesh.rs"]
 mod common;
@@ -103,6 +105,49 @@ async fn both_reporters_label_grpc_calls_with_their_status() -> anyhow::Result<(
         .sum();
         assert_eq!(all, 3.0, "{proxy}: each call once");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_reporters_count_the_messages_of_each_direction() -> anyhow::Result<()> {
+    let mesh = Mesh::start(&[("mesh.yaml", MESH), ("echo.yaml", ECHO)]).await?;
+    calls(&mesh).await?;
+    let sent: usize = CALLS.iter().map(|(_, n, _, _)| n).sum();
+    assert_eq!(sent, 8);
+    for (proxy, reporter) in [("frontend.prod", "source"), ("backend.prod", "destination")] {
+        let samples = parse(&mesh.proxy(proxy).proxy().prometheus_text());
+        let edge = [
+            ("reporter", reporter),
+            ("source_workload", "frontend"),
+            ("destination_workload", "backend"),
+            ("destination_service", "echo.prod.svc.cluster.local"),
+        ];
+        for (name, want) in [
+            ("istio_request_messages_total", 8.0),
+            ("istio_response_messages_total", 6.0),
+        ] {
+            let found = find(&samples, name, &edge);
+            assert_eq!(found.len(), 1, "{proxy} {name}: {samples:#?}");
+            assert_eq!(found[0].value, want, "{proxy} {name}");
+            // Istio's labels while a stream is open: no protocol, code, status, flags or
+            // security policy.
+            assert_eq!(found[0].labels.len(), 20, "{:?}", found[0].labels);
+        }
+    }
+    // Plain HTTP requests count no messages.
+    let r = mesh
+        .get_via("frontend.prod", "http://backend.prod.svc.cluster.local/")
+        .await?;
+    assert_eq!(r.status, 200);
+    mesh.log_line("frontend.prod", "\"GET / ").await?;
+    let samples = parse(&mesh.proxy("frontend.prod").proxy().prometheus_text());
+    assert_eq!(find(&samples, "istio_request_messages_total", &[]).len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_keeps_the_status_label_empty() -> anyhow::Result<()> {
+    let mesh = Mesh::start(&[("mesh.yaml", MESH), ("echo.yaml", ECHO)]).await?;
     // A plain HTTP request to the same app keeps the label empty.
     let r = mesh
         .get_via("frontend.prod", "http://backend.prod.svc.cluster.local/")

@@ -1,6 +1,7 @@
 //! Istio's standard metrics, written from the [`Record`] of every finished request and
 //! TCP connection: `istio_requests_total`, `istio_request_duration_milliseconds`,
 //! `istio_request_bytes`, `istio_response_bytes` for HTTP and gRPC;
+//! `istio_request_messages_total`, `istio_response_messages_total` for gRPC;
 //! `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
 //! `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total` for TCP; with Istio's
 //! label set (`reporter`, `source_*`, `destination_*`, `request_protocol`,
@@ -172,6 +173,24 @@ impl Pairs for HttpLabels {
     }
 }
 
+/// The labels of a gRPC message counter: who called whom, as Istio's stats filter
+/// reports them while a stream is open (no protocol, code, status, flags or policy).
+#[derive(Debug, Clone)]
+struct MessageLabels {
+    edge: Edge,
+}
+
+impl Pairs for MessageLabels {
+    fn pairs(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+        self.edge
+            .labels()
+            .into_iter()
+            .filter(|(k, _)| !matches!(*k, "request_protocol" | "connection_security_policy"))
+            .map(|(k, v)| (k, Cow::Borrowed(v)))
+            .collect()
+    }
+}
+
 /// The labels of a TCP series: no response code.
 #[derive(Debug, Clone)]
 struct TcpLabels {
@@ -198,6 +217,23 @@ struct HttpSeries {
     duration: Option<Histogram>,
     request_bytes: Option<Histogram>,
     response_bytes: Option<Histogram>,
+    /// gRPC requests only.
+    request_messages: Option<Counter>,
+    response_messages: Option<Counter>,
+}
+
+impl HttpSeries {
+    /// The request metrics' handles (not the message counters').
+    fn of(m: &Metrics, side: &SidePlans, labels: &HttpLabels) -> HttpSeries {
+        HttpSeries {
+            requests: series(&m.requests, labels, &side.requests),
+            duration: series(&m.duration, labels, &side.duration),
+            request_bytes: series(&m.request_bytes, labels, &side.request_bytes),
+            response_bytes: series(&m.response_bytes, labels, &side.response_bytes),
+            request_messages: None,
+            response_messages: None,
+        }
+    }
 }
 
 /// The handles of one TCP series.
@@ -284,6 +320,8 @@ pub(crate) struct Metrics {
     duration: HistFamily<HttpLabels>,
     request_bytes: HistFamily<HttpLabels>,
     response_bytes: HistFamily<HttpLabels>,
+    request_messages: CounterFamily<MessageLabels>,
+    response_messages: CounterFamily<MessageLabels>,
     tcp_opened: CounterFamily<TcpLabels>,
     tcp_closed: CounterFamily<TcpLabels>,
     tcp_sent: CounterFamily<TcpLabels>,
@@ -310,6 +348,8 @@ impl Metrics {
             duration: Family::new_with_constructor(millis),
             request_bytes: Family::new_with_constructor(bytes),
             response_bytes: Family::new_with_constructor(bytes),
+            request_messages: Family::default(),
+            response_messages: Family::default(),
             tcp_opened: Family::default(),
             tcp_closed: Family::default(),
             tcp_sent: Family::default(),
@@ -337,6 +377,16 @@ impl Metrics {
             "istio_response_bytes",
             "Response body sizes in bytes",
             m.response_bytes.clone(),
+        );
+        registry.register(
+            "istio_request_messages",
+            "gRPC messages sent by the client",
+            m.request_messages.clone(),
+        );
+        registry.register(
+            "istio_response_messages",
+            "gRPC messages sent by the server",
+            m.response_messages.clone(),
         );
         registry.register(
             "istio_tcp_connections_opened",
@@ -496,6 +546,12 @@ impl Metrics {
             if let Some(h) = &series.response_bytes {
                 h.observe(r.bytes_out);
             }
+            if let Some(c) = &series.request_messages {
+                c.inc_by(r.request_messages());
+            }
+            if let Some(c) = &series.response_messages {
+                c.inc_by(r.response_messages);
+            }
         };
         HTTP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
@@ -503,17 +559,25 @@ impl Metrics {
                 observe(s);
                 return;
             }
-            let labels = HttpLabels {
-                edge,
-                code: r.status,
-                grpc: grpc_status,
-                flags,
+            let messages = grpc.then(|| MessageLabels { edge: edge.clone() });
+            let message_series = |family, plan| {
+                messages
+                    .as_ref()
+                    .and_then(|labels| series(family, labels, plan))
             };
             let s = HttpSeries {
-                requests: series(&self.requests, &labels, &side.requests),
-                duration: series(&self.duration, &labels, &side.duration),
-                request_bytes: series(&self.request_bytes, &labels, &side.request_bytes),
-                response_bytes: series(&self.response_bytes, &labels, &side.response_bytes),
+                request_messages: message_series(&self.request_messages, &side.request_messages),
+                response_messages: message_series(&self.response_messages, &side.response_messages),
+                ..HttpSeries::of(
+                    self,
+                    side,
+                    &HttpLabels {
+                        edge,
+                        code: r.status,
+                        grpc: grpc_status,
+                        flags,
+                    },
+                )
             };
             observe(&s);
             if cache.len() >= CACHE_LIMIT {

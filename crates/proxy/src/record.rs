@@ -37,7 +37,29 @@ pub(crate) enum BytesIn {
 #[derive(Debug, Default)]
 pub(crate) struct BodyTally {
     pub(crate) bytes: AtomicU64,
+    /// gRPC messages begun (only a gRPC request's body counts them).
+    pub(crate) messages: AtomicU64,
     broke: AtomicU8,
+}
+
+/// What counts a request body as it streams: its tally and, for gRPC, its messages.
+#[derive(Debug)]
+pub(crate) struct BodyCounter {
+    pub(crate) tally: Arc<BodyTally>,
+    pub(crate) frames: Option<grpc::Frames>,
+}
+
+impl BodyCounter {
+    /// Counts one data frame.
+    pub(crate) fn data(&mut self, data: &[u8]) {
+        self.tally
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(f) = &mut self.frames {
+            f.feed(data);
+            self.tally.messages.store(f.messages, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How a downstream request body broke off.
@@ -132,6 +154,8 @@ pub(crate) struct Record {
     /// A gRPC response's `grpc-status` (trailers over headers), 0–16 or
     /// [`grpc::INVALID`]; `None` when none came.
     pub(crate) grpc_status: Option<u8>,
+    /// gRPC messages of the response that passed downstream.
+    pub(crate) response_messages: u64,
 }
 
 impl Record {
@@ -155,6 +179,7 @@ impl Record {
             retries_exhausted: false,
             request_id: None,
             grpc_status: None,
+            response_messages: 0,
         })
     }
 
@@ -216,6 +241,14 @@ impl Record {
         }
         self.grpc_status
             .or_else(|| (self.status != 0).then(|| grpc::from_http(self.status)))
+    }
+
+    /// gRPC messages of the request that passed upstream.
+    pub(crate) fn request_messages(&self) -> u64 {
+        match &self.bytes_in {
+            BytesIn::Known(_) => 0,
+            BytesIn::Counted(c) => c.messages.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether the downstream broke its request body off, and how.
@@ -292,14 +325,17 @@ impl Pending {
 
     /// The tally of a request body, counted as it streams (a declared length is what
     /// the client promised, not what arrived).
-    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<BodyTally>> {
+    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<BodyCounter> {
         let r = self.record()?;
         if body.is_end_stream() {
             return None;
         }
         let c = Arc::new(BodyTally::default());
         r.bytes_in = BytesIn::Counted(c.clone());
-        Some(c)
+        Some(BodyCounter {
+            tally: c,
+            frames: r.is_grpc().then(grpc::Frames::default),
+        })
     }
 
     /// Notes the `grpc-status` of a gRPC response's headers (a trailers-only

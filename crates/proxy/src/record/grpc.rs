@@ -1,4 +1,6 @@
-//! What the record keeps of a gRPC call: its status (`grpc_response_status`).
+//! What the record keeps of a gRPC call: its status (`grpc_response_status`) and how
+//! many messages passed each way (`istio_request_messages_total`,
+//! `istio_response_messages_total`).
 //!
 //! The status follows Envoy's `Grpc::Common::getGrpcStatus`, which Istio's stats
 //! filter calls: the response trailers' `grpc-status`, else the response headers' (a
@@ -69,9 +71,80 @@ pub(crate) fn label(code: Option<u8>) -> &'static str {
     }
 }
 
+/// Counts gRPC's length-prefixed messages (a flag byte, a 4-byte big-endian length,
+/// the message) as body frames pass, reading only the prefixes: a message's bytes are
+/// skipped, never copied. A message is counted when its prefix begins, as Envoy's
+/// frame inspector counts.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Frames {
+    /// Bytes of the current prefix seen (0–4).
+    prefix: u8,
+    /// The length being read from the prefix.
+    len: u32,
+    /// Bytes of the current message still to pass.
+    left: u64,
+    /// Messages begun.
+    pub(crate) messages: u64,
+}
+
+impl Frames {
+    /// Reads one body frame's bytes.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.left > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                data = &data[n..];
+                self.left -= n as u64;
+                continue;
+            }
+            if self.prefix == 0 {
+                self.messages += 1;
+                self.len = 0;
+            } else {
+                self.len = self.len << 8 | u32::from(data[0]);
+            }
+            data = &data[1..];
+            self.prefix += 1;
+            if self.prefix == 5 {
+                self.prefix = 0;
+                self.left = u64::from(self.len);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(len: usize) -> Vec<u8> {
+        let mut m = vec![0u8];
+        m.extend_from_slice(&(len as u32).to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len));
+        m
+    }
+
+    #[test]
+    fn messages_are_counted_across_any_split_of_the_frames() {
+        let mut body = Vec::new();
+        for len in [3, 0, 300, 1, 70_000] {
+            body.extend(message(len));
+        }
+        for chunk in [1, 2, 4, 5, 6, 7, 1000, body.len()] {
+            let mut f = Frames::default();
+            for part in body.chunks(chunk) {
+                f.feed(part);
+            }
+            assert_eq!(f.messages, 5, "chunks of {chunk}");
+            assert_eq!((f.prefix, f.left), (0, 0), "ends on a message boundary");
+        }
+        // A message cut short is counted once it began.
+        let mut f = Frames::default();
+        f.feed(&message(10)[..7]);
+        assert_eq!(f.messages, 1);
+    }
 
     #[test]
     fn statuses_are_grpc_codes_invalid_or_nothing() {
