@@ -1,4 +1,5 @@
-//! Floods against a real `skiff proxy` process: twenty thousand idle connections, and
+//! Floods against a real `skiff proxy` process serving as an ingress gateway (port 80 on
+//! 8080, as `skiff up` runs it): twenty thousand idle connections, and
 //! two thousand connections each sending an unfinished 400 KB request head. The proxy
 //! stays up, its memory comes back, and normal requests work during and after.
 //!
@@ -56,15 +57,18 @@ fn backend(ip: IpAddr) -> SocketAddr {
     addr
 }
 
+/// An ingress gateway's config, as the control plane compiles it for a `Gateway` on
+/// port 80 with one VirtualService: every host, every path, to the backend.
 fn config(ip: IpAddr, backend: SocketAddr) -> String {
     format!(
         r#"{{
-  "node": {{"id": "frontend.prod", "name": "frontend", "namespace": "prod", "kind": "sidecar",
-            "address": "{ip}", "labels": {{}}, "serviceAccount": "default", "spiffeId": ""}},
-  "outbound": [{{"port": 80, "protocol": "HTTP", "tcp": [], "virtualHosts": [
-    {{"name": "backend.prod.svc.cluster.local:80", "domains": ["backend", "backend:80"],
-      "routes": [{{"name": "default", "matches": [], "action": {{"forward": {{"destinations": [{{"cluster": "outbound|80||backend.prod.svc.cluster.local", "weight": 100}}]}}}}}}]}}]}}],
-  "inbound": [], "gateway": [],
+  "node": {{"id": "istio-ingressgateway.istio-system", "name": "istio-ingressgateway",
+            "namespace": "istio-system", "kind": "gateway", "address": "{ip}",
+            "labels": {{"istio": "ingressgateway"}}, "serviceAccount": "default", "spiffeId": ""}},
+  "outbound": [], "inbound": [],
+  "gateway": [{{"port": 80, "protocol": "HTTP", "gateways": ["prod/gateway"], "virtualHosts": [
+    {{"name": "*:80", "domains": ["*"],
+      "routes": [{{"name": "prod/backend/0", "matches": [{{"uri": {{"prefix": "/"}}}}], "action": {{"forward": {{"destinations": [{{"cluster": "outbound|80||backend.prod.svc.cluster.local", "weight": 100}}]}}}}}}]}}]}}],
   "clusters": [{{"name": "outbound|80||backend.prod.svc.cluster.local",
     "service": "backend.prod.svc.cluster.local", "port": 80, "protocol": "HTTP",
     "lb": "ROUND_ROBIN", "connectTimeout": 1000,
@@ -99,7 +103,7 @@ fn skip_unless_possible(want: u64) -> bool {
 
 struct Running {
     child: Child,
-    outbound: SocketAddr,
+    entry: SocketAddr,
 }
 
 impl Drop for Running {
@@ -125,13 +129,12 @@ impl Running {
     }
 
     fn get(&self) -> String {
-        let Ok(mut s) = TcpStream::connect(self.outbound) else {
+        let Ok(mut s) = TcpStream::connect(self.entry) else {
             return String::new();
         };
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = s.write_all(
-            b"GET http://backend/ HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n",
-        );
+        let _ =
+            s.write_all(b"GET / HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -155,12 +158,18 @@ impl Running {
 fn start(ip: IpAddr, extra: &[&str]) -> (Running, tempfile::TempDir) {
     let app = backend(ip);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("frontend.json");
+    let file = dir.path().join("gateway.json");
     std::fs::write(&file, config(ip, app)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["proxy", "--id", "frontend.prod", "--config-file"])
+        .args([
+            "proxy",
+            "--id",
+            "istio-ingressgateway.istio-system",
+            "--config-file",
+        ])
         .arg(&file)
         .args(["--address", &ip.to_string(), "--access-log", "off"])
+        .args(["--gateway-port-offset", "8000"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -168,7 +177,7 @@ fn start(ip: IpAddr, extra: &[&str]) -> (Running, tempfile::TempDir) {
         .expect("skiff runs");
     let running = Running {
         child,
-        outbound: SocketAddr::new(ip, 15001),
+        entry: SocketAddr::new(ip, 8080),
     };
     let start = Instant::now();
     while !running.serves() {
@@ -204,7 +213,7 @@ fn twenty_thousand_idle_connections_leave_the_proxy_up() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("SKIFF_HOLD_ADDR", proxy.outbound.to_string())
+        .env("SKIFF_HOLD_ADDR", proxy.entry.to_string())
         .env("SKIFF_HOLD_COUNT", HELD_BY_CHILD.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -228,7 +237,7 @@ fn twenty_thousand_idle_connections_leave_the_proxy_up() {
     );
     let mut idle = Vec::with_capacity(TOTAL - HELD_BY_CHILD);
     for _ in 0..TOTAL - HELD_BY_CHILD {
-        match TcpStream::connect(proxy.outbound) {
+        match TcpStream::connect(proxy.entry) {
             Ok(s) => idle.push(s),
             Err(e) => panic!("connection {} failed: {e}", HELD_BY_CHILD + idle.len()),
         }
@@ -308,7 +317,7 @@ fn unfinished_400_kb_heads_leave_little_memory_behind() {
     let writers: Vec<_> = (0..8)
         .map(|_| {
             let head = head.clone();
-            let to = proxy.outbound;
+            let to = proxy.entry;
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 for _ in 0..250 {

@@ -147,6 +147,19 @@ async fn canary_through_the_gateway_then_clean_stop() {
     let inbound = std::net::SocketAddr::new(mesh.workload(11), 15006);
     let refused = get_path(inbound, "/").await;
     assert!(refused.is_err(), "{refused:?}");
+    // ...and the sidecar's log says which policy refused it.
+    mesh.wait_for(
+        "the plain-text refusal in the log",
+        Duration::from_secs(10),
+        || {
+            mesh.log().lines().any(|l| {
+                l.contains("backend-v1.prod |")
+                    && l.contains(
+                        "plaintext connection refused: PeerAuthentication prod/default is STRICT",
+                    )
+            })
+        },
+    );
 
     // 2,000 requests split 90/10 between v1 and v2, within a binomial bound: the mean
     // is 200 and the standard deviation 13.4, so 130..=270 is more than 5 sigma wide.

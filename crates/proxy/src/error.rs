@@ -99,6 +99,9 @@ pub enum Error {
     /// The route's timeout (or the retry policy's per-try timeout) expired.
     #[error("upstream request timeout after {0:?}")]
     Timeout(Duration),
+    /// No byte of the request or its response moved for the stream idle timeout.
+    #[error("stream idle timeout: no request or response bytes for {0:?}")]
+    StreamIdle(Duration),
     /// A `connectionPool` limit of the cluster refused the request (circuit breaking).
     #[error("upstream overflow: cluster {cluster} is at its {limit} limit")]
     Overflow {
@@ -127,6 +130,7 @@ impl Error {
             }
             Error::UpstreamReset { .. } => ResponseFlag::UpstreamConnectionTermination,
             Error::Timeout(_) => ResponseFlag::UpstreamTimeout,
+            Error::StreamIdle(_) => ResponseFlag::StreamIdleTimeout,
             Error::NoHealthyUpstream(_) => ResponseFlag::NoHealthyUpstream,
             Error::Overflow { .. } => ResponseFlag::UpstreamOverflow,
             Error::Io(_) | Error::DownstreamBody(_) => {
@@ -175,6 +179,9 @@ pub enum ResponseFlag {
     /// `NC`: the route names a cluster that does not exist (an unknown host or an
     /// undefined subset) (503).
     NoClusterFound,
+    /// `SI`: the stream saw no activity for the stream idle timeout (408 when the
+    /// response had not begun; else the stream was reset).
+    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
@@ -194,6 +201,7 @@ impl ResponseFlag {
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DownstreamProtocolError => "DPE",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }

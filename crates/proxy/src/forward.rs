@@ -8,6 +8,7 @@
 //! types in `forward/body.rs`.
 
 use std::net::IpAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::HeaderValue;
@@ -16,6 +17,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::{ForwardRt, RetryRt};
+use crate::conn::Role;
+use crate::limits::StreamIdle;
 use crate::record::Pending;
 use crate::respond;
 use crate::route::Selected;
@@ -139,6 +142,14 @@ pub(crate) fn send<'a>(
     let req = Request::from_parts(parts, ReqBody::new(body, counter));
     let retries = plan.retries;
     let mirror = plan.mirror;
+    let stream_idle = rec.record().and_then(|r| {
+        let limits = &r.conn.inputs.limits;
+        match r.conn.role {
+            Role::Gateway(_) => limits.stream_idle_timeout,
+            _ if limits.stream_idle_on_sidecars => limits.stream_idle_timeout,
+            _ => None,
+        }
+    });
     Either::Right(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let req = match mirror {
@@ -150,11 +161,17 @@ pub(crate) fn send<'a>(
             None => req,
         };
         let seen = retry::Seen::default();
-        let (sent, tally) = with_route_timeout(
+        // Made in place, pinned, and polled here: handing it to an async fn by value
+        // would store it twice in this future (it is moved a few times per request).
+        let mut work = std::pin::pin!(with_route_timeout(
             timeout,
             retry::send(cluster, req, retries, hash, &seen),
             &seen,
-        )
+        ));
+        let mut idle = stream_idle.map(|t| StreamIdle::new(t, rec.bytes_in()));
+        let (sent, tally) = std::future::poll_fn(|cx| {
+            poll_until_idle(cx, work.as_mut(), idle.as_mut(), &rec, &seen)
+        })
         .await;
         rec.tries(tally.attempts, tally.exhausted);
         match sent {
@@ -169,7 +186,11 @@ pub(crate) fn send<'a>(
                 if let Some(cookie) = set_cookie {
                     resp.headers_mut().append(http::header::SET_COOKIE, cookie);
                 }
-                resp.map(|body| body.with_deadline(deadline))
+                // The response head is activity; its body takes the watch on.
+                if let Some(i) = idle.as_mut() {
+                    i.touch();
+                }
+                resp.map(|body| body.with_deadline(deadline).with_idle(idle))
             }
             Err(e) => {
                 // The endpoint the last try went to, for the record (a refused request,
@@ -183,6 +204,28 @@ pub(crate) fn send<'a>(
             }
         }
     })
+}
+
+/// The tries of a request until they end, or, with a `watch`, until the stream has
+/// been idle (no request body byte moved) for the stream idle timeout: then they are dropped, which
+/// cancels the upstream request, and the request is a `408 SI` whatever they reached.
+fn poll_until_idle<T>(
+    cx: &mut std::task::Context<'_>,
+    work: std::pin::Pin<&mut impl Future<Output = (Result<T, Error>, retry::Tally)>>,
+    watch: Option<&mut StreamIdle>,
+    rec: &Pending,
+    seen: &retry::Seen,
+) -> Poll<(Result<T, Error>, retry::Tally)> {
+    if let Poll::Ready(out) = work.poll(cx) {
+        return Poll::Ready(out);
+    }
+    let Some(watch) = watch else {
+        return Poll::Pending;
+    };
+    match watch.poll_idle(cx, rec.bytes_in()) {
+        Poll::Ready(()) => Poll::Ready((Err(Error::StreamIdle(watch.timeout())), seen.tally())),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Reads a body of known length up to the replay limit in full (so that the copies

@@ -47,6 +47,17 @@ pub(crate) async fn serve(conn: Arc<Conn>, stream: TcpStream) {
     .await;
     let (header, ext, rest) = match header {
         Ok(Ok(h)) => h,
+        Ok(Err(e)) if tls.is_none() && strict_everywhere(&conn).is_some() => {
+            // Plain text that is not a proxy's transport header: a process outside the
+            // mesh calling the inbound port directly. Say what refused it.
+            let decided_by = strict_everywhere(&conn).unwrap_or_default();
+            let reason = format!(
+                "plaintext connection refused: {decided_by} (the caller is not a mesh proxy: {e})"
+            );
+            tracing::warn!(peer = %conn.peer, "{reason}");
+            refuse(rec, ResponseFlag::DownstreamProtocolError, reason);
+            return;
+        }
         Ok(Err(e)) => {
             tracing::debug!(peer = %conn.peer, error = %e, "bad transport header; closing");
             refuse(rec, ResponseFlag::DownstreamProtocolError, e.to_string());
@@ -186,6 +197,19 @@ async fn revoked(conn: &Conn, port: u16, mesh_tls: bool, tcp: bool) -> Arc<str> 
             return format!("after a policy change, {details}").into();
         }
     }
+}
+
+/// When every inbound port of the workload is STRICT, what made the first one so
+/// (e.g. "PeerAuthentication prod/default is STRICT"): a plain-text connection would be
+/// refused whichever port it asked for.
+fn strict_everywhere(conn: &Conn) -> Option<Arc<str>> {
+    let snapshot = conn.inputs.current()?;
+    let first = snapshot.inbound.first()?;
+    snapshot
+        .inbound
+        .iter()
+        .all(|p| p.mtls == MtlsMode::Strict)
+        .then(|| first.mtls_decided_by.clone())
 }
 
 /// What a port's mode refuses of a connection, if it does.

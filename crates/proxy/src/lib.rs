@@ -72,4 +72,4 @@ pub use access_log::{AccessLogFormat, AccessLogTarget};
 pub use admin::{LogControl, set_log_control};
 pub use app::{Proxy, ProxyOptions};
 pub use error::{Error, ResponseFlag};
-pub use limits::Limits;
+pub use limits::{DEFAULT_STREAM_IDLE_TIMEOUT, Limits};

@@ -1,6 +1,7 @@
 //! What bounds the resources one client can take: request head size and header count,
-//! how long a request head may take to arrive, how many downstream connections are open
-//! at once, and how many requests an HTTP/2 client may abandon on one connection.
+//! how long a request head may take to arrive, how long a stream may sit idle, how many
+//! downstream connections are open at once, and how many requests an HTTP/2 client may
+//! abandon on one connection.
 //!
 //! The defaults follow Envoy's as Istio sets them (60 KiB of request headers, 100
 //! headers) and add what Envoy leaves open (a request head timeout, as HAProxy and
@@ -56,6 +57,20 @@ pub struct Limits {
     /// sides are closed: Envoy's TCP proxy `idle_timeout`, 1 h by default. `None`: no
     /// limit.
     pub tcp_idle_timeout: Option<Duration>,
+    /// How long a request (an HTTP/2 stream, or an HTTP/1 request in flight) may see no
+    /// byte of its request or response body move, either way, before it is ended:
+    /// Envoy's `stream_idle_timeout`, 5 min by default. Before the response has begun
+    /// the client gets `408` ("stream timeout"); after, the stream is reset (HTTP/1:
+    /// the connection closed). Either way the record's flag is `SI`. `None`: no limit.
+    /// It applies to gateway listeners, and to the sidecar's too when
+    /// [`Limits::stream_idle_on_sidecars`] says so.
+    pub stream_idle_timeout: Option<Duration>,
+    /// Whether [`Limits::stream_idle_timeout`] applies to the sidecar listeners
+    /// (outbound and inbound) as well as to gateways. Off by default: Istio's generated
+    /// config has no stream idle timeout, and quiet long-lived gRPC streams between
+    /// workloads are common; a gateway faces clients the mesh does not know, and
+    /// Envoy's advice for an edge proxy is a stream idle timeout.
+    pub stream_idle_on_sidecars: bool,
     /// Resident memory of the process above which new downstream connections are
     /// refused (closed at once) until it falls below 95% of this: the memory half of
     /// the overload manager (Envoy's `overload.resource_monitors` fixed heap). Sampled
@@ -66,6 +81,9 @@ pub struct Limits {
 /// Default for [`Limits::idle_timeout`] and [`Limits::tcp_idle_timeout`]: 1 h, as
 /// Envoy.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Default for [`Limits::stream_idle_timeout`] on gateways: 5 min, as Envoy.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default for [`Limits::max_request_headers_bytes`]: 60 KiB, as Envoy.
 pub const DEFAULT_MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
@@ -91,6 +109,8 @@ impl Default for Limits {
             transport_header_timeout: Duration::from_secs(10),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             tcp_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            stream_idle_on_sidecars: false,
             max_memory_bytes: None,
         }
     }
@@ -258,6 +278,73 @@ pub(crate) async fn idle(timeout: Duration, mut quiet: impl FnMut() -> Option<u6
         } else {
             seen = now;
             still = 0;
+        }
+    }
+}
+
+/// The idle watch of one request, for [`Limits::stream_idle_timeout`]: one timer,
+/// made when the request is forwarded and handed on to its response body, that wakes
+/// four times a timeout and compares the request's activity (the body bytes that
+/// passed either way) with what it saw the time before. Moving data pays nothing: no
+/// clock read and no timer reset per frame. The stream is idle once the activity stood
+/// still for four wakes in a row: between 1 and 1.25 timeouts after the last byte.
+#[derive(Debug)]
+pub(crate) struct StreamIdle {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    period: Duration,
+    timeout: Duration,
+    seen: u64,
+    still: u8,
+}
+
+impl StreamIdle {
+    /// A watch for a stream whose activity so far is `activity`.
+    pub(crate) fn new(timeout: Duration, activity: u64) -> Self {
+        let period = timeout / 4;
+        StreamIdle {
+            sleep: Box::pin(tokio::time::sleep(period)),
+            period,
+            timeout,
+            seen: activity,
+            still: 0,
+        }
+    }
+
+    /// The timeout it watches for.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Notes activity that no byte count shows (the response head arrived).
+    pub(crate) fn touch(&mut self) {
+        self.still = 0;
+    }
+
+    /// Ready once the stream has been idle for the timeout, `activity` being its
+    /// activity now. Registers the waker when not.
+    pub(crate) fn poll_idle(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        activity: u64,
+    ) -> std::task::Poll<()> {
+        use std::future::Future as _;
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            if activity == self.seen {
+                self.still += 1;
+                if self.still >= 4 {
+                    return std::task::Poll::Ready(());
+                }
+            } else {
+                self.seen = activity;
+                self.still = 0;
+            }
+            // From now, not from the last deadline: a stream not polled for a while
+            // (its reader stalled) is not judged on samples it never took.
+            let next = tokio::time::Instant::now() + self.period;
+            self.sleep.as_mut().reset(next);
         }
     }
 }

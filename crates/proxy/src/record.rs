@@ -288,6 +288,11 @@ impl Pending {
         self.0.as_deref_mut()
     }
 
+    /// Request body bytes received so far (0 without a record).
+    pub(crate) fn bytes_in(&self) -> u64 {
+        self.0.as_ref().map_or(0, |r| r.bytes_in())
+    }
+
     /// Sets status and flag. A delay injected earlier stays the flag unless something
     /// went wrong after it.
     pub(crate) fn respond(&mut self, status: u16, flag: ResponseFlag) {

@@ -38,6 +38,13 @@ pub(crate) fn error(e: &Error, flag: ResponseFlag, mut rec: Pending) -> Response
     }
     let (status, body) = match flag {
         ResponseFlag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+        ResponseFlag::StreamIdleTimeout => {
+            // As Envoy: 408 and its body text; the record says how long.
+            if let Some(r) = rec.record() {
+                r.details = Some(e.to_string().into());
+            }
+            (StatusCode::REQUEST_TIMEOUT, "stream timeout")
+        }
         ResponseFlag::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
         ResponseFlag::UpstreamConnectFailure => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -138,6 +138,14 @@ pub(crate) struct Args {
     /// before it is closed; Envoy's TCP proxy `idle_timeout`. `0`: no limit.
     #[arg(long, default_value_t = 3600.0)]
     tcp_idle_timeout: f64,
+    /// How long a request (an HTTP/2 stream, an HTTP/1 request in flight) may move no
+    /// byte of its request or response, in seconds, before it is ended: 408 if the
+    /// response has not begun, else the stream is reset; flagged `SI`. Envoy's
+    /// `stream_idle_timeout`. Default: 300 on gateway listeners, none on the sidecar's
+    /// (as Istio's generated config); given, it applies to every listener. `0`: no
+    /// limit anywhere.
+    #[arg(long)]
+    stream_idle_timeout: Option<f64>,
     /// Resident memory, in MiB, above which new downstream connections are refused
     /// until it falls below 95% of it (sampled once a second). Default: none.
     #[arg(long)]
@@ -164,6 +172,11 @@ fn limits(args: &Args) -> anyhow::Result<skiff_proxy::Limits> {
     Ok(skiff_proxy::Limits {
         idle_timeout: seconds(args.idle_timeout),
         tcp_idle_timeout: seconds(args.tcp_idle_timeout),
+        stream_idle_timeout: match args.stream_idle_timeout {
+            None => Some(skiff_proxy::DEFAULT_STREAM_IDLE_TIMEOUT),
+            Some(s) => seconds(s),
+        },
+        stream_idle_on_sidecars: args.stream_idle_timeout.is_some(),
         max_memory_bytes: match args.max_memory_mb {
             Some(0) => bail!("--max-memory-mb must be at least 1"),
             mb => mb.map(|mb| mb.saturating_mul(1024 * 1024)),

@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::ResponseFlag;
+use crate::limits::StreamIdle;
 use crate::record::{BodyBroke, BodyCounter, Record, grpc};
 use crate::upstream::{InFlight, PooledH1};
 
@@ -118,6 +119,8 @@ pub(crate) struct RespBody {
     rec: Option<Box<Record>>,
     /// The route timeout, which covers the whole response as Envoy's does.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The stream idle timeout's watch, taken on from the request.
+    idle: Option<StreamIdle>,
 }
 
 /// Why a response body stopped early.
@@ -127,6 +130,8 @@ pub(crate) enum BodyError {
     Upstream(#[from] hyper::Error),
     #[error("route timeout expired while the response was streaming")]
     Timeout,
+    #[error("stream idle timeout: no request or response bytes for {0:?}")]
+    StreamIdle(std::time::Duration),
 }
 
 impl std::fmt::Debug for RespBody {
@@ -148,6 +153,7 @@ impl RespBody {
             in_flight: None,
             rec,
             deadline: None,
+            idle: None,
         }
     }
 
@@ -169,6 +175,7 @@ impl RespBody {
             in_flight,
             rec,
             deadline: None,
+            idle: None,
         }
     }
 
@@ -180,6 +187,20 @@ impl RespBody {
             self.deadline = Some(Box::pin(tokio::time::sleep_until(d)));
         }
         self
+    }
+
+    /// Resets the stream (flag `SI`) when no byte of the request or the response
+    /// moves for the stream idle timeout, `idle` counting since the request.
+    pub(crate) fn with_idle(mut self, idle: Option<StreamIdle>) -> Self {
+        if !self.inner_done() {
+            self.idle = idle;
+        }
+        self
+    }
+
+    /// Bytes that moved either way so far: the stream's activity.
+    fn activity(&self) -> u64 {
+        self.bytes + self.rec.as_ref().map_or(0, |r| r.bytes_in())
     }
 
     fn inner_done(&self) -> bool {
@@ -234,6 +255,21 @@ impl Body for RespBody {
             }
             this.finish(false);
             return Poll::Ready(Some(Err(BodyError::Timeout)));
+        }
+        if polled.is_pending() && this.idle.is_some() {
+            let activity = this.activity();
+            if let Some(i) = &mut this.idle
+                && i.poll_idle(cx, activity).is_ready()
+            {
+                let timeout = i.timeout();
+                tracing::debug!(?timeout, "resetting the stream: stream idle timeout");
+                if let Some(e) = this.rec.as_deref_mut() {
+                    e.flag = ResponseFlag::StreamIdleTimeout;
+                }
+                this.idle = None;
+                this.finish(false);
+                return Poll::Ready(Some(Err(BodyError::StreamIdle(timeout))));
+            }
         }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

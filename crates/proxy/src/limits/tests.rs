@@ -137,3 +137,48 @@ fn this_process_has_a_resident_size() {
     let rss = resident_memory().expect("readable on Linux");
     assert!(rss > 1024 * 1024, "{rss}");
 }
+
+/// How long (paused time) `w` takes to call its stream idle, `activity` read at each
+/// of its wakes.
+async fn stream_idle_after(w: &mut StreamIdle, activity: impl Fn() -> u64) -> Duration {
+    let start = tokio::time::Instant::now();
+    std::future::poll_fn(|cx| w.poll_idle(cx, activity())).await;
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_with_no_activity_is_idle_after_its_timeout() {
+    let t = Duration::from_secs(8);
+    let mut w = StreamIdle::new(t, 0);
+    assert_eq!(stream_idle_after(&mut w, || 0).await, t);
+}
+
+#[tokio::test(start_paused = true)]
+async fn activity_puts_the_idle_end_off_by_one_to_one_and_a_quarter_timeouts() {
+    let t = Duration::from_secs(8);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let b = bytes.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        b.store(1, Ordering::Relaxed);
+    });
+    let mut w = StreamIdle::new(t, 0);
+    let took = stream_idle_after(&mut w, || bytes.load(Ordering::Relaxed)).await;
+    let last = Duration::from_secs(5);
+    assert!(took >= last + t && took <= last + t * 5 / 4, "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_touch_counts_as_activity() {
+    let t = Duration::from_secs(8);
+    let mut w = StreamIdle::new(t, 0);
+    let early = tokio::time::timeout(
+        Duration::from_secs(7),
+        std::future::poll_fn(|cx| w.poll_idle(cx, 0)),
+    );
+    assert!(early.await.is_err(), "not idle before its timeout");
+    // Three still wakes so far; the response head arrives.
+    w.touch();
+    let took = stream_idle_after(&mut w, || 0).await;
+    assert!(took >= Duration::from_secs(7), "{took:?}");
+}

@@ -17,6 +17,7 @@ mod h2;
 mod heads;
 mod idle;
 mod records;
+mod stream_idle;
 
 /// How long a probe waits for the proxy before the test fails (a safety net, not a
 /// measured duration).

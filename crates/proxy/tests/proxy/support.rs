@@ -37,7 +37,8 @@ pub fn fresh_ip() -> IpAddr {
 
 /// A small HTTP backend (HTTP/1.1 and h2c). It answers with its name in the body and
 /// `x-backend`, and echoes what it saw in `x-seen-*` headers. Paths:
-/// `/delay/<ms>` waits; `/status/<code>` answers that code; `/flaky/<n>` fails with 503
+/// `/delay/<ms>` waits; `/trickle/<n>/<ms>` answers its name, then its name again n
+/// times, `ms` apart; `/status/<code>` answers that code; `/flaky/<n>` fails with 503
 /// the first n times; `/grpc/<code>` answers 200 with that `grpc-status`;
 /// `/chance/<percent>` fails with 503 that share of the time, at
 /// random. Request headers named `x-test-*` come back as `x-seen-x-test-*` (values
@@ -181,6 +182,14 @@ async fn answer(
     if let Some(code) = path.strip_prefix("/grpc/") {
         resp = resp.header("grpc-status", code);
     }
+    if let Some((n, ms)) = path
+        .strip_prefix("/trickle/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return resp
+            .body(slow_body(name, n.parse().unwrap(), ms.parse().unwrap()))
+            .unwrap();
+    }
     let mut test_headers: Vec<&str> = req
         .headers()
         .keys()
@@ -215,17 +224,20 @@ async fn answer(
 type BackendBody =
     Either<Full<Bytes>, StreamBody<ReceiverStream<Result<Frame<Bytes>, Infallible>>>>;
 
-/// The backend's name now, then again after `ms` milliseconds.
-fn slow_body(name: &'static str, ms: u64) -> BackendBody {
+/// The backend's name now, then again `n` times, `ms` milliseconds apart.
+fn slow_body(name: &'static str, n: u32, ms: u64) -> BackendBody {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let _ = tx
             .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
             .await;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        let _ = tx
-            .send(Ok(Frame::data(Bytes::from_static(name.as_bytes()))))
-            .await;
+        for _ in 0..n {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let chunk = Ok(Frame::data(Bytes::from_static(name.as_bytes())));
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
     });
     Either::Right(StreamBody::new(ReceiverStream::new(rx)))
 }
