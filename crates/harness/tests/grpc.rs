@@ -31,8 +31,16 @@ spec:
 
 const URL: &str = "http://echo.prod.svc.cluster.local:9090/skiff.test.Echo/";
 
-/// The three calls every test here makes: (method, requests, metadata, status).
-const CALLS: &[(&str, usize, &[(&str, &str)], &str)] = &[
+/// One call: method, messages sent, metadata, the status it ends with.
+type Call = (
+    &'static str,
+    usize,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+/// The three calls every test here makes.
+const CALLS: &[Call] = &[
     ("Ok", 3, &[(grpc::REPLIES, "5")], "0"),
     (
         "Denied",

@@ -39,7 +39,7 @@ mod process;
 
 use histogram::Histogram;
 pub(crate) use peer::{Service, Workload};
-use plan::{Pairs, Plan, Planned, Plans, SidePlans};
+use plan::{Pairs, Plan, Planned, Plans, SidePlans, Values};
 
 /// Which proxy of a hop reports a series: the caller's (`source`) or the callee's
 /// (`destination`).
@@ -224,12 +224,17 @@ struct HttpSeries {
 
 impl HttpSeries {
     /// The request metrics' handles (not the message counters').
-    fn of(m: &Metrics, side: &SidePlans, labels: &HttpLabels) -> HttpSeries {
+    fn of(
+        m: &Metrics,
+        side: &SidePlans,
+        labels: &HttpLabels,
+        values: &Option<Values>,
+    ) -> HttpSeries {
         HttpSeries {
-            requests: series(&m.requests, labels, &side.requests),
-            duration: series(&m.duration, labels, &side.duration),
-            request_bytes: series(&m.request_bytes, labels, &side.request_bytes),
-            response_bytes: series(&m.response_bytes, labels, &side.response_bytes),
+            requests: series(&m.requests, labels, &side.requests, values),
+            duration: series(&m.duration, labels, &side.duration, values),
+            request_bytes: series(&m.request_bytes, labels, &side.request_bytes, values),
+            response_bytes: series(&m.response_bytes, labels, &side.response_bytes, values),
             request_messages: None,
             response_messages: None,
         }
@@ -254,19 +259,33 @@ fn series<
     family: &Family<Planned<L>, M, C>,
     labels: &L,
     plan: &Option<Arc<Plan>>,
+    values: &Option<Values>,
 ) -> Option<M> {
     let plan = plan.as_ref()?;
     Some(family.get_or_create_owned(&Planned {
         labels: labels.clone(),
         plan: plan.clone(),
+        values: values.clone(),
     }))
+}
+
+/// The values of the side's evaluated tags for `r` and their id (`(0, None)`: the
+/// side has none, and a record costs nothing more).
+fn evaluated(side: &SidePlans, r: &Record) -> (u32, Option<Values>) {
+    match &side.tags {
+        None => (0, None),
+        Some(t) => {
+            let (id, v) = t.evaluate(r);
+            (id, Some(v))
+        }
+    }
 }
 
 /// Thread-local caches stop growing here and start again empty.
 const CACHE_LIMIT: usize = 4096;
 
-/// `(plans id, edge ids, response code and gRPC status, flags)`.
-type CacheKey = (u64, [u64; 4], u32, u64);
+/// `(plans id, edge ids, response code and gRPC status, flags, evaluated tags' id)`.
+type CacheKey = (u64, [u64; 4], u32, u64, u32);
 
 thread_local! {
     static HTTP_CACHE: RefCell<HashMap<CacheKey, HttpSeries>> = RefCell::new(HashMap::new());
@@ -329,6 +348,8 @@ pub(crate) struct Metrics {
     own: ArcSwap<Own>,
     /// What the Telemetry API changes, per side and metric.
     plans: ArcSwap<Plans>,
+    /// A tag value of the plans reads request headers.
+    headers: std::sync::atomic::AtomicBool,
     unknown: Arc<Workload>,
     unknown_service: Arc<Service>,
     /// Inbound peers by their exchanged bytes and principal, so the same caller is the
@@ -356,6 +377,7 @@ impl Metrics {
             tcp_received: Family::default(),
             own: ArcSwap::from_pointee(Own::of(&Node::default())),
             plans: ArcSwap::from_pointee(Plans::of(&TelemetryConfig::default())),
+            headers: std::sync::atomic::AtomicBool::new(false),
             unknown: Workload::unknown(),
             unknown_service: Service::unknown(),
             peers: Mutex::new(HashMap::new()),
@@ -430,8 +452,19 @@ impl Metrics {
     /// request path). Series already made keep counting under their labels.
     pub(crate) fn set_telemetry(&self, telemetry: &TelemetryConfig) {
         if !self.plans.load().made_from(telemetry) {
-            self.plans.store(Arc::new(Plans::of(telemetry)));
+            let plans = Plans::of(telemetry);
+            let headers = [&plans.client, &plans.server]
+                .iter()
+                .any(|s| s.tags.as_ref().is_some_and(|t| t.headers));
+            self.headers
+                .store(headers, std::sync::atomic::Ordering::Relaxed);
+            self.plans.store(Arc::new(plans));
         }
+    }
+
+    /// A tag value reads request headers: the records keep them.
+    pub(crate) fn wants_headers(&self) -> bool {
+        self.headers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The transport-header extensions that tell a peer proxy who is calling.
@@ -531,7 +564,8 @@ impl Metrics {
         let flags = Flags::of(r);
         let grpc_status = r.grpc_label();
         let status_key = u32::from(r.status) | grpc_status.map_or(0, |c| u32::from(c) + 1) << 16;
-        let key = (plans.id, edge.ids(), status_key, flags.code());
+        let (tags, values) = evaluated(side, r);
+        let key = (plans.id, edge.ids(), status_key, flags.code(), tags);
         // Updated in place, in the worker's cache: a hit clones no handle.
         let observe = |series: &HttpSeries| {
             if let Some(c) = &series.requests {
@@ -563,7 +597,7 @@ impl Metrics {
             let message_series = |family, plan| {
                 messages
                     .as_ref()
-                    .and_then(|labels| series(family, labels, plan))
+                    .and_then(|labels| series(family, labels, plan, &values))
             };
             let s = HttpSeries {
                 request_messages: message_series(&self.request_messages, &side.request_messages),
@@ -577,6 +611,7 @@ impl Metrics {
                         grpc: grpc_status,
                         flags,
                     },
+                    &values,
                 )
             };
             observe(&s);
@@ -595,7 +630,8 @@ impl Metrics {
         }
         let edge = self.edge(r, "tcp");
         let flags = Flags::of(r);
-        let key = (plans.id, edge.ids(), 0, flags.code());
+        let (tags, values) = evaluated(side, r);
+        let key = (plans.id, edge.ids(), 0, flags.code(), tags);
         let s = TCP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
             if let Some(s) = cache.get(&key) {
@@ -603,10 +639,10 @@ impl Metrics {
             }
             let labels = TcpLabels { edge, flags };
             let s = TcpSeries {
-                opened: series(&self.tcp_opened, &labels, &side.tcp_opened),
-                closed: series(&self.tcp_closed, &labels, &side.tcp_closed),
-                sent: series(&self.tcp_sent, &labels, &side.tcp_sent),
-                received: series(&self.tcp_received, &labels, &side.tcp_received),
+                opened: series(&self.tcp_opened, &labels, &side.tcp_opened, &values),
+                closed: series(&self.tcp_closed, &labels, &side.tcp_closed, &values),
+                sent: series(&self.tcp_sent, &labels, &side.tcp_sent, &values),
+                received: series(&self.tcp_received, &labels, &side.tcp_received, &values),
             };
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();

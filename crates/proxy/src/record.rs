@@ -202,11 +202,13 @@ impl Record {
                 .access_log
                 .wants_headers()
                 .then(|| crate::access_log::istio::Headers::of(req.headers())),
-            headers: conn
-                .inputs
-                .access_log
-                .wants_all_headers()
-                .then(|| Box::new(req.headers().clone())),
+            headers: (conn.inputs.access_log.wants_all_headers()
+                || conn
+                    .inputs
+                    .metrics
+                    .as_ref()
+                    .is_some_and(|m| m.wants_headers()))
+            .then(|| Box::new(req.headers().clone())),
         };
         Pending(Some(Record::new(
             conn,
