@@ -68,7 +68,7 @@ impl Message {
     pub fn line(&self) -> String {
         let mut s = format!("{} [{}]", self.level, self.code);
         if let Some(r) = &self.resource {
-            s.push_str(&format!(" ({} {}/{}", r.kind, r.namespace, r.name));
+            s.push_str(&format!(" ({r}"));
             if let Some(at) = self.location.as_ref().or(r.origin.as_ref()) {
                 s.push_str(&format!(" {}:{}", at.file, at.line));
             }
@@ -224,6 +224,7 @@ fn code_of(d: &Diagnostic) -> &'static CodeInfo {
         Code::SubsetWithoutEndpoints => &codes::WORKLOAD_WITHOUT_ADDRESS,
         Code::DestinationRuleWithoutService => &codes::UNKNOWN_DESTINATION_RULE_HOST,
         Code::GatewayHostMismatch => &codes::VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
+        Code::InternalGatewayReference => &codes::REFERENCED_INTERNAL_GATEWAY,
         Code::ConflictingVirtualServices if !d.args.is_empty() => {
             &codes::CONFLICTING_MESH_GATEWAY_VS_HOSTS
         }
@@ -261,7 +262,9 @@ fn analyzer_of(d: &Diagnostic) -> Option<&'static str> {
             "virtualservice.DestinationHostAnalyzer"
         }
         Code::UnknownSubset => "virtualservice.DestinationRuleAnalyzer",
-        Code::UnknownGateway | Code::GatewayHostMismatch => "virtualservice.GatewayAnalyzer",
+        Code::UnknownGateway | Code::GatewayHostMismatch | Code::InternalGatewayReference => {
+            "virtualservice.GatewayAnalyzer"
+        }
         Code::GatewayWithoutWorkload => "gateway.IngressGatewayPortAnalyzer",
         Code::SubsetWithoutEndpoints | Code::DestinationRuleWithoutService => {
             "destinationrule.PodNotSelectedAnalyzer"

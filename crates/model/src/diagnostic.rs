@@ -43,6 +43,9 @@ pub enum Code {
     AmbiguousPort,
     /// A VirtualService is bound to a Gateway that does not exist.
     UnknownGateway,
+    /// A VirtualService names the internal Gateway Istio generates for a Kubernetes
+    /// Gateway API Gateway.
+    InternalGatewayReference,
     /// A subset's labels match none of the service's workloads.
     SubsetWithoutEndpoints,
     /// A service selects no workload with an address.
@@ -127,7 +130,12 @@ impl fmt::Display for Origin {
 
 impl fmt::Display for ResourceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            // A cluster-scoped resource (a Namespace), as Istio names it.
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 
@@ -277,7 +285,11 @@ impl Findings {
 pub(crate) fn resource_ref(resource: &Resource) -> ResourceRef {
     ResourceRef {
         kind: resource.kind().to_string(),
-        namespace: resource.namespace().to_string(),
+        namespace: if resource.kind().is_namespaced() {
+            resource.namespace().to_string()
+        } else {
+            String::new()
+        },
         name: resource.name().to_string(),
         origin: Some(Origin {
             file: resource.origin.file.display().to_string(),

@@ -1,11 +1,12 @@
 //! The proxy's own decisions for a request that is not sent: which route of a compiled
-//! route table takes it (and which earlier routes did not), and what the workload's
-//! AuthorizationPolicies decide. `skiff explain --from` walks a request through the
+//! route table takes it (and which earlier routes did not), what the workload's
+//! RequestAuthentications make of its token, and what its AuthorizationPolicies decide. `skiff explain --from` walks a request through the
 //! mesh with these, so a simulation and the live proxy use the same matching code.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, Method, Uri};
 
 use crate::config::{RouteTable, Snapshot};
 use crate::route::RequestView;
@@ -55,6 +56,75 @@ impl RouteTable {
     }
 }
 
+/// What a workload's RequestAuthentications made of a request (phase 3): the token it
+/// verified, if any, and the headers as its app would see them (a verified token taken
+/// out unless `forwardOriginalToken`, `outputClaimToHeaders` written).
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    jwt: Option<Arc<crate::authn::VerifiedJwt>>,
+    /// The request's headers after authentication.
+    pub headers: HeaderMap,
+}
+
+impl Authentication {
+    /// The request principal (`iss/sub`) of the verified token.
+    pub fn principal(&self) -> Option<String> {
+        self.jwt.as_ref().map(|j| j.principal())
+    }
+
+    /// The RequestAuthentication (`namespace/name`) whose rule verified the token.
+    pub fn policy(&self) -> Option<&str> {
+        self.jwt.as_ref().map(|j| &*j.policy)
+    }
+}
+
+/// A token the workload refuses: the request is answered `401`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtRefusal {
+    /// The 401's body, in Envoy's words ("Jwt is expired", "Jwt issuer is not
+    /// configured", ...).
+    pub reason: String,
+    /// The RequestAuthentication (`namespace/name`) whose rule refused it; none when no
+    /// rule accepts the token's issuer.
+    pub policy: Option<String>,
+    /// The whole line, as the access log's details give it.
+    pub details: String,
+}
+
+/// Phase 3 of the workload of `snapshot` for a request with `headers` to `uri`, with
+/// the proxy's own code: the tokens are found where its rules look, verified (fetching
+/// a `jwksUri` as the proxy would), and a request with no token goes on without a
+/// request principal. `Err`: the 401.
+pub async fn authenticate(
+    snapshot: &Snapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Authentication, JwtRefusal> {
+    if snapshot.jwt.is_empty() {
+        return Ok(Authentication {
+            jwt: None,
+            headers: headers.clone(),
+        });
+    }
+    let mut request = http::Request::new(());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    let (mut parts, ()) = request.into_parts();
+    match snapshot.jwt.authenticate(&mut parts).await {
+        Ok(jwt) => Ok(Authentication {
+            jwt,
+            headers: parts.headers,
+        }),
+        Err(rejected) => Err(JwtRefusal {
+            details: rejected.to_string(),
+            policy: rejected.policy.as_deref().map(str::to_owned),
+            reason: rejected.reason,
+        }),
+    }
+}
+
 /// A request as a workload's inbound authorization sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthzRequest<'a> {
@@ -72,17 +142,23 @@ pub struct AuthzRequest<'a> {
     pub path: &'a str,
     /// Authority.
     pub host: &'a str,
-    /// Request headers.
+    /// Request headers (after [`authenticate`], as the proxy authorizes them).
     pub headers: &'a HeaderMap,
+    /// What [`authenticate`] verified: `requestPrincipals` and `request.auth.*` read it.
+    pub authentication: Option<&'a Authentication>,
 }
 
 /// What the workload of `snapshot` decides for `req`: `None` allows, `Some` is the
 /// denial's details as the access log and `/failures` give them
-/// (`rbac_access_denied_matched_policy[...]: ...`). No JWT is taken into account.
+/// (`rbac_access_denied_matched_policy[...]: ...`).
 pub fn authorize(snapshot: &Snapshot, req: &AuthzRequest<'_>) -> Option<String> {
     if snapshot.authz.is_empty() {
         return None;
     }
+    let jwt = req
+        .authentication
+        .and_then(|a| a.jwt.as_deref())
+        .map(|j| j as &dyn crate::authz::JwtView);
     let attrs = crate::authz::Attrs {
         peer_ip: req.peer_ip,
         remote_ip: req.peer_ip,
@@ -96,7 +172,7 @@ pub fn authorize(snapshot: &Snapshot, req: &AuthzRequest<'_>) -> Option<String> 
             host: req.host,
             headers: req.headers,
         }),
-        jwt: None,
+        jwt,
     };
     snapshot.authz.check(&attrs).details()
 }

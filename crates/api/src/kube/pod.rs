@@ -165,7 +165,10 @@ pub struct PodSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Container {
-    /// Container name.
+    /// Container name. Required, but read when missing so that the rest of the pod
+    /// still counts for analysis; validation rejects the pod ("container name cannot be
+    /// empty").
+    #[serde(default)]
     pub name: String,
     /// Ports the container listens on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -85,7 +85,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let messages: Vec<Message> = analyze(&loaded, MeshOptions::default())
         .into_iter()
         .filter(|m| match (&args.namespace, &m.resource) {
-            (Some(ns), Some(r)) if !args.all_namespaces => &r.namespace == ns,
+            // A Namespace itself (cluster-scoped: no namespace of its own) by its name.
+            (Some(ns), Some(r)) if !args.all_namespaces => {
+                &r.namespace == ns || (r.namespace.is_empty() && &r.name == ns)
+            }
             _ => true,
         })
         .filter(|m| !suppressions.iter().any(|s| s.matches(m)))

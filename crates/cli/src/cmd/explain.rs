@@ -124,7 +124,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             url: args.request_id.clone().unwrap_or_default(),
             headers: args.headers.clone(),
         };
-        let result = simulate::simulate(&provenance, &request)?;
+        let result = runtime.block_on(simulate::simulate(&provenance, &request))?;
         if args.output == Output::Table {
             print!("{}", simulate::render(&result));
         } else {

@@ -106,6 +106,8 @@ codes! {
         Some("VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).");
     VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY = "IST0132" "VirtualServiceHostNotFoundInGateway" Warning
         Some("one or more host %v defined in VirtualService %s not found in Gateway %s.");
+    REFERENCED_INTERNAL_GATEWAY = "IST0165" "ReferencedInternalGateway" Warning
+        Some("VirtualService %s references the internal gateway %s, which is generated from a Kubernetes Gateway API Gateway and is not meant to be referenced directly.");
     SERVICE_ENTRY_ADDRESSES_REQUIRED = "IST0134" "ServiceEntryAddressesRequired" Warning
         Some("ServiceEntry addresses are required for this protocol.");
     DEPLOYMENT_CONFLICTING_PORTS = "IST0137" "DeploymentConflictingPorts" Warning

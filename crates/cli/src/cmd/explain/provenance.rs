@@ -90,7 +90,9 @@ impl Provenance {
 
     fn resource(&self, r: &ResourceRef) -> Option<&Resource> {
         self.loaded.resources.iter().find(|x| {
-            x.kind().to_string() == r.kind && x.namespace() == r.namespace && x.name() == r.name
+            x.kind().to_string() == r.kind
+                && (x.namespace() == r.namespace || !x.kind().is_namespaced())
+                && x.name() == r.name
         })
     }
 
@@ -209,14 +211,23 @@ impl Provenance {
 
     /// The AuthorizationPolicy named `namespace/name`.
     pub(crate) fn authorization_policy(&self, key: &str) -> Option<Place> {
+        self.policy(skiff_api::Kind::AuthorizationPolicy, key)
+    }
+
+    /// The RequestAuthentication `namespace/name`, as a place.
+    pub(crate) fn request_authentication(&self, key: &str) -> Option<Place> {
+        self.policy(skiff_api::Kind::RequestAuthentication, key)
+    }
+
+    fn policy(&self, kind: skiff_api::Kind, key: &str) -> Option<Place> {
         let (ns, name) = key.split_once('/')?;
-        let r = self.loaded.resources.iter().find(|r| {
-            r.kind() == skiff_api::Kind::AuthorizationPolicy
-                && r.namespace() == ns
-                && r.name() == name
-        })?;
+        let r = self
+            .loaded
+            .resources
+            .iter()
+            .find(|r| r.kind() == kind && r.namespace() == ns && r.name() == name)?;
         Some(Place {
-            object: format!("AuthorizationPolicy {ns}/{name}"),
+            object: format!("{kind} {ns}/{name}"),
             field: None,
             at: Some(format!(
                 "{}:{}",

@@ -1,8 +1,9 @@
 //! `skiff explain --from WORKLOAD [-X METHOD] [-H k:v] http://HOST[:PORT]/PATH`: a
 //! request walked through the compiled configuration without sending it. The route is
 //! chosen by the proxy's own matcher (`skiff_proxy::simulate`), on the config the
-//! control plane would push to WORKLOAD; the authorization decision by the proxy's own
-//! policy code, on the config of each endpoint's workload.
+//! control plane would push to WORKLOAD; the token (RequestAuthentication) and the
+//! authorization decision by the proxy's own code, on the config of each endpoint's
+//! workload.
 
 use anyhow::{Context, bail};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use skiff_model::config::ProxyConfig;
 use skiff_proxy::config::Snapshot;
 use skiff_proxy::route::RequestView;
-use skiff_proxy::simulate::{AuthzRequest, authorize};
+use skiff_proxy::simulate::{AuthzRequest, authenticate, authorize};
 
 use super::provenance::{Provenance, parse_cluster, short_host};
 use crate::cmd::proxy_config;
@@ -25,7 +26,7 @@ pub(crate) struct Request {
 
 /// Walks `req` through the configuration of `p`: the result as JSON (see
 /// docs/debugging.md).
-pub(crate) fn simulate(p: &Provenance, req: &Request) -> anyhow::Result<Value> {
+pub(crate) async fn simulate(p: &Provenance, req: &Request) -> anyhow::Result<Value> {
     let mesh = p.mesh();
     let from = mesh.compile(&req.from).with_context(|| {
         format!(
@@ -134,14 +135,10 @@ pub(crate) fn simulate(p: &Provenance, req: &Request) -> anyhow::Result<Value> {
         let cluster_name = d["cluster"].as_str().unwrap_or("");
         let parsed = parse_cluster(cluster_name);
         let cluster = from.clusters.iter().find(|c| c.name == cluster_name);
-        let endpoints: Vec<Value> = cluster
-            .map(|c| {
-                c.endpoints
-                    .iter()
-                    .map(|e| endpoint(p, &from, e, &method, &uri, &authority, &headers))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut endpoints = Vec::new();
+        for e in cluster.map_or(&[][..], |c| &c.endpoints[..]) {
+            endpoints.push(endpoint(p, &from, e, &method, &uri, &authority, &headers).await);
+        }
         destinations.push(json!({
             "cluster": cluster_name,
             "service": parsed.map(|(_, _, fqdn)| short_host(fqdn)),
@@ -167,7 +164,7 @@ fn route_values(config: &Value, port: u16) -> Vec<Value> {
         .collect()
 }
 
-fn endpoint(
+async fn endpoint(
     p: &Provenance,
     from: &ProxyConfig,
     e: &skiff_model::config::Endpoint,
@@ -176,55 +173,102 @@ fn endpoint(
     authority: &str,
     headers: &HeaderMap,
 ) -> Value {
-    let decision = if e.sidecar {
-        match p
-            .mesh()
-            .compile(&e.workload)
-            .and_then(|c| Snapshot::compile("simulated", c).ok())
-        {
-            Some(target) => {
-                let peer = e.mtls.then_some(from.node.spiffe_id.as_str());
-                let req = AuthzRequest {
-                    peer_ip: from
-                        .node
-                        .address
-                        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-                    peer,
-                    dest_ip: e.address.ip(),
-                    dest_port: e.address.port(),
-                    method: method.as_str(),
-                    path: uri.path(),
-                    host: authority,
-                    headers,
-                };
-                match authorize(&target, &req) {
-                    None => json!({"decision": "ALLOW"}),
-                    Some(details) => {
-                        let policy = details
-                            .strip_prefix("rbac_access_denied_matched_policy[")
-                            .and_then(|r| r.split_once(']'))
-                            .map(|(n, _)| n.to_owned());
-                        let place = policy.as_deref().and_then(|n| p.authorization_policy(n));
-                        json!({
-                            "decision": "DENY",
-                            "details": details,
-                            "policy": policy,
-                            "location": place.and_then(|pl| pl.at),
-                        })
-                    }
-                }
-            }
-            None => json!({"decision": "unknown: the workload's config does not compile"}),
-        }
-    } else {
-        json!({"decision": "ALLOW", "details": "no sidecar: nothing enforces policy there"})
-    };
-    json!({
+    let mut out = json!({
         "address": e.address.to_string(),
         "workload": e.workload,
         "mtls": if e.mtls { "ISTIO_MUTUAL" } else { "plain text" },
-        "authorization": decision,
-    })
+    });
+    if !e.sidecar {
+        out["authorization"] =
+            json!({"decision": "ALLOW", "details": "no sidecar: nothing enforces policy there"});
+        return out;
+    }
+    let Some(target) = p
+        .mesh()
+        .compile(&e.workload)
+        .and_then(|c| Snapshot::compile("simulated", c).ok())
+    else {
+        out["authorization"] =
+            json!({"decision": "unknown: the workload's config does not compile"});
+        return out;
+    };
+    // Phase 3, then phase 4, as the workload's inbound proxy runs them.
+    let authn = match authenticate(&target, method, uri, headers).await {
+        Ok(a) => a,
+        Err(refused) => {
+            let place = refused
+                .policy
+                .as_deref()
+                .and_then(|n| p.request_authentication(n));
+            out["authentication"] = json!({
+                "decision": "401",
+                "reason": refused.reason,
+                "details": refused.details,
+                "policy": refused.policy,
+                "location": place.and_then(|pl| pl.at),
+            });
+            out["authorization"] = json!({"decision": "not reached: the token was refused"});
+            return out;
+        }
+    };
+    if let Some(principal) = authn.principal() {
+        let policy = authn.policy().map(str::to_owned);
+        let place = policy.as_deref().and_then(|n| p.request_authentication(n));
+        // What the app sees that the caller did not send: outputClaimToHeaders,
+        // outputPayloadToHeader.
+        let added: Vec<String> = authn
+            .headers
+            .iter()
+            .filter(|(k, v)| !headers.get_all(*k).iter().any(|h| h == *v))
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        // And what it does not: the token, unless forwardOriginalToken.
+        let removed: Vec<String> = headers
+            .iter()
+            .filter(|(k, v)| !authn.headers.get_all(*k).iter().any(|h| h == *v))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        out["authentication"] = json!({
+            "decision": "verified",
+            "principal": principal,
+            "policy": policy,
+            "location": place.and_then(|pl| pl.at),
+            "headersAdded": added,
+            "headersRemoved": removed,
+        });
+    }
+    let peer = e.mtls.then_some(from.node.spiffe_id.as_str());
+    let req = AuthzRequest {
+        peer_ip: from
+            .node
+            .address
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        peer,
+        dest_ip: e.address.ip(),
+        dest_port: e.address.port(),
+        method: method.as_str(),
+        path: uri.path(),
+        host: authority,
+        headers: &authn.headers,
+        authentication: Some(&authn),
+    };
+    out["authorization"] = match authorize(&target, &req) {
+        None => json!({"decision": "ALLOW"}),
+        Some(details) => {
+            let policy = details
+                .strip_prefix("rbac_access_denied_matched_policy[")
+                .and_then(|r| r.split_once(']'))
+                .map(|(n, _)| n.to_owned());
+            let place = policy.as_deref().and_then(|n| p.authorization_policy(n));
+            json!({
+                "decision": "DENY",
+                "details": details,
+                "policy": policy,
+                "location": place.and_then(|pl| pl.at),
+            })
+        }
+    };
+    out
 }
 
 /// The simulation in words.
@@ -282,6 +326,21 @@ pub(crate) fn render(v: &Value) -> String {
             out.push_str("       no endpoints: 503 UH\n");
         }
         for e in eps {
+            let t = &e["authentication"];
+            if t["decision"] == "401" {
+                let by = match (t["policy"].as_str(), t["location"].as_str()) {
+                    (Some(pol), Some(at)) => format!(" by RequestAuthentication {pol} ({at})"),
+                    _ => format!(" ({})", word(&t["details"])),
+                };
+                out.push_str(&format!(
+                    "       endpoint {} ({}), {}: 401 {}{by}\n",
+                    word(&e["address"]),
+                    word(&e["workload"]),
+                    word(&e["mtls"]),
+                    word(&t["reason"])
+                ));
+                continue;
+            }
             let a = &e["authorization"];
             let why = match (a["policy"].as_str(), a["location"].as_str()) {
                 (Some(pol), Some(at)) => format!(" by AuthorizationPolicy {pol} ({at})"),
@@ -296,6 +355,22 @@ pub(crate) fn render(v: &Value) -> String {
                 word(&e["mtls"]),
                 word(&a["decision"])
             ));
+            if t["decision"] == "verified" {
+                let at = t["location"]
+                    .as_str()
+                    .map_or(String::new(), |at| format!(", {at}"));
+                out.push_str(&format!(
+                    "         token verified: principal {} (RequestAuthentication {}{at})\n",
+                    word(&t["principal"]),
+                    word(&t["policy"])
+                ));
+                for h in t["headersAdded"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("         the app gets {}\n", word(h)));
+                }
+                for h in t["headersRemoved"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("         the app does not get {}\n", word(h)));
+                }
+            }
         }
     }
     out
