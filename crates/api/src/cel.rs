@@ -28,7 +28,7 @@ pub const ATTRIBUTES: &[(&str, &[&str])] = &[
             "size",
         ],
     ),
-    ("response", &["code", "code_details", "size"]),
+    ("response", &["code", "code_details", "grpc_status", "size"]),
     (
         "connection",
         &["mtls", "requested_server_name", "uri_san_peer_certificate"],
@@ -45,15 +45,44 @@ pub const CANNOT_EVALUATE: &str = "skiff cannot evaluate this CEL expression";
 /// Parses `source` and checks that every attribute it reads is one skiff evaluates.
 /// The error says what to change.
 pub fn check(source: &str) -> Result<::cel::Program, String> {
-    let program = ::cel::Program::compile(source).map_err(|e| {
+    let program = compile(source)?;
+    let mut walk = Walk::default();
+    walk.expr(program.expression())
+        .map_err(|e| format!("{CANNOT_EVALUATE}: {e}"))?;
+    Ok(program)
+}
+
+/// Checks a metric tag's value (`tagOverrides[].value`) as [`check`] does, with what
+/// Istio's stats filter adds to the attributes: `filter_state`, and a bare name,
+/// which reads the filter state `wasm.<name>` (a Wasm plugin's output, such as
+/// attribute-gen's `istio_operationId`). skiff keeps no filter state (it runs no Wasm
+/// plugins), so those evaluate to nothing and the tag shows `unknown`, as Istio shows a
+/// value it cannot find: returned as a note to warn about, not an error.
+pub fn check_tag(source: &str) -> Result<(::cel::Program, Option<String>), String> {
+    let program = compile(source)?;
+    let mut walk = Walk {
+        tag: true,
+        ..Walk::default()
+    };
+    walk.expr(program.expression())
+        .map_err(|e| format!("{CANNOT_EVALUATE}: {e}"))?;
+    let note = (!walk.filter_state.is_empty()).then(|| {
+        format!(
+            "reads filter state ({}), which Envoy filters and Wasm plugins set; skiff keeps \
+             none, so this tag is `unknown`",
+            walk.filter_state.join(", ")
+        )
+    });
+    Ok((program, note))
+}
+
+fn compile(source: &str) -> Result<::cel::Program, String> {
+    ::cel::Program::compile(source).map_err(|e| {
         format!(
             "not a CEL expression: {}",
             e.to_string().replace('\n', "; ")
         )
-    })?;
-    let mut bound = Vec::new();
-    walk(program.expression(), &mut bound).map_err(|e| format!("{CANNOT_EVALUATE}: {e}"))?;
-    Ok(program)
+    })
 }
 
 /// Whether the expression reads request headers (the proxy then keeps them for it).
@@ -89,69 +118,105 @@ pub fn is_constant(program: &::cel::Program) -> bool {
     program.references().variables().is_empty()
 }
 
-fn walk(e: &IdedExpr, bound: &mut Vec<String>) -> Result<(), String> {
-    match &e.expr {
-        Expr::Ident(name) => {
-            if bound.iter().any(|b| b == name) {
-                return Ok(());
-            }
-            if ATTRIBUTES.iter().any(|(root, _)| root == name) {
-                return Err(format!(
-                    "`{name}` alone is not an attribute; name one of its fields: {}",
-                    fields_of(name)
-                ));
-            }
-            Err(unknown(name))
-        }
-        Expr::Select(s) => {
-            if let Expr::Ident(root) = &s.operand.expr
-                && !bound.iter().any(|b| b == root)
-            {
-                let Some((_, fields)) = ATTRIBUTES.iter().find(|(r, _)| r == root) else {
-                    return Err(unknown(root));
-                };
-                if !fields.contains(&s.field.as_str()) {
+/// The walk of an expression: the names its comprehensions bind, and, for a tag value,
+/// the filter state it reads.
+#[derive(Default)]
+struct Walk {
+    bound: Vec<String>,
+    /// A tag value: `filter_state` and bare names (filter state `wasm.<name>`) allowed.
+    tag: bool,
+    filter_state: Vec<String>,
+}
+
+impl Walk {
+    fn is_bound(&self, name: &str) -> bool {
+        self.bound.iter().any(|b| b == name)
+    }
+
+    fn expr(&mut self, e: &IdedExpr) -> Result<(), String> {
+        match &e.expr {
+            Expr::Ident(name) => {
+                if self.is_bound(name) {
+                    return Ok(());
+                }
+                if self.tag && name == "node" {
+                    return Err(
+                        "`node` (the proxy's Envoy node, which Istio's stats filter adds) is \
+                         not implemented"
+                            .to_owned(),
+                    );
+                }
+                if self.tag && name == FILTER_STATE {
+                    self.filter_state.push(format!("`{FILTER_STATE}`"));
+                    return Ok(());
+                }
+                if ATTRIBUTES.iter().any(|(root, _)| root == name) {
                     return Err(format!(
-                        "no attribute `{root}.{}`; {root} has: {}",
-                        s.field,
-                        fields_of(root)
+                        "`{name}` alone is not an attribute; name one of its fields: {}",
+                        fields_of(name)
                     ));
                 }
-                return Ok(());
+                if self.tag {
+                    self.filter_state.push(format!("`wasm.{name}`"));
+                    return Ok(());
+                }
+                Err(unknown(name))
             }
-            walk(&s.operand, bound)
-        }
-        Expr::Call(c) => {
-            if let Some(t) = &c.target {
-                walk(t, bound)?;
+            Expr::Select(s) => {
+                if let Expr::Ident(root) = &s.operand.expr
+                    && !self.is_bound(root)
+                    && ATTRIBUTES.iter().any(|(r, _)| r == root)
+                {
+                    let (_, fields) = ATTRIBUTES
+                        .iter()
+                        .find(|(r, _)| r == root)
+                        .expect("found above");
+                    if !fields.contains(&s.field.as_str()) {
+                        return Err(format!(
+                            "no attribute `{root}.{}`; {root} has: {}",
+                            s.field,
+                            fields_of(root)
+                        ));
+                    }
+                    return Ok(());
+                }
+                self.expr(&s.operand)
             }
-            c.args.iter().try_for_each(|a| walk(a, bound))
-        }
-        Expr::List(l) => l.elements.iter().try_for_each(|a| walk(a, bound)),
-        Expr::Map(m) => m.entries.iter().try_for_each(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => {
-                walk(&me.key, bound)?;
-                walk(&me.value, bound)
+            Expr::Call(c) => {
+                if let Some(t) = &c.target {
+                    self.expr(t)?;
+                }
+                c.args.iter().try_for_each(|a| self.expr(a))
             }
-            EntryExpr::StructField(f) => walk(&f.value, bound),
-        }),
-        Expr::Comprehension(c) => {
-            walk(&c.iter_range, bound)?;
-            walk(&c.accu_init, bound)?;
-            let before = bound.len();
-            bound.push(c.iter_var.clone());
-            bound.extend(c.iter_var2.clone());
-            bound.push(c.accu_var.clone());
-            let r = [&c.loop_cond, &c.loop_step, &c.result]
-                .into_iter()
-                .try_for_each(|x| walk(x, bound));
-            bound.truncate(before);
-            r
+            Expr::List(l) => l.elements.iter().try_for_each(|a| self.expr(a)),
+            Expr::Map(m) => m.entries.iter().try_for_each(|en| match &en.expr {
+                EntryExpr::MapEntry(me) => {
+                    self.expr(&me.key)?;
+                    self.expr(&me.value)
+                }
+                EntryExpr::StructField(f) => self.expr(&f.value),
+            }),
+            Expr::Comprehension(c) => {
+                self.expr(&c.iter_range)?;
+                self.expr(&c.accu_init)?;
+                let before = self.bound.len();
+                self.bound.push(c.iter_var.clone());
+                self.bound.extend(c.iter_var2.clone());
+                self.bound.push(c.accu_var.clone());
+                let r = [&c.loop_cond, &c.loop_step, &c.result]
+                    .into_iter()
+                    .try_for_each(|x| self.expr(x));
+                self.bound.truncate(before);
+                r
+            }
+            Expr::Struct(_) => Err("message literals are not supported".to_owned()),
+            Expr::Literal(_) | Expr::Unspecified => Ok(()),
         }
-        Expr::Struct(_) => Err("message literals are not supported".to_owned()),
-        Expr::Literal(_) | Expr::Unspecified => Ok(()),
     }
 }
+
+/// Envoy's attribute of the stream's filter state (objects by name).
+const FILTER_STATE: &str = "filter_state";
 
 fn fields_of(root: &str) -> String {
     ATTRIBUTES
@@ -188,5 +253,25 @@ mod tests {
         assert!(!reads_headers(&check("response.code == 503").unwrap()));
         assert!(is_constant(&check("'fixed'").unwrap()));
         assert!(!is_constant(&check("request.host").unwrap()));
+    }
+
+    #[test]
+    fn tag_values_may_read_filter_state_and_are_told_it_is_empty() {
+        let (_, note) = check_tag("request.host").unwrap();
+        assert_eq!(note, None);
+        check_tag("string(response.code)").unwrap();
+        check_tag("request.headers['x-foo']").unwrap();
+        let (_, note) = check_tag("add").unwrap();
+        assert!(note.unwrap().contains("`wasm.add`"));
+        let (_, note) = check_tag("filter_state['wasm.x']").unwrap();
+        assert!(note.unwrap().contains("`filter_state`"));
+        let e = check_tag("request.nope").unwrap_err();
+        assert!(e.contains("`request.nope`"), "{e}");
+        let e = check_tag("request").unwrap_err();
+        assert!(e.contains("alone"), "{e}");
+        let e = check_tag("node.id").unwrap_err();
+        assert!(e.contains("`node`"), "{e}");
+        // The access-log filter has no such names.
+        assert!(check("add").is_err());
     }
 }

@@ -95,7 +95,8 @@ fn istio_crd_validation_cases_agree() {
     files.sort();
     let (mut accepted, mut rejected, mut left_out) = (0, 0, 0);
     // Valid in Istio, which hands CEL to Envoy unchecked; skiff refuses at load the
-    // expressions it could not evaluate, so they never fail on every request.
+    // expressions it could not evaluate, so they never fail on every request. None of
+    // Istio's own valid cases is such a one.
     let mut refused_cel = Vec::new();
     let mut wrong = Vec::new();
     for file in &files {
@@ -150,10 +151,9 @@ fn istio_crd_validation_cases_agree() {
     }
     eprintln!("accepted valid: {accepted}, rejected invalid: {rejected}, left out: {left_out}");
     eprintln!("refused on purpose (CEL skiff cannot evaluate): {refused_cel:?}");
-    assert_eq!(
-        refused_cel,
-        ["telemetry-valid.yaml:1", "telemetry-valid.yaml:51"],
-        "the documents refused for their CEL changed"
+    assert!(
+        refused_cel.is_empty(),
+        "valid in Istio, refused for their CEL: {refused_cel:?}"
     );
     assert!(
         wrong.is_empty(),

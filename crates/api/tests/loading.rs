@@ -562,3 +562,45 @@ fn an_empty_service_entry_port_protocol_asks_for_detection() {
     let loaded = skiff_api::load_str("se.yaml", &doc("HTTPX"));
     assert!(loaded.diagnostics.has_errors());
 }
+
+#[test]
+fn tag_values_skiff_cannot_evaluate_are_errors_at_their_field() {
+    let text = "\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: t, namespace: prod}
+spec:
+  metrics:
+  - overrides:
+    - tagOverrides:
+        host: {value: request.host}
+        op: {value: istio_operationId}
+        bad:
+          value: request.nope
+";
+    let loaded = skiff_api::load_str("t.yaml", text);
+    let shown: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{:?} {}:{}",
+                d.severity,
+                d.position.map_or(0, |p| p.line),
+                d.path.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "Warning 9:spec.metrics[0].overrides[0].tagOverrides.op.value",
+            "Error 11:spec.metrics[0].overrides[0].tagOverrides.bad.value",
+        ],
+        "{:#?}",
+        loaded.diagnostics
+    );
+    let e = errors(&loaded).join("");
+    assert!(e.starts_with("t.yaml:11:"), "{e}");
+    assert!(e.contains("`request.nope`"), "{e}");
+}

@@ -69,6 +69,7 @@ impl Drop for App {
 /// `/call/<host>/<path>` makes the app a caller: it GETs `http://<host>/<path>` through
 /// its sidecar (`outbound`), with the [`TRACE_HEADERS`] it received, and answers with
 /// the called app's status and body, and its `x-seen-*` headers as `x-next-seen-*`.
+/// A gRPC request is answered as [`crate::grpc`] says.
 pub(crate) async fn start(
     workload: &str,
     addr: SocketAddr,
@@ -94,7 +95,14 @@ pub(crate) async fn start(
                         .unwrap_or_else(|e| e.into_inner())
                         .push(authority(&req).to_owned());
                     let name = name.clone();
-                    async move { Ok::<_, Infallible>(answer(&name, req, outbound).await) }
+                    async move {
+                        if crate::grpc::is_grpc(&req) {
+                            return Ok::<_, Infallible>(crate::grpc::answer(req).await);
+                        }
+                        Ok(answer(&name, req, outbound)
+                            .await
+                            .map(http_body_util::BodyExt::boxed))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)

@@ -12,7 +12,8 @@
 //!   workload's SPIFFE id, whose config comes over xDS on TLS, and whose certificate is
 //!   renewed by the agent for as long as the mesh runs;
 //! - a test app per workload, on every inbound port of the workload: it answers 200
-//!   with its workload's name and tells what reached it ([`header`]);
+//!   with its workload's name and tells what reached it ([`header`]), and answers gRPC
+//!   calls ([`grpc`]);
 //! - for a WorkloadEntry that a Gateway selects (an ingress or egress gateway): a
 //!   gateway proxy, no app, serving each server port plus [`GATEWAY_PORT_OFFSET`].
 //!
@@ -56,6 +57,7 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod client;
+pub mod grpc;
 pub mod otlp;
 #[cfg(test)]
 mod tests;
@@ -338,6 +340,18 @@ impl Mesh {
         let w = self.proxy(gateway);
         let at = until(&format!("{gateway} serves port {port}"), || w.gateway(port)).await?;
         client::send_with(at, Method::GET, url, headers).await
+    }
+
+    /// A gRPC call as workload `from`'s app makes it: HTTP/2 to its sidecar's outbound
+    /// listener, on a new connection; see [`grpc`].
+    pub async fn grpc_via(
+        &self,
+        from: &str,
+        url: &str,
+        requests: &[&[u8]],
+        metadata: &[(&str, &str)],
+    ) -> anyhow::Result<grpc::GrpcReply> {
+        grpc::call(self.proxy(from).outbound(), url, requests, metadata).await
     }
 
     /// A request with any method, as [`Mesh::get_via`].

@@ -36,6 +36,8 @@ pub enum AccessLogTarget {
 
 mod batch;
 mod filter;
+
+pub(crate) use filter::activation;
 pub(crate) mod istio;
 
 /// How access-log lines are written.

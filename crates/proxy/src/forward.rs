@@ -364,6 +364,7 @@ fn upstream_response(
         headers::restore_upgrade(&mut parts.headers, protocol);
     }
     rec.respond(parts.status.as_u16(), flag);
+    rec.note_grpc_headers(&parts.headers);
     if let Some(r) = rec.record() {
         r.upstream = Some(in_flight.endpoint().clone());
         if let Some(note) = in_flight.take_note() {

@@ -1,6 +1,7 @@
 //! Istio's standard metrics, written from the [`Record`] of every finished request and
 //! TCP connection: `istio_requests_total`, `istio_request_duration_milliseconds`,
 //! `istio_request_bytes`, `istio_response_bytes` for HTTP and gRPC;
+//! `istio_request_messages_total`, `istio_response_messages_total` for gRPC;
 //! `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
 //! `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total` for TCP; with Istio's
 //! label set (`reporter`, `source_*`, `destination_*`, `request_protocol`,
@@ -29,7 +30,7 @@ use skiff_model::config::{Node, TelemetryConfig};
 
 use crate::ResponseFlag;
 use crate::conn::Role;
-use crate::record::Record;
+use crate::record::{Record, grpc};
 
 mod histogram;
 pub(crate) mod peer;
@@ -38,7 +39,7 @@ mod process;
 
 use histogram::Histogram;
 pub(crate) use peer::{Service, Workload};
-use plan::{Pairs, Plan, Planned, Plans, SidePlans};
+use plan::{Pairs, Plan, Planned, Plans, SidePlans, Values};
 
 /// Which proxy of a hop reports a series: the caller's (`source`) or the callee's
 /// (`destination`).
@@ -153,6 +154,8 @@ impl Flags {
 struct HttpLabels {
     edge: Edge,
     code: u16,
+    /// `grpc_response_status`: 0–16, or `None` (empty).
+    grpc: Option<u8>,
     flags: Flags,
 }
 
@@ -161,11 +164,30 @@ impl Pairs for HttpLabels {
         let mut v: Vec<(&'static str, Cow<'_, str>)> = Vec::with_capacity(25);
         v.extend(self.edge.labels().map(|(k, v)| (k, Cow::Borrowed(v))));
         v.push(("response_code", Cow::Owned(self.code.to_string())));
-        // skiff does not read gRPC trailers yet: the status is empty, as Istio reports
-        // it for requests that are not gRPC.
-        v.push(("grpc_response_status", Cow::Borrowed("")));
+        v.push((
+            "grpc_response_status",
+            Cow::Borrowed(grpc::label(self.grpc)),
+        ));
         v.push(("response_flags", self.flags.text()));
         v
+    }
+}
+
+/// The labels of a gRPC message counter: who called whom, as Istio's stats filter
+/// reports them while a stream is open (no protocol, code, status, flags or policy).
+#[derive(Debug, Clone)]
+struct MessageLabels {
+    edge: Edge,
+}
+
+impl Pairs for MessageLabels {
+    fn pairs(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+        self.edge
+            .labels()
+            .into_iter()
+            .filter(|(k, _)| !matches!(*k, "request_protocol" | "connection_security_policy"))
+            .map(|(k, v)| (k, Cow::Borrowed(v)))
+            .collect()
     }
 }
 
@@ -195,6 +217,28 @@ struct HttpSeries {
     duration: Option<Histogram>,
     request_bytes: Option<Histogram>,
     response_bytes: Option<Histogram>,
+    /// gRPC requests only.
+    request_messages: Option<Counter>,
+    response_messages: Option<Counter>,
+}
+
+impl HttpSeries {
+    /// The request metrics' handles (not the message counters').
+    fn of(
+        m: &Metrics,
+        side: &SidePlans,
+        labels: &HttpLabels,
+        values: &Option<Values>,
+    ) -> HttpSeries {
+        HttpSeries {
+            requests: series(&m.requests, labels, &side.requests, values),
+            duration: series(&m.duration, labels, &side.duration, values),
+            request_bytes: series(&m.request_bytes, labels, &side.request_bytes, values),
+            response_bytes: series(&m.response_bytes, labels, &side.response_bytes, values),
+            request_messages: None,
+            response_messages: None,
+        }
+    }
 }
 
 /// The handles of one TCP series.
@@ -215,19 +259,33 @@ fn series<
     family: &Family<Planned<L>, M, C>,
     labels: &L,
     plan: &Option<Arc<Plan>>,
+    values: &Option<Values>,
 ) -> Option<M> {
     let plan = plan.as_ref()?;
     Some(family.get_or_create_owned(&Planned {
         labels: labels.clone(),
         plan: plan.clone(),
+        values: values.clone(),
     }))
+}
+
+/// The values of the side's evaluated tags for `r` and their id (`(0, None)`: the
+/// side has none, and a record costs nothing more).
+fn evaluated(side: &SidePlans, r: &Record) -> (u32, Option<Values>) {
+    match &side.tags {
+        None => (0, None),
+        Some(t) => {
+            let (id, v) = t.evaluate(r);
+            (id, Some(v))
+        }
+    }
 }
 
 /// Thread-local caches stop growing here and start again empty.
 const CACHE_LIMIT: usize = 4096;
 
-/// `(plans id, edge ids, response code, flags)`.
-type CacheKey = (u64, [u64; 4], u16, u64);
+/// `(plans id, edge ids, response code and gRPC status, flags, evaluated tags' id)`.
+type CacheKey = (u64, [u64; 4], u32, u64, u32);
 
 thread_local! {
     static HTTP_CACHE: RefCell<HashMap<CacheKey, HttpSeries>> = RefCell::new(HashMap::new());
@@ -281,6 +339,8 @@ pub(crate) struct Metrics {
     duration: HistFamily<HttpLabels>,
     request_bytes: HistFamily<HttpLabels>,
     response_bytes: HistFamily<HttpLabels>,
+    request_messages: CounterFamily<MessageLabels>,
+    response_messages: CounterFamily<MessageLabels>,
     tcp_opened: CounterFamily<TcpLabels>,
     tcp_closed: CounterFamily<TcpLabels>,
     tcp_sent: CounterFamily<TcpLabels>,
@@ -288,6 +348,8 @@ pub(crate) struct Metrics {
     own: ArcSwap<Own>,
     /// What the Telemetry API changes, per side and metric.
     plans: ArcSwap<Plans>,
+    /// A tag value of the plans reads request headers.
+    headers: std::sync::atomic::AtomicBool,
     unknown: Arc<Workload>,
     unknown_service: Arc<Service>,
     /// Inbound peers by their exchanged bytes and principal, so the same caller is the
@@ -307,12 +369,15 @@ impl Metrics {
             duration: Family::new_with_constructor(millis),
             request_bytes: Family::new_with_constructor(bytes),
             response_bytes: Family::new_with_constructor(bytes),
+            request_messages: Family::default(),
+            response_messages: Family::default(),
             tcp_opened: Family::default(),
             tcp_closed: Family::default(),
             tcp_sent: Family::default(),
             tcp_received: Family::default(),
             own: ArcSwap::from_pointee(Own::of(&Node::default())),
             plans: ArcSwap::from_pointee(Plans::of(&TelemetryConfig::default())),
+            headers: std::sync::atomic::AtomicBool::new(false),
             unknown: Workload::unknown(),
             unknown_service: Service::unknown(),
             peers: Mutex::new(HashMap::new()),
@@ -334,6 +399,16 @@ impl Metrics {
             "istio_response_bytes",
             "Response body sizes in bytes",
             m.response_bytes.clone(),
+        );
+        registry.register(
+            "istio_request_messages",
+            "gRPC messages sent by the client",
+            m.request_messages.clone(),
+        );
+        registry.register(
+            "istio_response_messages",
+            "gRPC messages sent by the server",
+            m.response_messages.clone(),
         );
         registry.register(
             "istio_tcp_connections_opened",
@@ -377,8 +452,19 @@ impl Metrics {
     /// request path). Series already made keep counting under their labels.
     pub(crate) fn set_telemetry(&self, telemetry: &TelemetryConfig) {
         if !self.plans.load().made_from(telemetry) {
-            self.plans.store(Arc::new(Plans::of(telemetry)));
+            let plans = Plans::of(telemetry);
+            let headers = [&plans.client, &plans.server]
+                .iter()
+                .any(|s| s.tags.as_ref().is_some_and(|t| t.headers));
+            self.headers
+                .store(headers, std::sync::atomic::Ordering::Relaxed);
+            self.plans.store(Arc::new(plans));
         }
+    }
+
+    /// A tag value reads request headers: the records keep them.
+    pub(crate) fn wants_headers(&self) -> bool {
+        self.headers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The transport-header extensions that tell a peer proxy who is calling.
@@ -476,7 +562,10 @@ impl Metrics {
         }
         let edge = self.edge(r, if grpc { "grpc" } else { "http" });
         let flags = Flags::of(r);
-        let key = (plans.id, edge.ids(), r.status, flags.code());
+        let grpc_status = r.grpc_label();
+        let status_key = u32::from(r.status) | grpc_status.map_or(0, |c| u32::from(c) + 1) << 16;
+        let (tags, values) = evaluated(side, r);
+        let key = (plans.id, edge.ids(), status_key, flags.code(), tags);
         // Updated in place, in the worker's cache: a hit clones no handle.
         let observe = |series: &HttpSeries| {
             if let Some(c) = &series.requests {
@@ -491,6 +580,12 @@ impl Metrics {
             if let Some(h) = &series.response_bytes {
                 h.observe(r.bytes_out);
             }
+            if let Some(c) = &series.request_messages {
+                c.inc_by(r.request_messages());
+            }
+            if let Some(c) = &series.response_messages {
+                c.inc_by(r.response_messages);
+            }
         };
         HTTP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
@@ -498,16 +593,26 @@ impl Metrics {
                 observe(s);
                 return;
             }
-            let labels = HttpLabels {
-                edge,
-                code: r.status,
-                flags,
+            let messages = grpc.then(|| MessageLabels { edge: edge.clone() });
+            let message_series = |family, plan| {
+                messages
+                    .as_ref()
+                    .and_then(|labels| series(family, labels, plan, &values))
             };
             let s = HttpSeries {
-                requests: series(&self.requests, &labels, &side.requests),
-                duration: series(&self.duration, &labels, &side.duration),
-                request_bytes: series(&self.request_bytes, &labels, &side.request_bytes),
-                response_bytes: series(&self.response_bytes, &labels, &side.response_bytes),
+                request_messages: message_series(&self.request_messages, &side.request_messages),
+                response_messages: message_series(&self.response_messages, &side.response_messages),
+                ..HttpSeries::of(
+                    self,
+                    side,
+                    &HttpLabels {
+                        edge,
+                        code: r.status,
+                        grpc: grpc_status,
+                        flags,
+                    },
+                    &values,
+                )
             };
             observe(&s);
             if cache.len() >= CACHE_LIMIT {
@@ -525,7 +630,8 @@ impl Metrics {
         }
         let edge = self.edge(r, "tcp");
         let flags = Flags::of(r);
-        let key = (plans.id, edge.ids(), 0, flags.code());
+        let (tags, values) = evaluated(side, r);
+        let key = (plans.id, edge.ids(), 0, flags.code(), tags);
         let s = TCP_CACHE.with(|c| {
             let mut cache = c.borrow_mut();
             if let Some(s) = cache.get(&key) {
@@ -533,10 +639,10 @@ impl Metrics {
             }
             let labels = TcpLabels { edge, flags };
             let s = TcpSeries {
-                opened: series(&self.tcp_opened, &labels, &side.tcp_opened),
-                closed: series(&self.tcp_closed, &labels, &side.tcp_closed),
-                sent: series(&self.tcp_sent, &labels, &side.tcp_sent),
-                received: series(&self.tcp_received, &labels, &side.tcp_received),
+                opened: series(&self.tcp_opened, &labels, &side.tcp_opened, &values),
+                closed: series(&self.tcp_closed, &labels, &side.tcp_closed, &values),
+                sent: series(&self.tcp_sent, &labels, &side.tcp_sent, &values),
+                received: series(&self.tcp_received, &labels, &side.tcp_received, &values),
             };
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();

@@ -21,6 +21,8 @@ const X_REQUEST_ID: &str = "x-request-id";
 use crate::conn::Conn;
 use crate::upstream::EndpointState;
 
+pub(crate) mod grpc;
+
 /// How many request body bytes the downstream sent.
 #[derive(Debug)]
 pub(crate) enum BytesIn {
@@ -35,7 +37,29 @@ pub(crate) enum BytesIn {
 #[derive(Debug, Default)]
 pub(crate) struct BodyTally {
     pub(crate) bytes: AtomicU64,
+    /// gRPC messages begun (only a gRPC request's body counts them).
+    pub(crate) messages: AtomicU64,
     broke: AtomicU8,
+}
+
+/// What counts a request body as it streams: its tally and, for gRPC, its messages.
+#[derive(Debug)]
+pub(crate) struct BodyCounter {
+    pub(crate) tally: Arc<BodyTally>,
+    pub(crate) frames: Option<grpc::Frames>,
+}
+
+impl BodyCounter {
+    /// Counts one data frame.
+    pub(crate) fn data(&mut self, data: &[u8]) {
+        self.tally
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(f) = &mut self.frames {
+            f.feed(data);
+            self.tally.messages.store(f.messages, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How a downstream request body broke off.
@@ -129,6 +153,11 @@ pub(crate) struct Record {
     pub(crate) request_id: Option<HeaderValue>,
     /// The request's span, when it is sampled.
     pub(crate) span: Option<Box<crate::trace::Started>>,
+    /// A gRPC response's `grpc-status` (trailers over headers), 0–16 or
+    /// [`grpc::INVALID`]; `None` when none came.
+    pub(crate) grpc_status: Option<u8>,
+    /// gRPC messages of the response that passed downstream.
+    pub(crate) response_messages: u64,
 }
 
 impl Record {
@@ -152,6 +181,8 @@ impl Record {
             retries_exhausted: false,
             request_id: None,
             span: None,
+            grpc_status: None,
+            response_messages: 0,
         })
     }
 
@@ -174,11 +205,13 @@ impl Record {
                 .access_log
                 .wants_headers()
                 .then(|| crate::access_log::istio::Headers::of(req.headers())),
-            headers: conn
-                .inputs
-                .access_log
-                .wants_all_headers()
-                .then(|| Box::new(req.headers().clone())),
+            headers: (conn.inputs.access_log.wants_all_headers()
+                || conn
+                    .inputs
+                    .metrics
+                    .as_ref()
+                    .is_some_and(|m| m.wants_headers()))
+            .then(|| Box::new(req.headers().clone())),
         };
         Pending(Some(Record::new(
             conn,
@@ -197,6 +230,29 @@ impl Record {
         match &self.bytes_in {
             BytesIn::Known(n) => *n,
             BytesIn::Counted(c) => c.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether this is a gRPC request (`content-type: application/grpc…`).
+    pub(crate) fn is_grpc(&self) -> bool {
+        self.request.as_ref().is_some_and(|h| h.grpc)
+    }
+
+    /// The code `grpc_response_status` shows, as Envoy's `getGrpcStatus` finds it:
+    /// `None` (empty) for a request that is not gRPC or got no response at all.
+    pub(crate) fn grpc_label(&self) -> Option<u8> {
+        if !self.is_grpc() {
+            return None;
+        }
+        self.grpc_status
+            .or_else(|| (self.status != 0).then(|| grpc::from_http(self.status)))
+    }
+
+    /// gRPC messages of the request that passed upstream.
+    pub(crate) fn request_messages(&self) -> u64 {
+        match &self.bytes_in {
+            BytesIn::Known(_) => 0,
+            BytesIn::Counted(c) => c.messages.load(Ordering::Relaxed),
         }
     }
 
@@ -282,14 +338,28 @@ impl Pending {
 
     /// The tally of a request body, counted as it streams (a declared length is what
     /// the client promised, not what arrived).
-    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<Arc<BodyTally>> {
+    pub(crate) fn count_body<B: http_body::Body>(&mut self, body: &B) -> Option<BodyCounter> {
         let r = self.record()?;
         if body.is_end_stream() {
             return None;
         }
         let c = Arc::new(BodyTally::default());
         r.bytes_in = BytesIn::Counted(c.clone());
-        Some(c)
+        Some(BodyCounter {
+            tally: c,
+            frames: r.is_grpc().then(grpc::Frames::default),
+        })
+    }
+
+    /// Notes the `grpc-status` of a gRPC response's headers (a trailers-only
+    /// response's status is there).
+    pub(crate) fn note_grpc_headers(&mut self, headers: &http::HeaderMap) {
+        if let Some(r) = self.record()
+            && r.is_grpc()
+            && let Some(code) = grpc::status_in(headers)
+        {
+            r.grpc_status = Some(code);
+        }
     }
 }
 

@@ -109,18 +109,10 @@ pub(super) fn validate(r: &mut Report<'_>, t: &Telemetry) {
                     }
                     TagOperation::Upsert => {
                         let value = to.value.as_deref().unwrap_or("");
-                        match crate::cel::check(value) {
+                        match crate::cel::check_tag(value) {
                             Err(e) => r.error(format!("{tp}.value"), e),
-                            Ok(p) if !crate::cel::is_constant(&p) => r.error(
-                                format!("{tp}.value"),
-                                format!(
-                                    "{}: skiff evaluates only constant tag values (a quoted \
-                                     string such as \"'v1'\"); a value read from the request is \
-                                     not implemented",
-                                    crate::cel::CANNOT_EVALUATE
-                                ),
-                            ),
-                            Ok(_) => {}
+                            Ok((_, Some(note))) => r.warn(format!("{tp}.value"), note),
+                            Ok((_, None)) => {}
                         }
                     }
                     TagOperation::Remove => {}

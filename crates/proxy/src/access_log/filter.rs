@@ -163,7 +163,7 @@ fn port(p: u16) -> Value {
 }
 
 /// The attributes of a record, by root.
-fn activation(r: &Record) -> Vec<(&'static str, Value)> {
+pub(crate) fn activation(r: &Record) -> Vec<(&'static str, Value)> {
     let mut out = Vec::with_capacity(6);
     let mut response = vec![("size", Value::Int(r.bytes_out as i64))];
     if let Some(head) = &r.request {
@@ -214,6 +214,14 @@ fn activation(r: &Record) -> Vec<(&'static str, Value)> {
         out.push(("request", map(request)));
         if r.status > 0 {
             response.push(("code", Value::Int(i64::from(r.status))));
+        }
+        if let Some(c) = r.grpc_label() {
+            let code = if c == crate::record::grpc::INVALID {
+                -1
+            } else {
+                i64::from(c)
+            };
+            response.push(("grpc_status", Value::Int(code)));
         }
     }
     if let Some(d) = &r.details {

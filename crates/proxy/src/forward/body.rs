@@ -5,8 +5,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use hyper::body::Incoming;
 
 use crate::ResponseFlag;
 use crate::limits::StreamIdle;
-use crate::record::{BodyBroke, BodyTally, Record};
+use crate::record::{BodyBroke, BodyCounter, Record, grpc};
 use crate::upstream::{InFlight, PooledH1};
 
 /// A request body on its way upstream.
@@ -23,14 +21,14 @@ use crate::upstream::{InFlight, PooledH1};
 pub(crate) enum ReqBody {
     /// No body.
     Empty,
-    /// The downstream's body, streamed; counted when its length is not known.
-    Incoming(Incoming, Option<Arc<BodyTally>>),
+    /// The downstream's body, streamed and counted (bytes; gRPC messages).
+    Incoming(Incoming, Option<BodyCounter>),
     /// A body read in full beforehand, so that a retry can send it again.
     Full(Option<Bytes>),
 }
 
 impl ReqBody {
-    pub(crate) fn new(body: Incoming, counter: Option<Arc<BodyTally>>) -> Self {
+    pub(crate) fn new(body: Incoming, counter: Option<BodyCounter>) -> Self {
         if body.is_end_stream() {
             ReqBody::Empty
         } else {
@@ -56,10 +54,10 @@ impl Body for ReqBody {
                     match r {
                         Ok(frame) => {
                             if let Some(data) = frame.data_ref() {
-                                c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                                c.data(data);
                             }
                         }
-                        Err(e) => c.broke(broke_how(e)),
+                        Err(e) => c.tally.broke(broke_how(e)),
                     }
                 }
                 polled
@@ -114,6 +112,8 @@ enum Inner {
 pub(crate) struct RespBody {
     inner: Inner,
     bytes: u64,
+    /// A gRPC response's messages, counted as they pass.
+    frames: Option<grpc::Frames>,
     pooled: Option<PooledH1>,
     in_flight: Option<InFlight>,
     rec: Option<Box<Record>>,
@@ -148,6 +148,7 @@ impl RespBody {
         RespBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
             bytes: 0,
+            frames: None,
             pooled: None,
             in_flight: None,
             rec,
@@ -166,6 +167,10 @@ impl RespBody {
         RespBody {
             inner: Inner::Upstream(body),
             bytes: 0,
+            frames: rec
+                .as_deref()
+                .is_some_and(Record::is_grpc)
+                .then(grpc::Frames::default),
             pooled,
             in_flight,
             rec,
@@ -218,6 +223,9 @@ impl RespBody {
                 r.flag = ResponseFlag::DownstreamConnectionTermination;
             }
             r.bytes_out = self.bytes;
+            if let Some(f) = &self.frames {
+                r.response_messages = f.messages;
+            }
             r.finish();
         }
     }
@@ -267,6 +275,15 @@ impl Body for RespBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                    if let Some(f) = &mut this.frames {
+                        f.feed(d);
+                    }
+                } else if let Some(t) = frame.trailers_ref()
+                    && let Some(r) = this.rec.as_deref_mut()
+                    && r.is_grpc()
+                    && let Some(code) = grpc::status_in(t)
+                {
+                    r.grpc_status = Some(code);
                 }
                 if this.inner_done() {
                     this.finish(true);

@@ -1,8 +1,9 @@
 //! What the Telemetry API changes in the standard metrics, resolved when a config is
 //! applied: per side (client: outbound and gateway; server: inbound) and per metric,
 //! whether it is recorded and which labels its series carry (REMOVE drops one, UPSERT
-//! with a constant sets one). A request finds the plan of its side with one atomic
-//! load; the labels are applied only when a series is first made.
+//! sets one: a constant, or a CEL expression evaluated per request, see [`tags`]). A
+//! request finds the plan of its side with one atomic load; the labels are applied only
+//! when a series is first made.
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -12,30 +13,58 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use skiff_model::config::{MetricsConfig, TelemetryConfig};
 
+pub(crate) mod tags;
+
+pub(crate) use tags::{Tags, Values};
+
+/// The value an UPSERT gives a label.
+#[derive(Debug, PartialEq, Eq)]
+enum Upsert {
+    /// A constant expression's value.
+    Fixed(String),
+    /// The value of the side's expression of that index ([`Tags`]), per request.
+    Evaluated(usize),
+}
+
 /// The label changes of one metric.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
     removed: Vec<String>,
-    upserts: Vec<(String, String)>,
+    upserts: Vec<(String, Upsert)>,
 }
 
 impl Plan {
-    /// The labels of a series as this metric shows them.
-    fn apply<'a>(&'a self, pairs: Vec<(&'a str, Cow<'a, str>)>) -> Vec<(&'a str, Cow<'a, str>)> {
+    /// The labels of a series as this metric shows them, with the values of its side's
+    /// evaluated tags.
+    fn apply<'a>(
+        &'a self,
+        pairs: Vec<(&'a str, Cow<'a, str>)>,
+        values: Option<&'a Values>,
+    ) -> Vec<(&'a str, Cow<'a, str>)> {
         if self.removed.is_empty() && self.upserts.is_empty() {
             return pairs;
         }
+        let value = |u: &'a Upsert| -> Cow<'a, str> {
+            match u {
+                Upsert::Fixed(v) => Cow::Borrowed(v.as_str()),
+                Upsert::Evaluated(i) => Cow::Borrowed(
+                    values
+                        .and_then(|v| v.get(*i))
+                        .map_or(tags::UNKNOWN, |v| &**v),
+                ),
+            }
+        };
         let mut out: Vec<(&str, Cow<'_, str>)> = pairs
             .into_iter()
             .filter(|(k, _)| !self.removed.iter().any(|r| r == k))
             .map(|(k, v)| match self.upserts.iter().find(|(n, _)| n == k) {
-                Some((_, u)) => (k, Cow::Borrowed(u.as_str())),
+                Some((_, u)) => (k, value(u)),
                 None => (k, v),
             })
             .collect();
         for (n, u) in &self.upserts {
             if !out.iter().any(|(k, _)| k == n) {
-                out.push((n.as_str(), Cow::Borrowed(u.as_str())));
+                out.push((n.as_str(), value(u)));
             }
         }
         out
@@ -51,15 +80,20 @@ pub(crate) struct SidePlans {
     pub(crate) duration: Option<Arc<Plan>>,
     pub(crate) request_bytes: Option<Arc<Plan>>,
     pub(crate) response_bytes: Option<Arc<Plan>>,
+    pub(crate) request_messages: Option<Arc<Plan>>,
+    pub(crate) response_messages: Option<Arc<Plan>>,
     pub(crate) tcp_opened: Option<Arc<Plan>>,
     pub(crate) tcp_closed: Option<Arc<Plan>>,
     pub(crate) tcp_sent: Option<Arc<Plan>>,
     pub(crate) tcp_received: Option<Arc<Plan>>,
+    /// The tag values this side evaluates per request, if any.
+    pub(crate) tags: Option<Arc<Tags>>,
 }
 
 impl SidePlans {
     fn of(cfg: &MetricsConfig) -> SidePlans {
-        let plan = |metric: &str| -> Option<Arc<Plan>> {
+        let mut tags = Tags::default();
+        let mut plan = |metric: &str| -> Option<Arc<Plan>> {
             if cfg.disabled {
                 return None;
             }
@@ -74,13 +108,24 @@ impl SidePlans {
                 match &t.value {
                     None => p.removed.push(t.name.clone()),
                     Some(expr) => match constant(expr) {
-                        Ok(v) => p.upserts.push((t.name.clone(), v)),
-                        Err(e) => tracing::warn!(
+                        Some(Ok(v)) => p.upserts.push((t.name.clone(), Upsert::Fixed(v))),
+                        Some(Err(e)) => tracing::warn!(
                             metric,
                             tag = %t.name,
                             error = %e,
-                            "tag override left out: skiff evaluates constant values only"
+                            "tag override left out"
                         ),
+                        None => match tags.add(expr) {
+                            Ok(i) => p.upserts.push((t.name.clone(), Upsert::Evaluated(i))),
+                            // Refused when the config was loaded; a control plane of
+                            // another version may still send one.
+                            Err(e) => tracing::warn!(
+                                metric,
+                                tag = %t.name,
+                                error = %e,
+                                "tag override left out"
+                            ),
+                        },
                     },
                 }
             }
@@ -92,28 +137,33 @@ impl SidePlans {
             duration: plan("REQUEST_DURATION"),
             request_bytes: plan("REQUEST_SIZE"),
             response_bytes: plan("RESPONSE_SIZE"),
+            request_messages: plan("GRPC_REQUEST_MESSAGES"),
+            response_messages: plan("GRPC_RESPONSE_MESSAGES"),
             tcp_opened: plan("TCP_OPENED_CONNECTIONS"),
             tcp_closed: plan("TCP_CLOSED_CONNECTIONS"),
             tcp_sent: plan("TCP_SENT_BYTES"),
             tcp_received: plan("TCP_RECEIVED_BYTES"),
+            tags: (!tags.is_empty()).then(|| Arc::new(tags)),
         }
     }
 }
 
-/// A constant CEL expression's value, as label text.
-fn constant(expr: &str) -> Result<String, String> {
-    let program = cel::Program::compile(expr).map_err(|e| e.to_string())?;
-    match program
-        .execute(&cel::Context::default())
-        .map_err(|e| e.to_string())?
-    {
-        cel::Value::String(s) => Ok((*s).clone()),
-        cel::Value::Int(i) => Ok(i.to_string()),
-        cel::Value::UInt(u) => Ok(u.to_string()),
-        cel::Value::Bool(b) => Ok(b.to_string()),
-        cel::Value::Float(f) => Ok(f.to_string()),
-        other => Err(format!("a {other:?} is not a label value")),
+/// A constant CEL expression's value, as label text; `None` for an expression that
+/// reads attributes.
+fn constant(expr: &str) -> Option<Result<String, String>> {
+    let program = match cel::Program::compile(expr) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    if !skiff_api::cel::is_constant(&program) {
+        return None;
     }
+    Some(
+        program
+            .execute(&cel::Context::default())
+            .map_err(|e| e.to_string())
+            .map(|v| tags::text(&v)),
+    )
 }
 
 /// Both sides' plans, with an id that tells cached series of another plan apart.
@@ -153,12 +203,14 @@ pub(crate) trait Pairs {
 pub(crate) struct Planned<L> {
     pub(crate) labels: L,
     pub(crate) plan: Arc<Plan>,
+    /// The values of the side's evaluated tags for this series.
+    pub(crate) values: Option<Values>,
 }
 
 impl<L: Pairs> Planned<L> {
     fn shown(&self) -> Vec<(&str, Cow<'_, str>)> {
         let pairs = self.labels.pairs();
-        self.plan.apply(pairs)
+        self.plan.apply(pairs, self.values.as_ref())
     }
 }
 

@@ -224,10 +224,12 @@ fn telemetry_plans_drop_and_set_labels_and_merge_series() {
     let one = Planned {
         labels: L("x", "1"),
         plan: plan.clone(),
+        values: None,
     };
     let two = Planned {
         labels: L("x", "2"),
         plan,
+        values: None,
     };
     // `b` is gone, so the two are one series.
     assert_eq!(one, two);
@@ -255,4 +257,63 @@ fn istio_build_names_the_component_and_its_version() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(text.lines().any(|l| l == want), "{text}");
+}
+
+#[test]
+fn evaluated_tags_read_each_record_and_are_bounded() {
+    use super::plan::tags::{MAX_VALUES, OVERFLOW, Tags};
+    use crate::access_log::{AccessLog, AccessLogTarget};
+    use crate::app::ProxyInputs;
+    use crate::conn::{Conn, Role};
+    use crate::record::Record;
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::server::conn::auto;
+
+    let log = AccessLog::new(AccessLogTarget::Memory(Default::default()));
+    let inputs = ProxyInputs::new(
+        log,
+        auto::Builder::new(TokioExecutor::new()),
+        None,
+        crate::Limits::default(),
+    );
+    let (_trigger, drain) = crate::drain::channel();
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let conn = Conn::accepted(inputs, Role::Outbound, addr, addr, drain);
+
+    let mut tags = Tags::default();
+    let host = tags.add("request.host").unwrap();
+    let code = tags.add("string(response.code)").unwrap();
+    let state = tags.add("istio_operationId").unwrap();
+    assert_eq!(tags.add("request.host").unwrap(), host, "compiled once");
+    assert!(!tags.headers);
+    let evaluate = |host: &str| {
+        let req = http::Request::get(format!("http://{host}/"))
+            .body(())
+            .unwrap();
+        let mut p = Record::http(&conn, &req);
+        p.respond(503, ResponseFlag::NoHealthyUpstream);
+        tags.evaluate(p.record().unwrap())
+    };
+    let (id, v) = evaluate("backend");
+    assert_eq!(
+        (&*v[host], &*v[code], &*v[state]),
+        ("backend", "503", "unknown")
+    );
+    assert_eq!(
+        evaluate("backend").0,
+        id,
+        "the same values are the same series"
+    );
+    assert_ne!(evaluate("other").0, id);
+    // A TCP connection has no request: its values are unknown.
+    let tcp = Record::tcp(&conn);
+    assert!(tags.evaluate(&tcp).1.iter().all(|v| &**v == "unknown"));
+    // Bounded: past the limit, new values show `overflow`; seen ones keep theirs.
+    for i in 0..MAX_VALUES {
+        evaluate(&format!("h{i}"));
+    }
+    let (id, v) = evaluate("one-too-many");
+    assert_eq!(id, u32::MAX);
+    assert!(v.iter().all(|v| &**v == OVERFLOW), "{v:?}");
+    assert_eq!(&*evaluate("backend").1[host], "backend");
 }

@@ -34,6 +34,9 @@ pub(crate) async fn apply(
         log.respond(status.as_u16(), ResponseFlag::FaultInjected);
         log.note_request_id(headers);
         if let (Some(code), true) = (fault.abort_grpc, grpc) {
+            if let Some(r) = log.record() {
+                r.grpc_status = Some(crate::record::grpc::code(code.into()));
+            }
             let mut resp = local_bytes(status, Bytes::new(), std::mem::take(log));
             let h = resp.headers_mut();
             h.insert(
