@@ -171,11 +171,17 @@ spec:
       wieght: 100
 ";
 
-/// The acceptance test of "config that keeps flowing": with one broken file in the
-/// live directory, a change in another file still reaches the proxy, and
-/// `skiff proxy-status` names the broken file's error with file:line and field.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
+/// A second backend, added to the mesh file by the tests that change it.
+const BACKEND_V2: &str = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: backend-v2\n  namespace: prod\nspec:\n  address: 127.0.0.13\n  labels:\n    app: backend\n";
+
+/// A control plane on a directory holding [`MESH`], and a raw xDS client connected to
+/// it as `frontend.prod`, with the updates it receives.
+async fn control_with_frontend() -> (
+    tempfile::TempDir,
+    skiff_control::Running,
+    skiff_xds::XdsClient,
+    tokio::sync::mpsc::UnboundedReceiver<skiff_xds::ConfigUpdate>,
+) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), MESH).unwrap();
     let options = ControlOptions {
@@ -187,7 +193,7 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
     let running = skiff_control::start(options, MeshCompiler::default())
         .await
         .unwrap();
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
     let client = skiff_xds::connect(
         &running.xds_addr.to_string(),
         NodeInfo::new("frontend.prod"),
@@ -198,6 +204,15 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
         },
     )
     .unwrap();
+    (dir, running, client, updates)
+}
+
+/// The acceptance test of "config that keeps flowing": with one broken file in the
+/// live directory, a change in another file still reaches the proxy, and
+/// `skiff proxy-status` names the broken file's error with file:line and field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
+    let (dir, running, client, mut updates) = control_with_frontend().await;
     let first = next(&mut updates).await;
     let has_endpoint = |u: &skiff_xds::ConfigUpdate, ip: &str| {
         u.config
@@ -214,9 +229,7 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
         .expect("the error is seen")
         .unwrap();
     // Another file changes: a second backend. It reaches the frontend's proxy.
-    let more = MESH.to_owned()
-        + "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: backend-v2\n  namespace: prod\nspec:\n  address: 127.0.0.13\n  labels:\n    app: backend\n";
-    std::fs::write(dir.path().join("mesh.yaml"), more).unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), MESH.to_owned() + BACKEND_V2).unwrap();
     let update = loop {
         let u = next(&mut updates).await;
         if has_endpoint(&u, "127.0.0.13") {
@@ -254,28 +267,7 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
 /// plane's `/metrics` has the one sample.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shows_how_long_the_last_change_took_to_reach_each_proxy() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), MESH).unwrap();
-    let options = ControlOptions {
-        xds_listen: "127.0.0.1:0".parse().unwrap(),
-        debug_listen: "127.0.0.1:0".parse().unwrap(),
-        debounce: Duration::from_millis(20),
-        ..ControlOptions::new(dir.path())
-    };
-    let running = skiff_control::start(options, MeshCompiler::default())
-        .await
-        .unwrap();
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
-    let client = skiff_xds::connect(
-        &running.xds_addr.to_string(),
-        NodeInfo::new("frontend.prod"),
-        ClientOptions::default(),
-        move |u| {
-            let _ = tx.send(u);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let (dir, running, client, mut updates) = control_with_frontend().await;
     next(&mut updates).await;
     let sync = running.plane.sync().clone();
     let synced = |sync: &skiff_xds::SyncTable| {
@@ -283,9 +275,7 @@ async fn shows_how_long_the_last_change_took_to_reach_each_proxy() {
     };
     wait_until("synced", || synced(&sync)).await;
 
-    let more = MESH.to_owned()
-        + "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: backend-v2\n  namespace: prod\nspec:\n  address: 127.0.0.13\n  labels:\n    app: backend\n";
-    std::fs::write(dir.path().join("mesh.yaml"), more).unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), MESH.to_owned() + BACKEND_V2).unwrap();
     next(&mut updates).await;
     wait_until("the change applied", || {
         sync.row("frontend.prod", &running.plane.snapshot())

@@ -5,59 +5,13 @@
 mod common;
 #[path = "shared/observed.rs"]
 mod observed;
-
-use std::collections::BTreeMap;
+#[path = "shared/samples.rs"]
+mod samples;
 
 use common::{BACKEND_URL, MESH};
 use observed::{RULES, TCP_SERVICE, tcp_exchange};
+use samples::{find, parse};
 use skiff_harness::Mesh;
-
-/// One sample of the text format: name, labels, value.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("sample line");
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split("\",")
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once("=\"").expect("label");
-                (k.to_owned(), v.trim_end_matches('"').to_owned())
-            })
-            .collect();
-        out.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value: value.parse().expect("value"),
-        });
-    }
-    out
-}
-
-fn find<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> Vec<&'a Sample> {
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect()
-}
 
 const FRONTEND: &[(&str, &str)] = &[
     ("source_workload", "frontend"),

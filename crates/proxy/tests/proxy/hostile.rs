@@ -48,6 +48,11 @@ async fn exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
 /// Everything the proxy sends until it closes the connection (a reset counts as a
 /// close).
 async fn read_to_close(s: &mut TcpStream) -> String {
+    read_to_close_within(s, PATIENCE).await
+}
+
+/// [`read_to_close`], waiting at most `limit` (of the test's clock).
+async fn read_to_close_within(s: &mut TcpStream, limit: Duration) -> String {
     let mut out = Vec::new();
     let read = async {
         let mut buf = [0u8; 4096];
@@ -58,7 +63,7 @@ async fn read_to_close(s: &mut TcpStream) -> String {
             }
         }
     };
-    tokio::time::timeout(PATIENCE, read)
+    tokio::time::timeout(limit, read)
         .await
         .expect("the proxy kept the connection open");
     String::from_utf8_lossy(&out).into_owned()

@@ -140,20 +140,7 @@ async fn an_upstream_that_stalls_mid_response_to_http1_has_the_connection_closed
         .await
         .unwrap();
     let started = Instant::now();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(IDLE * 2, read)
-        .await
-        .expect("the stalled response's connection was left open");
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = read_to_close_within(&mut s, IDLE * 2).await;
     assert_eq!(status(&answer), 200, "{answer}");
     assert!(answer.contains("backend"), "{answer}");
     assert!(!answer.contains("backendbackend"), "{answer}");
