@@ -187,7 +187,7 @@ async fn control_with_frontend() -> (
     let options = ControlOptions {
         xds_listen: "127.0.0.1:0".parse().unwrap(),
         debug_listen: "127.0.0.1:0".parse().unwrap(),
-        debounce: Duration::from_millis(20),
+        debounce: skiff_control::watch::Debounce::after(Duration::from_millis(20)),
         ..ControlOptions::new(dir.path())
     };
     let running = skiff_control::start(options, MeshCompiler::default())

@@ -25,8 +25,8 @@ pub struct ControlOptions {
     pub xds_listen: SocketAddr,
     /// The debug HTTP listener; Istio serves its debug endpoints on 15014.
     pub debug_listen: SocketAddr,
-    /// Quiet time after a file change before reloading.
-    pub debounce: Duration,
+    /// When a burst of file changes becomes a reload.
+    pub debounce: crate::watch::Debounce,
     /// The mesh CA, served beside xDS on the gRPC port, over TLS. `None`: no CA, and
     /// xDS in plain text to anyone who connects; for tests of the push protocol and
     /// `skiff control --insecure-xds` only.
@@ -47,13 +47,13 @@ pub struct ControlIdentity {
 
 impl ControlOptions {
     /// The defaults for a directory: xDS on 127.0.0.1:15010, debug on 127.0.0.1:15014,
-    /// 100 ms debounce.
+    /// Istio's debounce (100 ms quiet, 10 s at most).
     pub fn new(config_dir: impl Into<PathBuf>) -> Self {
         ControlOptions {
             config_dir: config_dir.into(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
             debug_listen: SocketAddr::from(([127, 0, 0, 1], 15014)),
-            debounce: crate::watch::DEFAULT_DEBOUNCE,
+            debounce: crate::watch::Debounce::DEFAULT,
             identity: None,
         }
     }

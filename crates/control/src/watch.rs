@@ -1,8 +1,10 @@
 //! Reloading when the configuration directory changes.
 //!
-//! File events are debounced: a reload starts once the directory has been quiet for
-//! the debounce interval (100 ms by default), so an editor's save or a `cp -r` of many
-//! files costs one reload. Events that cannot change the configuration (files opened
+//! File events are debounced as istiod debounces its pushes (`PILOT_DEBOUNCE_AFTER`,
+//! `PILOT_DEBOUNCE_MAX`): a reload starts once the directory has been quiet for
+//! [`Debounce::after`] (100 ms by default), or [`Debounce::max`] (10 s) after the first
+//! event of a burst if it never goes quiet, so an editor's save or a `cp -r` of many
+//! files costs one reload and a file rewritten without pause still gets served. Events that cannot change the configuration (files opened
 //! or read, metadata changes, files that are not YAML such as editor swap files) are
 //! ignored; in particular the control plane's own reads never trigger a reload.
 
@@ -17,8 +19,58 @@ use tokio::sync::mpsc;
 
 use crate::{ControlError, ControlPlane};
 
-/// The default quiet time before a reload.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
+/// When a burst of file events becomes a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debounce {
+    /// Quiet time after the last event (istiod's `PILOT_DEBOUNCE_AFTER`, 100 ms).
+    pub after: Duration,
+    /// The longest a burst may delay its reload, counted from its first event
+    /// (istiod's `PILOT_DEBOUNCE_MAX`, 10 s).
+    pub max: Duration,
+}
+
+impl Debounce {
+    /// Istio's defaults: 100 ms quiet, 10 s at most.
+    pub const DEFAULT: Debounce = Debounce {
+        after: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+    };
+
+    /// A quiet time of `after` with the default maximum.
+    pub fn after(after: Duration) -> Self {
+        Debounce {
+            after,
+            ..Debounce::DEFAULT
+        }
+    }
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Debounce::DEFAULT
+    }
+}
+
+/// Waits for the next burst of events and returns when its first event was seen, once
+/// the burst is over: quiet for `debounce.after`, or `debounce.max` since its first
+/// event. `None` when the sender is gone.
+async fn next_burst(
+    rx: &mut mpsc::UnboundedReceiver<tokio::time::Instant>,
+    debounce: Debounce,
+) -> Option<tokio::time::Instant> {
+    let first = rx.recv().await?;
+    let deadline = first + debounce.max;
+    loop {
+        let quiet = tokio::time::Instant::now() + debounce.after;
+        match tokio::time::timeout_at(quiet.min(deadline), rx.recv()).await {
+            Ok(Some(_later)) if tokio::time::Instant::now() < deadline => continue,
+            Ok(Some(_later)) => return Some(first),
+            // The sender is gone: the last burst is still worth a reload.
+            Ok(None) => return Some(first),
+            Err(_quiet_or_max) => return Some(first),
+        }
+    }
+}
 
 /// Starts watching the plane's directory. The returned future reloads the plane on
 /// every (debounced) change, for as long as it is polled. The watch is in place when
@@ -27,7 +79,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 /// watched.
 pub fn watch(
     plane: Arc<ControlPlane>,
-    debounce: Duration,
+    debounce: Debounce,
 ) -> Result<impl Future<Output = ()> + Send + 'static, ControlError> {
     let dir = plane.dir().to_path_buf();
     if !dir.is_dir() {
@@ -64,15 +116,7 @@ pub fn watch(
         // Each event carries when the watcher saw it: propagation is measured from the
         // first event of a burst, debounce included, as Istio measures its pushes from
         // the first event it debounced.
-        while let Some(seen) = rx.recv().await {
-            // Wait for quiet.
-            loop {
-                match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(_later)) => continue,
-                    Ok(None) => return,
-                    Err(_quiet) => break,
-                }
-            }
+        while let Some(seen) = next_burst(&mut rx, debounce).await {
             let plane = plane.clone();
             if let Err(error) = tokio::task::spawn_blocking(move || plane.reload_seen(seen)).await {
                 tracing::error!(%error, "reload failed; still serving the last snapshot");

@@ -65,6 +65,14 @@ pub(crate) struct Args {
     /// has, as installing Istio would. `skiff up` sets it.
     #[arg(long, value_name = "IP")]
     builtin_gateway: Option<std::net::IpAddr>,
+    /// Quiet time after the last change in the --config directory before reloading
+    /// (istiod's `PILOT_DEBOUNCE_AFTER`).
+    #[arg(long, default_value = "100ms", env = "PILOT_DEBOUNCE_AFTER", value_parser = parse_debounce)]
+    debounce_after: std::time::Duration,
+    /// The longest a burst of changes may delay its reload, from its first change
+    /// (istiod's `PILOT_DEBOUNCE_MAX`).
+    #[arg(long, default_value = "10s", env = "PILOT_DEBOUNCE_MAX", value_parser = parse_debounce)]
+    debounce_max: std::time::Duration,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -85,6 +93,12 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{text} is shorter than a second"));
     }
     Ok(ttl)
+}
+
+fn parse_debounce(text: &str) -> Result<std::time::Duration, String> {
+    Ok(skiff_api::Duration::parse(text)
+        .map_err(|e| e.to_string())?
+        .value())
 }
 
 /// The CA the flags ask for, and the tokens of the bootstrap secret.
@@ -145,6 +159,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         xds_listen: args.xds_listen,
         debug_listen: args.debug_listen,
         identity: identity(&args)?,
+        debounce: skiff_control::watch::Debounce {
+            after: args.debounce_after,
+            max: args.debounce_max.max(args.debounce_after),
+        },
         ..ControlOptions::new(&args.config)
     };
     let (access_log, tracing) = match &args.mesh_config {
