@@ -60,7 +60,117 @@ impl Compiler<'_> {
     }
 }
 
-pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
+/// The part of a sidecar's configuration that depends only on what it sees: its
+/// namespace and the labels client-side selectors read
+/// ([`Rules::client_label_keys`](crate::rules::Rules::client_label_keys)). Sidecars
+/// with the same view share one compile.
+#[derive(Debug, Clone)]
+pub(crate) struct SidecarView {
+    outbound: Vec<crate::config::OutboundPort>,
+    outbound_traffic_policy: crate::config::OutboundTrafficPolicy,
+    upstreams: Upstreams,
+}
+
+/// The clusters the routes of a proxy name, and what goes with the routes.
+#[derive(Debug, Clone)]
+struct Upstreams {
+    clusters: Vec<crate::config::Cluster>,
+    missing_clusters: BTreeMap<String, String>,
+    workload_labels: BTreeMap<String, BTreeMap<String, String>>,
+    faults: BTreeMap<String, Fault>,
+    http_policies: BTreeMap<String, crate::config::HttpRoutePolicy>,
+}
+
+impl Upstreams {
+    fn of(mut c: Compiler<'_>) -> Upstreams {
+        let mut clusters = cluster::build(&c);
+        let missing_clusters = cluster::missing(&c);
+        if !missing_clusters.is_empty() {
+            clusters.retain(|cl| !missing_clusters.contains_key(&cl.name));
+        }
+        Upstreams {
+            workload_labels: workload_labels(c.mesh, &clusters),
+            clusters,
+            missing_clusters,
+            faults: std::mem::take(&mut c.faults),
+            http_policies: std::mem::take(&mut c.http_policies),
+        }
+    }
+
+    fn apply(self, config: &mut ProxyConfig) {
+        config.clusters = self.clusters;
+        config.missing_clusters = self.missing_clusters;
+        config.workload_labels = self.workload_labels;
+        config.faults = self.faults;
+        config.http_policies = self.http_policies;
+    }
+}
+
+/// What decides a sidecar's view, besides the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ViewKey {
+    namespace: String,
+    /// The workload's value of each of the mesh's client label keys, in key order.
+    labels: Vec<Option<String>>,
+}
+
+impl ViewKey {
+    pub(crate) fn of(mesh: &Mesh, workload: &Workload) -> ViewKey {
+        ViewKey {
+            namespace: workload.namespace.clone(),
+            labels: mesh
+                .rules()
+                .client_label_keys()
+                .iter()
+                .map(|k| workload.labels.get(k).cloned())
+                .collect(),
+        }
+    }
+}
+
+/// Views compiled so far, for compiling many proxies of one mesh.
+#[derive(Debug, Default)]
+pub(crate) struct ViewCache {
+    views: HashMap<ViewKey, std::sync::Arc<SidecarView>>,
+}
+
+impl ViewCache {
+    /// How many distinct views were compiled.
+    pub(crate) fn len(&self) -> usize {
+        self.views.len()
+    }
+}
+
+fn sidecar_view(mesh: &Mesh, workload: &Workload) -> SidecarView {
+    let mut c = Compiler::new(mesh, workload);
+    let outbound = outbound::build(&mut c);
+    let outbound_traffic_policy = mesh
+        .rules()
+        .sidecar_for(&workload.namespace, &workload.labels)
+        .and_then(|s| s.outbound_traffic_policy)
+        .unwrap_or(mesh.options().outbound_traffic_policy);
+    SidecarView {
+        outbound,
+        outbound_traffic_policy,
+        upstreams: Upstreams::of(c),
+    }
+}
+
+impl<'m> Compiler<'m> {
+    fn new(mesh: &'m Mesh, workload: &'m Workload) -> Self {
+        Compiler {
+            mesh,
+            workload,
+            clusters: HashMap::new(),
+            faults: BTreeMap::new(),
+            http_policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// Compiles workload `w`'s proxy. With `views`, a sidecar whose view was compiled
+/// before reuses it; the result is the same either way.
+pub(crate) fn proxy_config(mesh: &Mesh, w: usize, views: Option<&mut ViewCache>) -> ProxyConfig {
     let workload = &mesh.registry().workloads()[w];
     let gateways: Vec<_> = mesh.rules().gateways_of(w).collect();
     let kind = if gateways.is_empty() {
@@ -68,38 +178,33 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize) -> ProxyConfig {
     } else {
         ProxyKind::Gateway
     };
-    let mut c = Compiler {
-        mesh,
-        workload,
-        clusters: HashMap::new(),
-        faults: BTreeMap::new(),
-        http_policies: BTreeMap::new(),
-    };
     let mut config = ProxyConfig {
         node: node(mesh, workload, kind),
         ..ProxyConfig::default()
     };
     match kind {
         ProxyKind::Sidecar => {
-            config.outbound = outbound::build(&mut c);
-            config.inbound = inbound::build(&c, w);
-            config.outbound_traffic_policy = mesh
-                .rules()
-                .sidecar_for(&workload.namespace, &workload.labels)
-                .and_then(|s| s.outbound_traffic_policy)
-                .unwrap_or(mesh.options().outbound_traffic_policy);
+            let view = match views {
+                Some(cache) => {
+                    let view = cache
+                        .views
+                        .entry(ViewKey::of(mesh, workload))
+                        .or_insert_with(|| std::sync::Arc::new(sidecar_view(mesh, workload)));
+                    SidecarView::clone(view)
+                }
+                None => sidecar_view(mesh, workload),
+            };
+            config.outbound = view.outbound;
+            config.outbound_traffic_policy = view.outbound_traffic_policy;
+            view.upstreams.apply(&mut config);
+            config.inbound = inbound::build(&Compiler::new(mesh, workload), w);
         }
-        ProxyKind::Gateway => config.gateway = gateway::build(&mut c, &gateways),
+        ProxyKind::Gateway => {
+            let mut c = Compiler::new(mesh, workload);
+            config.gateway = gateway::build(&mut c, &gateways);
+            Upstreams::of(c).apply(&mut config);
+        }
     }
-    config.clusters = cluster::build(&c);
-    config.missing_clusters = cluster::missing(&c);
-    if !config.missing_clusters.is_empty() {
-        let missing = &config.missing_clusters;
-        config.clusters.retain(|cl| !missing.contains_key(&cl.name));
-    }
-    config.workload_labels = workload_labels(mesh, &config.clusters);
-    config.faults = std::mem::take(&mut c.faults);
-    config.http_policies = std::mem::take(&mut c.http_policies);
     config.policies = mesh
         .rules()
         .policies()

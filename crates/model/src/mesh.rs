@@ -80,7 +80,24 @@ impl Mesh {
     pub fn compile(&self, proxy_id: &str) -> Option<ProxyConfig> {
         let &w = self.proxies.get(proxy_id)?;
         let _span = tracing::debug_span!("compile", proxy = proxy_id).entered();
-        Some(crate::compile::proxy_config(self, w))
+        Some(crate::compile::proxy_config(self, w, None))
+    }
+
+    /// The configuration of every proxy, in [`Mesh::proxies`] order: the same as
+    /// [`Mesh::compile`] of each, but sidecars that see the mesh alike (same
+    /// namespace, same values of the labels client-side selectors read) share one
+    /// compile of their outbound configuration, so the cost grows with the distinct
+    /// views rather than with the proxies.
+    pub fn compile_all(&self) -> Vec<ProxyConfig> {
+        let _span = tracing::debug_span!("compile_all", proxies = self.proxies.len()).entered();
+        let mut views = crate::compile::ViewCache::default();
+        let configs: Vec<ProxyConfig> = self
+            .proxies
+            .values()
+            .map(|&w| crate::compile::proxy_config(self, w, Some(&mut views)))
+            .collect();
+        tracing::debug!(views = views.len(), "compiled every proxy");
+        configs
     }
 
     /// Like [`Mesh::compile`], with an error that says which ids exist when the proxy

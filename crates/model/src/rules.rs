@@ -13,7 +13,7 @@ pub mod telemetry;
 pub mod traffic_policy;
 pub mod virtual_service;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use skiff_api::ResourceSet;
 
@@ -51,6 +51,7 @@ pub struct Rules {
     sidecars: Vec<SidecarInfo>,
     telemetry: TelemetryIndex,
     root_namespace: String,
+    client_label_keys: BTreeSet<String>,
 }
 
 impl Rules {
@@ -103,8 +104,17 @@ impl Rules {
         rules.policies = PolicyIndex::build(resources, registry, options, findings);
         rules.sidecars = sidecar::collect(resources, registry, findings);
         rules.telemetry = TelemetryIndex::build(resources, registry, options, findings);
+        rules.client_label_keys = client_label_keys(&rules);
         checks::run(&rules, resources, registry, findings);
         rules
+    }
+
+    /// The label keys that decide, besides its namespace, what a sidecar's outbound
+    /// configuration holds: those of VirtualService `sourceLabels`, DestinationRule
+    /// and Sidecar `workloadSelector`s. Two sidecars of one namespace that agree on
+    /// these labels compile the same outbound configuration.
+    pub fn client_label_keys(&self) -> &BTreeSet<String> {
+        &self.client_label_keys
     }
 
     /// The Telemetry resources, for resolving what applies to a workload.
@@ -243,6 +253,35 @@ impl Rules {
                 )
             })
     }
+}
+
+fn client_label_keys(rules: &Rules) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for vs in &rules.virtual_services {
+        let http = vs
+            .http
+            .iter()
+            .flat_map(|r| &r.matches)
+            .map(|m| &m.source_labels);
+        let l4 = vs
+            .tcp
+            .iter()
+            .chain(&vs.tls)
+            .flat_map(|r| &r.matches)
+            .map(|m| &m.source_labels);
+        for labels in http.chain(l4) {
+            keys.extend(labels.keys().cloned());
+        }
+    }
+    let selectors = rules
+        .destination_rules
+        .iter()
+        .filter_map(|dr| dr.workload_selector.as_ref())
+        .chain(rules.sidecars.iter().filter_map(|s| s.selector.as_ref()));
+    for selector in selectors {
+        keys.extend(selector.keys().cloned());
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod gateway;
 mod policies;
 mod security;
 mod traffic;
+mod views;
 
 use std::path::PathBuf;
 
