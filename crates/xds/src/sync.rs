@@ -56,6 +56,9 @@ struct ProxySync {
     applied_at: Option<SystemTime>,
     /// The newest config change that affected this proxy, kept across reconnects.
     last_change: Option<LastChange>,
+    /// Responses sent to the proxy and their bytes, kept across reconnects.
+    pushes: u64,
+    pushed_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +136,12 @@ pub struct SyncRow {
     /// The newest config change that affected this proxy, and how it went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change: Option<ChangeRow>,
+    /// Responses sent to the proxy since the control plane started.
+    #[serde(default)]
+    pub pushes: u64,
+    /// Their bytes (resource bodies).
+    #[serde(default)]
+    pub pushed_bytes: u64,
 }
 
 /// How the newest config change that affected a proxy reached it.
@@ -345,6 +354,8 @@ impl SyncTable {
                 series,
             }),
             last_change: state.last_change,
+            pushes: state.pushes,
+            pushed_bytes: state.pushed_bytes,
             ..ProxySync::default()
         };
     }
@@ -384,6 +395,8 @@ impl SyncTable {
         self.update(proxy_id, stream, |s, changes| {
             s.sent = Some((version.to_owned(), SystemTime::now()));
             s.covers = generation;
+            s.pushes += 1;
+            s.pushed_bytes += size as u64;
             if let Some(delay) = changes.pushed(proxy_id, generation, Instant::now()) {
                 self.metrics.convergence.observe(delay.as_secs_f64());
             }
@@ -536,6 +549,8 @@ fn row(
             .applied_at
             .map(|at| millis(now.duration_since(at).unwrap_or_default())),
         last_change: state.last_change.map(|c| change_row(&c, instant)),
+        pushes: state.pushes,
+        pushed_bytes: state.pushed_bytes,
     }
 }
 

@@ -80,7 +80,7 @@ impl ConfigCompiler for MeshCompiler {
         };
         let mesh = Mesh::build(&resources, self.options.clone());
         findings.extend(mesh.diagnostics().iter().map(|d| from_model(dir, d)));
-        let configs = mesh.proxies().filter_map(|id| mesh.compile(id)).collect();
+        let configs = mesh.compile_all();
         sort(&mut findings);
         Compiled {
             configs: Some(configs),

@@ -21,6 +21,8 @@ fn row(name: &str, status: SyncStatus) -> SyncRow {
         applied_ms: None,
         config_age_ms: None,
         last_change: None,
+        pushes: 0,
+        pushed_bytes: 0,
     }
 }
 
