@@ -59,6 +59,7 @@ mod app;
 mod client;
 pub mod grpc;
 pub mod otlp;
+pub mod scale;
 #[cfg(test)]
 mod tests;
 
@@ -233,7 +234,7 @@ impl Mesh {
         let control_options = ControlOptions {
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             debug_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            debounce: Duration::from_millis(20),
+            debounce: skiff_control::watch::Debounce::after(Duration::from_millis(20)),
             identity: Some(ControlIdentity {
                 ca: ca.clone(),
                 tokens: Some(tokens.clone()),
