@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use skiff_model::config::ProxyConfig;
+use skiff_model::config::ProxyParts;
 
 use crate::Finding;
 
@@ -15,11 +15,12 @@ pub use mesh::MeshCompiler;
 /// The result of compiling a configuration directory.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
-    /// One config per proxy; `None` when the configuration cannot be used at all (then
+    /// One config per proxy, in its own and shared parts (a `ProxyConfig` converts
+    /// with `.into()`); `None` when the configuration cannot be used at all (then
     /// nothing is published and proxies keep what they run). A configuration with
     /// errors may still give configs (the real compiler leaves the refused resources
     /// out): they are published, and the errors reported.
-    pub configs: Option<Vec<ProxyConfig>>,
+    pub configs: Option<Vec<ProxyParts>>,
     /// Everything worth reporting, errors first.
     pub findings: Vec<Finding>,
 }

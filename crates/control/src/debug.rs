@@ -119,7 +119,7 @@ fn prometheus_sd(plane: &ControlPlane) -> serde_json::Value {
     let targets: Vec<serde_json::Value> = snapshot
         .proxies()
         .filter_map(|(id, entry)| {
-            let node = &entry.config.node;
+            let node = entry.node();
             let ip = node.address?;
             Some(json!({
                 "targets": [std::net::SocketAddr::new(ip, 15020).to_string()],
@@ -154,7 +154,7 @@ fn config_dump(plane: &ControlPlane, proxy: Option<&str>) -> Response<Full<Bytes
                 "proxy": proxy,
                 "version": entry.version,
                 "generation": snapshot.generation(),
-                "config": &*entry.config,
+                "config": entry.config(),
             }),
         ),
         None => json_response(

@@ -35,7 +35,7 @@ impl ConfigCompiler for JsonFiles {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             match serde_json::from_str::<ProxyConfig>(&text) {
-                Ok(c) => configs.push(c),
+                Ok(c) => configs.push(c.into()),
                 Err(e) => findings.push(Finding::new(Severity::Error, e.to_string()).at(
                     file.file_name().unwrap().to_string_lossy(),
                     e.line() as u32,
@@ -150,7 +150,7 @@ async fn valid_config_is_published_invalid_is_reported_and_kept_out_fixed_is_pub
     let s = status_until(&running, "fixed", |s| s.ok && s.serving_generation == 3).await;
     assert!(s.errors.is_empty());
     let b = running.plane.snapshot();
-    assert_eq!(b.get("b.prod").unwrap().config.node.labels["rev"], "2");
+    assert_eq!(b.get("b.prod").unwrap().node().labels["rev"], "2");
     running.shutdown().await?;
     Ok(())
 }
@@ -178,8 +178,7 @@ async fn a_burst_of_writes_is_one_reload() -> Result<()> {
             .snapshot()
             .get("a.prod")
             .unwrap()
-            .config
-            .node
+            .node()
             .labels["rev"],
         "10"
     );

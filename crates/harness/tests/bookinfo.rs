@@ -290,7 +290,7 @@ async fn fault_injection_aborts_jasons_calls_to_ratings() -> Result<()> {
     let config = &snapshot
         .get(REVIEWS_V2)
         .context("reviews-v2 served")?
-        .config;
+        .config();
     let delays: Vec<_> = config
         .faults
         .values()

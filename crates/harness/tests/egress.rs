@@ -177,7 +177,7 @@ async fn allow_any_registry_only_and_a_service_entry_resolved_by_dns() -> Result
     }
     // The config names the host, not an address: the proxy found it.
     let snapshot = mesh.control().plane.snapshot();
-    let config = &snapshot.get(CLIENT).expect("client served").config;
+    let config = &snapshot.get(CLIENT).expect("client served").config();
     let cluster = config
         .clusters
         .iter()

@@ -16,7 +16,9 @@ mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{Fault, Node, ProxyConfig, ProxyKind};
+use std::sync::Arc;
+
+use crate::config::{Fault, Node, ProxyConfig, ProxyKind, ProxyParts, SharedConfig};
 use crate::mesh::Mesh;
 use crate::registry::Workload;
 
@@ -60,50 +62,19 @@ impl Compiler<'_> {
     }
 }
 
-/// The part of a sidecar's configuration that depends only on what it sees: its
-/// namespace and the labels client-side selectors read
-/// ([`Rules::client_label_keys`](crate::rules::Rules::client_label_keys)). Sidecars
-/// with the same view share one compile.
-#[derive(Debug, Clone)]
-pub(crate) struct SidecarView {
-    outbound: Vec<crate::config::OutboundPort>,
-    outbound_traffic_policy: crate::config::OutboundTrafficPolicy,
-    upstreams: Upstreams,
-}
-
-/// The clusters the routes of a proxy name, and what goes with the routes.
-#[derive(Debug, Clone)]
-struct Upstreams {
-    clusters: Vec<crate::config::Cluster>,
-    missing_clusters: BTreeMap<String, String>,
-    workload_labels: BTreeMap<String, BTreeMap<String, String>>,
-    faults: BTreeMap<String, Fault>,
-    http_policies: BTreeMap<String, crate::config::HttpRoutePolicy>,
-}
-
-impl Upstreams {
-    fn of(mut c: Compiler<'_>) -> Upstreams {
-        let mut clusters = cluster::build(&c);
-        let missing_clusters = cluster::missing(&c);
-        if !missing_clusters.is_empty() {
-            clusters.retain(|cl| !missing_clusters.contains_key(&cl.name));
-        }
-        Upstreams {
-            workload_labels: workload_labels(c.mesh, &clusters),
-            clusters,
-            missing_clusters,
-            faults: std::mem::take(&mut c.faults),
-            http_policies: std::mem::take(&mut c.http_policies),
-        }
+/// The clusters a proxy's routes name, with what goes with the routes, into the
+/// shared part.
+fn upstreams(mut c: Compiler<'_>, shared: &mut SharedConfig) {
+    let mut clusters = cluster::build(&c);
+    let missing_clusters = cluster::missing(&c);
+    if !missing_clusters.is_empty() {
+        clusters.retain(|cl| !missing_clusters.contains_key(&cl.name));
     }
-
-    fn apply(self, config: &mut ProxyConfig) {
-        config.clusters = self.clusters;
-        config.missing_clusters = self.missing_clusters;
-        config.workload_labels = self.workload_labels;
-        config.faults = self.faults;
-        config.http_policies = self.http_policies;
-    }
+    shared.workload_labels = workload_labels(c.mesh, &clusters);
+    shared.clusters = clusters;
+    shared.missing_clusters = missing_clusters;
+    shared.faults = std::mem::take(&mut c.faults);
+    shared.http_policies = std::mem::take(&mut c.http_policies);
 }
 
 /// What decides a sidecar's view, besides the mesh.
@@ -131,7 +102,7 @@ impl ViewKey {
 /// Views compiled so far, for compiling many proxies of one mesh.
 #[derive(Debug, Default)]
 pub(crate) struct ViewCache {
-    views: HashMap<ViewKey, std::sync::Arc<SidecarView>>,
+    views: HashMap<ViewKey, Arc<SharedConfig>>,
 }
 
 impl ViewCache {
@@ -141,19 +112,20 @@ impl ViewCache {
     }
 }
 
-fn sidecar_view(mesh: &Mesh, workload: &Workload) -> SidecarView {
+/// The shared part of a sidecar: what it sees, as its view decides.
+fn sidecar_view(mesh: &Mesh, workload: &Workload) -> SharedConfig {
     let mut c = Compiler::new(mesh, workload);
-    let outbound = outbound::build(&mut c);
-    let outbound_traffic_policy = mesh
-        .rules()
-        .sidecar_for(&workload.namespace, &workload.labels)
-        .and_then(|s| s.outbound_traffic_policy)
-        .unwrap_or(mesh.options().outbound_traffic_policy);
-    SidecarView {
-        outbound,
-        outbound_traffic_policy,
-        upstreams: Upstreams::of(c),
-    }
+    let mut shared = SharedConfig {
+        outbound: outbound::build(&mut c),
+        outbound_traffic_policy: mesh
+            .rules()
+            .sidecar_for(&workload.namespace, &workload.labels)
+            .and_then(|s| s.outbound_traffic_policy)
+            .unwrap_or(mesh.options().outbound_traffic_policy),
+        ..SharedConfig::default()
+    };
+    upstreams(c, &mut shared);
+    shared
 }
 
 impl<'m> Compiler<'m> {
@@ -168,9 +140,10 @@ impl<'m> Compiler<'m> {
     }
 }
 
-/// Compiles workload `w`'s proxy. With `views`, a sidecar whose view was compiled
-/// before reuses it; the result is the same either way.
-pub(crate) fn proxy_config(mesh: &Mesh, w: usize, views: Option<&mut ViewCache>) -> ProxyConfig {
+/// Compiles workload `w`'s proxy, in its own and shared parts. With `views`, a sidecar
+/// whose view was compiled before shares that view's part; the result is equal
+/// either way.
+pub(crate) fn proxy_parts(mesh: &Mesh, w: usize, views: Option<&mut ViewCache>) -> ProxyParts {
     let workload = &mesh.registry().workloads()[w];
     let gateways: Vec<_> = mesh.rules().gateways_of(w).collect();
     let kind = if gateways.is_empty() {
@@ -178,44 +151,41 @@ pub(crate) fn proxy_config(mesh: &Mesh, w: usize, views: Option<&mut ViewCache>)
     } else {
         ProxyKind::Gateway
     };
-    let mut config = ProxyConfig {
+    let mut own = ProxyConfig {
         node: node(mesh, workload, kind),
         ..ProxyConfig::default()
     };
-    match kind {
+    let shared = match kind {
         ProxyKind::Sidecar => {
-            let view = match views {
-                Some(cache) => {
-                    let view = cache
-                        .views
-                        .entry(ViewKey::of(mesh, workload))
-                        .or_insert_with(|| std::sync::Arc::new(sidecar_view(mesh, workload)));
-                    SidecarView::clone(view)
-                }
-                None => sidecar_view(mesh, workload),
-            };
-            config.outbound = view.outbound;
-            config.outbound_traffic_policy = view.outbound_traffic_policy;
-            view.upstreams.apply(&mut config);
-            config.inbound = inbound::build(&Compiler::new(mesh, workload), w);
+            own.inbound = inbound::build(&Compiler::new(mesh, workload), w);
+            match views {
+                Some(cache) => cache
+                    .views
+                    .entry(ViewKey::of(mesh, workload))
+                    .or_insert_with(|| Arc::new(sidecar_view(mesh, workload)))
+                    .clone(),
+                None => Arc::new(sidecar_view(mesh, workload)),
+            }
         }
         ProxyKind::Gateway => {
             let mut c = Compiler::new(mesh, workload);
-            config.gateway = gateway::build(&mut c, &gateways);
-            Upstreams::of(c).apply(&mut config);
+            own.gateway = gateway::build(&mut c, &gateways);
+            let mut shared = SharedConfig::default();
+            upstreams(c, &mut shared);
+            Arc::new(shared)
         }
-    }
-    config.policies = mesh
+    };
+    own.policies = mesh
         .rules()
         .policies()
         .for_workload(&workload.namespace, &workload.labels);
-    config.telemetry = mesh
+    own.telemetry = mesh
         .rules()
         .telemetry()
         .for_workload(&workload.namespace, &workload.labels);
-    config.telemetry.resolve_tracing(&mesh.options().tracing);
-    config.mesh_access_log = mesh.options().access_log.clone();
-    config
+    own.telemetry.resolve_tracing(&mesh.options().tracing);
+    own.mesh_access_log = mesh.options().access_log.clone();
+    ProxyParts { own, shared }
 }
 
 /// The telemetry labels of the workloads behind `clusters`' endpoints.

@@ -103,6 +103,88 @@ pub struct ProxyConfig {
     pub mesh_access_log: Option<MeshAccessLog>,
 }
 
+/// The part of a [`ProxyConfig`] that depends only on what the proxy sees of the mesh:
+/// outbound listeners, the clusters they name and what goes with their routes.
+/// Proxies with the same view (sidecars of one namespace, replicas of one gateway)
+/// have equal shared parts: the control plane keeps and encodes one copy for all of
+/// them and sends it as its own resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedConfig {
+    /// [`ProxyConfig::outbound`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundPort>,
+    /// [`ProxyConfig::clusters`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<Cluster>,
+    /// [`ProxyConfig::faults`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub faults: std::collections::BTreeMap<String, Fault>,
+    /// [`ProxyConfig::http_policies`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub http_policies: std::collections::BTreeMap<String, HttpRoutePolicy>,
+    /// [`ProxyConfig::missing_clusters`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missing_clusters: std::collections::BTreeMap<String, String>,
+    /// [`ProxyConfig::outbound_traffic_policy`].
+    #[serde(
+        default,
+        skip_serializing_if = "OutboundTrafficPolicy::is_registry_only"
+    )]
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// [`ProxyConfig::workload_labels`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub workload_labels:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+/// A proxy's configuration as the control plane holds it: the proxy's own part (a
+/// [`ProxyConfig`] whose shared fields are empty) and the shared part, which other
+/// proxies may hold too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyParts {
+    /// Node, inbound ports, gateway listeners, policies, telemetry.
+    pub own: ProxyConfig,
+    /// Everything [`SharedConfig`] holds.
+    pub shared: std::sync::Arc<SharedConfig>,
+}
+
+impl ProxyParts {
+    /// The whole configuration again.
+    pub fn join(&self) -> ProxyConfig {
+        let shared = SharedConfig::clone(&self.shared);
+        ProxyConfig {
+            outbound: shared.outbound,
+            clusters: shared.clusters,
+            faults: shared.faults,
+            http_policies: shared.http_policies,
+            missing_clusters: shared.missing_clusters,
+            outbound_traffic_policy: shared.outbound_traffic_policy,
+            workload_labels: shared.workload_labels,
+            ..self.own.clone()
+        }
+    }
+}
+
+impl From<ProxyConfig> for ProxyParts {
+    /// Splits a configuration into its own and shared parts.
+    fn from(mut config: ProxyConfig) -> Self {
+        let shared = SharedConfig {
+            outbound: std::mem::take(&mut config.outbound),
+            clusters: std::mem::take(&mut config.clusters),
+            faults: std::mem::take(&mut config.faults),
+            http_policies: std::mem::take(&mut config.http_policies),
+            missing_clusters: std::mem::take(&mut config.missing_clusters),
+            outbound_traffic_policy: std::mem::take(&mut config.outbound_traffic_policy),
+            workload_labels: std::mem::take(&mut config.workload_labels),
+        };
+        ProxyParts {
+            own: config,
+            shared: std::sync::Arc::new(shared),
+        }
+    }
+}
+
 /// The workload labels Istio's standard metrics read: `app` and `version`, and the
 /// canonical service and revision with their fallbacks.
 pub const TELEMETRY_LABELS: [&str; 6] = [

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use skiff_api::ResourceSet;
 
-use crate::config::{ProxyConfig, ProxyKind};
+use crate::config::{ProxyConfig, ProxyKind, ProxyParts};
 use crate::diagnostic::{Diagnostic, Findings};
 use crate::registry::Registry;
 use crate::rules::Rules;
@@ -80,21 +80,21 @@ impl Mesh {
     pub fn compile(&self, proxy_id: &str) -> Option<ProxyConfig> {
         let &w = self.proxies.get(proxy_id)?;
         let _span = tracing::debug_span!("compile", proxy = proxy_id).entered();
-        Some(crate::compile::proxy_config(self, w, None))
+        Some(crate::compile::proxy_parts(self, w, None).join())
     }
 
-    /// The configuration of every proxy, in [`Mesh::proxies`] order: the same as
-    /// [`Mesh::compile`] of each, but sidecars that see the mesh alike (same
-    /// namespace, same values of the labels client-side selectors read) share one
-    /// compile of their outbound configuration, so the cost grows with the distinct
-    /// views rather than with the proxies.
-    pub fn compile_all(&self) -> Vec<ProxyConfig> {
+    /// The configuration of every proxy, in [`Mesh::proxies`] order, in its own and
+    /// shared parts: [`ProxyParts::join`] gives what [`Mesh::compile`] gives, but
+    /// sidecars that see the mesh alike (same namespace, same values of the labels
+    /// client-side selectors read) share one compile and one copy of their shared
+    /// part, so the cost grows with the distinct views rather than with the proxies.
+    pub fn compile_all(&self) -> Vec<ProxyParts> {
         let _span = tracing::debug_span!("compile_all", proxies = self.proxies.len()).entered();
         let mut views = crate::compile::ViewCache::default();
-        let configs: Vec<ProxyConfig> = self
+        let configs: Vec<ProxyParts> = self
             .proxies
             .values()
-            .map(|&w| crate::compile::proxy_config(self, w, Some(&mut views)))
+            .map(|&w| crate::compile::proxy_parts(self, w, Some(&mut views)))
             .collect();
         tracing::debug!(views = views.len(), "compiled every proxy");
         configs

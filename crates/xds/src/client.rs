@@ -24,9 +24,11 @@ use tracing::Instrument;
 use crate::XdsError;
 use crate::proto::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, ErrorDetail, Node};
-use crate::resource::{PROXY_CONFIG_TYPE_URL, decode_proxy_config};
+use crate::resource::{
+    PROXY_CONFIG_TYPE_URL, SHARED_RESOURCE, decode_proxy_config, decode_shared_config,
+};
 use backoff::Backoff;
-use skiff_model::config::ProxyConfig;
+use skiff_model::config::{ProxyConfig, ProxyParts};
 
 mod backoff;
 
@@ -370,20 +372,39 @@ impl Worker {
                 response.type_url
             ));
         }
-        let [resource] = response.resources.as_slice() else {
-            return Err(format!(
-                "expected exactly one resource, got {}",
-                response.resources.len()
-            ));
+        // The proxy's own part, and the part it shares with proxies that see the
+        // mesh alike; a control plane may also send the whole config as one resource.
+        let (own, shared) = match response.resources.as_slice() {
+            [own] => (own, None),
+            [own, shared] if shared.name == SHARED_RESOURCE => (own, Some(shared)),
+            [_, other] => {
+                return Err(format!(
+                    "unexpected second resource {:?} (expected {SHARED_RESOURCE:?})",
+                    other.name
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "expected the proxy's config and its shared part, got {} resources",
+                    other.len()
+                ));
+            }
         };
-        if resource.name != self.node.id {
+        if own.name != self.node.id {
             return Err(format!(
                 "the control plane sent the config of {:?} to proxy {:?}",
-                resource.name, self.node.id
+                own.name, self.node.id
             ));
         }
-        let config =
-            decode_proxy_config(&resource.name, &resource.body).map_err(|e| e.to_string())?;
+        let config = decode_proxy_config(&own.name, &own.body).map_err(|e| e.to_string())?;
+        let config = match shared {
+            None => config,
+            Some(shared) => ProxyParts {
+                own: config,
+                shared: Arc::new(decode_shared_config(&shared.body).map_err(|e| e.to_string())?),
+            }
+            .join(),
+        };
         if config.node.id != self.node.id {
             return Err(format!(
                 "the config is for node {:?}, not {:?}",

@@ -1,17 +1,36 @@
 //! Resource types of the protocol, their encoding and their versions.
 //!
-//! Today there is one resource type: the whole compiled configuration of one proxy,
-//! named by the proxy id. Its body is the JSON encoding of
-//! [`ProxyConfig`](skiff_model::config::ProxyConfig): easy to dump, diff and debug. A
-//! protobuf body can come later under a new type URL.
+//! Today there is one resource type: the compiled configuration of one proxy, sent as
+//! two resources: the proxy's own part, named by the proxy id, and the part it shares
+//! with the proxies that see the mesh alike, named [`SHARED_RESOURCE`]. Their bodies
+//! are the JSON encodings of [`ProxyConfig`] (its shared fields empty) and
+//! [`SharedConfig`]: easy to dump, diff and debug. A protobuf body can come later
+//! under a new type URL.
 
 use bytes::Bytes;
-use skiff_model::config::ProxyConfig;
+use skiff_model::config::{ProxyConfig, SharedConfig};
 
 use crate::XdsError;
 
 /// Type URL of the per-proxy configuration resource.
 pub const PROXY_CONFIG_TYPE_URL: &str = "type.skiff.dev/skiff.config.v1.ProxyConfig";
+
+/// The name of the shared part's resource.
+pub const SHARED_RESOURCE: &str = "shared";
+
+/// Encodes the shared part of configurations as a resource body (JSON).
+pub fn encode_shared_config(config: &SharedConfig) -> Bytes {
+    Bytes::from(serde_json::to_vec(config).expect("SharedConfig serializes to JSON"))
+}
+
+/// Decodes the body of the shared resource.
+pub fn decode_shared_config(body: &[u8]) -> Result<SharedConfig, XdsError> {
+    serde_json::from_slice(body).map_err(|source| XdsError::Decode {
+        name: SHARED_RESOURCE.to_owned(),
+        type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
+        source,
+    })
+}
 
 /// Encodes a proxy's configuration as a resource body (JSON).
 pub fn encode_proxy_config(config: &ProxyConfig) -> Bytes {

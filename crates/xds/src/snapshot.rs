@@ -1,12 +1,14 @@
-//! What the push server serves: one compiled configuration per proxy.
+//! What the push server serves: one compiled configuration per proxy, in two
+//! resources: the proxy's own part and a shared part that every proxy with the same
+//! view of the mesh holds, encoded once for all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use skiff_model::config::ProxyConfig;
+use skiff_model::config::{Node, ProxyConfig, ProxyParts, SharedConfig};
 
-use crate::resource::{encode_proxy_config, version_of};
+use crate::resource::{encode_proxy_config, encode_shared_config, version_of};
 
 /// The compiled configuration of every proxy at one moment, immutable once built.
 ///
@@ -17,29 +19,85 @@ use crate::resource::{encode_proxy_config, version_of};
 pub struct PushSnapshot {
     generation: u64,
     proxies: BTreeMap<String, ProxyEntry>,
+    shared: usize,
 }
 
 /// One proxy's configuration, encoded once for every push.
 #[derive(Debug, Clone)]
 pub struct ProxyEntry {
-    /// The configuration.
-    pub config: Arc<ProxyConfig>,
+    /// The proxy's own part: node, inbound ports, gateway listeners, policies and
+    /// telemetry (its shared fields are empty).
+    pub own: Arc<ProxyConfig>,
     /// Its encoding on the wire (see [`crate::resource`]).
+    pub own_body: Bytes,
+    /// The version of `own_body`.
+    pub own_version: String,
+    /// The shared part, the same value for every proxy that sees the mesh alike.
+    pub shared: Arc<SharedEntry>,
+    /// The version of the whole: a hash of both parts' versions.
+    pub version: String,
+}
+
+/// The shared part of some proxies' configurations, encoded once.
+#[derive(Debug)]
+pub struct SharedEntry {
+    /// The part.
+    pub config: Arc<SharedConfig>,
+    /// Its encoding on the wire.
     pub body: Bytes,
     /// Its version: a hash of `body`.
     pub version: String,
 }
 
-impl ProxyEntry {
-    /// Encodes a configuration and computes its version.
-    pub fn new(config: ProxyConfig) -> Self {
-        let body = encode_proxy_config(&config);
+impl SharedEntry {
+    fn new(config: Arc<SharedConfig>) -> Self {
+        let body = encode_shared_config(&config);
         let version = version_of(&body);
-        ProxyEntry {
-            config: Arc::new(config),
+        SharedEntry {
+            config,
             body,
             version,
         }
+    }
+}
+
+impl ProxyEntry {
+    /// Encodes a whole configuration (split into its parts) and computes its version.
+    pub fn new(config: ProxyConfig) -> Self {
+        let parts = ProxyParts::from(config);
+        ProxyEntry::of(parts.own, Arc::new(SharedEntry::new(parts.shared)))
+    }
+
+    fn of(own: ProxyConfig, shared: Arc<SharedEntry>) -> Self {
+        let own_body = encode_proxy_config(&own);
+        let own_version = version_of(&own_body);
+        let version = version_of(format!("{own_version}/{}", shared.version).as_bytes());
+        ProxyEntry {
+            own: Arc::new(own),
+            own_body,
+            own_version,
+            shared,
+            version,
+        }
+    }
+
+    /// Who the proxy is.
+    pub fn node(&self) -> &Node {
+        &self.own.node
+    }
+
+    /// The whole configuration, both parts joined (a copy: for dumps and debugging).
+    pub fn config(&self) -> ProxyConfig {
+        ProxyParts {
+            own: ProxyConfig::clone(&self.own),
+            shared: self.shared.config.clone(),
+        }
+        .join()
+    }
+
+    /// Bytes of both encoded parts.
+    pub fn size(&self) -> usize {
+        self.own_body.len() + self.shared.body.len()
     }
 }
 
@@ -47,13 +105,37 @@ impl PushSnapshot {
     /// A snapshot of generation `generation` holding these configurations, each keyed
     /// by its `node.id`. When two configurations share an id, the last one wins.
     pub fn new(generation: u64, configs: impl IntoIterator<Item = ProxyConfig>) -> Self {
-        let proxies = configs
-            .into_iter()
-            .map(|config| (config.node.id.clone(), ProxyEntry::new(config)))
-            .collect();
+        Self::from_parts(generation, configs.into_iter().map(ProxyParts::from))
+    }
+
+    /// A snapshot from configurations in parts. Parts that are one value (the same
+    /// `Arc`) are encoded once; equal parts in different values are kept once.
+    pub fn from_parts(generation: u64, configs: impl IntoIterator<Item = ProxyParts>) -> Self {
+        // Keyed by address; each value holds its key's `Arc`, so no address is freed
+        // and reused by another part while the map lives.
+        let mut by_pointer: HashMap<*const SharedConfig, (Arc<SharedConfig>, Arc<SharedEntry>)> =
+            HashMap::new();
+        let mut by_version: HashMap<String, Arc<SharedEntry>> = HashMap::new();
+        let mut proxies = BTreeMap::new();
+        for parts in configs {
+            let (_, shared) = by_pointer
+                .entry(Arc::as_ptr(&parts.shared))
+                .or_insert_with(|| {
+                    let entry = SharedEntry::new(parts.shared.clone());
+                    let entry = by_version
+                        .entry(entry.version.clone())
+                        .or_insert_with(|| Arc::new(entry))
+                        .clone();
+                    (parts.shared.clone(), entry)
+                });
+            let shared = shared.clone();
+            let id = parts.own.node.id.clone();
+            proxies.insert(id, ProxyEntry::of(parts.own, shared));
+        }
         PushSnapshot {
             generation,
             proxies,
+            shared: by_version.len(),
         }
     }
 
@@ -82,4 +164,12 @@ impl PushSnapshot {
     pub fn is_empty(&self) -> bool {
         self.proxies.is_empty()
     }
+
+    /// Number of distinct shared parts: the views of the mesh its proxies have.
+    pub fn shared_parts(&self) -> usize {
+        self.shared
+    }
 }
+
+#[cfg(test)]
+mod tests;

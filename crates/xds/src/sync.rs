@@ -498,9 +498,7 @@ fn row(
 ) -> SyncRow {
     let entry = snapshot.get(id);
     let (name, namespace) = match entry {
-        Some(e) if !e.config.node.name.is_empty() => {
-            (e.config.node.name.clone(), e.config.node.namespace.clone())
-        }
+        Some(e) if !e.node().name.is_empty() => (e.node().name.clone(), e.node().namespace.clone()),
         // Namespaces cannot contain dots, so the last dot splits the id.
         _ => match id.rsplit_once('.') {
             Some((name, ns)) => (name.to_owned(), ns.to_owned()),

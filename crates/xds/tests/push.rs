@@ -438,10 +438,17 @@ async fn raw_protocol_refuses_a_stream_without_a_node_and_ignores_stale_nonces()
         .into_inner();
     let response = stream.message().await?.context("a response")?;
     assert_eq!(response.type_url, PROXY_CONFIG_TYPE_URL);
-    assert_eq!(response.resources.len(), 1);
+    assert_eq!(
+        response.resources.len(),
+        2,
+        "the proxy's own part and the shared part"
+    );
     assert_eq!(response.resources[0].name, "a.prod");
+    assert_eq!(response.resources[1].name, "shared");
     let body: serde_json::Value = serde_json::from_slice(&response.resources[0].body)?;
     assert_eq!(body["node"]["id"], "a.prod", "the body is JSON");
+    let shared: serde_json::Value = serde_json::from_slice(&response.resources[1].body)?;
+    assert!(shared.is_object(), "the shared part is JSON: {shared}");
     let ack = |nonce: &str| DiscoveryRequest {
         type_url: PROXY_CONFIG_TYPE_URL.into(),
         version_info: response.version_info.clone(),

@@ -9,9 +9,9 @@ fn assert_shared_compile_matches(name: &str, mesh: &Mesh) -> usize {
     let alone: Vec<ProxyConfig> = mesh.proxies().map(|id| compile(mesh, id)).collect();
     let all = mesh.compile_all();
     assert_eq!(all.len(), alone.len(), "{name}: one config per proxy");
-    for (shared, alone) in all.iter().zip(&alone) {
+    for (parts, alone) in all.iter().zip(&alone) {
         assert!(
-            shared == alone,
+            parts.join() == *alone,
             "{name}: proxy {} compiles differently with shared views",
             alone.node.id
         );
@@ -56,6 +56,26 @@ fn source_labels_split_the_views_of_one_namespace() {
     assert!(mesh.rules().client_label_keys().contains("app"));
     assert_shared_compile_matches("traffic", &mesh);
     let all = mesh.compile_all();
-    let of = |id: &str| all.iter().find(|c| c.node.id == id).expect(id);
-    assert_ne!(of("frontend.prod").outbound, of("tester.prod").outbound);
+    let of = |id: &str| all.iter().find(|c| c.own.node.id == id).expect(id);
+    assert_ne!(of("frontend.prod").shared, of("tester.prod").shared);
+}
+
+#[test]
+fn sidecars_of_one_view_share_one_copy_of_their_shared_part() {
+    // backend-v1, backend-v2 and frontend of the canary fixture see the mesh alike.
+    let mesh = mesh("canary");
+    let all = mesh.compile_all();
+    let sidecars: Vec<_> = all
+        .iter()
+        .filter(|p| p.own.node.kind == skiff_model::config::ProxyKind::Sidecar)
+        .collect();
+    assert!(sidecars.len() >= 2, "{} sidecars", sidecars.len());
+    for p in &sidecars {
+        assert!(
+            std::sync::Arc::ptr_eq(&p.shared, &sidecars[0].shared),
+            "{}",
+            p.own.node.id
+        );
+        assert!(p.own.outbound.is_empty() && p.own.clusters.is_empty());
+    }
 }

@@ -9,7 +9,7 @@ use tonic::{Status, Streaming};
 
 use super::input::{self, MAX_ERROR_DETAIL, MAX_SHOWN, printable};
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, Resource};
-use crate::resource::PROXY_CONFIG_TYPE_URL;
+use crate::resource::{PROXY_CONFIG_TYPE_URL, SHARED_RESOURCE};
 use crate::{ProxyEntry, PushSnapshot, SyncTable};
 
 /// How many known proxy ids a `NOT_FOUND` message lists.
@@ -119,13 +119,12 @@ impl ProxyStream {
         let snapshot = self.snapshots.borrow().clone();
         match snapshot.get(proxy) {
             Some(entry)
-                if !entry.config.node.spiffe_id.is_empty()
-                    && entry.config.node.spiffe_id != *caller =>
+                if !entry.node().spiffe_id.is_empty() && entry.node().spiffe_id != *caller =>
             {
                 Err(Status::permission_denied(format!(
                     "the caller is {caller}, but proxy {proxy} runs as {}: a proxy can only \
                      subscribe as the workload its certificate names",
-                    entry.config.node.spiffe_id
+                    entry.node().spiffe_id
                 )))
             }
             _ => Ok(()),
@@ -276,11 +275,18 @@ impl ProxyStream {
             type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
             version_info: entry.version.clone(),
             nonce: nonce.clone(),
-            resources: vec![Resource {
-                name: proxy.to_owned(),
-                version: entry.version.clone(),
-                body: entry.body.clone(),
-            }],
+            resources: vec![
+                Resource {
+                    name: proxy.to_owned(),
+                    version: entry.own_version.clone(),
+                    body: entry.own_body.clone(),
+                },
+                Resource {
+                    name: SHARED_RESOURCE.to_owned(),
+                    version: entry.shared.version.clone(),
+                    body: entry.shared.body.clone(),
+                },
+            ],
         };
         if self.responses.send(Ok(response)).await.is_err() {
             self.sync.push_failed();
@@ -292,7 +298,7 @@ impl ProxyStream {
             self.id,
             &entry.version,
             generation,
-            entry.body.len(),
+            entry.size(),
             started.elapsed(),
         );
         *sent = Some(Sent {

@@ -224,7 +224,7 @@ async fn a_change_is_one_propagation_sample_when_the_last_affected_proxy_acks() 
 async fn a_change_that_affects_some_proxies_waits_only_for_them() {
     let (table, first) = three_synced();
     // Only b's config changes.
-    let mut configs: Vec<ProxyConfig> = first.proxies().map(|(_, e)| (*e.config).clone()).collect();
+    let mut configs: Vec<ProxyConfig> = first.proxies().map(|(_, e)| e.config()).collect();
     configs[1].node.labels.insert("rev".into(), "2".into());
     let second = PushSnapshot::new(2, configs);
     assert_eq!(table.publish(&first, &second, Instant::now()), 1);

@@ -1,0 +1,72 @@
+use std::sync::Arc;
+
+use skiff_model::config::ProxyConfig;
+
+use super::*;
+
+fn config(id: &str, cluster: &str) -> ProxyConfig {
+    let mut c = ProxyConfig::default();
+    c.node.id = id.to_owned();
+    c.missing_clusters
+        .insert(cluster.to_owned(), "no such host".to_owned());
+    c
+}
+
+#[test]
+fn equal_shared_parts_are_kept_once_and_joined_back_whole() {
+    let snapshot = PushSnapshot::new(
+        1,
+        [
+            config("a.prod", "outbound|80||s"),
+            config("b.prod", "outbound|80||s"),
+            config("c.prod", "outbound|81||s"),
+        ],
+    );
+    assert_eq!(snapshot.shared_parts(), 2);
+    let (a, b, c) = (
+        snapshot.get("a.prod").unwrap(),
+        snapshot.get("b.prod").unwrap(),
+        snapshot.get("c.prod").unwrap(),
+    );
+    assert!(Arc::ptr_eq(&a.shared, &b.shared));
+    assert!(!Arc::ptr_eq(&a.shared, &c.shared));
+    assert_eq!(a.config(), config("a.prod", "outbound|80||s"));
+    assert!(
+        a.own.missing_clusters.is_empty(),
+        "the own part holds no shared field"
+    );
+    assert_ne!(a.version, b.version, "the own parts differ");
+    assert_eq!(a.size(), a.own_body.len() + a.shared.body.len());
+}
+
+#[test]
+fn the_version_follows_both_parts_and_only_them() {
+    let one = ProxyEntry::new(config("a.prod", "outbound|80||s"));
+    let same = ProxyEntry::new(config("a.prod", "outbound|80||s"));
+    assert_eq!(one.version, same.version);
+    let other_shared = ProxyEntry::new(config("a.prod", "outbound|81||s"));
+    assert_ne!(one.version, other_shared.version);
+    assert_eq!(one.own_version, other_shared.own_version);
+    let mut relabelled = config("a.prod", "outbound|80||s");
+    relabelled.node.labels.insert("rev".into(), "2".into());
+    let relabelled = ProxyEntry::new(relabelled);
+    assert_ne!(one.version, relabelled.version);
+    assert_eq!(one.shared.version, relabelled.shared.version);
+}
+
+#[test]
+fn parts_that_are_one_value_are_encoded_once() {
+    let shared = Arc::new(ProxyParts::from(config("x", "outbound|80||s")).shared);
+    let parts = |id: &str| {
+        let mut own = ProxyConfig::default();
+        own.node.id = id.to_owned();
+        ProxyParts {
+            own,
+            shared: Arc::clone(&shared),
+        }
+    };
+    let snapshot = PushSnapshot::from_parts(1, [parts("a.prod"), parts("b.prod")]);
+    assert_eq!(snapshot.shared_parts(), 1);
+    let a = snapshot.get("a.prod").unwrap();
+    assert!(Arc::ptr_eq(&a.shared.config, &shared));
+}
