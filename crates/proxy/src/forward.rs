@@ -104,9 +104,8 @@ pub(crate) fn send<'a>(
     }
     // An origin-form HTTP/1.1 request to an HTTP/1.1 upstream, its authority not
     // rewritten, keeps its `Host` header as it is: no lookup, no insert.
-    let keep_host = authority.is_none()
-        && parts.uri.authority().is_none()
-        && proto != UpstreamProto::Http2;
+    let keep_host =
+        authority.is_none() && parts.uri.authority().is_none() && proto != UpstreamProto::Http2;
     let authority = if keep_host {
         None
     } else {

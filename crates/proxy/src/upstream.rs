@@ -473,9 +473,9 @@ impl EndpointState {
         // Connections that closed before taking the request: after two, it fails.
         let mut gone = 0;
         loop {
+            // `freed` wakes every waiter (`notify_waiters`), which a `Notified` sees
+            // from its creation: no registration needed before looking.
             let notified = b.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             if let Some((mut sr, stream)) = self.h2_pool.checkout(&b) {
                 drop(pending.take());
                 match sr.try_send_request(req).await {

@@ -2,7 +2,8 @@
 //! proxy, with Envoy's semantics. A request over `http2MaxRequests`, or one that must
 //! wait for a connection while `http1MaxPendingRequests` others already wait, is answered
 //! `503` with flag `UO` at once; nothing queues without bound. A retry over `maxRetries`
-//! is not made (the last answer goes back, flagged `UO`).
+//! is not made (the last answer goes back, flagged `UO`). An opaque TCP connection over
+//! `maxConnections` is refused at once.
 //!
 //! One [`Breaker`] per cluster name outlives snapshots (its counts stay right while
 //! requests of an old snapshot finish); each snapshot build stores its limits. A cluster

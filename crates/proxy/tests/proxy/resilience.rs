@@ -673,7 +673,11 @@ async fn use_client_protocol_keeps_the_downstreams_protocol() {
     for path in ["/", "/h2"] {
         let r = get(p.outbound(), &format!("http://backend{path}")).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(r.header("x-seen-version"), "HTTP/1.1", "{path} from HTTP/1.1");
+        assert_eq!(
+            r.header("x-seen-version"),
+            "HTTP/1.1",
+            "{path} from HTTP/1.1"
+        );
         let r = h2_get(p.outbound(), &format!("http://backend{path}")).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.header("x-seen-version"), "HTTP/2.0", "{path} from h2");

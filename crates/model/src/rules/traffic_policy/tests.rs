@@ -306,5 +306,9 @@ spec: {address: 127.0.0.10, labels: {app: client}}
     let grpc = pool(82);
     assert!(grpc.use_client_protocol);
     assert_eq!(grpc.max_concurrent_streams, None, "useClientProtocol");
-    assert_eq!(grpc.idle_timeout, Some(Duration::from_secs(2)), "http's first");
+    assert_eq!(
+        grpc.idle_timeout,
+        Some(Duration::from_secs(2)),
+        "http's first"
+    );
 }
