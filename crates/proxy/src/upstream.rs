@@ -188,6 +188,8 @@ pub(crate) struct EndpointState {
     /// When the proxy first had this endpoint (slow start counts from here).
     joined: tokio::time::Instant,
     active: AtomicUsize,
+    /// HTTP/1.1 connections open (or opening) under `connectionPool` limits.
+    h1_open: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
     h2_connect: tokio::sync::Mutex<()>,
@@ -221,6 +223,7 @@ impl EndpointState {
             exchange: Arc::default(),
             joined: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
+            h1_open: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             h2_connect: tokio::sync::Mutex::new(()),
@@ -330,7 +333,23 @@ impl EndpointState {
                 }
             }
             if let Ok(slot) = b.connection() {
-                break Some(slot);
+                self.h1_open.fetch_add(1, Ordering::AcqRel);
+                break Some(H1Place {
+                    _slot: slot,
+                    endpoint: Arc::downgrade(self),
+                });
+            }
+            // Envoy gives an endpoint it picked at least one connection, whatever the
+            // limit (else idle connections to others could starve it for good).
+            if self
+                .h1_open
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break Some(H1Place {
+                    _slot: b.connection_anyway(),
+                    endpoint: Arc::downgrade(self),
+                });
             }
             if pending.is_none() {
                 match b.pending() {
@@ -585,6 +604,23 @@ impl EndpointState {
         Error::UpstreamReset {
             addr: self.key.dial,
             source,
+        }
+    }
+}
+
+/// An HTTP/1.1 connection's place under `connectionPool` limits: its slot of
+/// `maxConnections` and its count on its endpoint, both given back when it closes.
+/// (Weak: the connection's task holds it, and the endpoint holds the connection.)
+struct H1Place {
+    _slot: Slot,
+    endpoint: Weak<EndpointState>,
+}
+
+impl Drop for H1Place {
+    fn drop(&mut self) {
+        // Before the slot (a field, dropped after this) wakes the pending requests.
+        if let Some(e) = self.endpoint.upgrade() {
+            e.h1_open.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -890,3 +890,36 @@ async fn h2_connections_are_drained_by_uses_age_and_idleness() {
     ok("/idle").await;
     assert_eq!(conns(), 6);
 }
+
+/// At `maxConnections: 1`, with the one connection idle at one endpoint, a request
+/// picked for the other endpoint still gets a connection (Envoy guarantees every
+/// endpoint it picks one) rather than waiting for good; HTTP/1.1 and HTTP/2 alike.
+#[tokio::test]
+async fn an_endpoint_without_a_connection_gets_one_at_max_connections() {
+    for protocol in [Protocol::Http, Protocol::Http2] {
+        let ip = fresh_ip();
+        let a = held_backend("a", ip, false).await;
+        let b = held_backend("b", ip, false).await;
+        let mut c = cluster("two", protocol, vec![endpoint(a.addr), endpoint(b.addr)]);
+        c.traffic.connection_pool = Some(pool(|p| p.max_connections = Some(1)));
+        let p = TestProxy::with_config(
+            ip,
+            one_service(ip, vec![route("r", vec![], to("two"))], vec![c]),
+        )
+        .await;
+        // Round robin: the requests alternate between the two.
+        for _ in 0..4 {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                get(p.outbound(), "http://backend/"),
+            )
+            .await
+            .expect("answered, not left waiting");
+            assert_eq!(r.status, 200, "{protocol:?}: {}", r.body);
+        }
+        assert_eq!(a.arrived.load(Ordering::Relaxed), 2, "{protocol:?}");
+        assert_eq!(b.arrived.load(Ordering::Relaxed), 2, "{protocol:?}");
+        assert_eq!(a.conns.load(Ordering::Relaxed), 1, "{protocol:?}");
+        assert_eq!(b.conns.load(Ordering::Relaxed), 1, "{protocol:?}");
+    }
+}
