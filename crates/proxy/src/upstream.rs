@@ -248,9 +248,9 @@ impl EndpointState {
 
     /// Sends a request on a pooled connection (or a new one). The returned [`Pooled`]
     /// must be released when the response body is done, so the connection goes back
-    /// to the pool (HTTP/1.1) or its stream is counted as ended (HTTP/2 under limits). A failure before the request left (connect error, a
-    /// connection that closed first) gives the request back, so it can be retried even
-    /// with a body.
+    /// to the pool (HTTP/1.1) or its stream is counted as ended (HTTP/2 under limits).
+    /// A failure before the request left (connect error, a connection that closed
+    /// first) gives the request back, so it can be retried even with a body.
     pub(crate) fn send(
         self: &Arc<Self>,
         req: Request<ReqBody>,
