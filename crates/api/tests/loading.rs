@@ -352,7 +352,7 @@ spec:
     labels: {version: v1}
     trafficPolicy:
       connectionPool:
-        http: {http1MaxPendingRequests: 5, maxRetries: 2, useClientProtocol: true}
+        http: {http1MaxPendingRequests: 5, maxRetries: 2, useClientProtocol: true, http2KeepAlive: {interval: 10s, timeout: 1s}}
       outlierDetection: {consecutive5xxErrors: 3}
       loadBalancer:
         consistentHash: {httpHeaderName: x-user}
@@ -366,7 +366,7 @@ spec:
         .collect();
     assert_eq!(
         warned,
-        ["spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol"]
+        ["spec.subsets[0].trafficPolicy.connectionPool.http.http2KeepAlive"]
     );
 }
 

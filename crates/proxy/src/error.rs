@@ -182,6 +182,9 @@ pub enum ResponseFlag {
     /// `SI`: the stream saw no activity for the stream idle timeout (408 when the
     /// response had not begun; else the stream was reset).
     StreamIdleTimeout,
+    /// `DT`: a connection was closed at its maximum duration
+    /// (`tcp.maxConnectionDuration` on an opaque TCP connection).
+    DurationTimeout,
 }
 
 impl ResponseFlag {
@@ -202,6 +205,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamProtocolError => "DPE",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::DurationTimeout => "DT",
         }
     }
 }

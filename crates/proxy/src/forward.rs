@@ -22,7 +22,7 @@ use crate::limits::StreamIdle;
 use crate::record::Pending;
 use crate::respond;
 use crate::route::Selected;
-use crate::upstream::{ClusterRt, InFlight, PooledH1, UpstreamProto};
+use crate::upstream::{ClusterRt, InFlight, Pooled, UpstreamProto};
 use crate::{Error, ResponseFlag};
 
 mod body;
@@ -78,7 +78,9 @@ pub(crate) fn send<'a>(
         r.service = cluster.service.clone();
     }
     let mut req = req;
-    let upgrade = take_upgrade(&mut req, cluster.proto);
+    // `useClientProtocol`: the downstream's version picks the upstream's.
+    let proto = cluster.proto_for(req.version());
+    let upgrade = take_upgrade(&mut req, proto);
     let (mut parts, body) = req.into_parts();
     let mut path = None;
     let mut authority = None;
@@ -102,9 +104,8 @@ pub(crate) fn send<'a>(
     }
     // An origin-form HTTP/1.1 request to an HTTP/1.1 upstream, its authority not
     // rewritten, keeps its `Host` header as it is: no lookup, no insert.
-    let keep_host = authority.is_none()
-        && parts.uri.authority().is_none()
-        && cluster.proto != UpstreamProto::Http2;
+    let keep_host =
+        authority.is_none() && parts.uri.authority().is_none() && proto != UpstreamProto::Http2;
     let authority = if keep_host {
         None
     } else {
@@ -127,7 +128,7 @@ pub(crate) fn send<'a>(
     for ops in plan.request_headers.into_iter().flatten() {
         ops.apply(&mut parts.headers);
     }
-    headers::set_target(&mut parts, cluster.proto, authority, path);
+    headers::set_target(&mut parts, proto, authority, path);
     let counter = rec.count_body(&body);
     let timeout = plan.timeout;
     // Consistent hashing: one branch for a cluster without it.
@@ -350,7 +351,7 @@ where
 /// Step 5: the upstream's response, on its way back.
 fn upstream_response(
     resp: Response<Incoming>,
-    pooled: Option<PooledH1>,
+    pooled: Option<Pooled>,
     mut in_flight: InFlight,
     flag: ResponseFlag,
     mut rec: Pending,

@@ -162,9 +162,9 @@ async fn to_app<I: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     match tcp::connect(&port.cluster).await {
-        Ok((up, ep)) => {
+        Ok((up, ep, slot)) => {
             let stop = revoked(conn, port.port, conn.tls.is_some(), true);
-            tcp::splice_until(io, up, ep, rec, stop).await
+            tcp::splice_until(io, up, ep, slot, rec, stop).await
         }
         Err(e) => tcp::failed(rec, &e),
     }

@@ -81,7 +81,7 @@ async fn carry<I>(
     let cluster = &snapshot.clusters[route.destinations.pick()];
     tcp::routed(&mut rec, &route.name, &cluster.name);
     match tcp::connect(cluster).await {
-        Ok((up, ep)) => tcp::splice(io, up, ep, rec).await,
+        Ok((up, ep, slot)) => tcp::splice(io, up, ep, slot, rec).await,
         Err(e) => tcp::failed(rec, &e),
     }
 }

@@ -143,13 +143,13 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
     };
     let cluster = &snapshot.clusters[route.destinations.pick()];
     tcp::routed(&mut rec, &route.name, &cluster.name);
-    let (up, ep) = match tcp::connect(cluster).await {
+    let (up, ep, slot) = match tcp::connect(cluster).await {
         Ok(c) => c,
         Err(e) => return connect_failed(&conn, &req, &e, &rec),
     };
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(down) => tcp::splice(TokioIo::new(down), up, ep, rec).await,
+            Ok(down) => tcp::splice(TokioIo::new(down), up, ep, slot, rec).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
@@ -187,7 +187,7 @@ async fn passthrough_tunnel(
             rec.upstream = Some(ep.clone());
             tokio::spawn(async move {
                 match on_upgrade.await {
-                    Ok(down) => tcp::splice(TokioIo::new(down), up, ep, rec).await,
+                    Ok(down) => tcp::splice(TokioIo::new(down), up, ep, None, rec).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
             });

@@ -1,7 +1,8 @@
 //! Opaque TCP: connect to an endpoint, copy bytes both ways, finish the connection's
-//! record. A connection with no byte either way for the cluster's `tcp.idleTimeout`
-//! (Envoy's TCP proxy default: 1 hour; `0s`: never) is closed, as Envoy's TCP proxy
-//! does.
+//! record. As Envoy's TCP proxy does, under the cluster's `connectionPool`: a
+//! connection over `tcp.maxConnections` is refused at once (flag `UO`); one with no
+//! byte either way for `tcp.idleTimeout` (default 1 hour; `0s`: never) is closed; one
+//! open for `tcp.maxConnectionDuration` is closed (flag `DT`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use crate::record::{BytesIn, Record};
 use crate::transport::Io;
-use crate::upstream::{ClusterRt, EndpointState, Outcome};
+use crate::upstream::{ClusterRt, EndpointState, Outcome, Slot};
 use crate::{Error, ResponseFlag};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -21,7 +22,17 @@ use tokio::time::Instant;
 /// Outlier detection, when the cluster has it, counts the connect: a failure is a
 /// local-origin failure, a connection made is a success (Envoy's final connect success
 /// of its TCP proxy).
-pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(Io, Arc<EndpointState>), Error> {
+/// Under `tcp.maxConnections` the connection's slot comes with it, held until it ends.
+pub(crate) async fn connect(
+    cluster: &ClusterRt,
+) -> Result<(Io, Arc<EndpointState>, Option<Slot>), Error> {
+    let slot = match &cluster.breaker {
+        None => None,
+        Some(b) => Some(b.connection().map_err(|o| Error::Overflow {
+            cluster: cluster.name.to_string(),
+            limit: o.field(),
+        })?),
+    };
     let i = cluster
         .pick_index(None)
         .ok_or_else(|| Error::NoHealthyUpstream(cluster.name.to_string()))?;
@@ -35,7 +46,7 @@ pub(crate) async fn connect(cluster: &ClusterRt) -> Result<(Io, Arc<EndpointStat
             },
         });
     }
-    Ok((stream?, ep))
+    Ok((stream?, ep, slot))
 }
 
 /// Names the route and cluster a TCP connection takes in its record.
@@ -44,13 +55,19 @@ pub(crate) fn routed(rec: &mut Record, route: &Arc<str>, cluster: &Arc<str>) {
     rec.cluster = Some(cluster.clone());
 }
 
-/// Copies bytes both ways until both directions are closed, then finishes the record.
-pub(crate) async fn splice<D, U>(down: D, up: U, upstream: Arc<EndpointState>, rec: Box<Record>)
-where
+/// Copies bytes both ways until both directions are closed, then finishes the record;
+/// `slot` (the connection's of `maxConnections`) is given back then.
+pub(crate) async fn splice<D, U>(
+    down: D,
+    up: U,
+    upstream: Arc<EndpointState>,
+    slot: Option<Slot>,
+    rec: Box<Record>,
+) where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    splice_until(down, up, upstream, rec, std::future::pending()).await
+    splice_until(down, up, upstream, slot, rec, std::future::pending()).await
 }
 
 /// [`splice`], cut short when `stop` resolves (with the reason, which the record keeps):
@@ -59,6 +76,7 @@ pub(crate) async fn splice_until<D, U>(
     mut down: D,
     mut up: U,
     upstream: Arc<EndpointState>,
+    slot: Option<Slot>,
     mut rec: Box<Record>,
     stop: impl Future<Output = Arc<str>>,
 ) where
@@ -82,6 +100,11 @@ pub(crate) async fn splice_until<D, U>(
                 .tcp_idle_timeout
                 .unwrap_or(Duration::ZERO)
         });
+    // `tcp.maxConnectionDuration`: Envoy's `max_downstream_connection_duration`.
+    let max_duration = upstream
+        .breaker
+        .as_ref()
+        .and_then(|b| b.max_connection_duration());
     let activity = Activity::new();
     let mut down = Watched {
         inner: &mut down,
@@ -103,9 +126,22 @@ pub(crate) async fn splice_until<D, U>(
             rec.details = Some(format!("idle timeout: no bytes either way for {idle:?}").into());
             Ok((0, 0))
         }
+        () = tokio::time::sleep(max_duration.unwrap_or_default()), if max_duration.is_some() => {
+            tracing::debug!(upstream = %upstream.display, ?max_duration, "TCP connection at its maximum duration closed");
+            rec.flag = ResponseFlag::DurationTimeout;
+            rec.details = Some(
+                format!(
+                    "max connection duration: open for {:?} (connectionPool.tcp.maxConnectionDuration)",
+                    max_duration.unwrap_or_default()
+                )
+                .into(),
+            );
+            Ok((0, 0))
+        }
     };
+    drop(slot);
     let (flag, sent, received) = match copied {
-        Ok((to_up, to_down)) => (ResponseFlag::None, to_up, to_down),
+        Ok((to_up, to_down)) => (rec.flag, to_up, to_down),
         Err(e) => {
             tracing::debug!(upstream = %upstream.display, error = %e, "tcp proxy ended with an error");
             (ResponseFlag::UpstreamConnectionTermination, 0, 0)

@@ -24,11 +24,13 @@ use rand::Rng;
 use skiff_model::config::{Cluster, Protocol};
 
 mod breaker;
+mod h2;
 mod hash;
 mod lb;
 mod outlier;
 
 pub(crate) use breaker::{Breaker, Overflow, Slot};
+pub(crate) use h2::H2Stream;
 pub(crate) use outlier::Outcome;
 
 /// How the proxy talks HTTP to an endpoint.
@@ -36,8 +38,10 @@ pub(crate) use outlier::Outcome;
 pub(crate) enum UpstreamProto {
     /// HTTP/1.1 with a pool of keep-alive connections.
     Http1,
-    /// HTTP/2: one multiplexed connection.
+    /// HTTP/2: one multiplexed connection (more under `connectionPool` limits).
     Http2,
+    /// `useClientProtocol`: HTTP/2 for a request that came in HTTP/2, else HTTP/1.1.
+    Client,
     /// Opaque bytes: no HTTP pool.
     Opaque,
 }
@@ -184,9 +188,13 @@ pub(crate) struct EndpointState {
     /// When the proxy first had this endpoint (slow start counts from here).
     joined: tokio::time::Instant,
     active: AtomicUsize,
+    /// HTTP/1.1 connections open (or opening) under `connectionPool` limits.
+    h1_open: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
     h2_connect: tokio::sync::Mutex<()>,
+    /// HTTP/2 connections under `connectionPool` limits (then `h2` is unused).
+    h2_pool: h2::H2Pool,
 }
 
 impl std::fmt::Debug for EndpointState {
@@ -215,9 +223,11 @@ impl EndpointState {
             exchange: Arc::default(),
             joined: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
+            h1_open: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             h2_connect: tokio::sync::Mutex::new(()),
+            h2_pool: h2::H2Pool::default(),
         }
     }
 
@@ -236,26 +246,42 @@ impl EndpointState {
         transport::dial(self, timeout).await
     }
 
-    /// Sends a request on a pooled connection (or a new one). For HTTP/1.1 the returned
-    /// [`PooledH1`] must be released when the response body is done, so the connection
-    /// goes back to the pool. A failure before the request left (connect error, a
-    /// connection that closed first) gives the request back, so it can be retried even
-    /// with a body.
+    /// Sends a request on a pooled connection (or a new one). The returned [`Pooled`]
+    /// must be released when the response body is done, so the connection goes back
+    /// to the pool (HTTP/1.1) or its stream is counted as ended (HTTP/2 under limits).
+    /// A failure before the request left (connect error, a connection that closed
+    /// first) gives the request back, so it can be retried even with a body.
     pub(crate) fn send(
         self: &Arc<Self>,
         req: Request<ReqBody>,
         connect_timeout: Duration,
-    ) -> impl Future<Output = Result<(Response<Incoming>, Option<PooledH1>), SendError>> + use<>
-    {
+    ) -> impl Future<Output = Result<(Response<Incoming>, Option<Pooled>), SendError>> + use<> {
         // A plain function (an `async fn` would store the request twice), and owning
         // its endpoint, so the future borrows nothing.
         let this = self.clone();
-        match self.key.proto {
-            UpstreamProto::Http2 => Either::Left(
+        let h2 = match self.key.proto {
+            UpstreamProto::Http2 => true,
+            // The request is already in the upstream's form: its version says which.
+            UpstreamProto::Client => req.version() == http::Version::HTTP_2,
+            _ => false,
+        };
+        match (h2, &self.breaker) {
+            (true, None) => Either::Left(Either::Left(
                 this.send_h2(req, connect_timeout)
                     .map(|r| r.map(|resp| (resp, None))),
+            )),
+            (true, Some(b)) => {
+                let b = b.clone();
+                Either::Left(Either::Right(Box::pin(this.send_h2_limited(
+                    b,
+                    req,
+                    connect_timeout,
+                ))))
+            }
+            (false, _) => Either::Right(
+                this.send_h1(req, connect_timeout)
+                    .map(|r| r.map(|(resp, p)| (resp, p.map(Pooled::H1)))),
             ),
-            _ => Either::Right(this.send_h1(req, connect_timeout)),
         }
     }
 
@@ -306,8 +332,24 @@ impl EndpointState {
                     }
                 }
             }
-            if let Some(slot) = b.connection() {
-                break Some(slot);
+            if let Ok(slot) = b.connection() {
+                self.h1_open.fetch_add(1, Ordering::AcqRel);
+                break Some(H1Place {
+                    _slot: slot,
+                    endpoint: Arc::downgrade(self),
+                });
+            }
+            // Envoy gives an endpoint it picked at least one connection, whatever the
+            // limit (else idle connections to others could starve it for good).
+            if self
+                .h1_open
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break Some(H1Place {
+                    _slot: b.connection_anyway(),
+                    endpoint: Arc::downgrade(self),
+                });
             }
             if pending.is_none() {
                 match b.pending() {
@@ -439,6 +481,81 @@ impl EndpointState {
         }
     }
 
+    /// [`Self::send_h2`] under `connectionPool` limits (see `upstream/h2.rs`).
+    async fn send_h2_limited(
+        self: Arc<Self>,
+        b: Arc<Breaker>,
+        mut req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Option<Pooled>), SendError> {
+        let mut pending = None;
+        // Connections that closed before taking the request: after two, it fails.
+        let mut gone = 0;
+        loop {
+            // `freed` wakes every waiter (`notify_waiters`), which a `Notified` sees
+            // from its creation: no registration needed before looking.
+            let notified = b.notified();
+            if let Some((mut sr, stream)) = self.h2_pool.checkout(&b) {
+                drop(pending.take());
+                match sr.try_send_request(req).await {
+                    Ok(resp) => return Ok((resp, Some(Pooled::H2(stream)))),
+                    Err(mut e) => match e.take_message() {
+                        Some(r) if gone < 1 => {
+                            gone += 1;
+                            req = r;
+                            continue;
+                        }
+                        unsent => return Err(self.failed(self.reset(e.into_error()), unsent)),
+                    },
+                }
+            }
+            // No room on any connection: open one, one at a time per endpoint.
+            if let Ok(dialing) = self.h2_pool.dialing.try_lock() {
+                if let Some(slot) = b
+                    .connection()
+                    .ok()
+                    .or_else(|| self.h2_pool.is_empty().then(|| b.connection_anyway()))
+                {
+                    drop(pending.take());
+                    let opened = self.open_h2_limited(slot, &b, connect_timeout).await;
+                    drop(dialing);
+                    // Waiting requests look again (at the new connection, or dial).
+                    b.freed();
+                    match opened {
+                        Ok(()) => continue,
+                        Err(error) => return Err(self.failed(error, Some(req))),
+                    }
+                }
+                drop(dialing);
+            }
+            if pending.is_none() {
+                match b.pending() {
+                    Ok(p) => pending = Some(p),
+                    Err(o) => return Err(self.failed(self.overflow(o), Some(req))),
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Opens a limited HTTP/2 connection holding `slot` and adds it to the pool.
+    async fn open_h2_limited(
+        self: &Arc<Self>,
+        slot: Slot,
+        b: &Arc<Breaker>,
+        connect_timeout: Duration,
+    ) -> Result<(), Error> {
+        let io = self.connect(connect_timeout).await?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new()).adaptive_window(true);
+        let (sr, conn) = builder
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.reset(e))?;
+        h2::spawn_connection(self, sr, conn, slot, b);
+        Ok(())
+    }
+
     fn failed(&self, error: Error, unsent: Option<Request<ReqBody>>) -> SendError {
         SendError {
             error,
@@ -491,6 +608,23 @@ impl EndpointState {
     }
 }
 
+/// An HTTP/1.1 connection's place under `connectionPool` limits: its slot of
+/// `maxConnections` and its count on its endpoint, both given back when it closes.
+/// (Weak: the connection's task holds it, and the endpoint holds the connection.)
+struct H1Place {
+    _slot: Slot,
+    endpoint: Weak<EndpointState>,
+}
+
+impl Drop for H1Place {
+    fn drop(&mut self) {
+        // Before the slot (a field, dropped after this) wakes the pending requests.
+        if let Some(e) = self.endpoint.upgrade() {
+            e.h1_open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A request that failed, with the request itself when it never left.
 #[derive(Debug)]
 pub(crate) struct SendError {
@@ -509,6 +643,24 @@ struct Idle {
     born: Option<tokio::time::Instant>,
     /// When it went idle.
     since: Option<tokio::time::Instant>,
+}
+
+/// What a response holds of its connection until its body is done.
+pub(crate) enum Pooled {
+    /// An HTTP/1.1 connection, back to the pool when released.
+    H1(PooledH1),
+    /// A counted stream on a limited HTTP/2 connection, ended when dropped.
+    H2(H2Stream),
+}
+
+impl Pooled {
+    /// The response was read through: the connection may serve another request.
+    pub(crate) fn release(self) {
+        match self {
+            Pooled::H1(p) => p.release(),
+            Pooled::H2(s) => drop(s),
+        }
+    }
 }
 
 /// An HTTP/1.1 connection lent to one request; back to the pool once the response is
@@ -614,14 +766,21 @@ type Monitored = (Arc<outlier::Detector>, Vec<Arc<outlier::HostMonitor>>);
 /// How the proxy speaks to a cluster's endpoints: by its protocol, or HTTP/2 for an
 /// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`.
 pub(crate) fn proto_of(c: &Cluster) -> UpstreamProto {
-    let upgrade = c
-        .traffic
-        .connection_pool
-        .as_ref()
-        .is_some_and(|p| p.h2_upgrade);
+    let pool = c.traffic.connection_pool.as_ref();
+    let upgrade = pool.is_some_and(|p| p.h2_upgrade);
+    let by_port = proto_of_port(c);
     if upgrade && c.protocol == Protocol::Http {
+        // Istio applies the upgrade after `useClientProtocol` (validation refuses both).
         UpstreamProto::Http2
-    } else if c.protocol == Protocol::Https
+    } else if pool.is_some_and(|p| p.use_client_protocol) && by_port != UpstreamProto::Opaque {
+        UpstreamProto::Client
+    } else {
+        by_port
+    }
+}
+
+fn proto_of_port(c: &Cluster) -> UpstreamProto {
+    if c.protocol == Protocol::Https
         && matches!(c.tls, skiff_model::config::ClusterTls::IstioMutual(_))
     {
         // An `HTTPS` port reached with Istio mutual TLS (an egress gateway's 443):
@@ -672,6 +831,15 @@ impl ClusterRt {
     }
 
     /// A cluster of one endpoint (an inbound port's app).
+    /// How a request that came in `version` is spoken upstream.
+    pub(crate) fn proto_for(&self, version: http::Version) -> UpstreamProto {
+        match self.proto {
+            UpstreamProto::Client if version == http::Version::HTTP_2 => UpstreamProto::Http2,
+            UpstreamProto::Client => UpstreamProto::Http1,
+            p => p,
+        }
+    }
+
     pub(crate) fn single(
         name: Arc<str>,
         proto: UpstreamProto,

@@ -78,6 +78,15 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 return cluster;
             };
             cluster.protocol = port.protocol;
+            // Istio sets `maxConcurrentStreams` in the cluster's explicit HTTP/2 options
+            // only: an `http2`/`grpc` port, not one upgraded by `h2UpgradePolicy` (its
+            // options are made afresh) nor one under `useClientProtocol`.
+            if let Some(p) = &mut cluster.traffic.connection_pool
+                && (p.use_client_protocol
+                    || !matches!(port.protocol, Protocol::Http2 | Protocol::Grpc))
+            {
+                p.max_concurrent_streams = None;
+            }
             let mut endpoints = Vec::new();
             for &e in &service.endpoints {
                 let workload = &registry.workloads()[e];

@@ -76,7 +76,9 @@ pub struct ConnectionPool {
     /// `http.maxRequestsPerConnection`: a connection is closed after this many requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
-    /// `http.idleTimeout`: an upstream connection idle this long is closed.
+    /// `http.idleTimeout` (else `tcp.idleTimeout`, as Istio falls back to it for HTTP
+    /// clusters): an upstream connection without a request in flight this long is
+    /// closed.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -105,6 +107,15 @@ pub struct ConnectionPool {
     /// `http.h2UpgradePolicy: UPGRADE`: an HTTP/1.1 port is spoken to in HTTP/2.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub h2_upgrade: bool,
+    /// `http.useClientProtocol`: the upstream is spoken to in the protocol the
+    /// downstream used (HTTP/1.1 stays HTTP/1.1, HTTP/2 stays HTTP/2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_client_protocol: bool,
+    /// `http.maxConcurrentStreams`: streams at once on one upstream HTTP/2 connection;
+    /// beyond it another connection is opened (within `maxConnections`). Only on
+    /// clusters of an `http2`/`grpc` port without `useClientProtocol`, as Istio sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// `tcp.tcpKeepalive`. Unset values keep the operating system's.

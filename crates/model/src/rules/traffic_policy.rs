@@ -201,8 +201,10 @@ fn connection_pool(p: &ConnectionPoolSettings) -> PoolSettings {
             max_requests: limit(http.and_then(|h| h.http2_max_requests)),
             max_retries: limit(http.and_then(|h| h.max_retries)),
             max_requests_per_connection: limit(http.and_then(|h| h.max_requests_per_connection)),
+            // Istio: `http.idleTimeout`, else `tcp.idleTimeout`; `0s` turns it off.
             idle_timeout: http
                 .and_then(|h| h.idle_timeout.as_ref())
+                .or_else(|| tcp.and_then(|t| t.idle_timeout.as_ref()))
                 .map(|d| d.value())
                 .filter(|d| !d.is_zero()),
             tcp_idle_timeout: tcp.and_then(|t| t.idle_timeout.as_ref()).map(|d| d.value()),
@@ -218,6 +220,8 @@ fn connection_pool(p: &ConnectionPoolSettings) -> PoolSettings {
                     interval: k.interval.as_ref().map(|d| d.value()),
                 }),
             h2_upgrade: http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade),
+            use_client_protocol: http.and_then(|h| h.use_client_protocol) == Some(true),
+            max_concurrent_streams: limit(http.and_then(|h| h.max_concurrent_streams)),
         },
     }
 }

@@ -19,34 +19,24 @@ use crate::upstream::{ClusterRt, EndpointKey, EndpointRegistry, UpstreamProto};
 use skiff_identity::{MeshTls, SpiffeId};
 use std::sync::Arc;
 
-/// The `connectionPool` settings a cluster's protocol does not use, said loudly.
+/// The `connectionPool` settings a cluster's protocol has no use for, said loudly.
 fn pool_warnings(
     c: &model::Cluster,
     p: &model::ConnectionPool,
     proto: UpstreamProto,
     warnings: &mut Vec<String>,
 ) {
-    let per_connection = p.max_connections.is_some()
-        || p.max_pending_requests.is_some()
-        || p.max_requests_per_connection.is_some()
-        || p.idle_timeout.is_some()
-        || p.max_connection_duration.is_some();
-    match proto {
-        UpstreamProto::Http2 if per_connection => warnings.push(format!(
-            "cluster {}: maxConnections, http1MaxPendingRequests, maxRequestsPerConnection, \
-             idleTimeout and maxConnectionDuration are applied to HTTP/1.1 upstreams only; \
-             this cluster speaks HTTP/2 over one connection per endpoint (http2MaxRequests \
-             and maxRetries apply)",
+    let http_only = p.max_pending_requests.is_some()
+        || p.max_requests.is_some()
+        || p.max_requests_per_connection.is_some();
+    if proto == UpstreamProto::Opaque && http_only {
+        warnings.push(format!(
+            "cluster {}: http1MaxPendingRequests, http2MaxRequests and \
+             maxRequestsPerConnection are HTTP limits; this cluster carries opaque TCP \
+             (maxConnections, connectTimeout, tcpKeepalive, idleTimeout and \
+             maxConnectionDuration apply)",
             c.name
-        )),
-        UpstreamProto::Opaque if per_connection || p.max_requests.is_some() => {
-            warnings.push(format!(
-                "cluster {}: connectionPool limits are not applied to opaque TCP \
-                 connections (only tcpKeepalive and connectTimeout are)",
-                c.name
-            ));
-        }
-        _ => {}
+        ));
     }
 }
 
@@ -74,7 +64,8 @@ pub(super) fn compile_clusters(
                 let alpn: &[&[u8]] = match proto {
                     UpstreamProto::Http1 => &[b"http/1.1"],
                     UpstreamProto::Http2 => &[b"h2"],
-                    UpstreamProto::Opaque => &[],
+                    // The protocol is the request's, after the handshake: none offered.
+                    UpstreamProto::Client | UpstreamProto::Opaque => &[],
                 };
                 let mutual = matches!(c.tls, model::ClusterTls::Mutual(_));
                 let host = c.service.as_str();

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use crate::ResponseFlag;
 use crate::limits::StreamIdle;
 use crate::record::{BodyBroke, BodyCounter, Record, grpc};
-use crate::upstream::{InFlight, PooledH1};
+use crate::upstream::{InFlight, Pooled};
 
 /// A request body on its way upstream.
 #[derive(Debug)]
@@ -114,7 +114,7 @@ pub(crate) struct RespBody {
     bytes: u64,
     /// A gRPC response's messages, counted as they pass.
     frames: Option<grpc::Frames>,
-    pooled: Option<PooledH1>,
+    pooled: Option<Pooled>,
     in_flight: Option<InFlight>,
     rec: Option<Box<Record>>,
     /// The route timeout, which covers the whole response as Envoy's does.
@@ -160,7 +160,7 @@ impl RespBody {
     /// The upstream's body, with what to release when it ends.
     pub(crate) fn upstream(
         body: Incoming,
-        pooled: Option<PooledH1>,
+        pooled: Option<Pooled>,
         in_flight: Option<InFlight>,
         rec: Option<Box<Record>>,
     ) -> Self {

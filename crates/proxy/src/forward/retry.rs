@@ -23,7 +23,7 @@ use super::ReqBody;
 use crate::Error;
 use crate::config::RetryRt;
 use crate::config::retry::Outcome;
-use crate::upstream::{ClusterRt, InFlight, Outcome as Health, PooledH1, SendError, Slot};
+use crate::upstream::{ClusterRt, InFlight, Outcome as Health, Pooled, SendError, Slot};
 
 /// Largest request body kept for sending again. Envoy keeps up to its connection
 /// buffer limit (1 MiB); a smaller bound keeps a sidecar's memory small, and requests
@@ -31,7 +31,7 @@ use crate::upstream::{ClusterRt, InFlight, Outcome as Health, PooledH1, SendErro
 pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
 
 /// A response, the pooled connection it came on, and the in-flight count it holds.
-pub(super) type Sent = (Response<Incoming>, Option<PooledH1>, InFlight);
+pub(super) type Sent = (Response<Incoming>, Option<Pooled>, InFlight);
 
 /// How the tries of a request went: for the record.
 #[derive(Debug, Clone, Copy, Default)]

@@ -2,7 +2,8 @@
 //! proxy, with Envoy's semantics. A request over `http2MaxRequests`, or one that must
 //! wait for a connection while `http1MaxPendingRequests` others already wait, is answered
 //! `503` with flag `UO` at once; nothing queues without bound. A retry over `maxRetries`
-//! is not made (the last answer goes back, flagged `UO`).
+//! is not made (the last answer goes back, flagged `UO`). An opaque TCP connection over
+//! `maxConnections` is refused at once.
 //!
 //! One [`Breaker`] per cluster name outlives snapshots (its counts stay right while
 //! requests of an old snapshot finish); each snapshot build stores its limits. A cluster
@@ -27,6 +28,8 @@ pub(crate) enum Overflow {
     Pending,
     /// `maxRetries`.
     Retries,
+    /// `tcp.maxConnections` (opaque TCP connections, refused at once).
+    Connections,
 }
 
 impl Overflow {
@@ -39,6 +42,7 @@ impl Overflow {
                  connectionPool.tcp.maxConnections busy)"
             }
             Overflow::Retries => "connectionPool.http.maxRetries",
+            Overflow::Connections => "connectionPool.tcp.maxConnections",
         }
     }
 }
@@ -50,6 +54,8 @@ pub(crate) struct Breaker {
     max_pending: AtomicUsize,
     max_requests: AtomicUsize,
     max_retries: AtomicUsize,
+    /// `maxConcurrentStreams` per HTTP/2 connection.
+    max_streams: AtomicUsize,
     /// 0: unlimited.
     max_requests_per_connection: AtomicUsize,
     /// Milliseconds, 0: none.
@@ -87,6 +93,7 @@ impl Breaker {
             max_pending: AtomicUsize::new(UNLIMITED),
             max_requests: AtomicUsize::new(UNLIMITED),
             max_retries: AtomicUsize::new(UNLIMITED),
+            max_streams: AtomicUsize::new(UNLIMITED),
             max_requests_per_connection: AtomicUsize::new(0),
             idle_timeout_ms: AtomicU64::new(0),
             tcp_idle_timeout_ms: AtomicU64::new(TCP_IDLE_UNSET),
@@ -109,6 +116,7 @@ impl Breaker {
         self.max_pending.store(limit(p.max_pending_requests), r);
         self.max_requests.store(limit(p.max_requests), r);
         self.max_retries.store(limit(p.max_retries), r);
+        self.max_streams.store(limit(p.max_concurrent_streams), r);
         self.max_requests_per_connection
             .store(p.max_requests_per_connection.map_or(0, |n| n as usize), r);
         self.idle_timeout_ms.store(millis(p.idle_timeout), r);
@@ -143,10 +151,23 @@ impl Breaker {
         self.take(&self.pending, &self.max_pending, Overflow::Pending)
     }
 
-    /// Counts a new connection, or `None` at `maxConnections`.
-    pub(crate) fn connection(self: &Arc<Self>) -> Option<Slot> {
-        self.take(&self.connections, &self.max_connections, Overflow::Pending)
-            .ok()
+    /// Counts a new connection, or refuses it at `maxConnections`.
+    pub(crate) fn connection(self: &Arc<Self>) -> Result<Slot, Overflow> {
+        self.take(
+            &self.connections,
+            &self.max_connections,
+            Overflow::Connections,
+        )
+    }
+
+    /// Counts a new connection over `maxConnections`: Envoy gives an endpoint it
+    /// picked at least one connection whatever the limit.
+    pub(crate) fn connection_anyway(self: &Arc<Self>) -> Slot {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Slot {
+            breaker: self.clone(),
+            which: Overflow::Connections,
+        }
     }
 
     fn take(
@@ -164,7 +185,6 @@ impl Breaker {
         Ok(Slot {
             breaker: self.clone(),
             which: what,
-            connection: std::ptr::eq(count, &self.connections),
         })
     }
 
@@ -177,6 +197,11 @@ impl Breaker {
     /// before looking for a connection, so a wake-up in between is not lost.
     pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
+    }
+
+    /// `maxConcurrentStreams` (unlimited: `usize::MAX`).
+    pub(crate) fn max_concurrent_streams(&self) -> usize {
+        self.max_streams.load(Ordering::Relaxed)
     }
 
     /// `maxRequestsPerConnection`, 0 for none.
@@ -241,23 +266,19 @@ fn nonzero(ms: u64) -> Option<Duration> {
 pub(crate) struct Slot {
     breaker: Arc<Breaker>,
     which: Overflow,
-    connection: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let b = &self.breaker;
-        let count = if self.connection {
-            &b.connections
-        } else {
-            match self.which {
-                Overflow::Requests => &b.requests,
-                Overflow::Pending => &b.pending,
-                Overflow::Retries => &b.retries,
-            }
+        let count = match self.which {
+            Overflow::Requests => &b.requests,
+            Overflow::Pending => &b.pending,
+            Overflow::Retries => &b.retries,
+            Overflow::Connections => &b.connections,
         };
         count.fetch_sub(1, Ordering::AcqRel);
-        if self.connection {
+        if self.which == Overflow::Connections {
             b.freed();
         }
     }

@@ -397,3 +397,89 @@ async fn idle_tcp_connections_are_closed_after_the_idle_timeout() {
     s.write_all(b"ping").await.unwrap();
     assert_eq!(read_text(&mut s, 4).await, "ping", "no idle timeout");
 }
+
+fn limited_tcp(ip: IpAddr, a: SocketAddr, pool: ConnectionPool) -> ProxyConfig {
+    let mut c = cluster("a", Protocol::Tcp, vec![endpoint(a)]);
+    c.traffic.connection_pool = Some(pool);
+    sidecar(
+        ip,
+        vec![opaque_port(
+            5432,
+            Protocol::Tcp,
+            vec![tcp_route(
+                "ns/db/tcp/0",
+                &["db", "db:5432"],
+                &[("a", 100)],
+                vec![],
+            )],
+        )],
+        vec![c],
+    )
+}
+
+/// `tcp.maxConnections` on an opaque TCP cluster: a connection over it is refused at
+/// once (`503 UO` for a tunnel), as Envoy's TCP proxy refuses it; once one closes,
+/// another is taken.
+#[tokio::test]
+async fn opaque_tcp_connections_over_max_connections_are_refused_uo() {
+    let ip = fresh_ip();
+    let a = named_tcp(ip, "a").await;
+    let pool = ConnectionPool {
+        max_connections: Some(2),
+        ..ConnectionPool::default()
+    };
+    let p = TestProxy::with_config(ip, limited_tcp(ip, a, pool)).await;
+    let mut first = connect_tunnel(p.outbound(), "db:5432").await.unwrap();
+    assert_eq!(read_text(&mut first, 1).await, "a");
+    let mut second = connect_tunnel(p.outbound(), "db:5432").await.unwrap();
+    assert_eq!(read_text(&mut second, 1).await, "a");
+    let refused = connect_tunnel(p.outbound(), "db:5432").await.unwrap_err();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let line = p.log_line(" UO ").await;
+    assert!(line.contains("connectionPool.tcp.maxConnections"), "{line}");
+    // The two still work; when one closes its slot comes back.
+    second.write_all(b"ping").await.unwrap();
+    assert_eq!(read_text(&mut second, 4).await, "ping");
+    drop(first);
+    let mut again = None;
+    for _ in 0..250 {
+        if let Ok(s) = connect_tunnel(p.outbound(), "db:5432").await {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut again = again.expect("a connection once the first closed");
+    assert_eq!(read_text(&mut again, 1).await, "a");
+}
+
+/// `tcp.maxConnectionDuration` on an opaque TCP cluster: the connection is closed once
+/// open that long, busy or not (Envoy's `max_downstream_connection_duration`, flag
+/// `DT`); paused time.
+#[tokio::test]
+async fn opaque_tcp_connections_are_closed_at_max_connection_duration() {
+    use std::time::Duration;
+    let ip = fresh_ip();
+    let a = named_tcp(ip, "a").await;
+    let pool = ConnectionPool {
+        max_connection_duration: Some(Duration::from_secs(60)),
+        ..ConnectionPool::default()
+    };
+    let p = TestProxy::with_config(ip, limited_tcp(ip, a, pool)).await;
+    let mut s = connect_tunnel(p.outbound(), "db:5432").await.unwrap();
+    assert_eq!(read_text(&mut s, 1).await, "a");
+    for _ in 0..2 {
+        jump(Duration::from_secs(25)).await;
+        s.write_all(b"ping").await.unwrap();
+        assert_eq!(read_text(&mut s, 4).await, "ping", "still open");
+    }
+    jump(Duration::from_secs(15)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "closed by the proxy: {read:?} {rest:?}"
+    );
+    let line = p.log_line("max connection duration").await;
+    assert!(line.contains(" DT "), "{line}");
+}

@@ -647,3 +647,279 @@ async fn a_retry_over_max_retries_is_not_made_and_flagged_uo() {
     assert_eq!(a.await.unwrap().status, 200);
     assert!(p.log_line("\"GET /a ").await.contains(" 200 - "));
 }
+
+/// `useClientProtocol`: the upstream is spoken to in the protocol the downstream used,
+/// on an `http` port (HTTP/1.1 otherwise) and on an `http2` port (HTTP/2 otherwise).
+#[tokio::test]
+async fn use_client_protocol_keeps_the_downstreams_protocol() {
+    let ip = fresh_ip();
+    let b = backend("b", ip).await;
+    let mut c = cluster("h1", Protocol::Http, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| p.use_client_protocol = true));
+    let mut h2 = cluster("h2", Protocol::Http2, vec![endpoint(b.addr)]);
+    h2.traffic.connection_pool = Some(pool(|p| p.use_client_protocol = true));
+    let mut plain = cluster("plain", Protocol::Http, vec![endpoint(b.addr)]);
+    plain.traffic.connection_pool = Some(pool(|p| p.max_requests = Some(100)));
+    let config = one_service(
+        ip,
+        vec![
+            route("h2", vec![uri_prefix("/h2")], to("h2")),
+            route("plain", vec![uri_prefix("/plain")], to("plain")),
+            route("h1", vec![], to("h1")),
+        ],
+        vec![c, h2, plain],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    for path in ["/", "/h2"] {
+        let r = get(p.outbound(), &format!("http://backend{path}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.header("x-seen-version"),
+            "HTTP/1.1",
+            "{path} from HTTP/1.1"
+        );
+        let r = h2_get(p.outbound(), &format!("http://backend{path}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-seen-version"), "HTTP/2.0", "{path} from h2");
+    }
+    // Without it an `http` port is HTTP/1.1 whatever the client spoke.
+    let r = h2_get(p.outbound(), "http://backend/plain").await;
+    assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
+}
+
+/// Waits until `n` requests are at the held backend (a guard, not a measurement).
+async fn wait_arrived(b: &Held, n: usize) {
+    for _ in 0..500 {
+        if b.arrived.load(Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{} requests at the backend, not {n}",
+        b.arrived.load(Ordering::Relaxed)
+    );
+}
+
+/// `maxConcurrentStreams: 1` on an HTTP/2 upstream: each request in flight has its
+/// own connection, up to `maxConnections`; beyond it requests wait for a stream.
+#[tokio::test]
+async fn max_concurrent_streams_opens_connections_within_max_connections() {
+    let ip = fresh_ip();
+    let b = held_backend("slow", ip, true).await;
+    let mut c = cluster("slow", Protocol::Http2, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| {
+        p.max_concurrent_streams = Some(1);
+        p.max_connections = Some(3);
+    }));
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], to("slow"))], vec![c]),
+    )
+    .await;
+    let mut replies = concurrent(p.outbound(), 5);
+    // Three at the backend, each on its own connection; two wait for a stream.
+    wait_arrived(&b, 3).await;
+    assert_eq!(b.conns.load(Ordering::Relaxed), 3);
+    let dump = config_dump(&p).await;
+    let cb = &dump["upstreams"]["slow"]["circuitBreaker"];
+    assert_eq!(cb["connections"], 3, "{cb}");
+    assert_eq!(cb["pendingRequests"], 2, "{cb}");
+    b.gate.as_ref().unwrap().add_permits(5);
+    for _ in 0..5 {
+        assert_eq!(next(&mut replies).await.status, 200);
+    }
+    // The waiting two took the streams freed: no fourth connection.
+    assert_eq!(b.arrived.load(Ordering::Relaxed), 5);
+    assert_eq!(b.conns.load(Ordering::Relaxed), 3);
+}
+
+/// Without `maxConcurrentStreams` an HTTP/2 upstream multiplexes: one connection for
+/// every request in flight.
+#[tokio::test]
+async fn an_h2_upstream_under_limits_multiplexes_one_connection() {
+    let ip = fresh_ip();
+    let b = held_backend("slow", ip, true).await;
+    let mut c = cluster("slow", Protocol::Http2, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| p.max_connections = Some(10)));
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], to("slow"))], vec![c]),
+    )
+    .await;
+    let mut replies = concurrent(p.outbound(), 6);
+    wait_arrived(&b, 6).await;
+    assert_eq!(b.conns.load(Ordering::Relaxed), 1);
+    b.gate.as_ref().unwrap().add_permits(6);
+    for _ in 0..6 {
+        assert_eq!(next(&mut replies).await.status, 200);
+    }
+}
+
+/// An HTTP/2 upstream with `maxConnections: 1, http2MaxRequests: 2`: of ten requests
+/// at once, the two in flight share the one connection and the other eight are
+/// answered `503 UO` while those two are still held.
+#[tokio::test]
+async fn an_h2_upstream_over_http2_max_requests_answers_503_uo_at_once() {
+    let ip = fresh_ip();
+    let b = held_backend("slow", ip, true).await;
+    let mut c = cluster("slow", Protocol::Http2, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| {
+        p.max_connections = Some(1);
+        p.max_requests = Some(2);
+    }));
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], to("slow"))], vec![c]),
+    )
+    .await;
+    let mut replies = concurrent(p.outbound(), 10);
+    for _ in 0..8 {
+        let r = next(&mut replies).await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.header("x-envoy-overloaded"), "true");
+    }
+    wait_arrived(&b, 2).await;
+    assert_eq!(b.gate.as_ref().unwrap().available_permits(), 0);
+    assert_eq!(b.conns.load(Ordering::Relaxed), 1);
+    b.gate.as_ref().unwrap().add_permits(2);
+    for _ in 0..2 {
+        assert_eq!(next(&mut replies).await.status, 200);
+    }
+    wait_log_count(&p, " 503 UO ", 8).await;
+    assert!(p.log_line(" 503 UO ").await.contains("http2MaxRequests"));
+    assert_eq!(b.arrived.load(Ordering::Relaxed), 2);
+}
+
+/// `maxConnections: 1` with `maxConcurrentStreams: 1` and `http1MaxPendingRequests: 1`
+/// on an HTTP/2 upstream: one request on the one connection, one waits for its
+/// stream, the rest are `503 UO` at once.
+#[tokio::test]
+async fn an_h2_upstream_at_max_connections_queues_only_http1_max_pending_requests() {
+    let ip = fresh_ip();
+    let b = held_backend("slow", ip, true).await;
+    let mut c = cluster("slow", Protocol::Http2, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| {
+        p.max_connections = Some(1);
+        p.max_concurrent_streams = Some(1);
+        p.max_pending_requests = Some(1);
+    }));
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], to("slow"))], vec![c]),
+    )
+    .await;
+    let mut replies = concurrent(p.outbound(), 6);
+    for _ in 0..4 {
+        assert_eq!(next(&mut replies).await.status, 503);
+    }
+    wait_arrived(&b, 1).await;
+    b.gate.as_ref().unwrap().add_permits(2);
+    for _ in 0..2 {
+        assert_eq!(next(&mut replies).await.status, 200);
+    }
+    assert_eq!(b.arrived.load(Ordering::Relaxed), 2);
+    assert_eq!(b.conns.load(Ordering::Relaxed), 1);
+    wait_log_count(&p, " 503 UO ", 4).await;
+    assert!(
+        p.log_line(" 503 UO ")
+            .await
+            .contains("http1MaxPendingRequests")
+    );
+}
+
+/// `maxRequestsPerConnection`, `maxConnectionDuration` and `idleTimeout` on an HTTP/2
+/// upstream: each makes the next request open a new connection, and nothing else does
+/// (paused time for the durations).
+#[tokio::test]
+async fn h2_connections_are_drained_by_uses_age_and_idleness() {
+    let ip = fresh_ip();
+    let b = backend("b", ip).await;
+    let h2 = |name: &str, f: fn(&mut ConnectionPool)| {
+        let mut c = cluster(name, Protocol::Http2, vec![endpoint(b.addr)]);
+        c.traffic.connection_pool = Some(pool(f));
+        c
+    };
+    let config = one_service(
+        ip,
+        vec![
+            route("uses", vec![uri_prefix("/uses")], to("uses")),
+            route("age", vec![uri_prefix("/age")], to("age")),
+            route("idle", vec![uri_prefix("/idle")], to("idle")),
+        ],
+        vec![
+            h2("uses", |p| p.max_requests_per_connection = Some(2)),
+            h2("age", |p| {
+                p.max_connection_duration = Some(Duration::from_secs(60));
+            }),
+            h2("idle", |p| p.idle_timeout = Some(Duration::from_secs(30))),
+        ],
+    );
+    let p = TestProxy::with_config(ip, config).await;
+    let conns = || b.conns.load(Ordering::Relaxed);
+    let ok = |path: &'static str| {
+        let out = p.outbound();
+        async move {
+            let r = get(out, &format!("http://backend{path}")).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            assert_eq!(r.header("x-seen-version"), "HTTP/2.0");
+        }
+    };
+    // Two requests per connection: four requests, two connections.
+    for _ in 0..4 {
+        ok("/uses").await;
+    }
+    assert_eq!(conns(), 2);
+    // Younger than a minute: reused; older: a new one.
+    ok("/age").await;
+    jump(Duration::from_secs(30)).await;
+    ok("/age").await;
+    assert_eq!(conns(), 3);
+    jump(Duration::from_secs(31)).await;
+    ok("/age").await;
+    assert_eq!(conns(), 4);
+    // Idle for less than 30 s: reused; for more: closed, and a new one.
+    ok("/idle").await;
+    assert_eq!(conns(), 5);
+    jump(Duration::from_secs(20)).await;
+    ok("/idle").await;
+    jump(Duration::from_secs(20)).await;
+    ok("/idle").await;
+    assert_eq!(conns(), 5);
+    jump(Duration::from_secs(31)).await;
+    ok("/idle").await;
+    assert_eq!(conns(), 6);
+}
+
+/// At `maxConnections: 1`, with the one connection idle at one endpoint, a request
+/// picked for the other endpoint still gets a connection (Envoy guarantees every
+/// endpoint it picks one) rather than waiting for good; HTTP/1.1 and HTTP/2 alike.
+#[tokio::test]
+async fn an_endpoint_without_a_connection_gets_one_at_max_connections() {
+    for protocol in [Protocol::Http, Protocol::Http2] {
+        let ip = fresh_ip();
+        let a = held_backend("a", ip, false).await;
+        let b = held_backend("b", ip, false).await;
+        let mut c = cluster("two", protocol, vec![endpoint(a.addr), endpoint(b.addr)]);
+        c.traffic.connection_pool = Some(pool(|p| p.max_connections = Some(1)));
+        let p = TestProxy::with_config(
+            ip,
+            one_service(ip, vec![route("r", vec![], to("two"))], vec![c]),
+        )
+        .await;
+        // Round robin: the requests alternate between the two.
+        for _ in 0..4 {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                get(p.outbound(), "http://backend/"),
+            )
+            .await
+            .expect("answered, not left waiting");
+            assert_eq!(r.status, 200, "{protocol:?}: {}", r.body);
+        }
+        assert_eq!(a.arrived.load(Ordering::Relaxed), 2, "{protocol:?}");
+        assert_eq!(b.arrived.load(Ordering::Relaxed), 2, "{protocol:?}");
+        assert_eq!(a.conns.load(Ordering::Relaxed), 1, "{protocol:?}");
+        assert_eq!(b.conns.load(Ordering::Relaxed), 1, "{protocol:?}");
+    }
+}

@@ -244,3 +244,71 @@ spec:
         (Duration::from_secs(120), 25, 2000)
     );
 }
+
+/// Istio's readings of the HTTP pool fields: `http.idleTimeout` falls back to
+/// `tcp.idleTimeout`;
+/// `maxConcurrentStreams` reaches only clusters of an `http2`/`grpc` port without
+/// `useClientProtocol`.
+#[test]
+fn idle_timeout_falls_back_to_tcp_and_max_concurrent_streams_needs_an_h2_port() {
+    let m = mesh(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: svc}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80}, {name: http2, port: 81}, {name: grpc, port: 82}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: svc}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool:
+      tcp: {idleTimeout: 7s}
+      http: {maxConcurrentStreams: 3}
+    portLevelSettings:
+    - port: {number: 82}
+      connectionPool:
+        tcp: {idleTimeout: 7s}
+        http: {idleTimeout: 2s, maxConcurrentStreams: 3, useClientProtocol: true}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: api, namespace: svc}
+spec: {address: 127.0.0.9, labels: {app: api}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: client, namespace: svc}
+spec: {address: 127.0.0.10, labels: {app: client}}
+"#,
+    );
+    let config = m.compile("client.svc").unwrap();
+    let pool = |port: u16| {
+        config
+            .clusters
+            .iter()
+            .find(|c| c.name == format!("outbound|{port}||api.svc.svc.cluster.local"))
+            .unwrap_or_else(|| panic!("cluster of port {port}"))
+            .traffic
+            .connection_pool
+            .clone()
+            .unwrap()
+    };
+    let http = pool(80);
+    assert_eq!(http.idle_timeout, Some(Duration::from_secs(7)));
+    assert_eq!(http.max_concurrent_streams, None, "an http port");
+    let h2 = pool(81);
+    assert_eq!(h2.max_concurrent_streams, Some(3));
+    let grpc = pool(82);
+    assert!(grpc.use_client_protocol);
+    assert_eq!(grpc.max_concurrent_streams, None, "useClientProtocol");
+    assert_eq!(
+        grpc.idle_timeout,
+        Some(Duration::from_secs(2)),
+        "http's first"
+    );
+}
