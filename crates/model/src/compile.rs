@@ -155,6 +155,7 @@ fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
         labels: w.labels.clone(),
         service_account: w.service_account.clone(),
         spiffe_id: w.spiffe_id(&mesh.options().trust_domain),
+        locality: w.locality.label(),
     }
 }
 
