@@ -158,8 +158,10 @@ async fn traffic_stays_in_the_zone_and_fails_over_by_priority() -> Result<()> {
     assert_eq!(failed.status, 500);
     assert_eq!(failed.header(header::APP), "near.prod");
     assert_eq!(spread(&mesh, URL, 50).await?, only("zone.prod", 50));
-    // The other zone's endpoint removed: the other region is next.
-    mesh.write_config("zone.yaml", "").await?;
+    // The other zone's endpoint leaves the service (its labels no longer match): the
+    // other region is next.
+    mesh.write_config("zone.yaml", &ZONE.replace("app: api", "app: retired"))
+        .await?;
     mesh.wait_synced().await?;
     assert_eq!(spread(&mesh, URL, 50).await?, only("far.prod", 50));
     Ok(())
