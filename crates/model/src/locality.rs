@@ -166,7 +166,9 @@ pub struct Plan {
 /// The locality setting that applies, Istio's `GetLocalityLbSetting`: the rule's unless
 /// it says `enabled: false`; without one, the mesh's, which skiff does not read:
 /// Istio's default mesh config has `localityLbSetting: {enabled: true}`.
-pub fn effective(rule: Option<&LocalityLoadBalancerSetting>) -> Option<LocalityLoadBalancerSetting> {
+pub fn effective(
+    rule: Option<&LocalityLoadBalancerSetting>,
+) -> Option<LocalityLoadBalancerSetting> {
     match rule {
         Some(s) if s.enabled == Some(false) => None,
         Some(s) => Some(s.clone()),
@@ -258,7 +260,9 @@ fn label_priority(
             Some((k, v)) => (k, Some(v)),
             None => (entry.as_str(), None),
         };
-        let wanted = wanted.or_else(|| client.get(key).map(String::as_str)).unwrap_or("");
+        let wanted = wanted
+            .or_else(|| client.get(key).map(String::as_str))
+            .unwrap_or("");
         let have = endpoint.get(key).map(String::as_str).unwrap_or("");
         if wanted != have {
             return n - j as u32;

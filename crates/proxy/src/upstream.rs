@@ -726,13 +726,22 @@ impl ClusterRt {
     /// is reached as a balanced pick would reach it (its sidecar, its mutual TLS);
     /// another address is dialled as it is, in plain text. The cluster's request
     /// limits still apply; outlier detection does not (no endpoint is chosen).
-    pub(crate) fn to_original(&self, addr: SocketAddr, dial: impl FnOnce() -> Arc<EndpointState>) -> ClusterRt {
+    pub(crate) fn to_original(
+        &self,
+        addr: SocketAddr,
+        dial: impl FnOnce() -> Arc<EndpointState>,
+    ) -> ClusterRt {
         let known = (0..self.lb.len())
             .map(|i| self.lb.endpoint(i))
             .filter(|e| e.app.ip() == addr.ip())
             .min_by_key(|e| e.app.port() != addr.port());
         let endpoint = known.cloned().unwrap_or_else(dial);
-        let mut one = ClusterRt::single(self.name.clone(), self.proto, endpoint, self.connect_timeout);
+        let mut one = ClusterRt::single(
+            self.name.clone(),
+            self.proto,
+            endpoint,
+            self.connect_timeout,
+        );
         one.service.clone_from(&self.service);
         one.breaker.clone_from(&self.breaker);
         one

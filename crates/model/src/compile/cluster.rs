@@ -136,7 +136,14 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 });
                 members.push(e);
             }
-            apply_locality(c, locality.as_ref(), failover, &mut cluster, &mut endpoints, &members);
+            apply_locality(
+                c,
+                locality.as_ref(),
+                failover,
+                &mut cluster,
+                &mut endpoints,
+                &members,
+            );
             cluster.endpoints = endpoints;
             cluster
                 .endpoints
@@ -173,8 +180,7 @@ fn apply_locality(
             weight: ep.weight,
         })
         .collect();
-    let Some(plan) = crate::locality::plan(setting, failover, client, &client_labels, &list)
-    else {
+    let Some(plan) = crate::locality::plan(setting, failover, client, &client_labels, &list) else {
         return;
     };
     if plan.locality_weighted {

@@ -53,7 +53,10 @@ fn localities_come_from_the_entry_then_the_topology_labels() {
     );
     let by_labels = labels(&[(REGION_LABEL, "eu"), (ZONE_LABEL, "eu-1")]);
     assert_eq!(Locality::of_workload(None, &by_labels).label(), "eu/eu-1");
-    assert_eq!(Locality::of_workload(Some(" "), &by_labels).label(), "eu/eu-1");
+    assert_eq!(
+        Locality::of_workload(Some(" "), &by_labels).label(),
+        "eu/eu-1"
+    );
     // The entry's field wins over labels.
     assert_eq!(Locality::of_workload(Some("ap"), &by_labels).label(), "ap");
     let old = labels(&[("istio-locality", "r.z.s")]);
@@ -65,7 +68,15 @@ fn localities_come_from_the_entry_then_the_topology_labels() {
 #[test]
 fn rule_localities_match_with_wildcards_and_missing_parts() {
     let l = Locality::parse("us/us-1/a");
-    for rule in ["us", "us/*", "us/us-1", "us/us-1/*", "us/us-1/a", "*", "*/us-1/a"] {
+    for rule in [
+        "us",
+        "us/*",
+        "us/us-1",
+        "us/us-1/*",
+        "us/us-1/a",
+        "*",
+        "*/us-1/a",
+    ] {
         assert!(l.matches(rule), "{rule}");
     }
     for rule in ["eu", "us/us-2", "us/us-1/b", "*/us-2"] {
@@ -174,7 +185,12 @@ fn failover_puts_the_named_region_before_the_others() {
         true,
         "r1/z1",
         &[],
-        &[("r2/z1", &[]), ("r3/z1", &[]), ("r1/z2", &[]), ("r1/z1", &[])],
+        &[
+            ("r2/z1", &[]),
+            ("r3/z1", &[]),
+            ("r1/z2", &[]),
+            ("r1/z1", &[]),
+        ],
     )
     .unwrap();
     assert_eq!(plan.priorities, vec![Some(3), Some(2), Some(1), Some(0)]);

@@ -80,9 +80,8 @@ impl Tiers {
         if one_priority && (weighted.is_none() || one_locality || hash.is_some()) {
             return None;
         }
-        let balancer = |r: &Range<usize>| {
-            Balancer::new(policy, list[r.clone()].to_vec()).with_warmup(warmup)
-        };
+        let balancer =
+            |r: &Range<usize>| Balancer::new(policy, list[r.clone()].to_vec()).with_warmup(warmup);
         let mut tiers = Vec::new();
         for range in runs(placement, |a, b| a.priority == b.priority) {
             let localities = match weighted {
@@ -95,8 +94,10 @@ impl Tiers {
                         groups
                             .into_iter()
                             .map(|r| {
-                                let own: u64 =
-                                    list[r.clone()].iter().map(|(_, w)| u64::from((*w).max(1))).sum();
+                                let own: u64 = list[r.clone()]
+                                    .iter()
+                                    .map(|(_, w)| u64::from((*w).max(1)))
+                                    .sum();
                                 let weight = w
                                     .weights
                                     .get(placement[r.start].locality)
@@ -119,7 +120,10 @@ impl Tiers {
                     .iter()
                     .map(|(e, _)| e.display.to_string())
                     .collect();
-                let weights: Vec<u32> = list[range.clone()].iter().map(|(_, w)| (*w).max(1)).collect();
+                let weights: Vec<u32> = list[range.clone()]
+                    .iter()
+                    .map(|(_, w)| (*w).max(1))
+                    .collect();
                 HashTable::build(h, &names, &weights)
             });
             tiers.push(Tier {

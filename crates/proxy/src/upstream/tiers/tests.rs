@@ -38,7 +38,12 @@ fn tiers(placement: &[(u32, &str)], weighted: Option<&LocalityWeighted>) -> Tier
     Tiers::build(LbPolicy::Random, None, &list, &placement, weighted, None).unwrap()
 }
 
-fn counts(t: &Tiers, filtering: bool, usable: impl Fn(usize) -> bool + Copy, n: usize) -> Vec<usize> {
+fn counts(
+    t: &Tiers,
+    filtering: bool,
+    usable: impl Fn(usize) -> bool + Copy,
+    n: usize,
+) -> Vec<usize> {
     let mut out = vec![0; 8];
     for _ in 0..n {
         if let Some(i) = t.pick(filtering, usable, None) {
@@ -105,8 +110,14 @@ fn localities_of_a_priority_share_by_weight() {
 fn one_priority_without_weights_needs_no_tiers() {
     let list = endpoints(2);
     let placement = [
-        Placement { priority: 0, locality: "a" },
-        Placement { priority: 0, locality: "b" },
+        Placement {
+            priority: 0,
+            locality: "a",
+        },
+        Placement {
+            priority: 0,
+            locality: "b",
+        },
     ];
     assert!(Tiers::build(LbPolicy::Random, None, &list, &placement, None, None).is_none());
 }
