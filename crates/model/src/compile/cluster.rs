@@ -2,6 +2,7 @@
 //! connect timeout, connection-pool limits, outlier detection and consistent hashing
 //! from the DestinationRule that applies.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -163,20 +164,35 @@ fn apply_locality(
     endpoints: &mut Vec<Endpoint>,
     members: &[usize],
 ) {
+    // Most clusters have nothing to do: no `distribute`, no outlier detection.
+    let Some(s) = setting.filter(|s| failover || !s.distribute.is_empty()) else {
+        return;
+    };
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
     let workloads = c.mesh.registry().workloads();
     let client = &c.workload.locality;
-    let client_labels = client.augment(&c.workload.labels);
-    let labels: Vec<_> = members
-        .iter()
-        .map(|&e| workloads[e].locality.augment(&workloads[e].labels))
-        .collect();
+    // Labels (with the topology labels of the locality) only for `failoverPriority`.
+    let by_labels = !s.failover_priority.is_empty();
+    let client_labels = if by_labels {
+        client.augment(&c.workload.labels)
+    } else {
+        BTreeMap::new()
+    };
+    let labels: Vec<_> = if by_labels {
+        members
+            .iter()
+            .map(|&e| workloads[e].locality.augment(&workloads[e].labels))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let list: Vec<Member<'_>> = members
         .iter()
-        .zip(&labels)
         .zip(endpoints.iter())
-        .map(|((&e, labels), ep)| Member {
+        .enumerate()
+        .map(|(i, (&e, ep))| Member {
             locality: &workloads[e].locality,
-            labels,
+            labels: labels.get(i).unwrap_or(&NO_LABELS),
             weight: ep.weight,
         })
         .collect();
