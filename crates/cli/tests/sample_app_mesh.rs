@@ -160,6 +160,8 @@ fn cluster(subset: &str, app: SocketAddr) -> Cluster {
             spiffe_id: String::new(),
             sidecar: true,
             mtls: false,
+            locality: String::new(),
+            priority: 0,
             dns: None,
         }],
         connect_timeout: Duration::from_secs(2),

@@ -81,6 +81,8 @@ fn upstreams(mut c: Compiler<'_>, shared: &mut SharedConfig) {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ViewKey {
     namespace: String,
+    /// Locality load balancing orders endpoints by their distance from the client.
+    locality: crate::locality::Locality,
     /// The workload's value of each of the mesh's client label keys, in key order.
     labels: Vec<Option<String>>,
 }
@@ -89,6 +91,7 @@ impl ViewKey {
     pub(crate) fn of(mesh: &Mesh, workload: &Workload) -> ViewKey {
         ViewKey {
             namespace: workload.namespace.clone(),
+            locality: workload.locality.clone(),
             labels: mesh
                 .rules()
                 .client_label_keys()
@@ -230,6 +233,7 @@ fn node(mesh: &Mesh, w: &Workload, kind: ProxyKind) -> Node {
         labels: w.labels.clone(),
         service_account: w.service_account.clone(),
         spiffe_id: w.spiffe_id(&mesh.options().trust_domain),
+        locality: w.locality.label(),
     }
 }
 

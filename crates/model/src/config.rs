@@ -43,7 +43,7 @@ pub use telemetry::{
 };
 pub use traffic_policy::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
-    HashCookie, HashKey, OutlierDetection, TcpKeepalive, TrafficPolicy, Warmup,
+    HashCookie, HashKey, LocalityWeighted, OutlierDetection, TcpKeepalive, TrafficPolicy, Warmup,
 };
 
 /// Everything one proxy needs to serve traffic. One value per proxy.
@@ -257,6 +257,10 @@ pub struct Node {
     pub service_account: String,
     /// SPIFFE id: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
     pub spiffe_id: String,
+    /// The workload's locality, `region/zone/subzone` (empty when unknown): the one its
+    /// clusters' locality priorities and weights were computed from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub locality: String,
 }
 
 /// What kind of proxy a node runs.
@@ -635,6 +639,9 @@ pub enum LbPolicy {
     LeastRequest,
     /// Uniformly random.
     Random,
+    /// `PASSTHROUGH`: no balancing; each request goes to the destination the app
+    /// addressed (Envoy's original-destination cluster).
+    Passthrough,
 }
 
 /// One upstream endpoint.
@@ -672,6 +679,17 @@ pub struct Endpoint {
     /// holds only the port, with the unspecified IP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsLookup>,
+    /// The workload's locality, `region/zone/subzone` (empty when unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub locality: String,
+    /// Envoy's priority (locality failover, `failoverPriority`): requests go to
+    /// priority 0 while it is healthy enough, the overflow to 1, and so on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A name the proxy resolves to endpoints, as Envoy's DNS clusters do.

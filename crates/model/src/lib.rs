@@ -14,6 +14,7 @@ pub mod config;
 pub mod diagnostic;
 mod error;
 pub mod host;
+pub mod locality;
 mod mesh;
 pub mod protocol;
 pub mod registry;

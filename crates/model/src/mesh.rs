@@ -85,7 +85,7 @@ impl Mesh {
 
     /// The configuration of every proxy, in [`Mesh::proxies`] order, in its own and
     /// shared parts: [`ProxyParts::join`] gives what [`Mesh::compile`] gives, but
-    /// sidecars that see the mesh alike (same namespace, same values of the labels
+    /// sidecars that see the mesh alike (same namespace and locality, same values of the labels
     /// client-side selectors read) share one compile and one copy of their shared
     /// part, so the cost grows with the distinct views rather than with the proxies.
     pub fn compile_all(&self) -> Vec<ProxyParts> {

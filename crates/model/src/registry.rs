@@ -148,6 +148,8 @@ pub struct Workload {
     /// A ServiceEntry endpoint named by DNS (`resolution: DNS` or `DNS_ROUND_ROBIN`),
     /// resolved by the proxy; then `address` is `None`.
     pub dns: Option<crate::config::DnsLookup>,
+    /// Where it runs: WorkloadEntry `locality`, or its topology labels.
+    pub locality: crate::locality::Locality,
     /// The resource that declared it.
     pub resource: ResourceRef,
 }

@@ -109,10 +109,11 @@ impl Rules {
         rules
     }
 
-    /// The label keys that decide, besides its namespace, what a sidecar's outbound
-    /// configuration holds: those of VirtualService `sourceLabels`, DestinationRule
-    /// and Sidecar `workloadSelector`s. Two sidecars of one namespace that agree on
-    /// these labels compile the same outbound configuration.
+    /// The label keys that decide, besides its namespace and locality, what a
+    /// sidecar's outbound configuration holds: those of VirtualService
+    /// `sourceLabels`, DestinationRule and Sidecar `workloadSelector`s and
+    /// DestinationRule `failoverPriority`. Two sidecars of one namespace and locality
+    /// that agree on these labels compile the same outbound configuration.
     pub fn client_label_keys(&self) -> &BTreeSet<String> {
         &self.client_label_keys
     }
@@ -280,6 +281,25 @@ fn client_label_keys(rules: &Rules) -> BTreeSet<String> {
         .chain(rules.sidecars.iter().filter_map(|s| s.selector.as_ref()));
     for selector in selectors {
         keys.extend(selector.keys().cloned());
+    }
+    // `failoverPriority` compares the client's labels with the endpoints' (`key` or
+    // `key=value`).
+    for dr in &rules.destination_rules {
+        let policies = std::iter::once(&dr.policy)
+            .chain(dr.port_policies.iter().map(|(_, p)| p))
+            .chain(dr.subsets.iter().flat_map(|s| {
+                std::iter::once(&s.policy).chain(s.port_policies.iter().map(|(_, p)| p))
+            }));
+        for policy in policies {
+            let setting = policy
+                .load_balancer
+                .as_ref()
+                .and_then(|lb| lb.locality.as_ref());
+            for entry in setting.into_iter().flat_map(|s| &s.failover_priority) {
+                let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+                keys.insert(key.trim().to_owned());
+            }
+        }
     }
     keys
 }

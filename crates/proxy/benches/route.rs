@@ -121,6 +121,8 @@ fn mesh(services: usize) -> ProxyConfig {
                 spiffe_id: String::new(),
                 sidecar: true,
                 mtls: false,
+                locality: String::new(),
+                priority: 0,
                 dns: None,
             }],
             connect_timeout: Duration::from_secs(10),

@@ -188,6 +188,8 @@ mod tests {
             spiffe_id: String::new(),
             sidecar: false,
             mtls: false,
+            locality: String::new(),
+            priority: 0,
             dns: Some(DnsLookup {
                 name: name.to_owned(),
                 all,

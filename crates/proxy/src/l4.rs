@@ -78,8 +78,28 @@ async fn carry<I>(
         tracing::debug!("{reason}");
         return refuse(rec, ResponseFlag::NoRoute, reason);
     };
-    let cluster = &snapshot.clusters[route.destinations.pick()];
+    let mut cluster = &snapshot.clusters[route.destinations.pick()];
     tcp::routed(&mut rec, &route.name, &cluster.name);
+    // PASSTHROUGH: the address the connection was sent to (or the name it named).
+    let original;
+    if cluster.is_passthrough() {
+        let ip = target.ip.map(|ip| ip.to_string());
+        let Some(host) = ip.as_deref().or(target.host) else {
+            let e = crate::Error::NoHealthyUpstream(format!(
+                "{}: PASSTHROUGH load balancing needs the connection's destination, and it is not known",
+                cluster.name
+            ));
+            return tcp::failed(rec, &e);
+        };
+        let conn = rec.conn.clone();
+        match crate::passthrough::original(cluster, &conn, host, port.port).await {
+            Ok(c) => {
+                original = c;
+                cluster = &original;
+            }
+            Err(e) => return tcp::failed(rec, &e),
+        }
+    }
     match tcp::connect(cluster).await {
         Ok((up, ep, slot)) => tcp::splice(io, up, ep, slot, rec).await,
         Err(e) => tcp::failed(rec, &e),

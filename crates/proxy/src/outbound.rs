@@ -141,8 +141,18 @@ pub(crate) async fn connect(conn: Arc<Conn>, mut req: Request<Incoming>) -> Resp
         rec.respond(404, ResponseFlag::NoRoute);
         return respond::local(StatusCode::NOT_FOUND, "", rec);
     };
-    let cluster = &snapshot.clusters[route.destinations.pick()];
+    let mut cluster = &snapshot.clusters[route.destinations.pick()];
     tcp::routed(&mut rec, &route.name, &cluster.name);
+    let original;
+    if cluster.is_passthrough() {
+        match crate::passthrough::original(cluster, &tunnel, &dest.host, dest.port).await {
+            Ok(c) => {
+                original = c;
+                cluster = &original;
+            }
+            Err(e) => return connect_failed(&conn, &req, &e, &rec),
+        }
+    }
     let (up, ep, slot) = match tcp::connect(cluster).await {
         Ok(c) => c,
         Err(e) => return connect_failed(&conn, &req, &e, &rec),

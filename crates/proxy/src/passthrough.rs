@@ -133,6 +133,45 @@ async fn endpoint(
                 ))
             })?,
     };
+    Ok(plain_endpoint(conn, addr, proto))
+}
+
+/// For a `PASSTHROUGH` cluster (DestinationRule `loadBalancer.simple: PASSTHROUGH`):
+/// the cluster of one request or connection addressed to `host:port`, an endpoint of
+/// the cluster when one has that address, else `host:port` dialled as it is (a name
+/// resolved by DNS), as Envoy's original-destination cluster connects to where the
+/// app sent its traffic.
+pub(crate) async fn original(
+    cluster: &ClusterRt,
+    conn: &Conn,
+    host: &str,
+    port: u16,
+) -> Result<ClusterRt, Error> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match bare.parse() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                Error::NoHealthyUpstream(format!(
+                    "{}: PASSTHROUGH load balancing sends traffic to the address it was \
+                     sent to, and {host} does not resolve to an address",
+                    cluster.name
+                ))
+            })?,
+    };
+    let proto = cluster.proto;
+    Ok(cluster.to_original(addr, || plain_endpoint(conn, addr, proto)))
+}
+
+/// The endpoint state of `addr` dialled directly, in plain text.
+pub(crate) fn plain_endpoint(
+    conn: &Conn,
+    addr: SocketAddr,
+    proto: UpstreamProto,
+) -> Arc<EndpointState> {
     let key = EndpointKey {
         dial: addr,
         target_port: None,
@@ -140,8 +179,7 @@ async fn endpoint(
         identity: None,
         pool: None,
     };
-    Ok(conn
-        .inputs
+    conn.inputs
         .endpoints
-        .get(key, addr, None, None, || UpstreamTls::Plain))
+        .get(key, addr, None, None, || UpstreamTls::Plain)
 }

@@ -181,6 +181,29 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         }
         ActionRt::Redirect(rd) => respond::redirect(rd, &req, authority, rec),
         ActionRt::Forward(f) => {
+            let (index, position) = f.destinations.pick_destination();
+            if let Some(why) = snapshot.missing_cluster(index) {
+                rec.note_request_id(req.headers());
+                return no_cluster(&snapshot.clusters[index].name, why, rec);
+            }
+            let mut cluster = &snapshot.clusters[index];
+            // PASSTHROUGH: the destination the app addressed, not a balanced pick.
+            let original;
+            if cluster.is_passthrough() {
+                match Box::pin(original_destination(cluster, &conn, authority)).await {
+                    Ok(c) => {
+                        original = c;
+                        cluster = &original;
+                    }
+                    Err(e) => {
+                        if let Some(r) = rec.record() {
+                            r.cluster = Some(cluster.name.clone());
+                            r.details = Some(e.to_string().into());
+                        }
+                        return respond::error(&e, e.response_flag(), rec);
+                    }
+                }
+            }
             if matches!(conn.role, Role::Gateway(_)) && conn.tls.is_some() {
                 // The gateway terminated TLS: the scheme the client used.
                 req.headers_mut().insert(
@@ -188,12 +211,6 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
                     http::HeaderValue::from_static("https"),
                 );
             }
-            let (index, position) = f.destinations.pick_destination();
-            if let Some(why) = snapshot.missing_cluster(index) {
-                rec.note_request_id(req.headers());
-                return no_cluster(&snapshot.clusters[index].name, why, rec);
-            }
-            let cluster = &snapshot.clusters[index];
             destination = policy.and_then(|p| p.destination(position));
             let plan = Plan {
                 cluster,
@@ -220,6 +237,20 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
         p.on_response(destination, cors_origin.as_ref(), &mut resp);
     }
     resp
+}
+
+/// The one-endpoint cluster of a request to a `PASSTHROUGH` cluster: to its
+/// authority's `host:port` (the tunnel's port, in a tunnel).
+async fn original_destination(
+    cluster: &crate::upstream::ClusterRt,
+    conn: &Conn,
+    authority: &str,
+) -> Result<crate::upstream::ClusterRt, crate::Error> {
+    let (host, port) = match &conn.dest {
+        Some(d) => (crate::config::strip_port(authority), d.port),
+        None => split_authority(authority, 80),
+    };
+    crate::passthrough::original(cluster, conn, host, port).await
 }
 
 /// `503 NC`: the route names a cluster that does not exist.

@@ -28,6 +28,7 @@ mod h2;
 mod hash;
 mod lb;
 mod outlier;
+mod tiers;
 
 pub(crate) use breaker::{Breaker, Overflow, Slot};
 pub(crate) use h2::H2Stream;
@@ -172,6 +173,8 @@ pub(crate) struct EndpointState {
     pub(crate) key: EndpointKey,
     /// `ip:port` of the workload, as the access log shows it.
     pub(crate) display: Box<str>,
+    /// The workload's address (where its app listens).
+    app: SocketAddr,
     /// Plain text or mesh mutual TLS.
     pub(crate) tls: UpstreamTls,
     /// The local address connections leave from: the workload's own, so the peer sees
@@ -216,6 +219,7 @@ impl EndpointState {
         EndpointState {
             key,
             display: app.to_string().into(),
+            app,
             tls,
             source,
             breaker: None,
@@ -758,6 +762,10 @@ pub(crate) struct ClusterRt {
     outlier: Option<Box<Monitored>>,
     /// `consistentHash`.
     hash: Option<Box<hash::HashTable>>,
+    /// Priorities and locality weights (locality load balancing).
+    tiers: Option<Box<tiers::Tiers>>,
+    /// `PASSTHROUGH`: requests go to the destination the app addressed.
+    passthrough: bool,
 }
 
 /// A cluster's outlier detector and the monitor of each of its endpoints, in order.
@@ -794,10 +802,45 @@ fn proto_of_port(c: &Cluster) -> UpstreamProto {
 impl ClusterRt {
     pub(crate) fn new(
         c: &Cluster,
-        endpoints: Vec<(Arc<EndpointState>, u32)>,
+        mut endpoints: Vec<(Arc<EndpointState>, u32)>,
         registry: &EndpointRegistry,
         breaker: Option<Arc<Breaker>>,
     ) -> Self {
+        // Locality load balancing: endpoints in priority, then locality, order, so that
+        // each priority and each locality is a range.
+        let mut tiers = None;
+        let placed = c.endpoints.len() == endpoints.len()
+            && (c.traffic.locality_weighted.is_some()
+                || c.endpoints.iter().any(|e| e.priority != 0));
+        if placed {
+            let mut order: Vec<usize> = (0..endpoints.len()).collect();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&c.endpoints[a], &c.endpoints[b]);
+                (a.priority, &a.locality).cmp(&(b.priority, &b.locality))
+            });
+            let mut slots: Vec<Option<(Arc<EndpointState>, u32)>> =
+                endpoints.into_iter().map(Some).collect();
+            endpoints = order
+                .iter()
+                .map(|&i| slots[i].take().expect("each once"))
+                .collect();
+            let placement: Vec<tiers::Placement<'_>> = order
+                .iter()
+                .map(|&i| tiers::Placement {
+                    priority: c.endpoints[i].priority,
+                    locality: &c.endpoints[i].locality,
+                })
+                .collect();
+            tiers = tiers::Tiers::build(
+                c.lb,
+                c.traffic.warmup.as_ref(),
+                &endpoints,
+                &placement,
+                c.traffic.locality_weighted.as_ref(),
+                c.traffic.consistent_hash.as_ref(),
+            )
+            .map(Box::new);
+        }
         let outlier = registry.detector(c).map(|d| {
             let keys: Vec<(EndpointKey, &str)> = endpoints
                 .iter()
@@ -827,7 +870,40 @@ impl ClusterRt {
             breaker,
             outlier,
             hash,
+            tiers,
+            passthrough: c.lb == skiff_model::config::LbPolicy::Passthrough,
         }
+    }
+
+    /// A `PASSTHROUGH` cluster: each request goes to its original destination.
+    pub(crate) fn is_passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    /// For a `PASSTHROUGH` cluster: the cluster of one request, to `addr`, the
+    /// destination the app addressed. An endpoint of this cluster with that IP address
+    /// is reached as a balanced pick would reach it (its sidecar, its mutual TLS);
+    /// another address is dialled as it is, in plain text. The cluster's request
+    /// limits still apply; outlier detection does not (no endpoint is chosen).
+    pub(crate) fn to_original(
+        &self,
+        addr: SocketAddr,
+        dial: impl FnOnce() -> Arc<EndpointState>,
+    ) -> ClusterRt {
+        let known = (0..self.lb.len())
+            .map(|i| self.lb.endpoint(i))
+            .filter(|e| e.app.ip() == addr.ip())
+            .min_by_key(|e| e.app.port() != addr.port());
+        let endpoint = known.cloned().unwrap_or_else(dial);
+        let mut one = ClusterRt::single(
+            self.name.clone(),
+            self.proto,
+            endpoint,
+            self.connect_timeout,
+        );
+        one.service.clone_from(&self.service);
+        one.breaker.clone_from(&self.breaker);
+        one
     }
 
     /// A cluster of one endpoint (an inbound port's app).
@@ -858,6 +934,8 @@ impl ClusterRt {
             breaker: None,
             outlier: None,
             hash: None,
+            tiers: None,
+            passthrough: false,
         }
     }
 
@@ -876,6 +954,9 @@ impl ClusterRt {
             .filter(|(d, _)| d.filtering())
             .map(|(_, hosts)| hosts);
         let usable = |i: usize| ejected.is_none_or(|h| !h[i].is_ejected());
+        if let Some(t) = &self.tiers {
+            return t.pick(ejected.is_some(), usable, hash);
+        }
         if let Some(table) = &self.hash {
             let h = hash.unwrap_or_else(|| {
                 u64::from(random_below(u32::MAX)) << 32 | u64::from(random_below(u32::MAX))

@@ -2,10 +2,14 @@
 //! connect timeout, connection-pool limits, outlier detection and consistent hashing
 //! from the DestinationRule that applies.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{Cluster, ClusterTls, Endpoint, LbPolicy, Protocol, TrafficPolicy};
+use crate::config::{
+    Cluster, ClusterTls, Endpoint, LbPolicy, LocalityWeighted, Protocol, TrafficPolicy,
+};
+use crate::locality::Member;
 use crate::registry::labels_match;
 
 use super::Compiler;
@@ -54,8 +58,20 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 (Some(_), None) => return cluster,
                 (None, _) => None,
             };
+            // Istio's mesh default turns locality load balancing on without a rule.
+            let mut locality = crate::locality::effective(None);
+            let mut failover = false;
             if let Some(dr) = dr {
                 let policy = dr.policy_for(key.port, subset);
+                locality = crate::locality::effective(
+                    policy
+                        .load_balancer
+                        .as_ref()
+                        .and_then(|l| l.locality.as_ref()),
+                );
+                // Istio: failover only with outlier detection, or Envoy would never
+                // leave the first priority.
+                failover = policy.outlier_detection.is_some();
                 cluster.lb = policy.lb().unwrap_or_default();
                 cluster.connect_timeout =
                     policy.connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -67,6 +83,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                         .as_ref()
                         .and_then(|l| l.consistent_hash.clone()),
                     warmup: policy.load_balancer.and_then(|l| l.warmup),
+                    locality_weighted: None,
                 };
                 if let Some(t) = dr.tls_for(key.port, subset) {
                     cluster.tls = cluster_tls(t);
@@ -88,6 +105,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 p.max_concurrent_streams = None;
             }
             let mut endpoints = Vec::new();
+            let mut members = Vec::new();
             for &e in &service.endpoints {
                 let workload = &registry.workloads()[e];
                 if subset.is_some_and(|s| !labels_match(&s.labels, &workload.labels)) {
@@ -123,8 +141,19 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                     sidecar,
                     mtls,
                     dns: workload.dns.clone(),
+                    locality: workload.locality.label(),
+                    priority: 0,
                 });
+                members.push(e);
             }
+            apply_locality(
+                c,
+                locality.as_ref(),
+                failover,
+                &mut cluster,
+                &mut endpoints,
+                &members,
+            );
             cluster.endpoints = endpoints;
             cluster
                 .endpoints
@@ -132,6 +161,66 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
             cluster
         })
         .collect()
+}
+
+/// Locality load balancing for this client: endpoint priorities, locality weights,
+/// and the endpoints `distribute` leaves out.
+fn apply_locality(
+    c: &Compiler<'_>,
+    setting: Option<&skiff_api::networking::LocalityLoadBalancerSetting>,
+    failover: bool,
+    cluster: &mut Cluster,
+    endpoints: &mut Vec<Endpoint>,
+    members: &[usize],
+) {
+    // Most clusters have nothing to do: no `distribute`, no outlier detection.
+    let Some(s) = setting.filter(|s| failover || !s.distribute.is_empty()) else {
+        return;
+    };
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let workloads = c.mesh.registry().workloads();
+    let client = &c.workload.locality;
+    // Labels (with the topology labels of the locality) only for `failoverPriority`.
+    let by_labels = !s.failover_priority.is_empty();
+    let client_labels = if by_labels {
+        client.augment(&c.workload.labels)
+    } else {
+        BTreeMap::new()
+    };
+    let labels: Vec<_> = if by_labels {
+        members
+            .iter()
+            .map(|&e| workloads[e].locality.augment(&workloads[e].labels))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let list: Vec<Member<'_>> = members
+        .iter()
+        .zip(endpoints.iter())
+        .enumerate()
+        .map(|(i, (&e, ep))| Member {
+            locality: &workloads[e].locality,
+            labels: labels.get(i).unwrap_or(&NO_LABELS),
+            weight: ep.weight,
+        })
+        .collect();
+    let Some(plan) = crate::locality::plan(setting, failover, client, &client_labels, &list) else {
+        return;
+    };
+    if plan.locality_weighted {
+        cluster.traffic.locality_weighted = Some(LocalityWeighted {
+            weights: plan.weights,
+        });
+    }
+    let mut priorities = plan.priorities.into_iter();
+    endpoints.retain_mut(|ep| match priorities.next().flatten() {
+        Some(p) => {
+            ep.priority = p;
+            true
+        }
+        None => false,
+    });
 }
 
 /// The referenced clusters that do not exist, with why: a host that no service or

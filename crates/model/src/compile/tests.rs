@@ -387,3 +387,114 @@ fn faults_are_keyed_by_unique_route_names_with_istio_percentages() {
     assert_eq!(dup.len(), 1, "{dup:?}");
     assert_eq!(dup[0].field.as_deref(), Some("spec.http[1].name"));
 }
+
+const LOCALITIES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: a}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: near, namespace: a}
+spec: {address: 10.0.0.1, labels: {app: api}, locality: r1/z1}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: zone, namespace: a}
+spec: {address: 10.0.0.2, labels: {app: api}, locality: r1/z2}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: far, namespace: a}
+spec:
+  address: 10.0.0.3
+  labels: {app: api, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: client, namespace: a}
+spec: {address: 10.0.0.9, labels: {app: client}, locality: r1/z1}
+"#;
+
+/// `(workload, locality, priority)` of the endpoints of `api`'s cluster for `client`.
+fn api_endpoints(dr: &str) -> (Vec<(String, String, u32)>, bool) {
+    let mesh = mesh(&format!("{LOCALITIES}---\n{dr}"));
+    let config = mesh.compile("client.a").unwrap();
+    assert_eq!(config.node.locality, "r1/z1");
+    let c = config
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|80||api.a.svc.cluster.local")
+        .unwrap();
+    let eps = c
+        .endpoints
+        .iter()
+        .map(|e| (e.workload.clone(), e.locality.clone(), e.priority))
+        .collect();
+    (eps, c.traffic.locality_weighted.is_some())
+}
+
+#[test]
+fn endpoints_get_locality_priorities_only_under_outlier_detection() {
+    let with = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}}
+"#;
+    let (eps, weighted) = api_endpoints(with);
+    let want = |p: [u32; 3]| {
+        vec![
+            ("near.a".to_string(), "r1/z1".to_string(), p[0]),
+            ("zone.a".to_string(), "r1/z2".to_string(), p[1]),
+            ("far.a".to_string(), "r2/z1".to_string(), p[2]),
+        ]
+    };
+    assert_eq!(eps, want([0, 1, 2]));
+    assert!(!weighted);
+    let without = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy: {loadBalancer: {localityLbSetting: {failover: [{from: r1, to: r2}]}}}
+"#;
+    assert_eq!(api_endpoints(without).0, want([0, 0, 0]));
+    let off = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1}
+    loadBalancer: {localityLbSetting: {enabled: false}}
+"#;
+    assert_eq!(api_endpoints(off).0, want([0, 0, 0]));
+    let distribute = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        distribute: [{from: "r1/*", to: {"r1/z2": 70, "r2/*": 30}}]
+"#;
+    let (eps, weighted) = api_endpoints(distribute);
+    assert!(weighted);
+    assert_eq!(
+        eps,
+        vec![
+            ("zone.a".to_string(), "r1/z2".to_string(), 0),
+            ("far.a".to_string(), "r2/z1".to_string(), 0),
+        ]
+    );
+}

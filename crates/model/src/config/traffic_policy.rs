@@ -32,6 +32,22 @@ pub struct TrafficPolicy {
     /// (round robin and least request only, as in Envoy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<Warmup>,
+    /// Envoy's locality-weighted balancing (`localityLbSetting` with `distribute`, or
+    /// with explicit failover settings under outlier detection): within a priority,
+    /// the proxy picks a locality by weight first, then an endpoint in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality_weighted: Option<LocalityWeighted>,
+}
+
+/// Locality weights of a cluster, by [`super::Endpoint::locality`]. A locality not
+/// listed weighs the sum of its endpoints' weights. Within a priority, a locality's
+/// weight is scaled by its health as Envoy does: by `min(1, 1.4 × healthy / total)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityWeighted {
+    /// The weights `distribute` gives.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub weights: std::collections::BTreeMap<String, u32>,
 }
 
 /// Envoy's slow start: an endpoint younger than `window` has its weight scaled by

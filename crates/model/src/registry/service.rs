@@ -187,6 +187,10 @@ pub(super) fn collect<'a>(
                 namespace: meta.namespace.clone(),
                 kind: WorkloadKind::ServiceEntryEndpoint,
                 labels: ep.labels.clone(),
+                locality: crate::locality::Locality::of_workload(
+                    ep.locality.as_deref(),
+                    &ep.labels,
+                ),
                 address: if dns.is_some() {
                     None
                 } else {
@@ -220,6 +224,7 @@ pub(super) fn collect<'a>(
                     namespace: meta.namespace.clone(),
                     kind: WorkloadKind::ServiceEntryEndpoint,
                     labels: Default::default(),
+                    locality: Default::default(),
                     address: None,
                     ports: Default::default(),
                     service_account: "default".into(),

@@ -8,6 +8,7 @@ use skiff_api::{Kind, ObjectMeta, Resource, ResourceSet};
 
 use super::{Workload, WorkloadKind};
 use crate::diagnostic::{Code, Findings, Severity, resource_ref};
+use crate::locality::Locality;
 
 /// The annotation (or label) that opts a workload out of the sidecar.
 pub(crate) const INJECT: &str = "sidecar.istio.io/inject";
@@ -24,11 +25,13 @@ pub(super) fn collect(resources: &ResourceSet, findings: &mut Findings) -> Vec<W
                 ports.insert(name.clone(), p);
             }
         }
+        let labels = merged_labels(&we.labels, &meta.labels);
         out.push(Workload {
             name: meta.name.clone(),
             namespace: meta.namespace.clone(),
             kind: WorkloadKind::WorkloadEntry,
-            labels: merged_labels(&we.labels, &meta.labels),
+            locality: Locality::of_workload(we.locality.as_deref(), &labels),
+            labels,
             address,
             ports,
             service_account: we
@@ -97,6 +100,7 @@ fn pod_workload(
         namespace: meta.namespace.clone(),
         kind,
         labels: meta.labels.clone(),
+        locality: Locality::of_workload(None, &meta.labels),
         address: None,
         ports,
         service_account: spec

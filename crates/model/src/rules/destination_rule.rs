@@ -170,7 +170,7 @@ pub(super) fn collect(
         if lenient {
             report_lenient(findings, r, "spec.host", &dr.host, &hostname);
         }
-        let info = convert(&dr, hostname, findings);
+        let info = convert(&dr, hostname);
         let key = (info.namespace.clone(), info.host.clone());
         match merged.get(&key) {
             Some(&first)
@@ -220,11 +220,10 @@ pub(super) fn collect(
 fn convert(
     dr: &Entry<'_, skiff_api::networking::DestinationRule>,
     host: String,
-    findings: &mut Findings,
 ) -> DestinationRuleInfo {
     let r = dr.resource;
     let (policy, port_policies) = match &dr.traffic_policy {
-        Some(tp) => traffic_policy(tp, r, "spec.trafficPolicy", findings),
+        Some(tp) => traffic_policy(tp),
         None => (ClusterPolicy::default(), Vec::new()),
     };
     let tls = tls_levels(dr.traffic_policy.as_ref());
@@ -234,9 +233,7 @@ fn convert(
         .enumerate()
         .map(|(i, s)| {
             let (policy, port_policies) = match &s.traffic_policy {
-                Some(tp) => {
-                    traffic_policy(tp, r, &format!("spec.subsets[{i}].trafficPolicy"), findings)
-                }
+                Some(tp) => traffic_policy(tp),
                 None => (ClusterPolicy::default(), Vec::new()),
             };
             SubsetInfo {
@@ -283,22 +280,14 @@ fn tls_levels(tp: Option<&TrafficPolicy>) -> TlsLevels {
     }
 }
 
-fn traffic_policy(
-    tp: &TrafficPolicy,
-    r: &Resource,
-    field: &str,
-    findings: &mut Findings,
-) -> (ClusterPolicy, Vec<(u16, ClusterPolicy)>) {
+fn traffic_policy(tp: &TrafficPolicy) -> (ClusterPolicy, Vec<(u16, ClusterPolicy)>) {
     let top = super::traffic_policy::convert(
         tp.load_balancer.as_ref(),
         tp.connection_pool.as_ref(),
         tp.outlier_detection.as_ref(),
-        r,
-        field,
-        findings,
     );
     let mut ports = Vec::new();
-    for (i, p) in tp.port_level_settings.iter().enumerate() {
+    for p in &tp.port_level_settings {
         let Some(port) = p
             .port
             .and_then(|s| s.number)
@@ -310,9 +299,6 @@ fn traffic_policy(
             p.load_balancer.as_ref(),
             p.connection_pool.as_ref(),
             p.outlier_detection.as_ref(),
-            r,
-            &format!("{field}.portLevelSettings[{i}]"),
-            findings,
         );
         ports.push((port, policy));
     }

@@ -8,17 +8,15 @@
 
 use std::time::Duration;
 
-use skiff_api::Resource;
 use skiff_api::networking::{
-    ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings, OutlierDetection as ApiOutlier,
-    SimpleLb,
+    ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings, LocalityLoadBalancerSetting,
+    OutlierDetection as ApiOutlier, SimpleLb,
 };
 
 use crate::config::{
     ConnectionPool, ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_RING_SIZE, HashAlgorithm,
     HashCookie, HashKey, LbPolicy, OutlierDetection, TcpKeepalive, Warmup,
 };
-use crate::diagnostic::{Code, Findings, Severity};
 
 /// `loadBalancer`, as far as skiff runs it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,6 +27,8 @@ pub struct LbSettings {
     pub consistent_hash: Option<ConsistentHash>,
     /// `warmup` or `warmupDurationSecs`.
     pub warmup: Option<Warmup>,
+    /// `localityLbSetting`, as written (the compiler applies it per client).
+    pub locality: Option<LocalityLoadBalancerSetting>,
 }
 
 /// `connectionPool`: the connect timeout and the limits.
@@ -85,40 +85,21 @@ pub(super) fn convert(
     lb: Option<&LoadBalancerSettings>,
     pool: Option<&ConnectionPoolSettings>,
     outlier: Option<&ApiOutlier>,
-    r: &Resource,
-    field: &str,
-    findings: &mut Findings,
 ) -> ClusterPolicy {
     ClusterPolicy {
-        load_balancer: lb
-            .map(|lb| load_balancer(lb, r, &format!("{field}.loadBalancer"), findings)),
+        load_balancer: lb.map(load_balancer),
         connection_pool: pool.map(connection_pool),
         outlier_detection: outlier.map(outlier_detection),
     }
 }
 
-fn load_balancer(
-    lb: &LoadBalancerSettings,
-    r: &Resource,
-    field: &str,
-    findings: &mut Findings,
-) -> LbSettings {
+fn load_balancer(lb: &LoadBalancerSettings) -> LbSettings {
     let simple = match lb.simple {
         None | Some(SimpleLb::Unspecified) => None,
         Some(SimpleLb::RoundRobin) => Some(LbPolicy::RoundRobin),
         Some(SimpleLb::LeastRequest | SimpleLb::LeastConn) => Some(LbPolicy::LeastRequest),
         Some(SimpleLb::Random) => Some(LbPolicy::Random),
-        Some(SimpleLb::Passthrough) => {
-            findings.report(
-                Severity::Warning,
-                Code::NotImplemented,
-                r,
-                Some(&format!("{field}.simple")),
-                "PASSTHROUGH load balancing is not implemented; skiff balances with \
-                 LEAST_REQUEST over the service's endpoints instead",
-            );
-            None
-        }
+        Some(SimpleLb::Passthrough) => Some(LbPolicy::Passthrough),
     };
     let consistent_hash = lb.consistent_hash.as_ref().and_then(|ch| {
         let key = if let Some(h) = &ch.http_header_name {
@@ -180,6 +161,7 @@ fn load_balancer(
         simple,
         consistent_hash,
         warmup,
+        locality: lb.locality_lb_setting.clone(),
     }
 }
 

@@ -79,3 +79,16 @@ fn sidecars_of_one_view_share_one_copy_of_their_shared_part() {
         assert!(p.own.outbound.is_empty() && p.own.clusters.is_empty());
     }
 }
+
+#[test]
+fn locality_and_failover_priority_labels_split_the_views() {
+    // client-a and client-b differ only in their zone; client-a and client-a2 only in
+    // the `tier` label a failoverPriority compares.
+    let mesh = mesh("locality");
+    assert!(mesh.rules().client_label_keys().contains("tier"));
+    assert_shared_compile_matches("locality", &mesh);
+    let all = mesh.compile_all();
+    let of = |id: &str| all.iter().find(|c| c.own.node.id == id).expect(id);
+    assert_ne!(of("client-a.prod").shared, of("client-b.prod").shared);
+    assert_ne!(of("client-a.prod").shared, of("client-a2.prod").shared);
+}

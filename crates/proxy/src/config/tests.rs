@@ -21,6 +21,8 @@ pub(crate) fn cluster(name: &str, endpoints: &[&str]) -> Cluster {
                 spiffe_id: String::new(),
                 sidecar: false,
                 mtls: false,
+                locality: String::new(),
+                priority: 0,
                 dns: None,
             })
             .collect(),

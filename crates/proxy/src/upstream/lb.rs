@@ -123,6 +123,11 @@ impl Balancer {
         Some(if load(b) < load(a) { b } else { a })
     }
 
+    /// How many endpoints it balances.
+    pub(super) fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
     /// The endpoint at `i`.
     pub(super) fn endpoint(&self, i: usize) -> &Arc<EndpointState> {
         &self.endpoints[i]
@@ -145,7 +150,9 @@ impl Balancer {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
                 self.by_weight((n % self.total as usize) as u32)
             }
-            LbPolicy::Random => self.random(),
+            // A `PASSTHROUGH` cluster goes to each request's own destination; a pick
+            // without one (none is known) is random.
+            LbPolicy::Random | LbPolicy::Passthrough => self.random(),
             LbPolicy::LeastRequest => {
                 let a = self.random();
                 let mut b = self.random();

@@ -178,6 +178,8 @@ async fn tcp_pair(
                 spiffe_id: BACKEND.into(),
                 sidecar: true,
                 mtls: true,
+                locality: String::new(),
+                priority: 0,
                 dns: None,
             }],
         )],

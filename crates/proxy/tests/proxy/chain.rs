@@ -28,6 +28,8 @@ async fn server(name: &'static str, protocol: Protocol) -> (TestProxy, Backend, 
         spiffe_id: String::new(),
         sidecar: true,
         mtls: false,
+        locality: String::new(),
+        priority: 0,
         dns: None,
     };
     (p, app, ep)
@@ -157,6 +159,8 @@ async fn tcp_through_connect_and_two_proxies() {
                 spiffe_id: String::new(),
                 sidecar: true,
                 mtls: false,
+                locality: String::new(),
+                priority: 0,
                 dns: None,
             }],
         )],

@@ -92,6 +92,8 @@ pub async fn server_with(
         spiffe_id: BACKEND.into(),
         sidecar: true,
         mtls: true,
+        locality: String::new(),
+        priority: 0,
         dns: None,
     };
     Server {
@@ -349,6 +351,8 @@ async fn certificate_and_root_rotation_under_load_fail_no_request() {
         spiffe_id: BACKEND.into(),
         sidecar: true,
         mtls: true,
+        locality: String::new(),
+        priority: 0,
         dns: None,
     };
     let cip = fresh_ip();

@@ -447,6 +447,8 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
         spiffe_id: String::new(),
         sidecar: false,
         mtls: false,
+        locality: String::new(),
+        priority: 0,
         dns: None,
     }
 }
