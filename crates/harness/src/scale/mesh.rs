@@ -103,7 +103,7 @@ impl MeshShape {
     fn workload(&self, j: usize, address: Ipv4Addr) -> String {
         let service = j % self.services.max(1);
         let ns = self.namespace_of_service(service);
-        let version = if (j / self.services.max(1)) % 2 == 0 {
+        let version = if (j / self.services.max(1)).is_multiple_of(2) {
             "v1"
         } else {
             "v2"
