@@ -132,10 +132,14 @@ fn count_log(mesh: &Mesh, workload: &str, needle: &str) -> usize {
 }
 
 /// Circuit breaking: with the task's DestinationRule (one connection, one pending
-/// request, one request per connection), one request at a time passes; fortio with 3
+/// request, one request per connection), one request at a time passes; fortio with 5
 /// connections then gets some `503 UO` at once and the rest 200, and httpbin answers
-/// exactly the 200s. The answers are slow (httpbin's `/delay`) so that the three
-/// workers' requests overlap whatever the machine's speed.
+/// exactly the 200s. The answers are slow (httpbin's `/delay`) so that the workers'
+/// requests overlap whatever the machine's speed. Istio's task has one httpbin and
+/// overflows with 2 or 3 connections; here httpbin has two endpoints (v1 and v2),
+/// and at `maxConnections` Envoy still opens a connection to an endpoint that has
+/// none (so that requests never wait for a host they cannot reach): two requests in
+/// flight and one pending pass, a fourth and fifth overflow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaking_answers_the_overflow_503_uo() -> Result<()> {
     let mesh = httpbin(&[("destination-rule.yaml", CIRCUIT_BREAKER)]).await?;
@@ -145,17 +149,17 @@ async fn circuit_breaking_answers_the_overflow_503_uo() -> Result<()> {
     let one = fortio(&mesh, 1, 5, "http://httpbin:8000/get").await;
     assert_eq!(one, BTreeMap::from([(200, 5)]), "one connection");
 
-    // Three connections, as the task's second call.
+    // More connections than two endpoints' one each plus one pending.
     let before = mesh.proxy(V1).app_hits(APP_PORT) + mesh.proxy(V2).app_hits(APP_PORT);
     const N: usize = 30;
-    let counts = fortio(&mesh, 3, N, url).await;
-    eprintln!("fortio -c 3 -n {N}: {counts:?}");
+    let counts = fortio(&mesh, 5, N, url).await;
+    eprintln!("fortio -c 5 -n {N}: {counts:?}");
     let ok = counts.get(&200).copied().unwrap_or(0);
     let overflow = counts.get(&503).copied().unwrap_or(0);
     assert_eq!(ok + overflow, N, "only 200 and 503: {counts:?}");
     assert!(
         overflow > 0,
-        "three connections overflow one plus one pending: {counts:?}"
+        "five connections overflow two in flight plus one pending: {counts:?}"
     );
     assert!(ok > 0, "one request at a time still passes: {counts:?}");
     // Each admitted request was answered by httpbin; a refused one never reached it.
