@@ -150,9 +150,10 @@ pub struct ProxyParts {
 }
 
 impl ProxyParts {
-    /// The whole configuration again.
-    pub fn join(&self) -> ProxyConfig {
-        let shared = SharedConfig::clone(&self.shared);
+    /// The whole configuration again. The shared part is moved when this was its
+    /// last holder, else copied.
+    pub fn join(self) -> ProxyConfig {
+        let shared = std::sync::Arc::unwrap_or_clone(self.shared);
         ProxyConfig {
             outbound: shared.outbound,
             clusters: shared.clusters,
@@ -161,7 +162,7 @@ impl ProxyParts {
             missing_clusters: shared.missing_clusters,
             outbound_traffic_policy: shared.outbound_traffic_policy,
             workload_labels: shared.workload_labels,
-            ..self.own.clone()
+            ..self.own
         }
     }
 }

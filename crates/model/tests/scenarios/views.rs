@@ -11,7 +11,7 @@ fn assert_shared_compile_matches(name: &str, mesh: &Mesh) -> usize {
     assert_eq!(all.len(), alone.len(), "{name}: one config per proxy");
     for (parts, alone) in all.iter().zip(&alone) {
         assert!(
-            parts.join() == *alone,
+            parts.clone().join() == *alone,
             "{name}: proxy {} compiles differently with shared views",
             alone.node.id
         );
