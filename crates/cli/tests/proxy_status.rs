@@ -215,7 +215,7 @@ async fn a_broken_file_does_not_stop_other_changes_and_its_error_is_shown() {
     let (dir, running, client, mut updates) = control_with_frontend().await;
     let first = next(&mut updates).await;
     let has_endpoint = |u: &skiff_xds::ConfigUpdate, ip: &str| {
-        u.config
+        u.config()
             .clusters
             .iter()
             .any(|c| c.endpoints.iter().any(|e| e.address.ip().to_string() == ip))

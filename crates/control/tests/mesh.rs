@@ -82,7 +82,7 @@ spec:
 /// The timeouts of the routes to the backend, as the frontend's config has them.
 fn route_timeouts(update: &ConfigUpdate) -> Vec<Option<Duration>> {
     update
-        .config
+        .config()
         .outbound
         .iter()
         .filter(|p| p.port == 80)
@@ -168,8 +168,8 @@ async fn istio_yaml_is_compiled_served_and_guarded_against_errors() -> Result<()
     // The frontend's proxy gets a config that routes to the backend.
     let (_frontend, mut updates) = client(running.xds_addr, "frontend.prod")?;
     let first = next(&mut updates).await?;
-    let port80 = first
-        .config
+    let first_config = first.config();
+    let port80 = first_config
         .outbound
         .iter()
         .find(|p| p.port == 80)
@@ -181,7 +181,7 @@ async fn istio_yaml_is_compiled_served_and_guarded_against_errors() -> Result<()
             .any(|vh| vh.domains.iter().any(|d| d == "backend")),
         "{port80:?}"
     );
-    assert!(first.config.clusters.iter().any(|c| {
+    assert!(first.config().clusters.iter().any(|c| {
         c.endpoints
             .iter()
             .any(|e| e.address == "127.0.0.11:8080".parse().unwrap())
@@ -230,12 +230,12 @@ async fn istio_yaml_is_compiled_served_and_guarded_against_errors() -> Result<()
     assert!(!status.ok, "route.yaml is still broken: {status:?}");
     let third = next(&mut updates).await?;
     assert!(
-        third.config.clusters.iter().any(|c| c
+        third.config().clusters.iter().any(|c| c
             .endpoints
             .iter()
             .any(|e| e.address == "127.0.0.13:8080".parse().unwrap())),
         "the new endpoint reached the frontend: {:?}",
-        third.config.clusters
+        third.config().clusters
     );
     assert_eq!(
         route_timeouts(&third),

@@ -227,7 +227,7 @@ async fn proxies_follow_the_directory_and_the_debug_endpoint_shows_them() -> Res
     let first = tokio::time::timeout(PATIENCE, updates.recv())
         .await?
         .context("update")?;
-    assert_eq!(first.config.node.labels["rev"], "1");
+    assert_eq!(first.own().node.labels["rev"], "1");
 
     // syncz: a SYNCED, b NOT CONNECTED.
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -267,7 +267,7 @@ async fn proxies_follow_the_directory_and_the_debug_endpoint_shows_them() -> Res
     let second = tokio::time::timeout(PATIENCE, updates.recv())
         .await?
         .context("update")?;
-    assert_eq!(second.config.node.labels["rev"], "2");
+    assert_eq!(second.own().node.labels["rev"], "2");
     std::fs::write(dir.path().join("a.yaml"), "{")?;
     status_until(&running, "error", |s| !s.ok).await;
     assert!(

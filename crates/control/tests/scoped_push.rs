@@ -105,7 +105,7 @@ async fn synced_pushes(running: &Running) -> Vec<u64> {
 
 fn api_endpoints(update: &ConfigUpdate) -> usize {
     update
-        .config
+        .config()
         .clusters
         .iter()
         .filter(|c| c.service.starts_with("api."))
@@ -115,7 +115,7 @@ fn api_endpoints(update: &ConfigUpdate) -> usize {
 
 fn web_ports(update: &ConfigUpdate) -> Vec<u16> {
     update
-        .config
+        .config()
         .outbound
         .iter()
         .filter(|p| p.virtual_hosts.iter().any(|v| v.name.starts_with("web.b.")))

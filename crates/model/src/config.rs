@@ -22,6 +22,7 @@ mod gateway_tls;
 mod http_route;
 mod jwt;
 mod l4;
+mod pieces;
 mod policy;
 mod security;
 mod telemetry;
@@ -34,6 +35,9 @@ pub use http_route::{
 };
 pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
+pub use pieces::{
+    EndpointsPiece, MESH_PIECE, MeshPiece, PieceError, PortPiece, SharedPiece, VirtualHostPiece,
+};
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};
 pub use telemetry::{

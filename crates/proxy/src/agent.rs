@@ -76,7 +76,7 @@ pub fn connect_xds(
         options,
         move |update: ConfigUpdate| {
             proxy
-                .apply(update.version, update.config)
+                .apply(update.version.clone(), update.config())
                 .map_err(|e| e.to_string())
         },
         control.channel_factory(tls),

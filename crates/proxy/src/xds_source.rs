@@ -18,7 +18,7 @@ pub fn connect(proxy: &Proxy, control: &str, id: &str) -> Result<XdsClient, Erro
         ClientOptions::default(),
         move |update: ConfigUpdate| {
             proxy
-                .apply(update.version, update.config)
+                .apply(update.version.clone(), update.config())
                 .map_err(|e| e.to_string())
         },
     )

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         NodeInfo::new(id),
         ClientOptions::default(),
         |update: ConfigUpdate| {
-            let json = serde_json::to_string_pretty(&update.config).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string_pretty(&update.config()).map_err(|e| e.to_string())?;
             println!("# version {}\n{json}", update.version);
             Ok(())
         },

@@ -1,13 +1,16 @@
 //! The proxy's side of the protocol.
 //!
-//! [`connect`] starts a task that keeps a stream open to the control plane. Each config
-//! pushed to the proxy goes to a [`ConfigHandler`]; its result is the answer: `Ok` is an
-//! ACK, `Err(reason)` a NACK, after which the proxy keeps running its previous config.
-//! When the stream breaks, the task reconnects with capped exponential backoff and
-//! jitter. It resubscribes with the version the proxy runs, so the control plane does
-//! not send an unchanged config again; if it does anyway, the client recognises the
-//! version and acknowledges it without calling the handler. While disconnected the
-//! handler is never called: the proxy serves its last good config.
+//! [`connect`] starts a task that keeps a stream open to the control plane. The
+//! control plane sends the resources of the proxy's config that changed (see
+//! `discovery.proto`); the client decodes them, applies them to what it holds, and
+//! hands the config they make to a [`ConfigHandler`]; its result is the answer: `Ok`
+//! is an ACK, `Err(reason)` a NACK, after which the proxy keeps running its previous
+//! config. A resource that does not decode is refused alone: the client applies the
+//! others and names the refused one in its NACK. When the stream breaks, the task
+//! reconnects with capped exponential backoff and jitter. It resubscribes with the
+//! resources it holds and their versions, so the control plane sends only what
+//! changed meanwhile. While disconnected the handler is never called: the proxy serves
+//! its last good config.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,13 +25,15 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
 use crate::XdsError;
+use crate::proto::Resource;
 use crate::proto::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, ErrorDetail, Node};
 use crate::resource::{
-    PROXY_CONFIG_TYPE_URL, SHARED_RESOURCE, decode_proxy_config, decode_shared_config,
+    PROXY_CONFIG_TYPE_URL, PieceDigest, config_version, decode_piece, decode_proxy_config,
+    piece_hash,
 };
 use backoff::Backoff;
-use skiff_model::config::{ProxyConfig, ProxyParts};
+use skiff_model::config::{ProxyConfig, ProxyParts, SharedConfig, SharedPiece};
 
 mod backoff;
 
@@ -98,13 +103,47 @@ impl Default for ClientOptions {
     }
 }
 
-/// A config pushed by the control plane.
+/// The pieces of the shared part a proxy holds, by name: version and content.
+type Pieces = BTreeMap<String, (String, SharedPiece)>;
+
+/// A config pushed by the control plane: what the proxy holds once it applies the
+/// resources of one response.
 #[derive(Debug, Clone)]
 pub struct ConfigUpdate {
-    /// The proxy's new configuration.
-    pub config: ProxyConfig,
-    /// Its version (a hash of its encoding).
+    /// Its version ([`config_version`] of what the proxy holds).
     pub version: String,
+    own: Arc<ProxyConfig>,
+    pieces: Arc<Pieces>,
+    /// The names of the resources this response added or changed.
+    pub changed: Vec<String>,
+    /// The names of the resources it removed.
+    pub removed: Vec<String>,
+}
+
+impl ConfigUpdate {
+    /// The whole configuration: the own part and the pieces joined.
+    pub fn config(&self) -> ProxyConfig {
+        // The client checked that the pieces join before handing them out.
+        let shared = SharedConfig::from_pieces(self.pieces())
+            .unwrap_or_else(|e| unreachable!("checked pieces failed to join: {e}"));
+        ProxyParts {
+            own: ProxyConfig::clone(&self.own),
+            shared: Arc::new(shared),
+        }
+        .join()
+    }
+
+    /// The proxy's own part (its shared fields empty).
+    pub fn own(&self) -> &ProxyConfig {
+        &self.own
+    }
+
+    /// The pieces of the shared part, by name.
+    pub fn pieces(&self) -> impl Iterator<Item = (&str, &SharedPiece)> {
+        self.pieces
+            .iter()
+            .map(|(name, (_, piece))| (name.as_str(), piece))
+    }
 }
 
 /// Receives the configs the control plane pushes.
@@ -231,6 +270,9 @@ pub fn connect_with(
         options,
         status: status_tx,
         version: None,
+        own: None,
+        pieces: Arc::new(Pieces::new()),
+        digest: 0,
     };
     let task = tokio::spawn(worker.run(handler).instrument(span));
     Ok(XdsClient { task, status })
@@ -245,6 +287,19 @@ struct Worker {
     status: watch::Sender<ClientStatus>,
     /// The version the proxy runs.
     version: Option<String>,
+    /// The own part it holds, and its version.
+    own: Option<(String, Arc<ProxyConfig>)>,
+    /// The pieces it holds.
+    pieces: Arc<Pieces>,
+    /// The [`PieceDigest`] of `pieces`.
+    digest: PieceDigest,
+}
+
+/// How to undo one response's changes.
+struct Undo {
+    own: Option<Option<(String, Arc<ProxyConfig>)>>,
+    pieces: Vec<(String, Option<(String, SharedPiece)>)>,
+    digest: PieceDigest,
 }
 
 impl Worker {
@@ -291,6 +346,8 @@ impl Worker {
             response_nonce: String::new(),
             resource_names: vec![self.node.id.clone()],
             error_detail: None,
+            initial_resource_versions: self.holds(),
+            rejected_resources: Vec::new(),
         };
         // The channel has room: this cannot block.
         let _ = requests.send(subscribe).await;
@@ -313,33 +370,60 @@ impl Worker {
         Ok(())
     }
 
-    /// Hands a response to the handler and builds the ACK or NACK.
+    /// What the proxy holds, name to version (its own part under its id).
+    fn holds(&self) -> std::collections::HashMap<String, String> {
+        let mut holds: std::collections::HashMap<String, String> = self
+            .pieces
+            .iter()
+            .map(|(name, (version, _))| (name.clone(), version.clone()))
+            .collect();
+        if let Some((version, _)) = &self.own {
+            holds.insert(self.node.id.clone(), version.clone());
+        }
+        holds
+    }
+
+    /// Applies a response to what the proxy holds, hands the result to the handler
+    /// and builds the ACK or NACK.
     fn on_response(
         &mut self,
         handler: &mut impl ConfigHandler,
         response: DiscoveryResponse,
     ) -> DiscoveryRequest {
-        let version = response.version_info.clone();
         let nonce = response.nonce.clone();
-        let result = if self.version.as_deref() == Some(version.as_str()) {
-            tracing::debug!(%version, "config unchanged");
+        let sent_version = response.version_info.clone();
+        let mut rejected = Vec::new();
+        let result = if response.type_url != PROXY_CONFIG_TYPE_URL {
+            Err(format!(
+                "unexpected resource type {:?} (expected {PROXY_CONFIG_TYPE_URL})",
+                response.type_url
+            ))
+        } else if self.version.as_deref() == Some(sent_version.as_str())
+            && response.removed_resources.is_empty()
+            && response
+                .resources
+                .iter()
+                .all(|r| self.holds_version(&r.name, &r.version))
+        {
+            tracing::debug!(version = %sent_version, "config unchanged");
             Ok(())
         } else {
-            self.check(response).and_then(|config| {
-                handler.apply(ConfigUpdate {
-                    config,
-                    version: version.clone(),
-                })
-            })
+            self.apply(handler, response, &mut rejected)
         };
+        let version = self
+            .own
+            .as_ref()
+            .map(|(own, _)| config_version(own, self.digest));
+        if self.own.is_some() {
+            self.version = version.clone();
+        }
         let error_detail = match result {
             Ok(()) => {
-                tracing::info!(%version, "config accepted");
-                self.version = Some(version.clone());
+                tracing::info!(version = ?self.version, "config accepted");
                 None
             }
             Err(reason) => {
-                tracing::warn!(%version, %reason, "config rejected; keeping the current one");
+                tracing::warn!(sent = %sent_version, runs = ?self.version, %reason, refused = rejected.len(), "config rejected; keeping what was held");
                 Some(ErrorDetail {
                     code: INVALID_ARGUMENT,
                     message: reason,
@@ -353,64 +437,162 @@ impl Worker {
                 s.last_nack = Some(e.message.clone());
             }
         });
+        // A NACK says what the proxy holds now, so the control plane knows what
+        // it kept.
+        let initial_resource_versions = if error_detail.is_some() {
+            self.holds()
+        } else {
+            Default::default()
+        };
         DiscoveryRequest {
             node: None,
             type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
-            // An ACK names the version accepted; a NACK the version still running.
+            // An ACK names the version now held; a NACK too (what still runs).
             version_info: self.version.clone().unwrap_or_default(),
             response_nonce: nonce,
             resource_names: vec![self.node.id.clone()],
             error_detail,
+            initial_resource_versions,
+            rejected_resources: rejected,
         }
     }
 
-    /// Checks that a response carries this proxy's config and decodes it.
-    fn check(&self, response: DiscoveryResponse) -> Result<ProxyConfig, String> {
-        if response.type_url != PROXY_CONFIG_TYPE_URL {
-            return Err(format!(
-                "unexpected resource type {:?} (expected {PROXY_CONFIG_TYPE_URL})",
-                response.type_url
-            ));
+    fn holds_version(&self, name: &str, version: &str) -> bool {
+        if name == self.node.id {
+            self.own.as_ref().is_some_and(|(v, _)| v == version)
+        } else {
+            self.pieces.get(name).is_some_and(|(v, _)| v == version)
         }
-        // The proxy's own part, and the part it shares with proxies that see the
-        // mesh alike; a control plane may also send the whole config as one resource.
-        let (own, shared) = match response.resources.as_slice() {
-            [own] => (own, None),
-            [own, shared] if shared.name == SHARED_RESOURCE => (own, Some(shared)),
-            [_, other] => {
+    }
+
+    /// Applies the resources of a response; those that do not decode are refused
+    /// (named in `rejected`) and the rest applied. If the handler refuses the result,
+    /// everything is undone and every resource of the response counts as refused.
+    fn apply(
+        &mut self,
+        handler: &mut impl ConfigHandler,
+        response: DiscoveryResponse,
+        rejected: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let mut undo = Undo {
+            own: None,
+            pieces: Vec::new(),
+            digest: self.digest,
+        };
+        let mut reasons = Vec::new();
+        let mut changed = Vec::new();
+        let names: Vec<String> = response
+            .resources
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(response.removed_resources.iter().cloned())
+            .collect();
+        for resource in response.resources {
+            let name = resource.name.clone();
+            match self.decode(resource) {
+                Ok(Decoded::Own(version, config)) => {
+                    let previous = self.own.replace((version, Arc::new(*config)));
+                    undo.own.get_or_insert(previous);
+                    changed.push(name);
+                }
+                Ok(Decoded::Piece(version, piece)) => {
+                    self.digest ^= piece_hash(&name, &version);
+                    let pieces = Arc::make_mut(&mut self.pieces);
+                    let previous = pieces.insert(name.clone(), (version, piece));
+                    if let Some((old, _)) = &previous {
+                        self.digest ^= piece_hash(&name, old);
+                    }
+                    undo.pieces.push((name.clone(), previous));
+                    changed.push(name);
+                }
+                Err(reason) => {
+                    reasons.push(reason);
+                    rejected.push(name);
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for name in response.removed_resources {
+            if name == self.node.id {
+                reasons.push("the control plane removed the proxy's own config".to_owned());
+                rejected.push(name);
+                continue;
+            }
+            if let Some(previous) = Arc::make_mut(&mut self.pieces).remove(&name) {
+                self.digest ^= piece_hash(&name, &previous.0);
+                undo.pieces.push((name.clone(), Some(previous)));
+                removed.push(name);
+            }
+        }
+        let joined = if self.own.is_none() {
+            Err("the control plane sent pieces before the proxy's own config".to_owned())
+        } else {
+            SharedConfig::check_pieces(self.pieces.iter().map(|(n, (_, p))| (n.as_str(), p)))
+                .map_err(|e| e.to_string())
+        };
+        let handled = joined.and_then(|()| {
+            if changed.is_empty() && removed.is_empty() {
+                return Ok(());
+            }
+            let (own_version, own) = self.own.clone().expect("checked above");
+            handler.apply(ConfigUpdate {
+                version: config_version(&own_version, self.digest),
+                own,
+                pieces: self.pieces.clone(),
+                changed,
+                removed,
+            })
+        });
+        if let Err(reason) = handled {
+            self.undo(undo);
+            *rejected = names;
+            return Err(reason);
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
+        }
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        if let Some(own) = undo.own {
+            self.own = own;
+        }
+        let pieces = Arc::make_mut(&mut self.pieces);
+        for (name, previous) in undo.pieces.into_iter().rev() {
+            match previous {
+                Some(previous) => pieces.insert(name, previous),
+                None => pieces.remove(&name),
+            };
+        }
+        self.digest = undo.digest;
+    }
+
+    /// Decodes one resource and checks it belongs to this proxy.
+    fn decode(&self, resource: Resource) -> Result<Decoded, String> {
+        if resource.name == self.node.id {
+            let config =
+                decode_proxy_config(&resource.name, &resource.body).map_err(|e| e.to_string())?;
+            if config.node.id != self.node.id {
                 return Err(format!(
-                    "unexpected second resource {:?} (expected {SHARED_RESOURCE:?})",
-                    other.name
+                    "the config is for node {:?}, not {:?}",
+                    config.node.id, self.node.id
                 ));
             }
-            other => {
-                return Err(format!(
-                    "expected the proxy's config and its shared part, got {} resources",
-                    other.len()
-                ));
-            }
-        };
-        if own.name != self.node.id {
-            return Err(format!(
-                "the control plane sent the config of {:?} to proxy {:?}",
-                own.name, self.node.id
-            ));
+            return Ok(Decoded::Own(resource.version, Box::new(config)));
         }
-        let config = decode_proxy_config(&own.name, &own.body).map_err(|e| e.to_string())?;
-        let config = match shared {
-            None => config,
-            Some(shared) => ProxyParts {
-                own: config,
-                shared: Arc::new(decode_shared_config(&shared.body).map_err(|e| e.to_string())?),
-            }
-            .join(),
-        };
-        if config.node.id != self.node.id {
-            return Err(format!(
-                "the config is for node {:?}, not {:?}",
-                config.node.id, self.node.id
-            ));
-        }
-        Ok(config)
+        let piece = decode_piece(&resource.name, &resource.body).map_err(|e| e.to_string())?;
+        piece.fits(&resource.name).map_err(|e| e.to_string())?;
+        Ok(Decoded::Piece(resource.version, piece))
     }
 }
+
+/// A decoded resource.
+enum Decoded {
+    Own(String, Box<ProxyConfig>),
+    Piece(String, SharedPiece),
+}
+
+#[cfg(test)]
+mod tests;

@@ -30,5 +30,5 @@ pub use client::{
 pub use error::XdsError;
 pub use resource::PROXY_CONFIG_TYPE_URL;
 pub use server::XdsServer;
-pub use snapshot::{ProxyEntry, PushSnapshot};
+pub use snapshot::{Piece, ProxyEntry, PushSnapshot, SharedEntry};
 pub use sync::{ChangeRow, ChangeState, SyncRow, SyncStatus, SyncTable};

@@ -1,6 +1,7 @@
-//! What the push server serves: one compiled configuration per proxy, in two
-//! resources: the proxy's own part and a shared part that every proxy with the same
-//! view of the mesh holds, encoded once for all of them.
+//! What the push server serves: one compiled configuration per proxy, as resources:
+//! the proxy's own part and the pieces of a shared part that every proxy with the
+//! same view of the mesh holds. Each piece is encoded once and kept once, however
+//! many views and proxies hold it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,18 +9,21 @@ use std::sync::Arc;
 use bytes::Bytes;
 use skiff_model::config::{Node, ProxyConfig, ProxyParts, SharedConfig};
 
-use crate::resource::{encode_proxy_config, encode_shared_config, version_of};
+use crate::resource::{
+    PieceDigest, config_version, encode_piece, encode_proxy_config, piece_hash, version_of,
+};
 
 /// The compiled configuration of every proxy at one moment, immutable once built.
 ///
 /// The control plane publishes a new snapshot (through a `tokio::sync::watch` channel)
-/// whenever its inputs change; the push server compares each proxy's version with what
-/// it last sent that proxy and pushes only the ones that changed.
+/// whenever its inputs change; the push server compares what each proxy holds with
+/// what the snapshot holds for it and sends only the resources that differ.
 #[derive(Debug, Clone, Default)]
 pub struct PushSnapshot {
     generation: u64,
     proxies: BTreeMap<String, ProxyEntry>,
     shared: usize,
+    pieces: usize,
 }
 
 /// One proxy's configuration, encoded once for every push.
@@ -34,30 +38,77 @@ pub struct ProxyEntry {
     pub own_version: String,
     /// The shared part, the same value for every proxy that sees the mesh alike.
     pub shared: Arc<SharedEntry>,
-    /// The version of the whole: a hash of both parts' versions.
+    /// The version of the whole ([`config_version`]).
     pub version: String,
 }
 
-/// The shared part of some proxies' configurations, encoded once.
+/// One piece of a shared part, encoded: a resource of its own.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Its name (`cluster/outbound|80||backend.prod.svc.cluster.local`, …).
+    pub name: String,
+    /// A hash of `body`.
+    pub version: String,
+    /// Its encoding on the wire.
+    pub body: Bytes,
+}
+
+/// The shared part of some proxies' configurations, as encoded pieces.
 #[derive(Debug)]
 pub struct SharedEntry {
     /// The part.
     pub config: Arc<SharedConfig>,
-    /// Its encoding on the wire.
-    pub body: Bytes,
-    /// Its version: a hash of `body`.
-    pub version: String,
+    /// Its pieces, sorted by name. A piece held by several shared parts is one value.
+    pub pieces: Vec<Arc<Piece>>,
+    /// The [`PieceDigest`] of `pieces`.
+    pub digest: PieceDigest,
+    /// Bytes of all pieces' bodies.
+    pub size: usize,
 }
 
+/// Pieces already encoded while a snapshot is built, by name and version.
+#[derive(Default)]
+struct Interned(HashMap<(String, String), Arc<Piece>>);
+
 impl SharedEntry {
-    fn new(config: Arc<SharedConfig>) -> Self {
-        let body = encode_shared_config(&config);
-        let version = version_of(&body);
+    fn new(config: Arc<SharedConfig>, interned: &mut Interned) -> Self {
+        let pieces: Vec<Arc<Piece>> = config
+            .pieces()
+            .into_iter()
+            .map(|(name, piece)| {
+                let body = encode_piece(&piece);
+                let version = version_of(&body);
+                interned
+                    .0
+                    .entry((name, version))
+                    .or_insert_with_key(|(name, version)| {
+                        Arc::new(Piece {
+                            name: name.clone(),
+                            version: version.clone(),
+                            body,
+                        })
+                    })
+                    .clone()
+            })
+            .collect();
+        let digest = pieces
+            .iter()
+            .fold(0, |d, p| d ^ piece_hash(&p.name, &p.version));
+        let size = pieces.iter().map(|p| p.body.len()).sum();
         SharedEntry {
             config,
-            body,
-            version,
+            pieces,
+            digest,
+            size,
         }
+    }
+
+    /// A piece by name.
+    pub fn piece(&self, name: &str) -> Option<&Arc<Piece>> {
+        self.pieces
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.pieces[i])
     }
 }
 
@@ -65,13 +116,14 @@ impl ProxyEntry {
     /// Encodes a whole configuration (split into its parts) and computes its version.
     pub fn new(config: ProxyConfig) -> Self {
         let parts = ProxyParts::from(config);
-        ProxyEntry::of(parts.own, Arc::new(SharedEntry::new(parts.shared)))
+        let shared = SharedEntry::new(parts.shared, &mut Interned::default());
+        ProxyEntry::of(parts.own, Arc::new(shared))
     }
 
     fn of(own: ProxyConfig, shared: Arc<SharedEntry>) -> Self {
         let own_body = encode_proxy_config(&own);
         let own_version = version_of(&own_body);
-        let version = version_of(format!("{own_version}/{}", shared.version).as_bytes());
+        let version = config_version(&own_version, shared.digest);
         ProxyEntry {
             own: Arc::new(own),
             own_body,
@@ -95,9 +147,9 @@ impl ProxyEntry {
         .join()
     }
 
-    /// Bytes of both encoded parts.
+    /// Bytes of the own part and every piece, encoded.
     pub fn size(&self) -> usize {
-        self.own_body.len() + self.shared.body.len()
+        self.own_body.len() + self.shared.size
     }
 }
 
@@ -109,21 +161,23 @@ impl PushSnapshot {
     }
 
     /// A snapshot from configurations in parts. Parts that are one value (the same
-    /// `Arc`) are encoded once; equal parts in different values are kept once.
+    /// `Arc`) are encoded once; equal parts in different values are kept once, and so
+    /// is each piece that several parts hold.
     pub fn from_parts(generation: u64, configs: impl IntoIterator<Item = ProxyParts>) -> Self {
         // Keyed by address; each value holds its key's `Arc`, so no address is freed
         // and reused by another part while the map lives.
         let mut by_pointer: HashMap<*const SharedConfig, (Arc<SharedConfig>, Arc<SharedEntry>)> =
             HashMap::new();
-        let mut by_version: HashMap<String, Arc<SharedEntry>> = HashMap::new();
+        let mut by_version: HashMap<PieceDigest, Arc<SharedEntry>> = HashMap::new();
+        let mut interned = Interned::default();
         let mut proxies = BTreeMap::new();
         for parts in configs {
             let (_, shared) = by_pointer
                 .entry(Arc::as_ptr(&parts.shared))
                 .or_insert_with(|| {
-                    let entry = SharedEntry::new(parts.shared.clone());
+                    let entry = SharedEntry::new(parts.shared.clone(), &mut interned);
                     let entry = by_version
-                        .entry(entry.version.clone())
+                        .entry(entry.digest)
                         .or_insert_with(|| Arc::new(entry))
                         .clone();
                     (parts.shared.clone(), entry)
@@ -136,6 +190,7 @@ impl PushSnapshot {
             generation,
             proxies,
             shared: by_version.len(),
+            pieces: interned.0.len(),
         }
     }
 
@@ -168,6 +223,11 @@ impl PushSnapshot {
     /// Number of distinct shared parts: the views of the mesh its proxies have.
     pub fn shared_parts(&self) -> usize {
         self.shared
+    }
+
+    /// Number of distinct pieces all shared parts hold together.
+    pub fn pieces(&self) -> usize {
+        self.pieces
     }
 }
 

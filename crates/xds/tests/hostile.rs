@@ -102,7 +102,7 @@ async fn a_huge_node_id_is_refused_without_being_echoed() -> Result<()> {
     // The server still serves a proper proxy.
     let config = first_answer(s.addr, subscribe("a.prod".into())).await?;
     let names: Vec<&str> = config.resources.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["a.prod", "shared"]);
+    assert_eq!(names, ["a.prod", "mesh"]);
     Ok(())
 }
 

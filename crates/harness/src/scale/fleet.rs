@@ -88,10 +88,10 @@ fn connect(plane: &ControlPlane, tls: &MeshTls, id: String) -> anyhow::Result<Si
         NodeInfo::new(id.clone()),
         ClientOptions::default(),
         move |update: ConfigUpdate| {
-            // The client has decoded the config, as a proxy's would; a proxy would now
-            // build its routing tables from it. Keep only when and which version.
+            // The client has decoded the resources that changed and checked that they
+            // join, as a proxy's does; a proxy would now build its routing tables from
+            // them. Keep only when and which version.
             let at = Instant::now();
-            drop(update.config);
             record.lock().unwrap_or_else(|e| e.into_inner()).last = Some((update.version, at));
             Ok(())
         },

@@ -15,7 +15,7 @@ mod views;
 
 use std::path::PathBuf;
 
-use skiff_model::config::{Cluster, ProxyConfig, Route, RouteAction, VirtualHost};
+use skiff_model::config::{Cluster, ProxyConfig, Route, RouteAction, SharedConfig, VirtualHost};
 use skiff_model::diagnostic::Code;
 use skiff_model::{Diagnostic, Mesh, MeshOptions, Severity};
 

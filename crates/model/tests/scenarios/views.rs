@@ -15,6 +15,17 @@ fn assert_shared_compile_matches(name: &str, mesh: &Mesh) -> usize {
             "{name}: proxy {} compiles differently with shared views",
             alone.node.id
         );
+        let pieces = parts.shared.pieces();
+        let names: std::collections::BTreeSet<&str> =
+            pieces.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), pieces.len(), "{name}: piece names are unique");
+        let joined = SharedConfig::from_pieces(pieces.iter().map(|(n, p)| (n.as_str(), p)))
+            .unwrap_or_else(|e| panic!("{name}: pieces of {} join: {e}", alone.node.id));
+        assert!(
+            joined == *parts.shared,
+            "{name}: the pieces of proxy {} join into another config",
+            alone.node.id
+        );
     }
     all.len()
 }

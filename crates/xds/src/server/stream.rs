@@ -1,5 +1,6 @@
 //! One proxy's stream on the push server.
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use tonic::{Status, Streaming};
 
 use super::input::{self, MAX_ERROR_DETAIL, MAX_SHOWN, printable};
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, Resource};
-use crate::resource::{PROXY_CONFIG_TYPE_URL, SHARED_RESOURCE};
+use crate::resource::PROXY_CONFIG_TYPE_URL;
+use crate::snapshot::{Piece, SharedEntry};
 use crate::{ProxyEntry, PushSnapshot, SyncTable};
 
 /// How many known proxy ids a `NOT_FOUND` message lists.
@@ -37,7 +39,7 @@ enum End {
 
 /// What wakes a stream up.
 enum Event {
-    Request(Result<Option<DiscoveryRequest>, Status>),
+    Request(Result<Option<Box<DiscoveryRequest>>, Status>),
     /// A new snapshot (true), or the publisher is gone (false).
     Snapshot(bool),
     Stop,
@@ -46,8 +48,172 @@ enum Event {
 
 /// What this stream has sent.
 struct Sent {
+    /// The version of the whole config the last response made.
     version: String,
     nonce: String,
+    /// The entry that response brought the proxy to.
+    entry: ProxyEntry,
+}
+
+/// What the proxy holds, as far as this stream knows: what it said it held when it
+/// subscribed (or in its last NACK), and what was sent since.
+struct Held {
+    /// The version of the proxy's own part.
+    own: Option<String>,
+    pieces: HeldPieces,
+    /// Resources the proxy refused, by name, with the version refused; an empty
+    /// version when it refused to drop the resource.
+    rejected: HashMap<String, String>,
+}
+
+enum HeldPieces {
+    /// The pieces of a shared part sent on this stream.
+    Entry(Arc<SharedEntry>),
+    /// The pieces the proxy listed, name to version.
+    Listed(BTreeMap<String, String>),
+}
+
+/// A response's worth of changes.
+#[derive(Default)]
+struct Delta {
+    resources: Vec<Resource>,
+    removed: Vec<String>,
+    bytes: usize,
+    /// Changes left out because the proxy refused them.
+    refused: usize,
+}
+
+impl Delta {
+    fn is_empty(&self) -> bool {
+        self.resources.is_empty() && self.removed.is_empty()
+    }
+
+    fn send(&mut self, name: &str, version: &str, body: &bytes::Bytes) {
+        self.bytes += body.len();
+        self.resources.push(Resource {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            body: body.clone(),
+        });
+    }
+}
+
+impl Held {
+    /// What the proxy says it holds, name to version (its own part under its id).
+    fn listed(proxy: &str, mut versions: BTreeMap<String, String>) -> Self {
+        let own = versions.remove(proxy);
+        Held {
+            own,
+            pieces: HeldPieces::Listed(versions),
+            rejected: HashMap::new(),
+        }
+    }
+
+    fn sent(entry: &ProxyEntry) -> Self {
+        Held {
+            own: Some(entry.own_version.clone()),
+            pieces: HeldPieces::Entry(entry.shared.clone()),
+            rejected: HashMap::new(),
+        }
+    }
+
+    fn refused(&self, name: &str, version: &str) -> bool {
+        self.rejected.get(name).is_some_and(|v| v == version)
+    }
+
+    /// The resources that bring the proxy from what it holds to `entry`, leaving out
+    /// versions it refused.
+    fn delta(&self, proxy: &str, entry: &ProxyEntry) -> Delta {
+        let mut delta = Delta::default();
+        if self.own.as_deref() == Some(entry.own_version.as_str()) {
+        } else if self.refused(proxy, &entry.own_version) {
+            delta.refused += 1;
+        } else {
+            delta.send(proxy, &entry.own_version, &entry.own_body);
+        }
+        let want = &entry.shared.pieces;
+        match &self.pieces {
+            HeldPieces::Entry(held) if Arc::ptr_eq(held, &entry.shared) => {}
+            HeldPieces::Entry(held) => self.merge(
+                held.pieces
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.version.as_str())),
+                want,
+                &mut delta,
+            ),
+            HeldPieces::Listed(held) => self.merge(
+                held.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                want,
+                &mut delta,
+            ),
+        }
+        delta
+    }
+
+    /// Walks what is held and what is wanted, both sorted by name.
+    fn merge<'a>(
+        &self,
+        held: impl Iterator<Item = (&'a str, &'a str)>,
+        want: &[Arc<Piece>],
+        delta: &mut Delta,
+    ) {
+        let mut held = held.peekable();
+        let mut want = want.iter().peekable();
+        loop {
+            let order = match (held.peek(), want.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((name, _)), Some(piece)) => (*name).cmp(piece.name.as_str()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let (name, _) = held.next().expect("peeked");
+                    if self.refused(name, "") {
+                        delta.refused += 1;
+                    } else {
+                        delta.removed.push(name.to_owned());
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    let piece = want.next().expect("peeked");
+                    if self.refused(&piece.name, &piece.version) {
+                        delta.refused += 1;
+                    } else {
+                        delta.send(&piece.name, &piece.version, &piece.body);
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    let (_, version) = held.next().expect("peeked");
+                    let piece = want.next().expect("peeked");
+                    if version == piece.version {
+                    } else if self.refused(&piece.name, &piece.version) {
+                        delta.refused += 1;
+                    } else {
+                        delta.send(&piece.name, &piece.version, &piece.body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The proxy is sent `entry`: from now on it holds it, but for what it refused
+    /// and `entry` still holds as refused.
+    fn advance(&mut self, proxy: &str, entry: &ProxyEntry) {
+        self.rejected.retain(|name, version| {
+            let now = if name == proxy {
+                Some(entry.own_version.as_str())
+            } else {
+                entry.shared.piece(name).map(|p| p.version.as_str())
+            };
+            match now {
+                Some(now) => now == version,
+                None => version.is_empty(),
+            }
+        });
+        self.own = Some(entry.own_version.clone());
+        self.pieces = HeldPieces::Entry(entry.shared.clone());
+    }
 }
 
 impl ProxyStream {
@@ -99,7 +265,8 @@ impl ProxyStream {
         tracing::info!(proxy = %proxy, version = ?proxy_version, resume = %first.version_info, "proxy connected");
         self.sync
             .connected(&proxy, self.id, self.peer, proxy_version, admin);
-        let Err(end) = self.serve(&proxy, first.version_info).await;
+        let holds = first.initial_resource_versions.into_iter().collect();
+        let Err(end) = self.serve(&proxy, first.version_info, holds).await;
         self.sync.disconnected(&proxy, self.id);
         match end {
             End::ProxyGone => tracing::info!(proxy = %proxy, "proxy disconnected"),
@@ -132,24 +299,39 @@ impl ProxyStream {
     }
 
     /// Serves the proxy until the stream ends; the error says why it ended.
-    async fn serve(&mut self, proxy: &str, resume_version: String) -> Result<Infallible, End> {
+    async fn serve(
+        &mut self,
+        proxy: &str,
+        resume_version: String,
+        holds: BTreeMap<String, String>,
+    ) -> Result<Infallible, End> {
         let mut nonces = 0u64;
         let snapshot = self.snapshots.borrow_and_update().clone();
         let mut sent: Option<Sent> = None;
+        let mut held = Held::listed(proxy, holds);
         match snapshot.get(proxy) {
             None => return Err(End::Status(unknown_proxy(proxy, &snapshot))),
             Some(entry) if !resume_version.is_empty() && entry.version == resume_version => {
                 tracing::info!(proxy, version = %entry.version, "proxy resumed with the current version; nothing to send");
                 self.sync
                     .resumed(proxy, self.id, &entry.version, snapshot.generation());
+                held = Held::sent(entry);
                 sent = Some(Sent {
                     version: entry.version.clone(),
                     nonce: String::new(),
+                    entry: entry.clone(),
                 });
             }
             Some(entry) => {
-                self.push(proxy, entry, snapshot.generation(), &mut nonces, &mut sent)
-                    .await?
+                self.push(
+                    proxy,
+                    entry,
+                    snapshot.generation(),
+                    &mut nonces,
+                    &mut sent,
+                    &mut held,
+                )
+                .await?
             }
         }
         self.sync
@@ -157,14 +339,14 @@ impl ProxyStream {
 
         loop {
             let event = tokio::select! {
-                request = self.requests.message() => Event::Request(request),
+                request = self.requests.message() => Event::Request(request.map(|r| r.map(Box::new))),
                 changed = self.snapshots.changed() => Event::Snapshot(changed.is_ok()),
                 _ = self.stop.wait_for(|stop| *stop) => Event::Stop,
                 _ = self.responses.closed() => Event::Closed,
             };
             match event {
                 Event::Request(Ok(Some(request))) => {
-                    self.on_request(proxy, request, &mut nonces, &mut sent)
+                    self.on_request(proxy, *request, &mut nonces, &mut sent, &mut held)
                         .await?;
                 }
                 Event::Request(Ok(None)) | Event::Closed => return Err(End::ProxyGone),
@@ -191,8 +373,15 @@ impl ProxyStream {
                         return Err(End::Status(unknown_proxy(proxy, &snapshot)));
                     };
                     if sent.as_ref().map(|s| s.version.as_str()) != Some(entry.version.as_str()) {
-                        self.push(proxy, entry, snapshot.generation(), &mut nonces, &mut sent)
-                            .await?;
+                        self.push(
+                            proxy,
+                            entry,
+                            snapshot.generation(),
+                            &mut nonces,
+                            &mut sent,
+                            &mut held,
+                        )
+                        .await?;
                     } else {
                         tracing::debug!(
                             proxy,
@@ -218,19 +407,24 @@ impl ProxyStream {
         request: DiscoveryRequest,
         nonces: &mut u64,
         sent: &mut Option<Sent>,
+        held: &mut Held,
     ) -> Result<(), End> {
         if !request.type_url.is_empty() && request.type_url != PROXY_CONFIG_TYPE_URL {
             return Err(End::Status(unknown_type(&request.type_url)));
         }
         if request.response_nonce.is_empty() {
-            // A new subscription on the same stream: send again unless the proxy says
-            // it runs the current version.
+            // A new subscription on the same stream: send what differs from what the
+            // proxy says it holds, unless it runs the current version.
             let snapshot = self.snapshots.borrow().clone();
             let Some(entry) = snapshot.get(proxy) else {
                 return Err(End::Status(unknown_proxy(proxy, &snapshot)));
             };
             if request.version_info != entry.version {
-                self.push(proxy, entry, snapshot.generation(), nonces, sent)
+                *held = Held::listed(
+                    proxy,
+                    request.initial_resource_versions.into_iter().collect(),
+                );
+                self.push(proxy, entry, snapshot.generation(), nonces, sent, held)
                     .await?;
             }
             return Ok(());
@@ -243,8 +437,34 @@ impl ProxyStream {
             Some(error) => {
                 let reason = printable(&error.message, MAX_ERROR_DETAIL);
                 let runs = printable(&request.version_info, MAX_SHOWN);
-                tracing::warn!(proxy, version = %current.version, %runs, %reason, "proxy rejected its config (NACK)");
+                tracing::warn!(proxy, version = %current.version, %runs, %reason, refused = request.rejected_resources.len(), "proxy rejected resources of its config (NACK)");
                 self.sync.nacked(proxy, self.id, &current.version, &reason);
+                // The proxy says what it holds now; what it refused is not sent again
+                // until it changes.
+                let entry = &current.entry;
+                let mut now = Held::listed(
+                    proxy,
+                    request.initial_resource_versions.into_iter().collect(),
+                );
+                let refused: Vec<String> = if request.rejected_resources.is_empty() {
+                    let all = now.delta(proxy, entry);
+                    all.resources
+                        .into_iter()
+                        .map(|r| r.name)
+                        .chain(all.removed)
+                        .collect()
+                } else {
+                    request.rejected_resources
+                };
+                for name in refused {
+                    let version = if name == proxy {
+                        Some(entry.own_version.clone())
+                    } else {
+                        entry.shared.piece(&name).map(|p| p.version.clone())
+                    };
+                    now.rejected.insert(name, version.unwrap_or_default());
+                }
+                *held = now;
             }
             None => {
                 let acked = printable(&request.version_info, MAX_SHOWN);
@@ -259,7 +479,8 @@ impl ProxyStream {
         Ok(())
     }
 
-    /// Pushes `entry`, the version snapshot `generation` holds for the proxy.
+    /// Pushes what brings the proxy to `entry`, the version snapshot `generation`
+    /// holds for it.
     async fn push(
         &mut self,
         proxy: &str,
@@ -267,43 +488,54 @@ impl ProxyStream {
         generation: u64,
         nonces: &mut u64,
         sent: &mut Option<Sent>,
+        held: &mut Held,
     ) -> Result<(), End> {
         let started = tokio::time::Instant::now();
+        let delta = held.delta(proxy, entry);
+        held.advance(proxy, entry);
+        if delta.is_empty() {
+            if delta.refused == 0 {
+                // The proxy holds this version already (its NACK said what it holds).
+                tracing::debug!(proxy, version = %entry.version, "the proxy holds this version; nothing to send");
+                self.sync
+                    .resumed(proxy, self.id, &entry.version, generation);
+                *sent = Some(Sent {
+                    version: entry.version.clone(),
+                    nonce: String::new(),
+                    entry: entry.clone(),
+                });
+            } else {
+                tracing::debug!(proxy, version = %entry.version, "nothing to send but what the proxy refused");
+            }
+            return Ok(());
+        }
         *nonces += 1;
         let nonce = nonces.to_string();
+        let (count, removed, bytes) = (delta.resources.len(), delta.removed.len(), delta.bytes);
         let response = DiscoveryResponse {
             type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
             version_info: entry.version.clone(),
             nonce: nonce.clone(),
-            resources: vec![
-                Resource {
-                    name: proxy.to_owned(),
-                    version: entry.own_version.clone(),
-                    body: entry.own_body.clone(),
-                },
-                Resource {
-                    name: SHARED_RESOURCE.to_owned(),
-                    version: entry.shared.version.clone(),
-                    body: entry.shared.body.clone(),
-                },
-            ],
+            resources: delta.resources,
+            removed_resources: delta.removed,
         };
         if self.responses.send(Ok(response)).await.is_err() {
             self.sync.push_failed();
             return Err(End::ProxyGone);
         }
-        tracing::info!(proxy, version = %entry.version, nonce = %nonce, "pushed config");
+        tracing::info!(proxy, version = %entry.version, nonce = %nonce, resources = count, removed, bytes, "pushed config");
         self.sync.pushed(
             proxy,
             self.id,
             &entry.version,
             generation,
-            entry.size(),
+            bytes,
             started.elapsed(),
         );
         *sent = Some(Sent {
             version: entry.version.clone(),
             nonce,
+            entry: entry.clone(),
         });
         Ok(())
     }

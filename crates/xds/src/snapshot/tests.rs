@@ -36,7 +36,8 @@ fn equal_shared_parts_are_kept_once_and_joined_back_whole() {
         "the own part holds no shared field"
     );
     assert_ne!(a.version, b.version, "the own parts differ");
-    assert_eq!(a.size(), a.own_body.len() + a.shared.body.len());
+    let pieces: usize = a.shared.pieces.iter().map(|p| p.body.len()).sum();
+    assert_eq!(a.size(), a.own_body.len() + pieces);
 }
 
 #[test]
@@ -51,7 +52,7 @@ fn the_version_follows_both_parts_and_only_them() {
     relabelled.node.labels.insert("rev".into(), "2".into());
     let relabelled = ProxyEntry::new(relabelled);
     assert_ne!(one.version, relabelled.version);
-    assert_eq!(one.shared.version, relabelled.shared.version);
+    assert_eq!(one.shared.digest, relabelled.shared.digest);
 }
 
 #[test]
@@ -69,4 +70,30 @@ fn parts_that_are_one_value_are_encoded_once() {
     assert_eq!(snapshot.shared_parts(), 1);
     let a = snapshot.get("a.prod").unwrap();
     assert!(Arc::ptr_eq(&a.shared.config, &shared));
+}
+
+#[test]
+fn a_piece_two_views_hold_alike_is_one_value() {
+    // Two views (different missing clusters) that both hold the cluster
+    // `outbound|80||s` as missing, and a third piece each of their own.
+    let mut a = config("a.prod", "outbound|80||s");
+    a.missing_clusters
+        .insert("outbound|81||a".into(), "no such host".into());
+    let mut b = config("b.other", "outbound|80||s");
+    b.missing_clusters
+        .insert("outbound|81||b".into(), "no such host".into());
+    let snapshot = PushSnapshot::new(1, [a, b]);
+    assert_eq!(snapshot.shared_parts(), 2);
+    let (a, b) = (
+        snapshot.get("a.prod").unwrap(),
+        snapshot.get("b.other").unwrap(),
+    );
+    let name = "cluster/outbound|80||s";
+    assert!(Arc::ptr_eq(
+        a.shared.piece(name).unwrap(),
+        b.shared.piece(name).unwrap()
+    ));
+    // The cluster of each, and the mesh piece both hold alike.
+    assert_eq!(snapshot.pieces(), 4);
+    assert!(a.shared.piece("cluster/outbound|81||b").is_none());
 }
