@@ -130,7 +130,7 @@ impl ControlPlane {
         match compiled.configs {
             Some(configs) => {
                 let generation = previous.serving_generation + 1;
-                let snapshot = PushSnapshot::from_parts(generation, configs);
+                let snapshot = self.snapshot().next(generation, configs);
                 status.serving_generation = generation;
                 status.proxies = snapshot.len();
                 let affected = self.sync.publish(&self.snapshot(), &snapshot, seen);

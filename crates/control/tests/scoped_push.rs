@@ -172,9 +172,21 @@ async fn an_endpoint_change_reaches_only_the_proxies_that_see_it_and_a_no_op_rel
     );
 
     // A second endpoint of api: only the namespace-a proxies' config changes.
+    // It travels as the api cluster's endpoints and nothing else.
     std::fs::write(&file, mesh(2, 8000))?;
     for c in &mut clients[..2] {
-        assert_eq!(api_endpoints(&c.next().await?), 2);
+        let update = c.next().await?;
+        assert_eq!(api_endpoints(&update), 2);
+        assert!(
+            !update.changed.is_empty()
+                && update
+                    .changed
+                    .iter()
+                    .all(|n| n.starts_with("endpoints/outbound|") && n.contains("|api.")),
+            "the endpoint change sent {:?}",
+            update.changed
+        );
+        assert_eq!(update.removed, Vec::<String>::new());
     }
     let after_endpoint = synced_pushes(&running).await;
     assert_eq!(

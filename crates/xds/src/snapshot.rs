@@ -3,7 +3,7 @@
 //! same view of the mesh holds. Each piece is encoded once and kept once, however
 //! many views and proxies hold it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -66,30 +66,64 @@ pub struct SharedEntry {
     pub size: usize,
 }
 
-/// Pieces already encoded while a snapshot is built, by name and version.
+/// Pieces already encoded, by the [`piece_hash`] of their name and version: those of
+/// the snapshot being built and of the one before it, so that a piece a change did
+/// not touch stays the same value from one snapshot to the next.
 #[derive(Default)]
-struct Interned(HashMap<(String, String), Arc<Piece>>);
+struct Interned {
+    pieces: HashMap<u64, Arc<Piece>>,
+    /// The pieces the new snapshot holds (each kept alive by `pieces`).
+    used: HashSet<*const Piece>,
+}
+
+impl Interned {
+    /// Every piece of `snapshot`, ready to be used again.
+    fn of(snapshot: &PushSnapshot) -> Self {
+        let mut pieces = HashMap::new();
+        let mut seen = HashSet::new();
+        for entry in snapshot.proxies.values() {
+            if seen.insert(Arc::as_ptr(&entry.shared)) {
+                for piece in &entry.shared.pieces {
+                    pieces.insert(piece_hash(&piece.name, &piece.version), piece.clone());
+                }
+            }
+        }
+        Interned {
+            pieces,
+            used: HashSet::new(),
+        }
+    }
+
+    /// The one value of this piece.
+    fn intern(&mut self, name: String, body: Bytes) -> Arc<Piece> {
+        let version = version_of(&body);
+        let key = piece_hash(&name, &version);
+        let piece = match self.pieces.get(&key) {
+            Some(piece) if piece.name == name && piece.version == version => piece.clone(),
+            // A new piece, or (against all odds) another one with the same hash.
+            found => {
+                let piece = Arc::new(Piece {
+                    name,
+                    version,
+                    body,
+                });
+                if found.is_none() {
+                    self.pieces.insert(key, piece.clone());
+                }
+                piece
+            }
+        };
+        self.used.insert(Arc::as_ptr(&piece));
+        piece
+    }
+}
 
 impl SharedEntry {
     fn new(config: Arc<SharedConfig>, interned: &mut Interned) -> Self {
         let pieces: Vec<Arc<Piece>> = config
             .pieces()
             .into_iter()
-            .map(|(name, piece)| {
-                let body = encode_piece(&piece);
-                let version = version_of(&body);
-                interned
-                    .0
-                    .entry((name, version))
-                    .or_insert_with_key(|(name, version)| {
-                        Arc::new(Piece {
-                            name: name.clone(),
-                            version: version.clone(),
-                            body,
-                        })
-                    })
-                    .clone()
-            })
+            .map(|(name, piece)| interned.intern(name, encode_piece(&piece)))
             .collect();
         let digest = pieces
             .iter()
@@ -164,12 +198,26 @@ impl PushSnapshot {
     /// `Arc`) are encoded once; equal parts in different values are kept once, and so
     /// is each piece that several parts hold.
     pub fn from_parts(generation: u64, configs: impl IntoIterator<Item = ProxyParts>) -> Self {
+        Self::build(generation, configs, Interned::default())
+    }
+
+    /// The snapshot that follows this one: [`PushSnapshot::from_parts`], where each
+    /// piece that this snapshot holds already stays the same value (so the push
+    /// server sees at a glance what did not change, and memory is not churned).
+    pub fn next(&self, generation: u64, configs: impl IntoIterator<Item = ProxyParts>) -> Self {
+        Self::build(generation, configs, Interned::of(self))
+    }
+
+    fn build(
+        generation: u64,
+        configs: impl IntoIterator<Item = ProxyParts>,
+        mut interned: Interned,
+    ) -> Self {
         // Keyed by address; each value holds its key's `Arc`, so no address is freed
         // and reused by another part while the map lives.
         let mut by_pointer: HashMap<*const SharedConfig, (Arc<SharedConfig>, Arc<SharedEntry>)> =
             HashMap::new();
         let mut by_version: HashMap<PieceDigest, Arc<SharedEntry>> = HashMap::new();
-        let mut interned = Interned::default();
         let mut proxies = BTreeMap::new();
         for parts in configs {
             let (_, shared) = by_pointer
@@ -190,7 +238,7 @@ impl PushSnapshot {
             generation,
             proxies,
             shared: by_version.len(),
-            pieces: interned.0.len(),
+            pieces: interned.used.len(),
         }
     }
 

@@ -137,12 +137,13 @@ impl Held {
             HeldPieces::Entry(held) => self.merge(
                 held.pieces
                     .iter()
-                    .map(|p| (p.name.as_str(), p.version.as_str())),
+                    .map(|p| (p.name.as_str(), p.version.as_str(), Arc::as_ptr(p))),
                 want,
                 &mut delta,
             ),
             HeldPieces::Listed(held) => self.merge(
-                held.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                held.iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str(), std::ptr::null())),
                 want,
                 &mut delta,
             ),
@@ -150,10 +151,12 @@ impl Held {
         delta
     }
 
-    /// Walks what is held and what is wanted, both sorted by name.
+    /// Walks what is held and what is wanted, both sorted by name. A held piece that
+    /// is the very value wanted (successive snapshots share the pieces a change did
+    /// not touch) is passed over without comparing names.
     fn merge<'a>(
         &self,
-        held: impl Iterator<Item = (&'a str, &'a str)>,
+        held: impl Iterator<Item = (&'a str, &'a str, *const Piece)>,
         want: &[Arc<Piece>],
         delta: &mut Delta,
     ) {
@@ -164,11 +167,14 @@ impl Held {
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((name, _)), Some(piece)) => (*name).cmp(piece.name.as_str()),
+                (Some((_, _, held)), Some(piece)) if std::ptr::eq(*held, Arc::as_ptr(piece)) => {
+                    std::cmp::Ordering::Equal
+                }
+                (Some((name, _, _)), Some(piece)) => (*name).cmp(piece.name.as_str()),
             };
             match order {
                 std::cmp::Ordering::Less => {
-                    let (name, _) = held.next().expect("peeked");
+                    let (name, _, _) = held.next().expect("peeked");
                     if self.refused(name, "") {
                         delta.refused += 1;
                     } else {
@@ -184,7 +190,7 @@ impl Held {
                     }
                 }
                 std::cmp::Ordering::Equal => {
-                    let (_, version) = held.next().expect("peeked");
+                    let (_, version, _) = held.next().expect("peeked");
                     let piece = want.next().expect("peeked");
                     if version == piece.version {
                     } else if self.refused(&piece.name, &piece.version) {

@@ -97,3 +97,33 @@ fn a_piece_two_views_hold_alike_is_one_value() {
     assert_eq!(snapshot.pieces(), 4);
     assert!(a.shared.piece("cluster/outbound|81||b").is_none());
 }
+
+#[test]
+fn the_next_snapshot_keeps_the_pieces_a_change_did_not_touch() {
+    let mut before = config("a.prod", "outbound|80||s");
+    before
+        .missing_clusters
+        .insert("outbound|81||t".into(), "no such host".into());
+    let first = PushSnapshot::new(1, [before.clone()]);
+    let mut after = before;
+    after
+        .missing_clusters
+        .insert("outbound|81||t".into(), "another reason".into());
+    let second = first.next(2, [ProxyParts::from(after)]);
+    let (a, b) = (first.get("a.prod").unwrap(), second.get("a.prod").unwrap());
+    let same = "cluster/outbound|80||s";
+    let changed = "cluster/outbound|81||t";
+    assert!(Arc::ptr_eq(
+        a.shared.piece(same).unwrap(),
+        b.shared.piece(same).unwrap()
+    ));
+    assert_ne!(
+        a.shared.piece(changed).unwrap().version,
+        b.shared.piece(changed).unwrap().version
+    );
+    assert_eq!(
+        second.pieces(),
+        3,
+        "what the new snapshot holds, not the old"
+    );
+}
