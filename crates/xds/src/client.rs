@@ -37,6 +37,10 @@ use skiff_model::config::{ProxyConfig, ProxyParts, SharedConfig, SharedPiece};
 
 mod backoff;
 
+/// The most bytes of resource bodies one change split over several responses may
+/// hold.
+const MAX_CHANGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// gRPC status code INVALID_ARGUMENT, sent in a NACK's `error_detail`.
 const INVALID_ARGUMENT: i32 = 3;
 
@@ -360,8 +364,33 @@ impl Worker {
             s.connected = true;
             s.connections += 1;
         });
+        // The parts of a change split over several responses, until the last.
+        let mut pending: Option<DiscoveryResponse> = None;
         while let Some(response) = responses.message().await? {
             *got_config = true;
+            let response = match pending.take() {
+                Some(mut whole) => {
+                    whole.resources.extend(response.resources);
+                    whole.removed_resources.extend(response.removed_resources);
+                    whole.nonce = response.nonce;
+                    whole.version_info = response.version_info;
+                    whole.more = response.more;
+                    whole
+                }
+                None => response,
+            };
+            if response.more {
+                let size: usize = response.resources.iter().map(|r| r.body.len()).sum();
+                if size > MAX_CHANGE_BYTES {
+                    return Err(XdsError::Stream(tonic::Status::resource_exhausted(
+                        format!(
+                            "the control plane sent a change of more than {MAX_CHANGE_BYTES} bytes"
+                        ),
+                    )));
+                }
+                pending = Some(response);
+                continue;
+            }
             let answer = self.on_response(handler, response);
             if requests.send(answer).await.is_err() {
                 break;

@@ -953,3 +953,39 @@ async fn a_proxy_that_stops_reading_holds_a_bounded_amount_and_delays_no_one() -
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_large_change_comes_in_parts_that_the_client_applies_together() -> Result<()> {
+    // 300 clusters of 10 endpoints: some 300 KB, more than one response holds.
+    let names: Vec<String> = (0..300).map(|i| format!("c{i:03}")).collect();
+    let clusters: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 10)).collect();
+    let want = with_clusters("a.prod", &clusters);
+    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
+    publish(&tx, 1, vec![want.clone()]);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;
+
+    let mut raw = RawProxy::connect(server.addr, "a.prod").await?;
+    let mut parts = vec![raw.next_push().await?];
+    while parts.last().unwrap().more {
+        parts.push(raw.next_push().await?);
+    }
+    assert!(parts.len() >= 4, "{} parts", parts.len());
+    for part in &parts {
+        let size: usize = part.resources.iter().map(|r| r.body.len()).sum();
+        assert!(size <= 80 * 1024, "a part of {size} bytes");
+        assert_eq!(part.version_info, version(&tx, "a.prod"));
+    }
+    drop(raw);
+
+    // The client hands over the whole config once, from the last part.
+    let mut a = proxy(server.addr, "a.prod");
+    let update = a.next_update().await;
+    assert_eq!(update.config(), want);
+    a.assert_no_update().await;
+    row_until(&server.sync, &tx, "a.prod", "SYNCED", |r| {
+        r.status == SyncStatus::Synced
+    })
+    .await;
+    server.stop().await;
+    Ok(())
+}

@@ -40,6 +40,7 @@ fn response(config: ProxyConfig, nonce: &str) -> DiscoveryResponse {
         nonce: nonce.into(),
         resources,
         removed_resources: Vec::new(),
+        more: false,
     }
 }
 

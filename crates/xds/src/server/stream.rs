@@ -17,6 +17,12 @@ use crate::{ProxyEntry, PushSnapshot, SyncTable};
 /// How many known proxy ids a `NOT_FOUND` message lists.
 const KNOWN_IDS_SHOWN: usize = 10;
 
+/// Bodies beyond this many bytes go into another response of the same change: the
+/// gRPC encoder of a stream keeps a buffer as large as the largest message it sent,
+/// so a proxy's first config in one response would cost its size for as long as
+/// the proxy stays connected.
+const RESPONSE_BYTES: usize = 64 * 1024;
+
 pub(super) struct ProxyStream {
     pub(super) id: u64,
     pub(super) peer: Option<SocketAddr>,
@@ -497,7 +503,7 @@ impl ProxyStream {
         held: &mut Held,
     ) -> Result<(), End> {
         let started = tokio::time::Instant::now();
-        let delta = held.delta(proxy, entry);
+        let mut delta = held.delta(proxy, entry);
         held.advance(proxy, entry);
         if delta.is_empty() {
             if delta.refused == 0 {
@@ -515,19 +521,29 @@ impl ProxyStream {
             }
             return Ok(());
         }
-        *nonces += 1;
-        let nonce = nonces.to_string();
         let (count, removed, bytes) = (delta.resources.len(), delta.removed.len(), delta.bytes);
-        let response = DiscoveryResponse {
-            type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
-            version_info: entry.version.clone(),
-            nonce: nonce.clone(),
-            resources: delta.resources,
-            removed_resources: delta.removed,
-        };
-        if self.responses.send(Ok(response)).await.is_err() {
-            self.sync.push_failed();
-            return Err(End::ProxyGone);
+        let mut parts = split(delta.resources).into_iter().peekable();
+        let mut nonce = String::new();
+        while let Some(resources) = parts.next() {
+            let last = parts.peek().is_none();
+            *nonces += 1;
+            nonce = nonces.to_string();
+            let response = DiscoveryResponse {
+                type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
+                version_info: entry.version.clone(),
+                nonce: nonce.clone(),
+                resources,
+                removed_resources: if last {
+                    std::mem::take(&mut delta.removed)
+                } else {
+                    Vec::new()
+                },
+                more: !last,
+            };
+            if self.responses.send(Ok(response)).await.is_err() {
+                self.sync.push_failed();
+                return Err(End::ProxyGone);
+            }
         }
         tracing::info!(proxy, version = %entry.version, nonce = %nonce, resources = count, removed, bytes, "pushed config");
         self.sync.pushed(
@@ -545,6 +561,23 @@ impl ProxyStream {
         });
         Ok(())
     }
+}
+
+/// Resources in runs of at most [`RESPONSE_BYTES`] of bodies (a larger body alone),
+/// in order; one empty run when there are none.
+fn split(resources: Vec<Resource>) -> Vec<Vec<Resource>> {
+    let mut parts = vec![Vec::new()];
+    let mut size = 0;
+    for resource in resources {
+        let len = resource.body.len();
+        if size > 0 && size + len > RESPONSE_BYTES {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        parts.last_mut().expect("never empty").push(resource);
+    }
+    parts
 }
 
 /// Checks the first request of a stream and returns the proxy id it names.
