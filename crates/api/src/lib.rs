@@ -45,7 +45,7 @@ mod yaml;
 
 pub use diagnostic::{AnalysisCode, Diagnostic, Diagnostics, Severity};
 pub use error::Error;
-pub use load::{IGNORED_KINDS, IgnoredKind, Loaded, load, load_str};
+pub use load::{IGNORED_KINDS, IgnoredKind, LoadCache, Loaded, load, load_cached, load_str};
 pub use meta::ObjectMeta;
 pub use resource::{Entry, Kind, Origin, Position, Resource, ResourceSet, Spec};
 pub use types::{Duration, HeaderMatch, Labels, Percent, PortSelector, StringMatch};

@@ -3,8 +3,10 @@
 mod document;
 mod kinds;
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tracing::debug;
 
@@ -41,6 +43,20 @@ pub struct Loaded {
 ///
 /// Fails only when a path cannot be read at all.
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
+    load_cached(paths, &LoadCache::default())
+}
+
+/// What [`load_cached`] keeps of the files it parsed: for each, a hash of its text
+/// and what it gave. Shared by the loads of one configuration source, so that a
+/// reload parses only the files whose text changed.
+#[derive(Debug, Default)]
+pub struct LoadCache {
+    files: Mutex<HashMap<PathBuf, (u64, Arc<document::FileLoad>)>>,
+}
+
+/// [`load`], parsing again only the files whose text differs from what `cache` holds
+/// for them (every file is still read). The result is the same as [`load`]'s.
+pub fn load_cached<P: AsRef<Path>>(paths: &[P], cache: &LoadCache) -> Result<Loaded, Error> {
     let _span = tracing::debug_span!("load", paths = paths.len()).entered();
     let mut files = Vec::new();
     for path in paths {
@@ -65,19 +81,33 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
     let mut rejected = Vec::new();
     let mut diagnostics = Vec::new();
     let mut documents = 0;
+    let mut cached = cache.files.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = HashMap::with_capacity(files.len());
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
             path: file.clone(),
             source,
         })?;
-        let _file = tracing::debug_span!("file", file = %file.display()).entered();
-        let loaded = document::load_file(Arc::from(file.as_path()), &text);
-        debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        let hash = hasher.finish();
+        let loaded = match cached.get(file) {
+            Some((h, loaded)) if *h == hash => loaded.clone(),
+            _ => {
+                let _file = tracing::debug_span!("file", file = %file.display()).entered();
+                let loaded = Arc::new(document::load_file(Arc::from(file.as_path()), &text));
+                debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
+                loaded
+            }
+        };
         documents += loaded.documents;
-        resources.extend(loaded.resources);
-        rejected.extend(loaded.rejected);
-        diagnostics.extend(loaded.diagnostics);
+        resources.extend(loaded.resources.iter().cloned());
+        rejected.extend(loaded.rejected.iter().cloned());
+        diagnostics.extend(loaded.diagnostics.iter().cloned());
+        seen.insert(file.clone(), (hash, loaded));
     }
+    // Files gone since the last load are forgotten.
+    *cached = seen;
     Ok(finish(resources, rejected, diagnostics, files, documents))
 }
 

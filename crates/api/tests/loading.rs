@@ -604,3 +604,32 @@ spec:
     assert!(e.starts_with("t.yaml:11:"), "{e}");
     assert!(e.contains("`request.nope`"), "{e}");
 }
+
+#[test]
+fn a_cached_load_gives_what_a_fresh_one_does_and_sees_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = |name: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  ports:\n  - name: http\n    port: {port}\n"
+        )
+    };
+    fs::write(dir.path().join("a.yaml"), service("a", 80)).unwrap();
+    fs::write(dir.path().join("b.yaml"), service("b", 80)).unwrap();
+    let cache = skiff_api::LoadCache::default();
+    let paths = [dir.path()];
+    let first = skiff_api::load_cached(&paths, &cache).unwrap();
+    assert_eq!(first, skiff_api::load(&paths).unwrap());
+    assert_eq!(first.resources.len(), 2);
+
+    // Unchanged: the same result again.
+    assert_eq!(skiff_api::load_cached(&paths, &cache).unwrap(), first);
+    // One file changed (same length, same second), one removed, one broken.
+    fs::write(dir.path().join("a.yaml"), service("a", 81)).unwrap();
+    fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    fs::write(dir.path().join("c.yaml"), "kind: [").unwrap();
+    let next = skiff_api::load_cached(&paths, &cache).unwrap();
+    assert_eq!(next, skiff_api::load(&paths).unwrap());
+    assert_eq!(next.resources.len(), 1);
+    assert!(!errors(&next).is_empty(), "the broken file is reported");
+    assert!(format!("{:?}", next.resources).contains("81"));
+}

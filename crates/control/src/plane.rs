@@ -130,7 +130,14 @@ impl ControlPlane {
         match compiled.configs {
             Some(configs) => {
                 let generation = previous.serving_generation + 1;
+                let encoding = Instant::now();
                 let snapshot = self.snapshot().next(generation, configs);
+                tracing::debug!(
+                    pieces = snapshot.pieces(),
+                    views = snapshot.shared_parts(),
+                    encode_ms = encoding.elapsed().as_millis() as u64,
+                    "encoded the snapshot"
+                );
                 status.serving_generation = generation;
                 status.proxies = snapshot.len();
                 let affected = self.sync.publish(&self.snapshot(), &snapshot, seen);

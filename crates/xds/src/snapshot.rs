@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use skiff_model::config::{Node, ProxyConfig, ProxyParts, SharedConfig};
+use skiff_model::config::{Node, ProxyConfig, ProxyParts, SharedConfig, SharedPiece};
 
 use crate::resource::{
-    PieceDigest, config_version, encode_piece, encode_proxy_config, piece_hash, version_of,
+    PieceDigest, config_version, decode_piece, encode_piece, encode_proxy_config, piece_hash,
+    version_of,
 };
 
 /// The compiled configuration of every proxy at one moment, immutable once built.
@@ -56,8 +57,6 @@ pub struct Piece {
 /// The shared part of some proxies' configurations, as encoded pieces.
 #[derive(Debug)]
 pub struct SharedEntry {
-    /// The part.
-    pub config: Arc<SharedConfig>,
     /// Its pieces, sorted by name. A piece held by several shared parts is one value.
     pub pieces: Vec<Arc<Piece>>,
     /// The [`PieceDigest`] of `pieces`.
@@ -74,6 +73,10 @@ struct Interned {
     pieces: HashMap<u64, Arc<Piece>>,
     /// The pieces the new snapshot holds (each kept alive by `pieces`).
     used: HashSet<*const Piece>,
+    /// The pieces encoded for the new snapshot, by name, as values: most pieces are
+    /// alike in every view (a cluster and its endpoints are), and comparing values
+    /// costs less than encoding them again.
+    typed: HashMap<String, Vec<(SharedPiece, Arc<Piece>)>>,
 }
 
 impl Interned {
@@ -90,8 +93,25 @@ impl Interned {
         }
         Interned {
             pieces,
-            used: HashSet::new(),
+            ..Interned::default()
         }
+    }
+
+    /// The one value of this piece, encoded only if no view had it before.
+    fn intern_typed(&mut self, name: String, piece: SharedPiece) -> Arc<Piece> {
+        if let Some(found) = self
+            .typed
+            .get(&name)
+            .and_then(|alike| alike.iter().find(|(p, _)| *p == piece))
+        {
+            return found.1.clone();
+        }
+        let encoded = self.intern(name.clone(), encode_piece(&piece));
+        self.typed
+            .entry(name)
+            .or_default()
+            .push((piece, encoded.clone()));
+        encoded
     }
 
     /// The one value of this piece.
@@ -119,22 +139,36 @@ impl Interned {
 }
 
 impl SharedEntry {
-    fn new(config: Arc<SharedConfig>, interned: &mut Interned) -> Self {
+    fn new(config: SharedConfig, interned: &mut Interned) -> Self {
         let pieces: Vec<Arc<Piece>> = config
-            .pieces()
+            .into_pieces()
             .into_iter()
-            .map(|(name, piece)| interned.intern(name, encode_piece(&piece)))
+            .map(|(name, piece)| interned.intern_typed(name, piece))
             .collect();
         let digest = pieces
             .iter()
             .fold(0, |d, p| d ^ piece_hash(&p.name, &p.version));
         let size = pieces.iter().map(|p| p.body.len()).sum();
         SharedEntry {
-            config,
             pieces,
             digest,
             size,
         }
+    }
+
+    /// The part, decoded from its pieces (for dumps and debugging).
+    pub fn config(&self) -> SharedConfig {
+        let decoded: Vec<(&str, SharedPiece)> = self
+            .pieces
+            .iter()
+            .map(|p| {
+                let piece = decode_piece(&p.name, &p.body)
+                    .unwrap_or_else(|e| unreachable!("an encoded piece decodes: {e}"));
+                (p.name.as_str(), piece)
+            })
+            .collect();
+        SharedConfig::from_pieces(decoded.iter().map(|(n, p)| (*n, p)))
+            .unwrap_or_else(|e| unreachable!("the pieces of a config join: {e}"))
     }
 
     /// A piece by name.
@@ -150,7 +184,8 @@ impl ProxyEntry {
     /// Encodes a whole configuration (split into its parts) and computes its version.
     pub fn new(config: ProxyConfig) -> Self {
         let parts = ProxyParts::from(config);
-        let shared = SharedEntry::new(parts.shared, &mut Interned::default());
+        let shared = Arc::unwrap_or_clone(parts.shared);
+        let shared = SharedEntry::new(shared, &mut Interned::default());
         ProxyEntry::of(parts.own, Arc::new(shared))
     }
 
@@ -176,7 +211,7 @@ impl ProxyEntry {
     pub fn config(&self) -> ProxyConfig {
         ProxyParts {
             own: ProxyConfig::clone(&self.own),
-            shared: self.shared.config.clone(),
+            shared: Arc::new(self.shared.config()),
         }
         .join()
     }
@@ -213,26 +248,37 @@ impl PushSnapshot {
         configs: impl IntoIterator<Item = ProxyParts>,
         mut interned: Interned,
     ) -> Self {
-        // Keyed by address; each value holds its key's `Arc`, so no address is freed
-        // and reused by another part while the map lives.
-        let mut by_pointer: HashMap<*const SharedConfig, (Arc<SharedConfig>, Arc<SharedEntry>)> =
-            HashMap::new();
-        let mut by_version: HashMap<PieceDigest, Arc<SharedEntry>> = HashMap::new();
-        let mut proxies = BTreeMap::new();
+        // The shared parts by address, each kept once (the `Arc` keeps its address
+        // from being reused while the map lives), and each proxy's own part with the
+        // index of its shared part, in order.
+        let mut groups: HashMap<*const SharedConfig, usize> = HashMap::new();
+        let mut shared_parts: Vec<Arc<SharedConfig>> = Vec::new();
+        let mut owns: Vec<(ProxyConfig, usize)> = Vec::new();
         for parts in configs {
-            let (_, shared) = by_pointer
-                .entry(Arc::as_ptr(&parts.shared))
-                .or_insert_with(|| {
-                    let entry = SharedEntry::new(parts.shared.clone(), &mut interned);
-                    let entry = by_version
-                        .entry(entry.digest)
-                        .or_insert_with(|| Arc::new(entry))
-                        .clone();
-                    (parts.shared.clone(), entry)
-                });
-            let shared = shared.clone();
-            let id = parts.own.node.id.clone();
-            proxies.insert(id, ProxyEntry::of(parts.own, shared));
+            let index = *groups.entry(Arc::as_ptr(&parts.shared)).or_insert_with(|| {
+                shared_parts.push(parts.shared.clone());
+                shared_parts.len() - 1
+            });
+            owns.push((parts.own, index));
+            // Dropping `parts.shared` here leaves each part one holder.
+        }
+        drop(groups);
+        let mut by_version: HashMap<PieceDigest, Arc<SharedEntry>> = HashMap::new();
+        let entries: Vec<Arc<SharedEntry>> = shared_parts
+            .into_iter()
+            .map(|shared| {
+                let shared = Arc::try_unwrap(shared).unwrap_or_else(|a| SharedConfig::clone(&a));
+                let entry = SharedEntry::new(shared, &mut interned);
+                by_version
+                    .entry(entry.digest)
+                    .or_insert_with(|| Arc::new(entry))
+                    .clone()
+            })
+            .collect();
+        let mut proxies = BTreeMap::new();
+        for (own, index) in owns {
+            let id = own.node.id.clone();
+            proxies.insert(id, ProxyEntry::of(own, entries[index].clone()));
         }
         PushSnapshot {
             generation,

@@ -13,6 +13,7 @@ use crate::resource::{Kind, Origin, Position, Resource, Spec, display_name};
 use crate::yaml::{Document, Node, Resolved, Sink, Value, from_node, index_positions};
 
 /// What one file gave.
+#[derive(Debug, Clone)]
 pub(super) struct FileLoad {
     pub(super) resources: Vec<Resource>,
     /// Resources that were read but have errors: left out of the mesh, kept for

@@ -28,11 +28,15 @@ pub struct MeshCompiler {
     pub builtin_gateway: Option<std::net::IpAddr>,
     /// The resources served by the previous reload (shared by clones of this compiler).
     pub last_good: Arc<LastGood>,
+    /// The files parsed by earlier reloads: a reload parses only the files that
+    /// changed (shared by clones of this compiler).
+    pub files: Arc<skiff_api::LoadCache>,
 }
 
 impl ConfigCompiler for MeshCompiler {
     fn compile(&self, dir: &Path) -> Compiled {
-        let loaded = match skiff_api::load(&[dir]) {
+        let started = std::time::Instant::now();
+        let loaded = match skiff_api::load_cached(&[dir], &self.files) {
             Ok(loaded) => loaded,
             Err(LoadError::NoFiles { path }) => {
                 let warning = Finding::new(
@@ -78,9 +82,18 @@ impl ConfigCompiler for MeshCompiler {
             Some(address) => crate::with_builtin_gateway(merged.resources, address),
             None => merged.resources,
         };
+        let load_took = started.elapsed();
         let mesh = Mesh::build(&resources, self.options.clone());
+        let build_took = started.elapsed() - load_took;
         findings.extend(mesh.diagnostics().iter().map(|d| from_model(dir, d)));
         let configs = mesh.compile_all();
+        tracing::debug!(
+            resources = resources.len(),
+            load_ms = load_took.as_millis() as u64,
+            build_ms = build_took.as_millis() as u64,
+            compile_ms = (started.elapsed() - load_took - build_took).as_millis() as u64,
+            "compiled the configuration"
+        );
         sort(&mut findings);
         Compiled {
             configs: Some(configs),

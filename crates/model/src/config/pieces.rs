@@ -145,14 +145,27 @@ impl SharedPiece {
         }
     }
 
-    /// Checks that `name` is a name this piece may have.
+    /// Checks that `name` is a name this piece may have (without building the name
+    /// it should have: a proxy checks every piece it receives).
     pub fn fits(&self, name: &str) -> Result<(), PieceError> {
         let base = name.split_once('#').map_or(name, |(base, _)| base);
+        let port_is = |rest: &str, port: u16| rest.parse::<u16>().is_ok_and(|p| p == port);
         let fits = match self {
+            SharedPiece::Port(p) => base
+                .strip_prefix("port/")
+                .is_some_and(|r| port_is(r, p.port)),
+            SharedPiece::VirtualHost(v) => base
+                .strip_prefix("vhost/")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(port, host)| port_is(port, v.port) && host == v.virtual_host.name),
+            SharedPiece::Cluster(c) => base.strip_prefix("cluster/") == Some(c.name.as_str()),
             SharedPiece::MissingCluster(_) => {
                 base.strip_prefix("cluster/").is_some_and(|c| !c.is_empty())
             }
-            _ => base == self.name(),
+            SharedPiece::Endpoints(e) => {
+                base.strip_prefix("endpoints/") == Some(e.cluster.as_str())
+            }
+            SharedPiece::Mesh(_) => base == MESH_PIECE,
         };
         if fits {
             Ok(())
@@ -197,115 +210,147 @@ fn endpoints_name(cluster: &str) -> String {
 impl SharedConfig {
     /// The config as named pieces, sorted by name. Names are unique.
     pub fn pieces(&self) -> Vec<(String, SharedPiece)> {
-        let mut faults = self.faults.clone();
-        let mut http_policies = self.http_policies.clone();
-        let mut workload_labels = self.workload_labels.clone();
+        self.clone().into_pieces()
+    }
+
+    /// [`SharedConfig::pieces`], taking the config apart instead of copying it.
+    pub fn into_pieces(self) -> Vec<(String, SharedPiece)> {
+        let SharedConfig {
+            outbound,
+            clusters,
+            faults,
+            http_policies,
+            missing_clusters,
+            outbound_traffic_policy,
+            workload_labels,
+        } = self;
+        // A rule keeps its name in every virtual host it is compiled into, and a
+        // workload is an endpoint of each subset it is in: copy them to each user,
+        // and what no one used goes to the mesh piece.
+        let mut used_workloads = std::collections::HashSet::new();
         let mut pieces = Vec::new();
-        for port in &self.outbound {
-            let mut names: Vec<&str> = port.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
-            let in_name_order = names.is_sorted() && names.windows(2).all(|w| w[0] != w[1]);
+        for port in outbound {
+            let in_name_order = port.virtual_hosts.windows(2).all(|w| w[0].name < w[1].name);
             pieces.push((
                 port_name(port.port),
                 SharedPiece::Port(PortPiece {
                     port: port.port,
                     protocol: port.protocol,
-                    tcp: port.tcp.clone(),
+                    tcp: port.tcp,
                     order: if in_name_order {
                         Vec::new()
                     } else {
-                        names.iter().map(|n| (*n).to_owned()).collect()
+                        port.virtual_hosts.iter().map(|v| v.name.clone()).collect()
                     },
                 }),
             ));
-            names.clear();
-            for vhost in &port.virtual_hosts {
+            for vhost in port.virtual_hosts {
                 let mut piece = VirtualHostPiece {
                     port: port.port,
-                    virtual_host: vhost.clone(),
+                    virtual_host: vhost,
                     faults: BTreeMap::new(),
                     http_policies: BTreeMap::new(),
                 };
-                for route in &vhost.routes {
-                    if let Some(f) = self.faults.get(&route.name) {
-                        faults.remove(&route.name);
+                for route in &piece.virtual_host.routes {
+                    if let Some(f) = faults.get(&route.name) {
                         piece.faults.insert(route.name.clone(), f.clone());
                     }
-                    if let Some(p) = self.http_policies.get(&route.name) {
-                        http_policies.remove(&route.name);
+                    if let Some(p) = http_policies.get(&route.name) {
                         piece.http_policies.insert(route.name.clone(), p.clone());
                     }
                 }
                 pieces.push((
-                    vhost_name(port.port, &vhost.name),
+                    vhost_name(port.port, &piece.virtual_host.name),
                     SharedPiece::VirtualHost(piece),
                 ));
             }
         }
-        for cluster in &self.clusters {
-            let mut bare = cluster.clone();
-            let endpoints = std::mem::take(&mut bare.endpoints);
-            pieces.push((
-                cluster_name(&cluster.name),
-                SharedPiece::Cluster(Box::new(bare)),
-            ));
+        for mut cluster in clusters {
+            let endpoints = std::mem::take(&mut cluster.endpoints);
+            let name = cluster.name.clone();
+            pieces.push((cluster_name(&name), SharedPiece::Cluster(Box::new(cluster))));
             if endpoints.is_empty() {
                 continue;
             }
             let mut labels = WorkloadLabels::new();
             for e in &endpoints {
-                if let Some(l) = self.workload_labels.get(&e.workload) {
-                    workload_labels.remove(&e.workload);
+                if let Some(l) = workload_labels.get(&e.workload) {
+                    used_workloads.insert(e.workload.clone());
                     labels.insert(e.workload.clone(), l.clone());
                 }
             }
             pieces.push((
-                endpoints_name(&cluster.name),
+                endpoints_name(&name),
                 SharedPiece::Endpoints(EndpointsPiece {
-                    cluster: cluster.name.clone(),
+                    cluster: name,
                     endpoints,
                     workload_labels: labels,
                 }),
             ));
         }
-        for (name, reason) in &self.missing_clusters {
-            pieces.push((
-                cluster_name(name),
-                SharedPiece::MissingCluster(reason.clone()),
-            ));
+        for (name, reason) in missing_clusters {
+            pieces.push((cluster_name(&name), SharedPiece::MissingCluster(reason)));
         }
+        let in_vhosts = |name: &String| {
+            pieces.iter().any(|(_, p)| match p {
+                SharedPiece::VirtualHost(v) => {
+                    v.faults.contains_key(name) || v.http_policies.contains_key(name)
+                }
+                _ => false,
+            })
+        };
+        let leftover_faults: BTreeMap<String, Fault> = faults
+            .iter()
+            .filter(|(name, _)| !in_vhosts(name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let leftover_policies: BTreeMap<String, HttpRoutePolicy> = http_policies
+            .iter()
+            .filter(|(name, _)| !in_vhosts(name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let leftover_labels: WorkloadLabels = workload_labels
+            .into_iter()
+            .filter(|(w, _)| !used_workloads.contains(w))
+            .collect();
         pieces.push((
             MESH_PIECE.to_owned(),
             SharedPiece::Mesh(MeshPiece {
-                outbound_traffic_policy: self.outbound_traffic_policy,
-                faults,
-                http_policies,
-                workload_labels,
+                outbound_traffic_policy,
+                faults: leftover_faults,
+                http_policies: leftover_policies,
+                workload_labels: leftover_labels,
             }),
         ));
         pieces.sort_by(|a, b| a.0.cmp(&b.0));
         // A name twice (two virtual hosts of one name on a port, a cluster both
         // present and missing) would lose one of them: keep every one, numbered.
-        let mut seen = std::collections::HashMap::<String, usize>::new();
-        for (name, _) in pieces.iter_mut() {
-            let n = seen.entry(name.clone()).or_default();
-            *n += 1;
-            if *n > 1 {
-                name.push_str(&format!("#{n}"));
+        let mut run = 1;
+        for i in 1..pieces.len() {
+            let (before, after) = pieces.split_at_mut(i);
+            let base = before[i - 1]
+                .0
+                .split_once('#')
+                .map_or(before[i - 1].0.as_str(), |(b, _)| b);
+            if after[0].0 == base {
+                run += 1;
+                after[0].0.push_str(&format!("#{run}"));
+            } else {
+                run = 1;
             }
         }
         pieces.sort_by(|a, b| a.0.cmp(&b.0));
         pieces
     }
 
-    /// Checks that pieces join ([`SharedConfig::from_pieces`] succeeds) without
-    /// joining them.
+    /// Checks that pieces, each of which [`fits`](SharedPiece::fits) its name, join
+    /// ([`SharedConfig::from_pieces`] succeeds) without joining them.
     pub fn check_pieces<'a>(
         pieces: impl IntoIterator<Item = (&'a str, &'a SharedPiece)>,
     ) -> Result<(), PieceError> {
         let mut ports = std::collections::BTreeSet::new();
         let mut vhosts = Vec::new();
         for (name, piece) in pieces {
-            piece.fits(name)?;
             match piece {
                 SharedPiece::Port(p) => {
                     ports.insert(p.port);

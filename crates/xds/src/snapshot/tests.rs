@@ -69,7 +69,11 @@ fn parts_that_are_one_value_are_encoded_once() {
     let snapshot = PushSnapshot::from_parts(1, [parts("a.prod"), parts("b.prod")]);
     assert_eq!(snapshot.shared_parts(), 1);
     let a = snapshot.get("a.prod").unwrap();
-    assert!(Arc::ptr_eq(&a.shared.config, &shared));
+    assert!(Arc::ptr_eq(
+        &a.shared,
+        &snapshot.get("b.prod").unwrap().shared
+    ));
+    assert_eq!(a.shared.config(), **shared);
 }
 
 #[test]
