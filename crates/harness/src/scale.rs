@@ -17,6 +17,7 @@ use tokio::time::Instant;
 pub mod fleet;
 pub mod mesh;
 pub mod process;
+pub mod real;
 
 pub use mesh::MeshShape;
 use process::{Control, Usage};
@@ -35,6 +36,9 @@ pub struct Options {
     pub timeout: Duration,
     /// More arguments for `skiff control`.
     pub control_args: Vec<String>,
+    /// Real `skiff proxy` processes instead of simulated proxies (the mesh's
+    /// workloads then live on loopback addresses).
+    pub real: bool,
 }
 
 /// The kinds of change the churn makes.
@@ -94,6 +98,8 @@ pub struct Report {
     pub end: Usage,
     /// Bytes of the first config pushed to each proxy (mean).
     pub first_config_bytes: f64,
+    /// With real proxies: each one's usage once every change was made.
+    pub proxies: Vec<Usage>,
     /// The changes, in order.
     pub changes: Vec<Change>,
 }
@@ -131,6 +137,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot read the mesh root {}", root.display()))?;
     let bundle = TrustBundle::from_pem("cluster.local", &pem)?;
 
+    if options.real {
+        return run_real(options, control, &root, &tokens, dir.path(), &config).await;
+    }
     eprintln!("connecting {} simulated proxies", shape.proxies);
     let started = Instant::now();
     let workloads = shape.workloads();
@@ -175,6 +184,83 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         connected,
         end,
         first_config_bytes,
+        proxies: Vec::new(),
+        changes,
+    })
+}
+
+/// [`run`] with real proxies: VirtualService edits and new services (an endpoint
+/// move would move a real proxy's own address).
+async fn run_real(
+    options: &Options,
+    control: Control,
+    root: &std::path::Path,
+    tokens: &BootstrapTokens,
+    work: &std::path::Path,
+    config: &std::path::Path,
+) -> anyhow::Result<Report> {
+    let shape = options.shape;
+    let idle = control.usage()?;
+    eprintln!("starting {} skiff proxy processes", shape.proxies);
+    let started = Instant::now();
+    let logs = work.join("proxies");
+    let fleet = real::Fleet::start(&options.skiff, &control, root, tokens, &shape, &logs)?;
+    let synced = real::wait_synced(&control, fleet.len(), options.timeout * 4).await;
+    anyhow::ensure!(
+        synced == fleet.len(),
+        "only {synced} of {} proxies synced; see {}",
+        fleet.len(),
+        logs.display()
+    );
+    let startup = started.elapsed();
+    let first_config_bytes = control.metric("pilot_xds_config_size_bytes_sum").await?
+        / control.metric("pilot_xds_pushes_total").await?.max(1.0);
+    quiet().await;
+    let connected = control.usage()?;
+    let mut changes = Vec::new();
+    for round in 0..options.rounds {
+        for kind in [ChangeKind::Route, ChangeKind::NewService] {
+            let after = real::newest_change(&control).await?;
+            let pushes = control.metric("pilot_xds_pushes_total").await?;
+            let bytes = control.metric("pilot_xds_config_size_bytes_sum").await?;
+            let cpu = control.usage()?.cpu_seconds;
+            match kind {
+                ChangeKind::Route => {
+                    shape.edit_route(config, round % shape.routed.max(1), round)?
+                }
+                _ => shape.add_service(config, shape.services + round)?,
+            }
+            let delays = real::wait_applied(&control, after, fleet.len(), options.timeout).await;
+            quiet().await;
+            eprintln!(
+                "round {round}: {}: {} of {} proxies, max {:?}",
+                kind.label(),
+                delays.len(),
+                fleet.len(),
+                delays.last().copied().unwrap_or_default()
+            );
+            changes.push(Change {
+                kind,
+                delays,
+                proxies: fleet.len(),
+                bytes: control.metric("pilot_xds_config_size_bytes_sum").await? - bytes,
+                pushes: control.metric("pilot_xds_pushes_total").await? - pushes,
+                cpu_seconds: control.usage()?.cpu_seconds - cpu,
+                reload: control.reload_duration().await?,
+            });
+        }
+    }
+    let end = control.usage()?;
+    let proxies = fleet.usage();
+    drop(fleet);
+    Ok(Report {
+        shape,
+        startup,
+        idle,
+        connected,
+        end,
+        first_config_bytes,
+        proxies,
         changes,
     })
 }
@@ -278,6 +364,19 @@ impl Report {
             self.connected.rss_bytes as f64 / n / 1e6,
             mib(self.end.rss_bytes)
         );
+        if !self.proxies.is_empty() {
+            let n = self.proxies.len() as u64;
+            let mean = |f: fn(&Usage) -> u64| self.proxies.iter().map(f).sum::<u64>() / n;
+            let max = |f: fn(&Usage) -> u64| self.proxies.iter().map(f).max().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "skiff proxy RSS over {n} processes: {:.1} MiB mean, {:.1} MiB max; of which its own (anonymous): {:.1} MiB mean, {:.1} MiB max; the rest is the binary's pages, shared",
+                mib(mean(|u| u.rss_bytes)),
+                mib(max(|u| u.rss_bytes)),
+                mib(mean(|u| u.anon_bytes)),
+                mib(max(|u| u.anon_bytes)),
+            );
+        }
         let _ = writeln!(
             out,
             "{:<20} {:>7} {:>9} {:>9} {:>9} {:>12} {:>10} {:>9}",

@@ -32,6 +32,10 @@ struct Args {
     /// The skiff binary (default: `skiff` beside this one).
     #[arg(long)]
     skiff: Option<PathBuf>,
+    /// Real `skiff proxy` processes on loopback addresses instead of simulated proxies
+    /// (VirtualService edits and new services only).
+    #[arg(long)]
+    real: bool,
     /// Arguments passed on to `skiff control` (repeat: `--control-arg=--flag`).
     #[arg(long = "control-arg", allow_hyphen_values = true)]
     control_args: Vec<String>,
@@ -50,11 +54,13 @@ async fn main() -> anyhow::Result<()> {
             services: args.services,
             namespaces: args.namespaces,
             routed: args.routed,
+            loopback: args.real,
         },
         rounds: args.rounds,
         skiff,
         timeout: Duration::from_secs(args.timeout),
         control_args: args.control_args,
+        real: args.real,
     };
     let report = scale::run(&options).await?;
     print!("{}", report.table());

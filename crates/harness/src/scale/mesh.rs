@@ -21,6 +21,9 @@ pub struct MeshShape {
     /// Services that get a VirtualService (weights over subsets v1 and v2) and a
     /// DestinationRule defining the subsets.
     pub routed: usize,
+    /// Workload addresses on loopback (127.1.0.0/16 and up), where real proxies can
+    /// bind; otherwise in 10.0.0.0/8, which nothing uses.
+    pub loopback: bool,
 }
 
 /// One workload of the mesh: the proxy a simulated client stands in for.
@@ -35,6 +38,18 @@ pub struct Workload {
 }
 
 impl MeshShape {
+    /// The address of workload `j`: unique in 10.0.0.0/8 (nothing connects to it), or
+    /// with [`MeshShape::loopback`] in 127.1.0.0/16 and up.
+    pub fn address(&self, j: usize) -> Ipv4Addr {
+        let j = j as u32 + 1;
+        let (first, second) = if self.loopback {
+            (127, (j >> 16) as u8 + 1)
+        } else {
+            (10, (j >> 16) as u8)
+        };
+        Ipv4Addr::new(first, second, (j >> 8) as u8, j as u8)
+    }
+
     fn namespace_of_service(&self, service: usize) -> String {
         format!("scale-{}", service % self.namespaces.max(1))
     }
@@ -71,7 +86,10 @@ impl MeshShape {
             write(&self.service_file(dir, i), &self.service(i))?;
         }
         for j in 0..self.proxies {
-            write(&self.workload_file(dir, j), &self.workload(j, address(j)))?;
+            write(
+                &self.workload_file(dir, j),
+                &self.workload(j, self.address(j)),
+            )?;
         }
         for i in 0..self.routed.min(self.services) {
             write(&self.route_file(dir, i), &self.route(i, 90))?;
@@ -133,7 +151,8 @@ impl MeshShape {
     /// Moves workload `j` to another address (round `round` of the churn): its
     /// service's endpoints change, nothing else.
     pub fn move_endpoint(&self, dir: &Path, j: usize, round: usize) -> anyhow::Result<()> {
-        let moved = Ipv4Addr::new(10, 200, (round / 250) as u8, (round % 250) as u8 + 1);
+        let first = if self.loopback { 127 } else { 10 };
+        let moved = Ipv4Addr::new(first, 200, (round / 250) as u8, (round % 250) as u8 + 1);
         write(&self.workload_file(dir, j), &self.workload(j, moved))
     }
 
@@ -147,12 +166,6 @@ impl MeshShape {
     pub fn add_service(&self, dir: &Path, i: usize) -> anyhow::Result<()> {
         write(&self.service_file(dir, i), &self.service(i))
     }
-}
-
-/// The address of workload `j`: unique in 10.0.0.0/8 (nothing connects to it).
-fn address(j: usize) -> Ipv4Addr {
-    let j = j as u32 + 1;
-    Ipv4Addr::new(10, (j >> 16) as u8, (j >> 8) as u8, j as u8)
 }
 
 /// Writes a file through a temporary name and a rename, so the watcher never reads

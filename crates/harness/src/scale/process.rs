@@ -27,8 +27,12 @@ pub struct Control {
 pub struct Usage {
     /// User plus system CPU time, in seconds.
     pub cpu_seconds: f64,
-    /// Resident set size, in bytes.
+    /// Resident set size, in bytes: with the pages of the binary, which processes of
+    /// one binary share.
     pub rss_bytes: u64,
+    /// The anonymous part of the resident set (heap and stacks): what this process
+    /// holds alone.
+    pub anon_bytes: u64,
 }
 
 impl Control {
@@ -178,14 +182,17 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
     let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
     let cpu_seconds = (ticks(11) + ticks(12)) / TICKS_PER_SECOND;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
     Ok(Usage {
         cpu_seconds,
-        rss_bytes: rss_kib * 1024,
+        rss_bytes: kib("VmRSS:") * 1024,
+        anon_bytes: kib("RssAnon:") * 1024,
     })
 }
 
