@@ -84,6 +84,8 @@ pub struct MeshOptions {
     pub cert_ttl: Duration,
     /// Istio's MeshConfig as YAML (as `skiff control --mesh-config` reads it), if any.
     pub mesh_config: Option<String>,
+    /// Sidecars that discover services on demand (as `skiff proxy --on-demand`).
+    pub on_demand: Vec<String>,
 }
 
 impl Default for MeshOptions {
@@ -91,6 +93,7 @@ impl Default for MeshOptions {
         MeshOptions {
             cert_ttl: skiff_identity::DEFAULT_TTL,
             mesh_config: None,
+            on_demand: Vec::new(),
         }
     }
 }
@@ -273,7 +276,8 @@ impl Mesh {
         mesh.control = Some(running);
 
         for plan in plan(mesh.config_dir.path())? {
-            let workload = start_workload(&plan, &control, &ca, &tokens).await?;
+            let on_demand = options.on_demand.contains(&plan.id);
+            let workload = start_workload(&plan, &control, &ca, &tokens, on_demand).await?;
             mesh.workloads.insert(plan.id.clone(), workload);
         }
         for w in mesh.workloads.values() {
@@ -559,6 +563,7 @@ async fn start_workload(
     control: &ControlPlane,
     ca: &Ca,
     tokens: &BootstrapTokens,
+    on_demand: bool,
 ) -> anyhow::Result<Workload> {
     let mut apps = BTreeMap::new();
     for port in &plan.ports {
@@ -595,6 +600,7 @@ async fn start_workload(
     let options = ClientOptions {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(500),
+        on_demand,
         ..ClientOptions::default()
     };
     let xds = agent::connect_xds(&proxy, control, &tls, &plan.id, options)

@@ -69,18 +69,23 @@ pub fn connect_xds(
     id: &str,
     options: ClientOptions,
 ) -> Result<XdsClient, XdsError> {
-    let proxy = proxy.clone();
-    skiff_xds::connect_with(
+    let on_demand = options.on_demand;
+    let target = proxy.clone();
+    let client = skiff_xds::connect_with(
         &control.address,
         NodeInfo::new(id).with("admin", proxy.admin_addr().to_string()),
         options,
         move |update: ConfigUpdate| {
-            proxy
+            target
                 .apply(update.version.clone(), update.config())
                 .map_err(|e| e.to_string())
         },
         control.channel_factory(tls),
-    )
+    )?;
+    if on_demand {
+        proxy.set_on_demand(client.subscriber());
+    }
+    Ok(client)
 }
 
 /// The trust bundle of `--ca-root`.

@@ -117,6 +117,13 @@ pub(crate) struct ProxyInputs {
     pub(crate) started: std::time::Instant,
     /// Trace spans and context propagation.
     pub(crate) tracing: crate::trace::Tracing,
+    /// With on-demand discovery: what asks the control plane for a service the
+    /// proxy has no config for.
+    pub(crate) on_demand: std::sync::OnceLock<skiff_xds::Subscriber>,
+    /// The names asked for on demand, and when first: a name asked for longer than
+    /// the wait ago brought nothing, and requests to it no longer wait (the control
+    /// plane keeps the subscription and sends the service if it appears).
+    pub(crate) asked: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl ProxyInputs {
@@ -140,6 +147,8 @@ impl ProxyInputs {
             connections: crate::limits::ConnectionCount::default(),
             started: std::time::Instant::now(),
             tracing: crate::trace::Tracing::default(),
+            on_demand: std::sync::OnceLock::new(),
+            asked: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -287,6 +296,13 @@ impl Proxy {
         }
         tracing::info!(id = %proxy.shared.options.id, admin = %admin_addr, "proxy started; waiting for config");
         Ok(proxy)
+    }
+
+    /// Turns on on-demand discovery: an outbound request whose authority no virtual
+    /// host takes first asks the control plane for it through `subscriber` and waits
+    /// (up to 5 s) for the config that brings it. Once per proxy.
+    pub fn set_on_demand(&self, subscriber: skiff_xds::Subscriber) {
+        let _ = self.shared.inputs.on_demand.set(subscriber);
     }
 
     /// Validates, compiles and swaps in a config. On error nothing changes and the

@@ -124,6 +124,15 @@ pub(crate) async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Respo
     let authority = authority(&conn, &req);
     let Some(selected) = route(&snapshot, &conn, &req, authority) else {
         if conn.role == Role::Outbound
+            && let Some(subscriber) = conn.inputs.on_demand.get()
+            && req.extensions().get::<AskedOnDemand>().is_none()
+        {
+            let (authority, subscriber) = (authority.to_owned(), subscriber.clone());
+            rec.discard();
+            drop(snapshot);
+            return on_demand(conn, req, authority, subscriber).await;
+        }
+        if conn.role == Role::Outbound
             && let Some((host, port)) = unknown_destination(&snapshot, &conn, &req, authority)
         {
             let host = host.to_owned();
@@ -276,6 +285,65 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// How long a request waits for the config an on-demand subscription brings.
+const ON_DEMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many names a proxy remembers asking for on demand.
+const MAX_ASKED: usize = 10_000;
+
+/// Marks a request served again after an on-demand subscription.
+#[derive(Clone, Copy)]
+struct AskedOnDemand;
+
+/// An outbound request no virtual host took, at a proxy that subscribes on demand:
+/// ask the control plane for its authority, wait until a config routes it (or
+/// [`ON_DEMAND_TIMEOUT`]), then serve it from the start. Boxed: rare, and `handle`
+/// is its caller.
+#[cold]
+fn on_demand(
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
+    authority: String,
+    subscriber: skiff_xds::Subscriber,
+) -> std::pin::Pin<Box<dyn Future<Output = Response<RespBody>> + Send>> {
+    Box::pin(async move {
+        let mut changes = conn.inputs.config_changes();
+        let asked_at = {
+            let mut asked = conn.inputs.asked.lock().unwrap_or_else(|e| e.into_inner());
+            match asked.get(&authority) {
+                Some(at) => Some(*at),
+                None => {
+                    if asked.len() < MAX_ASKED {
+                        asked.insert(authority.clone(), std::time::Instant::now());
+                    }
+                    None
+                }
+            }
+        };
+        let waited = asked_at.map_or(std::time::Duration::ZERO, |at| at.elapsed());
+        if asked_at.is_none() {
+            subscriber.subscribe(&authority);
+        }
+        let deadline = tokio::time::Instant::now() + ON_DEMAND_TIMEOUT.saturating_sub(waited);
+        loop {
+            if let Some(snapshot) = conn.inputs.current()
+                && route(&snapshot, &conn, &req, &authority).is_some()
+            {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    tracing::debug!(%authority, "no config for it came on demand in time");
+                    break;
+                }
+            }
+        }
+        req.extensions_mut().insert(AskedOnDemand);
+        handle(conn, req).await
+    })
 }
 
 /// `404 NR`: no virtual host or route took the request. The body and the record say

@@ -292,6 +292,12 @@ impl Record {
 pub(crate) struct Pending(Option<Box<Record>>);
 
 impl Pending {
+    /// Drops the record without logging it: the request is served again from the
+    /// start.
+    pub(crate) fn discard(mut self) {
+        self.0 = None;
+    }
+
     pub(crate) fn record(&mut self) -> Option<&mut Record> {
         self.0.as_deref_mut()
     }

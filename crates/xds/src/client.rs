@@ -93,6 +93,12 @@ pub struct ClientOptions {
     /// How long a ping may go unanswered before the connection counts as broken
     /// (default 10 s).
     pub keepalive_timeout: Duration,
+    /// Subscribe on demand: start with the services named in `subscribe` (none by
+    /// default) and add others with [`XdsClient::subscriber`], instead of the whole
+    /// view of the mesh (default false).
+    pub on_demand: bool,
+    /// With `on_demand`: the names (`host` or `host:port`) to start with.
+    pub subscribe: Vec<String>,
 }
 
 impl Default for ClientOptions {
@@ -103,6 +109,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            on_demand: false,
+            subscribe: Vec::new(),
         }
     }
 }
@@ -193,9 +201,28 @@ pub struct ClientStatus {
 pub struct XdsClient {
     task: JoinHandle<()>,
     status: watch::Receiver<ClientStatus>,
+    subscriber: Subscriber,
+}
+
+/// Adds names to an on-demand client's subscription. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Subscriber(mpsc::UnboundedSender<String>);
+
+impl Subscriber {
+    /// Asks the control plane for the services `name` (`host` or `host:port`, as a
+    /// request's authority has it) reaches. The config that brings them arrives as
+    /// any other update. Does nothing for a client that holds the whole view.
+    pub fn subscribe(&self, name: &str) {
+        let _ = self.0.send(name.trim().to_ascii_lowercase());
+    }
 }
 
 impl XdsClient {
+    /// What adds names to the subscription (on demand).
+    pub fn subscriber(&self) -> Subscriber {
+        self.subscriber.clone()
+    }
+
     /// Follows the client's status.
     pub fn status(&self) -> watch::Receiver<ClientStatus> {
         self.status.clone()
@@ -277,9 +304,15 @@ pub fn connect_with(
         own: None,
         pieces: Arc::new(Pieces::new()),
         digest: 0,
+        subscribed: std::collections::BTreeSet::new(),
     };
-    let task = tokio::spawn(worker.run(handler).instrument(span));
-    Ok(XdsClient { task, status })
+    let (subscriber, names) = mpsc::unbounded_channel();
+    let task = tokio::spawn(worker.run(handler, names).instrument(span));
+    Ok(XdsClient {
+        task,
+        status,
+        subscriber: Subscriber(subscriber),
+    })
 }
 
 struct Worker {
@@ -297,6 +330,8 @@ struct Worker {
     pieces: Arc<Pieces>,
     /// The [`PieceDigest`] of `pieces`.
     digest: PieceDigest,
+    /// On demand: the names subscribed to since the client started.
+    subscribed: std::collections::BTreeSet<String>,
 }
 
 /// How to undo one response's changes.
@@ -307,11 +342,23 @@ struct Undo {
 }
 
 impl Worker {
-    async fn run(mut self, mut handler: impl ConfigHandler) {
+    async fn run(
+        mut self,
+        mut handler: impl ConfigHandler,
+        mut names: mpsc::UnboundedReceiver<String>,
+    ) {
         let mut backoff = Backoff::new(self.options.initial_backoff, self.options.max_backoff);
+        self.subscribed.extend(
+            self.options
+                .subscribe
+                .iter()
+                .map(|n| n.trim().to_ascii_lowercase()),
+        );
         loop {
             let mut got_config = false;
-            let result = self.session(&mut handler, &mut got_config).await;
+            let result = self
+                .session(&mut handler, &mut names, &mut got_config)
+                .await;
             let error = match result {
                 Ok(()) => "the control plane closed the stream".to_owned(),
                 Err(e) => crate::error::with_causes(&e),
@@ -333,6 +380,7 @@ impl Worker {
     async fn session(
         &mut self,
         handler: &mut impl ConfigHandler,
+        names: &mut mpsc::UnboundedReceiver<String>,
         got_config: &mut bool,
     ) -> Result<(), XdsError> {
         let channel: Channel = (self.channel)(self.endpoint.clone())
@@ -352,6 +400,8 @@ impl Worker {
             error_detail: None,
             initial_resource_versions: self.holds(),
             rejected_resources: Vec::new(),
+            on_demand: self.options.on_demand,
+            subscribe: self.subscribed.iter().cloned().collect(),
         };
         // The channel has room: this cannot block.
         let _ = requests.send(subscribe).await;
@@ -366,7 +416,28 @@ impl Worker {
         });
         // The parts of a change split over several responses, until the last.
         let mut pending: Option<DiscoveryResponse> = None;
-        while let Some(response) = responses.message().await? {
+        loop {
+            let response = tokio::select! {
+                response = responses.message() => response?,
+                Some(name) = names.recv() => {
+                    if !self.options.on_demand || !self.subscribed.insert(name.clone()) {
+                        continue;
+                    }
+                    tracing::info!(%name, "asking the control plane for a service on demand");
+                    let more = DiscoveryRequest {
+                        type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
+                        subscribe: vec![name],
+                        ..DiscoveryRequest::default()
+                    };
+                    if requests.send(more).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(response) = response else {
+                break;
+            };
             *got_config = true;
             let response = match pending.take() {
                 Some(mut whole) => {
@@ -483,6 +554,7 @@ impl Worker {
             error_detail,
             initial_resource_versions,
             rejected_resources: rejected,
+            ..DiscoveryRequest::default()
         }
     }
 

@@ -24,8 +24,8 @@ mod snapshot;
 mod sync;
 
 pub use client::{
-    ChannelFactory, ClientOptions, ClientStatus, ConfigUpdate, NodeInfo, XdsClient, connect,
-    connect_with,
+    ChannelFactory, ClientOptions, ClientStatus, ConfigUpdate, NodeInfo, Subscriber, XdsClient,
+    connect, connect_with,
 };
 pub use error::XdsError;
 pub use resource::PROXY_CONFIG_TYPE_URL;

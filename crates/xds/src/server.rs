@@ -204,6 +204,7 @@ impl AggregatedDiscoveryService for XdsServer {
             snapshots: self.shared.snapshots.clone(),
             stop: self.shared.stop.clone(),
             sync: self.shared.sync.clone(),
+            wanted: None,
         };
         let span = tracing::info_span!(
             "xds_stream",

@@ -52,6 +52,10 @@ pub struct Piece {
     pub version: String,
     /// Its encoding on the wire.
     pub body: Bytes,
+    /// For a virtual host: the names that reach it (what an on-demand proxy asks for).
+    pub domains: Vec<String>,
+    /// For a virtual host or a port: the clusters its routes send to.
+    pub clusters: Vec<String>,
 }
 
 /// The shared part of some proxies' configurations, as encoded pieces.
@@ -106,7 +110,7 @@ impl Interned {
         {
             return found.1.clone();
         }
-        let encoded = self.intern(name.clone(), encode_piece(&piece));
+        let encoded = self.intern(name.clone(), encode_piece(&piece), &piece);
         self.typed
             .entry(name)
             .or_default()
@@ -115,7 +119,7 @@ impl Interned {
     }
 
     /// The one value of this piece.
-    fn intern(&mut self, name: String, body: Bytes) -> Arc<Piece> {
+    fn intern(&mut self, name: String, body: Bytes, typed: &SharedPiece) -> Arc<Piece> {
         let version = version_of(&body);
         let key = piece_hash(&name, &version);
         let piece = match self.pieces.get(&key) {
@@ -126,6 +130,8 @@ impl Interned {
                     name,
                     version,
                     body,
+                    domains: typed.domains().to_vec(),
+                    clusters: typed.clusters().into_iter().map(str::to_owned).collect(),
                 });
                 if found.is_none() {
                     self.pieces.insert(key, piece.clone());
@@ -169,6 +175,45 @@ impl SharedEntry {
             .collect();
         SharedConfig::from_pieces(decoded.iter().map(|(n, p)| (*n, p)))
             .unwrap_or_else(|e| unreachable!("the pieces of a config join: {e}"))
+    }
+
+    /// The pieces a proxy that asked only for `authorities` needs: its ports, the
+    /// mesh piece, the virtual hosts one of the names reaches (exactly, with or
+    /// without the port), and the clusters and endpoints their routes send to.
+    /// Sorted by name, as [`SharedEntry::pieces`].
+    pub fn subset(&self, authorities: &std::collections::BTreeSet<String>) -> Vec<Arc<Piece>> {
+        let reaches = |p: &Piece| {
+            p.domains.iter().any(|d| {
+                authorities.contains(d.as_str())
+                    || authorities
+                        .iter()
+                        .any(|a| a.rsplit_once(':').is_some_and(|(host, _)| host == d))
+            })
+        };
+        let mut clusters: HashSet<&str> = HashSet::new();
+        let mut keep = vec![false; self.pieces.len()];
+        for (i, p) in self.pieces.iter().enumerate() {
+            let always = p.name.starts_with("port/") || p.name == skiff_model::config::MESH_PIECE;
+            if always || (p.name.starts_with("vhost/") && reaches(p)) {
+                keep[i] = true;
+                clusters.extend(p.clusters.iter().map(String::as_str));
+            }
+        }
+        for (i, p) in self.pieces.iter().enumerate() {
+            let cluster = p
+                .name
+                .strip_prefix("cluster/")
+                .or_else(|| p.name.strip_prefix("endpoints/"));
+            if cluster.is_some_and(|c| clusters.contains(c)) {
+                keep[i] = true;
+            }
+        }
+        self.pieces
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// A piece by name.

@@ -41,6 +41,9 @@ struct Table {
 struct ProxySync {
     /// The proxy's current stream, if it is connected.
     stream: Option<StreamInfo>,
+    /// The version the proxy should run when it is not the snapshot's (a proxy that
+    /// subscribes on demand holds part of its view), as its stream last computed.
+    desired: Option<String>,
     /// The version last sent (or, after a resume, known to be running) and when.
     sent: Option<(String, SystemTime)>,
     /// The version last acknowledged.
@@ -434,6 +437,16 @@ impl SyncTable {
 
     /// The stream has taken snapshot `generation` into account: the version it sent
     /// is the one that generation holds for the proxy.
+    /// The proxy subscribes on demand, and what it should hold of the snapshot now
+    /// has `version`.
+    pub(crate) fn wants(&self, proxy_id: &str, stream: u64, version: &str) {
+        self.update(proxy_id, stream, |s, _| {
+            if s.desired.as_deref() != Some(version) {
+                s.desired = Some(version.to_owned());
+            }
+        });
+    }
+
     pub(crate) fn saw_generation(&self, proxy_id: &str, stream: u64, generation: u64) {
         self.update(proxy_id, stream, |s, changes| {
             s.generation = generation;
@@ -505,7 +518,10 @@ fn row(
             None => (id.to_owned(), String::new()),
         },
     };
-    let desired = entry.map(|e| e.version.clone());
+    let desired = match &state.desired {
+        Some(version) if state.stream.is_some() => Some(version.clone()),
+        _ => entry.map(|e| e.version.clone()),
+    };
     let sent = state.sent.as_ref().map(|(v, _)| v.clone());
     let nack = state
         .nack

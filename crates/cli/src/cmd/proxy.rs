@@ -150,6 +150,13 @@ pub(crate) struct Args {
     /// until it falls below 95% of it (sampled once a second). Default: none.
     #[arg(long)]
     max_memory_mb: Option<u64>,
+    /// Discover services on demand: take from the control plane only the services
+    /// this proxy calls, asking for one on the first request to it (which waits for
+    /// its config, up to 5 s), instead of every service it may see. Its memory then
+    /// follows what the app talks to, not the size of the mesh. Needs --control with
+    /// mesh identity.
+    #[arg(long)]
+    on_demand: bool,
 }
 
 /// The proxy's limits from the flags; the connection cap from the open-file limit,
@@ -331,7 +338,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 // The xDS client runs on the admin runtime, apart from the data path.
                 let _admin = admin_handle.enter();
                 xds = Some(match &mesh {
-                    Some(mesh) => connect_xds_tls(&proxy, mesh, &args.id)?,
+                    Some(mesh) => connect_xds_tls(&proxy, mesh, &args.id, args.on_demand)?,
                     None => {
                         tracing::warn!(%control, "--insecure-xds: taking config over plain text, with no mesh identity");
                         skiff_proxy::xds_source::connect(&proxy, control, &args.id)
@@ -419,13 +426,17 @@ fn connect_xds_tls(
     proxy: &Proxy,
     mesh: &MeshIdentity,
     id: &str,
+    on_demand: bool,
 ) -> anyhow::Result<skiff_xds::XdsClient> {
     identity::connect_xds(
         proxy,
         &mesh.control,
         &mesh.tls,
         id,
-        ClientOptions::default(),
+        ClientOptions {
+            on_demand,
+            ..ClientOptions::default()
+        },
     )
     .with_context(|| format!("--control {}", mesh.control.address))
 }

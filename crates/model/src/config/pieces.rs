@@ -191,6 +191,48 @@ impl SharedPiece {
     }
 }
 
+impl SharedPiece {
+    /// The names of the clusters this piece's routes send to (forward destinations,
+    /// mirrors and TCP routes): what a proxy that holds it must hold too.
+    pub fn clusters(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = match self {
+            SharedPiece::VirtualHost(v) => v
+                .virtual_host
+                .routes
+                .iter()
+                .flat_map(|r| match &r.action {
+                    super::RouteAction::Forward(f) => f.destinations.as_slice(),
+                    _ => &[],
+                })
+                .map(|d| d.cluster.as_str())
+                .chain(
+                    v.http_policies
+                        .values()
+                        .flat_map(|p| p.mirrors.iter().map(|m| m.cluster.as_str())),
+                )
+                .collect(),
+            SharedPiece::Port(p) => p
+                .tcp
+                .iter()
+                .flat_map(|r| r.destinations.iter().map(|d| d.cluster.as_str()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The names a request's authority may use to reach this piece's virtual host
+    /// (empty for other pieces).
+    pub fn domains(&self) -> &[String] {
+        match self {
+            SharedPiece::VirtualHost(v) => &v.virtual_host.domains,
+            _ => &[],
+        }
+    }
+}
+
 fn port_name(port: u16) -> String {
     format!("port/{port}")
 }

@@ -16,6 +16,7 @@ fn worker() -> (Worker, watch::Receiver<ClientStatus>) {
         own: None,
         pieces: Arc::new(Pieces::new()),
         digest: 0,
+        subscribed: Default::default(),
     };
     (worker, status)
 }

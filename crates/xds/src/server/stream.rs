@@ -1,6 +1,6 @@
 //! One proxy's stream on the push server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +10,12 @@ use tonic::{Status, Streaming};
 
 use super::input::{self, MAX_ERROR_DETAIL, MAX_SHOWN, printable};
 use crate::proto::{DiscoveryRequest, DiscoveryResponse, Resource};
-use crate::resource::PROXY_CONFIG_TYPE_URL;
+use crate::resource::{PROXY_CONFIG_TYPE_URL, config_version, piece_hash};
 use crate::snapshot::{Piece, SharedEntry};
 use crate::{ProxyEntry, PushSnapshot, SyncTable};
+
+/// How many names an on-demand proxy may subscribe to.
+const MAX_SUBSCRIBED: usize = 10_000;
 
 /// How many known proxy ids a `NOT_FOUND` message lists.
 const KNOWN_IDS_SHOWN: usize = 10;
@@ -33,6 +36,14 @@ pub(super) struct ProxyStream {
     pub(super) snapshots: watch::Receiver<Arc<PushSnapshot>>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) sync: SyncTable,
+    /// With on-demand discovery: the names the proxy asked for.
+    pub(super) wanted: Option<BTreeSet<String>>,
+}
+
+/// What a proxy should hold of an entry: everything, or (on demand) a subset.
+struct Target {
+    version: String,
+    subset: Option<Vec<Arc<Piece>>>,
 }
 
 /// Why a stream ended.
@@ -75,6 +86,8 @@ struct Held {
 enum HeldPieces {
     /// The pieces of a shared part sent on this stream.
     Entry(Arc<SharedEntry>),
+    /// The pieces of a shared part an on-demand proxy was sent, sorted by name.
+    Subset(Vec<Arc<Piece>>),
     /// The pieces the proxy listed, name to version.
     Listed(BTreeMap<String, String>),
 }
@@ -115,10 +128,13 @@ impl Held {
         }
     }
 
-    fn sent(entry: &ProxyEntry) -> Self {
+    fn sent(entry: &ProxyEntry, target: Target) -> Self {
         Held {
             own: Some(entry.own_version.clone()),
-            pieces: HeldPieces::Entry(entry.shared.clone()),
+            pieces: match target.subset {
+                Some(subset) => HeldPieces::Subset(subset),
+                None => HeldPieces::Entry(entry.shared.clone()),
+            },
             rejected: HashMap::new(),
         }
     }
@@ -129,7 +145,7 @@ impl Held {
 
     /// The resources that bring the proxy from what it holds to `entry`, leaving out
     /// versions it refused.
-    fn delta(&self, proxy: &str, entry: &ProxyEntry) -> Delta {
+    fn delta(&self, proxy: &str, entry: &ProxyEntry, subset: Option<&[Arc<Piece>]>) -> Delta {
         let mut delta = Delta::default();
         if self.own.as_deref() == Some(entry.own_version.as_str()) {
         } else if self.refused(proxy, &entry.own_version) {
@@ -137,9 +153,15 @@ impl Held {
         } else {
             delta.send(proxy, &entry.own_version, &entry.own_body);
         }
-        let want = &entry.shared.pieces;
+        let want = subset.unwrap_or(&entry.shared.pieces);
         match &self.pieces {
-            HeldPieces::Entry(held) if Arc::ptr_eq(held, &entry.shared) => {}
+            HeldPieces::Entry(held) if subset.is_none() && Arc::ptr_eq(held, &entry.shared) => {}
+            HeldPieces::Subset(held) => self.merge(
+                held.iter()
+                    .map(|p| (p.name.as_str(), p.version.as_str(), Arc::as_ptr(p))),
+                want,
+                &mut delta,
+            ),
             HeldPieces::Entry(held) => self.merge(
                 held.pieces
                     .iter()
@@ -211,7 +233,7 @@ impl Held {
 
     /// The proxy is sent `entry`: from now on it holds it, but for what it refused
     /// and `entry` still holds as refused.
-    fn advance(&mut self, proxy: &str, entry: &ProxyEntry) {
+    fn advance(&mut self, proxy: &str, entry: &ProxyEntry, subset: Option<Vec<Arc<Piece>>>) {
         self.rejected.retain(|name, version| {
             let now = if name == proxy {
                 Some(entry.own_version.as_str())
@@ -224,7 +246,10 @@ impl Held {
             }
         });
         self.own = Some(entry.own_version.clone());
-        self.pieces = HeldPieces::Entry(entry.shared.clone());
+        self.pieces = match subset {
+            Some(subset) => HeldPieces::Subset(subset),
+            None => HeldPieces::Entry(entry.shared.clone()),
+        };
     }
 }
 
@@ -277,6 +302,16 @@ impl ProxyStream {
         tracing::info!(proxy = %proxy, version = ?proxy_version, resume = %first.version_info, "proxy connected");
         self.sync
             .connected(&proxy, self.id, self.peer, proxy_version, admin);
+        if first.on_demand {
+            self.wanted = Some(
+                first
+                    .subscribe
+                    .iter()
+                    .take(MAX_SUBSCRIBED)
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .collect(),
+            );
+        }
         let holds = first.initial_resource_versions.into_iter().collect();
         let Err(end) = self.serve(&proxy, first.version_info, holds).await;
         self.sync.disconnected(&proxy, self.id);
@@ -323,16 +358,22 @@ impl ProxyStream {
         let mut held = Held::listed(proxy, holds);
         match snapshot.get(proxy) {
             None => return Err(End::Status(unknown_proxy(proxy, &snapshot))),
-            Some(entry) if !resume_version.is_empty() && entry.version == resume_version => {
-                tracing::info!(proxy, version = %entry.version, "proxy resumed with the current version; nothing to send");
+            Some(entry)
+                if !resume_version.is_empty() && self.target(entry).version == resume_version =>
+            {
+                let target = self.target(entry);
+                if self.wanted.is_some() {
+                    self.sync.wants(proxy, self.id, &target.version);
+                }
+                tracing::info!(proxy, version = %target.version, "proxy resumed with the current version; nothing to send");
                 self.sync
-                    .resumed(proxy, self.id, &entry.version, snapshot.generation());
-                held = Held::sent(entry);
+                    .resumed(proxy, self.id, &target.version, snapshot.generation());
                 sent = Some(Sent {
-                    version: entry.version.clone(),
+                    version: target.version.clone(),
                     nonce: String::new(),
                     entry: entry.clone(),
                 });
+                held = Held::sent(entry, target);
             }
             Some(entry) => {
                 self.push(
@@ -384,7 +425,11 @@ impl ProxyStream {
                     let Some(entry) = snapshot.get(proxy) else {
                         return Err(End::Status(unknown_proxy(proxy, &snapshot)));
                     };
-                    if sent.as_ref().map(|s| s.version.as_str()) != Some(entry.version.as_str()) {
+                    let version = self.target(entry).version;
+                    if self.wanted.is_some() {
+                        self.sync.wants(proxy, self.id, &version);
+                    }
+                    if sent.as_ref().map(|s| s.version.as_str()) != Some(version.as_str()) {
                         self.push(
                             proxy,
                             entry,
@@ -424,6 +469,28 @@ impl ProxyStream {
         if !request.type_url.is_empty() && request.type_url != PROXY_CONFIG_TYPE_URL {
             return Err(End::Status(unknown_type(&request.type_url)));
         }
+        if request.response_nonce.is_empty() && !request.subscribe.is_empty() {
+            // More names for an on-demand proxy: send what they add.
+            let Some(wanted) = self.wanted.as_mut() else {
+                return Ok(());
+            };
+            let before = wanted.len();
+            wanted.extend(
+                request
+                    .subscribe
+                    .iter()
+                    .take(MAX_SUBSCRIBED.saturating_sub(before))
+                    .map(|n| n.trim().to_ascii_lowercase()),
+            );
+            tracing::info!(proxy, names = ?request.subscribe, "on-demand subscription");
+            let snapshot = self.snapshots.borrow().clone();
+            let Some(entry) = snapshot.get(proxy) else {
+                return Err(End::Status(unknown_proxy(proxy, &snapshot)));
+            };
+            self.push(proxy, entry, snapshot.generation(), nonces, sent, held)
+                .await?;
+            return Ok(());
+        }
         if request.response_nonce.is_empty() {
             // A new subscription on the same stream: send what differs from what the
             // proxy says it holds, unless it runs the current version.
@@ -431,7 +498,7 @@ impl ProxyStream {
             let Some(entry) = snapshot.get(proxy) else {
                 return Err(End::Status(unknown_proxy(proxy, &snapshot)));
             };
-            if request.version_info != entry.version {
+            if request.version_info != self.target(entry).version {
                 *held = Held::listed(
                     proxy,
                     request.initial_resource_versions.into_iter().collect(),
@@ -459,7 +526,8 @@ impl ProxyStream {
                     request.initial_resource_versions.into_iter().collect(),
                 );
                 let refused: Vec<String> = if request.rejected_resources.is_empty() {
-                    let all = now.delta(proxy, entry);
+                    let target = self.target(entry);
+                    let all = now.delta(proxy, entry, target.subset.as_deref());
                     all.resources
                         .into_iter()
                         .map(|r| r.name)
@@ -503,21 +571,25 @@ impl ProxyStream {
         held: &mut Held,
     ) -> Result<(), End> {
         let started = tokio::time::Instant::now();
-        let mut delta = held.delta(proxy, entry);
-        held.advance(proxy, entry);
+        let target = self.target(entry);
+        if self.wanted.is_some() {
+            self.sync.wants(proxy, self.id, &target.version);
+        }
+        let mut delta = held.delta(proxy, entry, target.subset.as_deref());
+        held.advance(proxy, entry, target.subset);
+        let version = target.version;
         if delta.is_empty() {
             if delta.refused == 0 {
                 // The proxy holds this version already (its NACK said what it holds).
-                tracing::debug!(proxy, version = %entry.version, "the proxy holds this version; nothing to send");
-                self.sync
-                    .resumed(proxy, self.id, &entry.version, generation);
+                tracing::debug!(proxy, %version, "the proxy holds this version; nothing to send");
+                self.sync.resumed(proxy, self.id, &version, generation);
                 *sent = Some(Sent {
-                    version: entry.version.clone(),
+                    version: version.clone(),
                     nonce: String::new(),
                     entry: entry.clone(),
                 });
             } else {
-                tracing::debug!(proxy, version = %entry.version, "nothing to send but what the proxy refused");
+                tracing::debug!(proxy, %version, "nothing to send but what the proxy refused");
             }
             return Ok(());
         }
@@ -530,7 +602,7 @@ impl ProxyStream {
             nonce = nonces.to_string();
             let response = DiscoveryResponse {
                 type_url: PROXY_CONFIG_TYPE_URL.to_owned(),
-                version_info: entry.version.clone(),
+                version_info: version.clone(),
                 nonce: nonce.clone(),
                 resources,
                 removed_resources: if last {
@@ -545,21 +617,41 @@ impl ProxyStream {
                 return Err(End::ProxyGone);
             }
         }
-        tracing::info!(proxy, version = %entry.version, nonce = %nonce, resources = count, removed, bytes, "pushed config");
+        tracing::info!(proxy, %version, nonce = %nonce, resources = count, removed, bytes, "pushed config");
         self.sync.pushed(
             proxy,
             self.id,
-            &entry.version,
+            &version,
             generation,
             bytes,
             started.elapsed(),
         );
         *sent = Some(Sent {
-            version: entry.version.clone(),
+            version,
             nonce,
             entry: entry.clone(),
         });
         Ok(())
+    }
+
+    /// What the proxy should hold of `entry`: all of it, or what it asked for.
+    fn target(&self, entry: &ProxyEntry) -> Target {
+        match &self.wanted {
+            None => Target {
+                version: entry.version.clone(),
+                subset: None,
+            },
+            Some(wanted) => {
+                let subset = entry.shared.subset(wanted);
+                let digest = subset
+                    .iter()
+                    .fold(0, |d, p| d ^ piece_hash(&p.name, &p.version));
+                Target {
+                    version: config_version(&entry.own_version, digest),
+                    subset: Some(subset),
+                }
+            }
+        }
     }
 }
 
