@@ -39,6 +39,8 @@ pub struct Options {
     /// Real `skiff proxy` processes instead of simulated proxies (the mesh's
     /// workloads then live on loopback addresses).
     pub real: bool,
+    /// More arguments for each real `skiff proxy` (e.g. `--on-demand`).
+    pub proxy_args: Vec<String>,
 }
 
 /// The kinds of change the churn makes.
@@ -204,7 +206,15 @@ async fn run_real(
     eprintln!("starting {} skiff proxy processes", shape.proxies);
     let started = Instant::now();
     let logs = work.join("proxies");
-    let fleet = real::Fleet::start(&options.skiff, &control, root, tokens, &shape, &logs)?;
+    let fleet = real::Fleet::start(
+        &options.skiff,
+        &control,
+        root,
+        tokens,
+        &shape,
+        &logs,
+        &options.proxy_args,
+    )?;
     let synced = real::wait_synced(&control, fleet.len(), options.timeout * 4).await;
     anyhow::ensure!(
         synced == fleet.len(),

@@ -36,6 +36,10 @@ struct Args {
     /// (VirtualService edits and new services only).
     #[arg(long)]
     real: bool,
+    /// With --real: arguments passed on to every `skiff proxy` (repeat:
+    /// `--proxy-arg=--on-demand`).
+    #[arg(long = "proxy-arg", allow_hyphen_values = true)]
+    proxy_args: Vec<String>,
     /// Arguments passed on to `skiff control` (repeat: `--control-arg=--flag`).
     #[arg(long = "control-arg", allow_hyphen_values = true)]
     control_args: Vec<String>,
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
         control_args: args.control_args,
         real: args.real,
+        proxy_args: args.proxy_args,
     };
     let report = scale::run(&options).await?;
     print!("{}", report.table());

@@ -41,6 +41,7 @@ impl Fleet {
         tokens: &BootstrapTokens,
         shape: &MeshShape,
         logs: &Path,
+        args: &[String],
     ) -> anyhow::Result<Fleet> {
         std::fs::create_dir_all(logs)?;
         let mut children = Vec::new();
@@ -59,6 +60,7 @@ impl Fleet {
                 .arg(root)
                 .arg("--service-account")
                 .arg(&w.service_account)
+                .args(args)
                 .env("SKIFF_BOOTSTRAP_TOKEN", tokens.token_for(&id))
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
