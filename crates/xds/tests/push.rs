@@ -691,6 +691,25 @@ fn with_clusters(id: &str, clusters: &[(&str, usize)]) -> ProxyConfig {
     c
 }
 
+/// A server on `config` (generation 1) and a raw proxy that received and acknowledged
+/// its first push.
+async fn acked_raw(
+    config: ProxyConfig,
+) -> Result<(
+    watch::Sender<Arc<PushSnapshot>>,
+    Server,
+    RawProxy,
+    skiff_xds::proto::DiscoveryResponse,
+)> {
+    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
+    publish(&tx, 1, vec![config]);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;
+    let mut raw = RawProxy::connect(server.addr, "a.prod").await?;
+    let first = raw.next_push().await?;
+    raw.answer(&first, None).await?;
+    Ok((tx, server, raw, first))
+}
+
 fn names(push: &skiff_xds::proto::DiscoveryResponse) -> Vec<&str> {
     push.resources.iter().map(|r| r.name.as_str()).collect()
 }
@@ -751,16 +770,8 @@ async fn a_change_sends_only_the_resources_it_touched_and_names_the_removed() ->
 
 #[tokio::test]
 async fn a_refused_resource_is_not_sent_again_and_the_others_still_are() -> Result<()> {
-    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
-    publish(
-        &tx,
-        1,
-        vec![with_clusters("a.prod", &[("c1", 1), ("c2", 1)])],
-    );
-    let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;
-    let mut raw = RawProxy::connect(server.addr, "a.prod").await?;
-    let first = raw.next_push().await?;
-    raw.answer(&first, None).await?;
+    let (tx, server, mut raw, first) =
+        acked_raw(with_clusters("a.prod", &[("c1", 1), ("c2", 1)])).await?;
 
     // Both clusters' endpoints change; the proxy takes c1's and refuses c2's.
     publish(
@@ -823,16 +834,8 @@ async fn a_refused_resource_is_not_sent_again_and_the_others_still_are() -> Resu
 
 #[tokio::test]
 async fn a_proxy_that_resubscribes_gets_only_what_changed_meanwhile() -> Result<()> {
-    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
-    publish(
-        &tx,
-        1,
-        vec![with_clusters("a.prod", &[("c1", 1), ("c2", 1)])],
-    );
-    let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;
-    let mut raw = RawProxy::connect(server.addr, "a.prod").await?;
-    let first = raw.next_push().await?;
-    raw.answer(&first, None).await?;
+    let (tx, server, raw, first) =
+        acked_raw(with_clusters("a.prod", &[("c1", 1), ("c2", 1)])).await?;
     drop(raw);
 
     // While the proxy is away, c2 gains an endpoint and c1 goes.
