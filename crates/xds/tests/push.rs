@@ -992,3 +992,112 @@ async fn a_large_change_comes_in_parts_that_the_client_applies_together() -> Res
     server.stop().await;
     Ok(())
 }
+
+/// `with_clusters` plus an HTTP port 80 with a virtual host per cluster name, named
+/// `<cluster>.prod`, routing to that cluster.
+fn with_hosts(id: &str, clusters: &[&str]) -> ProxyConfig {
+    let mut c = with_clusters(id, &clusters.iter().map(|n| (*n, 1)).collect::<Vec<_>>());
+    let vhosts: Vec<serde_json::Value> = clusters
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": format!("{n}.prod.svc.cluster.local:80"),
+                "domains": [format!("{n}.prod"), format!("{n}.prod:80")],
+                "routes": [{"name": "default", "matches": [],
+                            "action": {"forward": {"destinations": [{"cluster": n, "weight": 100}]}}}]
+            })
+        })
+        .collect();
+    c.outbound = vec![
+        serde_json::from_value(serde_json::json!({
+            "port": 80, "protocol": "HTTP", "virtualHosts": vhosts, "tcp": []
+        }))
+        .unwrap(),
+    ];
+    c
+}
+
+#[tokio::test]
+async fn an_on_demand_proxy_is_sent_only_what_its_names_reach() -> Result<()> {
+    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
+    publish(&tx, 1, vec![with_hosts("a.prod", &["c1", "c2", "c3"])]);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;
+    let mut client =
+        AggregatedDiscoveryServiceClient::connect(format!("http://{}", server.addr)).await?;
+    let (requests, rx) = mpsc::channel(4);
+    requests
+        .send(DiscoveryRequest {
+            node: Some(skiff_xds::proto::Node {
+                id: "a.prod".into(),
+                metadata: Default::default(),
+            }),
+            type_url: PROXY_CONFIG_TYPE_URL.into(),
+            on_demand: true,
+            subscribe: vec!["c2.prod".into()],
+            ..Default::default()
+        })
+        .await?;
+    let mut responses = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut next = async || -> Result<skiff_xds::proto::DiscoveryResponse> {
+        tokio::time::timeout(PATIENCE, responses.message())
+            .await??
+            .context("a push")
+    };
+    let first = next().await?;
+    assert_eq!(
+        names(&first),
+        [
+            "a.prod",
+            "cluster/c2",
+            "endpoints/c2",
+            "mesh",
+            "port/80",
+            "vhost/80/c2.prod.svc.cluster.local:80"
+        ]
+    );
+    // Its version is that of what it holds, not of the whole view.
+    assert_ne!(first.version_info, version(&tx, "a.prod"));
+
+    // One more name, with its port: only what it adds.
+    requests
+        .send(DiscoveryRequest {
+            type_url: PROXY_CONFIG_TYPE_URL.into(),
+            subscribe: vec!["c3.prod:80".into()],
+            ..Default::default()
+        })
+        .await?;
+    let second = next().await?;
+    assert_eq!(
+        names(&second),
+        [
+            "cluster/c3",
+            "endpoints/c3",
+            "vhost/80/c3.prod.svc.cluster.local:80"
+        ]
+    );
+    // A change to a service it did not ask for sends it nothing; one to a service it
+    // holds does.
+    publish(
+        &tx,
+        2,
+        vec![with_hosts("a.prod", &["c1", "c2", "c3", "c4"])],
+    );
+    tokio::time::sleep(QUIET).await;
+    let mut changed = with_hosts("a.prod", &["c1", "c2", "c3", "c4"]);
+    changed.clusters[2].endpoints.clear();
+    publish(&tx, 3, vec![changed]);
+    let third = next().await?;
+    assert_eq!(
+        third.removed_resources,
+        ["endpoints/c3"],
+        "{:?}",
+        names(&third)
+    );
+    assert!(third.resources.is_empty(), "{:?}", names(&third));
+    drop(requests);
+    server.stop().await;
+    Ok(())
+}
