@@ -140,7 +140,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let bundle = TrustBundle::from_pem("cluster.local", &pem)?;
 
     if options.real {
-        return run_real(options, control, &root, &tokens, dir.path(), &config).await;
+        return run_real(options, control, idle, &root, &tokens, dir.path(), &config).await;
     }
     eprintln!("connecting {} simulated proxies", shape.proxies);
     let started = Instant::now();
@@ -154,8 +154,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         log.display()
     );
     let startup = started.elapsed();
-    let first_config_bytes = control.metric("pilot_xds_config_size_bytes_sum").await?
-        / control.metric("pilot_xds_pushes_total").await?.max(1.0);
+    let first_config_bytes = mean_push_bytes(&control).await?;
     quiet().await;
     let connected = control.usage()?;
 
@@ -196,13 +195,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 async fn run_real(
     options: &Options,
     control: Control,
+    idle: Usage,
     root: &std::path::Path,
     tokens: &BootstrapTokens,
     work: &std::path::Path,
     config: &std::path::Path,
 ) -> anyhow::Result<Report> {
     let shape = options.shape;
-    let idle = control.usage()?;
     eprintln!("starting {} skiff proxy processes", shape.proxies);
     let started = Instant::now();
     let logs = work.join("proxies");
@@ -223,41 +222,26 @@ async fn run_real(
         logs.display()
     );
     let startup = started.elapsed();
-    let first_config_bytes = control.metric("pilot_xds_config_size_bytes_sum").await?
-        / control.metric("pilot_xds_pushes_total").await?.max(1.0);
+    let first_config_bytes = mean_push_bytes(&control).await?;
     quiet().await;
     let connected = control.usage()?;
     let mut changes = Vec::new();
     for round in 0..options.rounds {
         for kind in [ChangeKind::Route, ChangeKind::NewService] {
             let after = real::newest_change(&control).await?;
-            let pushes = control.metric("pilot_xds_pushes_total").await?;
-            let bytes = control.metric("pilot_xds_config_size_bytes_sum").await?;
-            let cpu = control.usage()?.cpu_seconds;
-            match kind {
-                ChangeKind::Route => {
-                    shape.edit_route(config, round % shape.routed.max(1), round)?
-                }
-                _ => shape.add_service(config, shape.services + round)?,
-            }
+            let before = Counters::read(&control).await?;
+            make_change(shape, config, kind, round)?;
             let delays = real::wait_applied(&control, after, fleet.len(), options.timeout).await;
             quiet().await;
+            let change = before.change(&control, kind, delays, fleet.len()).await?;
             eprintln!(
                 "round {round}: {}: {} of {} proxies, max {:?}",
                 kind.label(),
-                delays.len(),
-                fleet.len(),
-                delays.last().copied().unwrap_or_default()
+                change.delays.len(),
+                change.proxies,
+                change.delays.last().copied().unwrap_or_default()
             );
-            changes.push(Change {
-                kind,
-                delays,
-                proxies: fleet.len(),
-                bytes: control.metric("pilot_xds_config_size_bytes_sum").await? - bytes,
-                pushes: control.metric("pilot_xds_pushes_total").await? - pushes,
-                cpu_seconds: control.usage()?.cpu_seconds - cpu,
-                reload: control.reload_duration().await?,
-            });
+            changes.push(change);
         }
     }
     let end = control.usage()?;
@@ -284,17 +268,9 @@ async fn measure(
     round: usize,
     options: &Options,
 ) -> anyhow::Result<Change> {
-    let pushes = control.metric("pilot_xds_pushes_total").await?;
-    let bytes = control.metric("pilot_xds_config_size_bytes_sum").await?;
-    let cpu = control.usage()?.cpu_seconds;
+    let before = Counters::read(control).await?;
     let at = Instant::now();
-    match kind {
-        ChangeKind::Endpoint => {
-            shape.move_endpoint(config, (round * 7919) % shape.proxies, round)?
-        }
-        ChangeKind::Route => shape.edit_route(config, round % shape.routed.max(1), round)?,
-        ChangeKind::NewService => shape.add_service(config, shape.services + round)?,
-    }
+    make_change(shape, config, kind, round)?;
     wait_all(proxies, Some(at), options.timeout).await;
     quiet().await;
     let mut delays: Vec<Duration> = proxies
@@ -304,15 +280,64 @@ async fn measure(
         .map(|t| t - at)
         .collect();
     delays.sort();
-    Ok(Change {
-        kind,
-        delays,
-        proxies: proxies.len(),
-        bytes: control.metric("pilot_xds_config_size_bytes_sum").await? - bytes,
-        pushes: control.metric("pilot_xds_pushes_total").await? - pushes,
-        cpu_seconds: control.usage()?.cpu_seconds - cpu,
-        reload: control.reload_duration().await?,
-    })
+    before.change(control, kind, delays, proxies.len()).await
+}
+
+/// Makes one change of `kind` to the mesh in `config` (round `round` of the churn).
+fn make_change(
+    shape: MeshShape,
+    config: &std::path::Path,
+    kind: ChangeKind,
+    round: usize,
+) -> anyhow::Result<()> {
+    match kind {
+        ChangeKind::Endpoint => shape.move_endpoint(config, (round * 7919) % shape.proxies, round),
+        ChangeKind::Route => shape.edit_route(config, round % shape.routed.max(1), round),
+        ChangeKind::NewService => shape.add_service(config, shape.services + round),
+    }
+}
+
+/// The bytes of the configs pushed so far, per push (right after startup: the
+/// first config of each proxy).
+async fn mean_push_bytes(control: &Control) -> anyhow::Result<f64> {
+    Ok(control.metric("pilot_xds_config_size_bytes_sum").await?
+        / control.metric("pilot_xds_pushes_total").await?.max(1.0))
+}
+
+/// The control plane's counters before a change.
+struct Counters {
+    pushes: f64,
+    bytes: f64,
+    cpu_seconds: f64,
+}
+
+impl Counters {
+    async fn read(control: &Control) -> anyhow::Result<Counters> {
+        Ok(Counters {
+            pushes: control.metric("pilot_xds_pushes_total").await?,
+            bytes: control.metric("pilot_xds_config_size_bytes_sum").await?,
+            cpu_seconds: control.usage()?.cpu_seconds,
+        })
+    }
+
+    /// The change, with what the control plane spent on it since these counters.
+    async fn change(
+        &self,
+        control: &Control,
+        kind: ChangeKind,
+        delays: Vec<Duration>,
+        proxies: usize,
+    ) -> anyhow::Result<Change> {
+        Ok(Change {
+            kind,
+            delays,
+            proxies,
+            bytes: control.metric("pilot_xds_config_size_bytes_sum").await? - self.bytes,
+            pushes: control.metric("pilot_xds_pushes_total").await? - self.pushes,
+            cpu_seconds: control.usage()?.cpu_seconds - self.cpu_seconds,
+            reload: control.reload_duration().await?,
+        })
+    }
 }
 
 /// Waits until every proxy received a config after `after` (any config, if `None`),

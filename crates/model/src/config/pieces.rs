@@ -176,19 +176,6 @@ impl SharedPiece {
             })
         }
     }
-
-    /// The name a piece with this content must have.
-    pub fn name(&self) -> String {
-        match self {
-            SharedPiece::Port(p) => port_name(p.port),
-            SharedPiece::VirtualHost(v) => vhost_name(v.port, &v.virtual_host.name),
-            SharedPiece::Cluster(c) => cluster_name(&c.name),
-            // A missing cluster's name is only in the piece's name.
-            SharedPiece::MissingCluster(_) => String::new(),
-            SharedPiece::Endpoints(e) => endpoints_name(&e.cluster),
-            SharedPiece::Mesh(_) => MESH_PIECE.to_owned(),
-        }
-    }
 }
 
 impl SharedPiece {

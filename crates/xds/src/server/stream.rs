@@ -356,36 +356,32 @@ impl ProxyStream {
         let snapshot = self.snapshots.borrow_and_update().clone();
         let mut sent: Option<Sent> = None;
         let mut held = Held::listed(proxy, holds);
-        match snapshot.get(proxy) {
-            None => return Err(End::Status(unknown_proxy(proxy, &snapshot))),
-            Some(entry)
-                if !resume_version.is_empty() && self.target(entry).version == resume_version =>
-            {
-                let target = self.target(entry);
-                if self.wanted.is_some() {
-                    self.sync.wants(proxy, self.id, &target.version);
-                }
-                tracing::info!(proxy, version = %target.version, "proxy resumed with the current version; nothing to send");
-                self.sync
-                    .resumed(proxy, self.id, &target.version, snapshot.generation());
-                sent = Some(Sent {
-                    version: target.version.clone(),
-                    nonce: String::new(),
-                    entry: entry.clone(),
-                });
-                held = Held::sent(entry, target);
-            }
-            Some(entry) => {
-                self.push(
-                    proxy,
-                    entry,
-                    snapshot.generation(),
-                    &mut nonces,
-                    &mut sent,
-                    &mut held,
-                )
-                .await?
-            }
+        let Some(entry) = snapshot.get(proxy) else {
+            return Err(End::Status(unknown_proxy(proxy, &snapshot)));
+        };
+        let target = self.target(proxy, entry);
+        if !resume_version.is_empty() && target.version == resume_version {
+            tracing::info!(proxy, version = %target.version, "proxy resumed with the current version; nothing to send");
+            self.sync
+                .resumed(proxy, self.id, &target.version, snapshot.generation());
+            sent = Some(Sent {
+                version: target.version.clone(),
+                nonce: String::new(),
+                entry: entry.clone(),
+            });
+            held = Held::sent(entry, target);
+        } else {
+            let generation = snapshot.generation();
+            self.push(
+                proxy,
+                entry,
+                target,
+                generation,
+                &mut nonces,
+                &mut sent,
+                &mut held,
+            )
+            .await?;
         }
         self.sync
             .saw_generation(proxy, self.id, snapshot.generation());
@@ -425,15 +421,14 @@ impl ProxyStream {
                     let Some(entry) = snapshot.get(proxy) else {
                         return Err(End::Status(unknown_proxy(proxy, &snapshot)));
                     };
-                    let version = self.target(entry).version;
-                    if self.wanted.is_some() {
-                        self.sync.wants(proxy, self.id, &version);
-                    }
-                    if sent.as_ref().map(|s| s.version.as_str()) != Some(version.as_str()) {
+                    let target = self.target(proxy, entry);
+                    if sent.as_ref().map(|s| s.version.as_str()) != Some(target.version.as_str()) {
+                        let generation = snapshot.generation();
                         self.push(
                             proxy,
                             entry,
-                            snapshot.generation(),
+                            target,
+                            generation,
                             &mut nonces,
                             &mut sent,
                             &mut held,
@@ -474,12 +469,20 @@ impl ProxyStream {
             let Some(wanted) = self.wanted.as_mut() else {
                 return Ok(());
             };
-            let before = wanted.len();
+            let room = MAX_SUBSCRIBED.saturating_sub(wanted.len());
+            if request.subscribe.len() > room {
+                tracing::warn!(
+                    proxy,
+                    limit = MAX_SUBSCRIBED,
+                    left_out = request.subscribe.len() - room,
+                    "on-demand subscription over the limit of names; the rest is left out"
+                );
+            }
             wanted.extend(
                 request
                     .subscribe
                     .iter()
-                    .take(MAX_SUBSCRIBED.saturating_sub(before))
+                    .take(room)
                     .map(|n| n.trim().to_ascii_lowercase()),
             );
             tracing::info!(proxy, names = ?request.subscribe, "on-demand subscription");
@@ -487,8 +490,17 @@ impl ProxyStream {
             let Some(entry) = snapshot.get(proxy) else {
                 return Err(End::Status(unknown_proxy(proxy, &snapshot)));
             };
-            self.push(proxy, entry, snapshot.generation(), nonces, sent, held)
-                .await?;
+            let target = self.target(proxy, entry);
+            self.push(
+                proxy,
+                entry,
+                target,
+                snapshot.generation(),
+                nonces,
+                sent,
+                held,
+            )
+            .await?;
             return Ok(());
         }
         if request.response_nonce.is_empty() {
@@ -498,13 +510,22 @@ impl ProxyStream {
             let Some(entry) = snapshot.get(proxy) else {
                 return Err(End::Status(unknown_proxy(proxy, &snapshot)));
             };
-            if request.version_info != self.target(entry).version {
+            let target = self.target(proxy, entry);
+            if request.version_info != target.version {
                 *held = Held::listed(
                     proxy,
                     request.initial_resource_versions.into_iter().collect(),
                 );
-                self.push(proxy, entry, snapshot.generation(), nonces, sent, held)
-                    .await?;
+                self.push(
+                    proxy,
+                    entry,
+                    target,
+                    snapshot.generation(),
+                    nonces,
+                    sent,
+                    held,
+                )
+                .await?;
             }
             return Ok(());
         }
@@ -526,7 +547,7 @@ impl ProxyStream {
                     request.initial_resource_versions.into_iter().collect(),
                 );
                 let refused: Vec<String> = if request.rejected_resources.is_empty() {
-                    let target = self.target(entry);
+                    let target = self.target(proxy, entry);
                     let all = now.delta(proxy, entry, target.subset.as_deref());
                     all.resources
                         .into_iter()
@@ -559,22 +580,20 @@ impl ProxyStream {
         Ok(())
     }
 
-    /// Pushes what brings the proxy to `entry`, the version snapshot `generation`
+    /// Pushes what brings the proxy to `target` of `entry`, what snapshot `generation`
     /// holds for it.
+    #[allow(clippy::too_many_arguments)] // reason: the stream's state, passed apart
     async fn push(
         &mut self,
         proxy: &str,
         entry: &ProxyEntry,
+        target: Target,
         generation: u64,
         nonces: &mut u64,
         sent: &mut Option<Sent>,
         held: &mut Held,
     ) -> Result<(), End> {
         let started = tokio::time::Instant::now();
-        let target = self.target(entry);
-        if self.wanted.is_some() {
-            self.sync.wants(proxy, self.id, &target.version);
-        }
         let mut delta = held.delta(proxy, entry, target.subset.as_deref());
         held.advance(proxy, entry, target.subset);
         let version = target.version;
@@ -634,8 +653,9 @@ impl ProxyStream {
         Ok(())
     }
 
-    /// What the proxy should hold of `entry`: all of it, or what it asked for.
-    fn target(&self, entry: &ProxyEntry) -> Target {
+    /// What the proxy should hold of `entry`: all of it, or what it asked for (which
+    /// the sync table then compares it with).
+    fn target(&self, proxy: &str, entry: &ProxyEntry) -> Target {
         match &self.wanted {
             None => Target {
                 version: entry.version.clone(),
@@ -646,8 +666,10 @@ impl ProxyStream {
                 let digest = subset
                     .iter()
                     .fold(0, |d, p| d ^ piece_hash(&p.name, &p.version));
+                let version = config_version(&entry.own_version, digest);
+                self.sync.wants(proxy, self.id, &version);
                 Target {
-                    version: config_version(&entry.own_version, digest),
+                    version,
                     subset: Some(subset),
                 }
             }
