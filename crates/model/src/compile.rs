@@ -65,16 +65,22 @@ impl Compiler<'_> {
 /// The clusters a proxy's routes name, with what goes with the routes, into the
 /// shared part.
 fn upstreams(mut c: Compiler<'_>, shared: &mut SharedConfig) {
-    let mut clusters = cluster::build(&c);
-    let missing_clusters = cluster::missing(&c);
+    shared.faults = std::mem::take(&mut c.faults);
+    shared.http_policies = std::mem::take(&mut c.http_policies);
+    clusters_of(&c, shared);
+}
+
+/// The clusters `c`'s routes name, with their endpoints, and the telemetry labels of
+/// the workloads behind them.
+fn clusters_of(c: &Compiler<'_>, shared: &mut SharedConfig) {
+    let mut clusters = cluster::build(c);
+    let missing_clusters = cluster::missing(c);
     if !missing_clusters.is_empty() {
         clusters.retain(|cl| !missing_clusters.contains_key(&cl.name));
     }
     shared.workload_labels = workload_labels(c.mesh, &clusters);
     shared.clusters = clusters;
     shared.missing_clusters = missing_clusters;
-    shared.faults = std::mem::take(&mut c.faults);
-    shared.http_policies = std::mem::take(&mut c.http_policies);
 }
 
 /// What decides a sidecar's view, besides the mesh.
@@ -106,29 +112,119 @@ impl ViewKey {
 #[derive(Debug, Default)]
 pub(crate) struct ViewCache {
     views: HashMap<ViewKey, Arc<SharedConfig>>,
+    /// The routes of views compiled for an earlier mesh whose routes were built from
+    /// the same resources: only their clusters are built again.
+    routes: Option<HashMap<ViewKey, Arc<ViewRoutes>>>,
+    /// The routes of the views compiled now, for the next mesh.
+    compiled_routes: HashMap<ViewKey, Arc<ViewRoutes>>,
+    /// How many views had their routes compiled (the others reused them).
+    routes_compiled: usize,
 }
 
 impl ViewCache {
+    /// A cache that takes the routes of each view from `routes` when it has them.
+    pub(crate) fn with_routes(routes: HashMap<ViewKey, Arc<ViewRoutes>>) -> Self {
+        ViewCache {
+            routes: Some(routes),
+            ..ViewCache::default()
+        }
+    }
+
     /// How many distinct views were compiled.
     pub(crate) fn len(&self) -> usize {
         self.views.len()
+    }
+
+    /// How many of them had their routes compiled rather than reused.
+    pub(crate) fn routes_compiled(&self) -> usize {
+        self.routes_compiled
+    }
+
+    /// The routes of every view compiled, for the next mesh.
+    pub(crate) fn into_routes(self) -> HashMap<ViewKey, Arc<ViewRoutes>> {
+        self.compiled_routes
+    }
+
+    fn view(&mut self, mesh: &Mesh, workload: &Workload) -> Arc<SharedConfig> {
+        let key = ViewKey::of(mesh, workload);
+        if let Some(view) = self.views.get(&key) {
+            return view.clone();
+        }
+        let kept = self.routes.as_ref().and_then(|r| r.get(&key)).cloned();
+        let routes = kept.unwrap_or_else(|| {
+            self.routes_compiled += 1;
+            Arc::new(ViewRoutes::compile(mesh, workload))
+        });
+        let view = Arc::new(routes.view(mesh, workload));
+        self.compiled_routes.insert(key.clone(), routes);
+        self.views.insert(key, view.clone());
+        view
+    }
+}
+
+/// What compiling a sidecar view's routes gives, before the clusters they name are
+/// built: it depends on the services, the routing rules and the view, never on the
+/// endpoints, so a change of endpoints only builds the clusters again.
+#[derive(Debug)]
+pub(crate) struct ViewRoutes {
+    outbound: Vec<crate::config::OutboundPort>,
+    outbound_traffic_policy: crate::config::OutboundTrafficPolicy,
+    clusters: HashMap<String, ClusterKey>,
+    faults: BTreeMap<String, Fault>,
+    http_policies: BTreeMap<String, crate::config::HttpRoutePolicy>,
+}
+
+impl ViewRoutes {
+    fn compile(mesh: &Mesh, workload: &Workload) -> ViewRoutes {
+        let mut c = Compiler::new(mesh, workload);
+        let outbound = outbound::build(&mut c);
+        ViewRoutes {
+            outbound,
+            outbound_traffic_policy: mesh
+                .rules()
+                .sidecar_for(&workload.namespace, &workload.labels)
+                .and_then(|s| s.outbound_traffic_policy)
+                .unwrap_or(mesh.options().outbound_traffic_policy),
+            clusters: c.clusters,
+            faults: c.faults,
+            http_policies: c.http_policies,
+        }
+    }
+
+    /// The shared part of a sidecar with these routes in `mesh`.
+    fn into_view(self, mesh: &Mesh, workload: &Workload) -> SharedConfig {
+        let mut c = Compiler::new(mesh, workload);
+        c.clusters = self.clusters;
+        let mut shared = SharedConfig {
+            outbound: self.outbound,
+            outbound_traffic_policy: self.outbound_traffic_policy,
+            faults: self.faults,
+            http_policies: self.http_policies,
+            ..SharedConfig::default()
+        };
+        clusters_of(&c, &mut shared);
+        shared
+    }
+
+    /// [`ViewRoutes::into_view`], keeping these routes.
+    fn view(&self, mesh: &Mesh, workload: &Workload) -> SharedConfig {
+        let mut c = Compiler::new(mesh, workload);
+        c.clusters = self.clusters.clone();
+        let mut shared = SharedConfig {
+            outbound: self.outbound.clone(),
+            outbound_traffic_policy: self.outbound_traffic_policy,
+            faults: self.faults.clone(),
+            http_policies: self.http_policies.clone(),
+            ..SharedConfig::default()
+        };
+        clusters_of(&c, &mut shared);
+        shared
     }
 }
 
 /// The shared part of a sidecar: what it sees, as its view decides.
 fn sidecar_view(mesh: &Mesh, workload: &Workload) -> SharedConfig {
-    let mut c = Compiler::new(mesh, workload);
-    let mut shared = SharedConfig {
-        outbound: outbound::build(&mut c),
-        outbound_traffic_policy: mesh
-            .rules()
-            .sidecar_for(&workload.namespace, &workload.labels)
-            .and_then(|s| s.outbound_traffic_policy)
-            .unwrap_or(mesh.options().outbound_traffic_policy),
-        ..SharedConfig::default()
-    };
-    upstreams(c, &mut shared);
-    shared
+    ViewRoutes::compile(mesh, workload).into_view(mesh, workload)
 }
 
 impl<'m> Compiler<'m> {
@@ -162,11 +258,7 @@ pub(crate) fn proxy_parts(mesh: &Mesh, w: usize, views: Option<&mut ViewCache>) 
         ProxyKind::Sidecar => {
             own.inbound = inbound::build(&Compiler::new(mesh, workload), w);
             match views {
-                Some(cache) => cache
-                    .views
-                    .entry(ViewKey::of(mesh, workload))
-                    .or_insert_with(|| Arc::new(sidecar_view(mesh, workload)))
-                    .clone(),
+                Some(cache) => cache.view(mesh, workload),
                 None => Arc::new(sidecar_view(mesh, workload)),
             }
         }

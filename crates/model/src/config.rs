@@ -37,6 +37,7 @@ pub use jwt::{ClaimToHeader, DEFAULT_JWKS_TIMEOUT, JwtHeader, JwtRule};
 pub use l4::{L4Match, OutboundTrafficPolicy, sni_matches};
 pub use pieces::{
     EndpointsPiece, MESH_PIECE, MeshPiece, PieceError, PortPiece, SharedPiece, VirtualHostPiece,
+    is_endpoints_piece,
 };
 pub use policy::{MtlsMode, MtlsPolicy, Policies};
 pub use security::{ClusterTls, IstioMutual, TlsOrigination};

@@ -14,6 +14,7 @@ pub mod config;
 pub mod diagnostic;
 mod error;
 pub mod host;
+mod incremental;
 pub mod locality;
 mod mesh;
 pub mod protocol;
@@ -22,6 +23,7 @@ pub mod rules;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use error::Error;
+pub use incremental::{Compiled, Incremental, makes_only_endpoints};
 pub use mesh::Mesh;
 
 /// Mesh-wide settings the model needs (Istio's MeshConfig, the parts that matter here).

@@ -89,14 +89,23 @@ impl Mesh {
     /// client-side selectors read) share one compile and one copy of their shared
     /// part, so the cost grows with the distinct views rather than with the proxies.
     pub fn compile_all(&self) -> Vec<ProxyParts> {
+        self.compile_all_in(&mut crate::compile::ViewCache::default())
+    }
+
+    /// [`Mesh::compile_all`] with the views in `views`, which may hold routes of an
+    /// earlier mesh (see [`crate::Incremental`]).
+    pub(crate) fn compile_all_in(&self, views: &mut crate::compile::ViewCache) -> Vec<ProxyParts> {
         let _span = tracing::debug_span!("compile_all", proxies = self.proxies.len()).entered();
-        let mut views = crate::compile::ViewCache::default();
         let configs: Vec<ProxyParts> = self
             .proxies
             .values()
-            .map(|&w| crate::compile::proxy_parts(self, w, Some(&mut views)))
+            .map(|&w| crate::compile::proxy_parts(self, w, Some(&mut *views)))
             .collect();
-        tracing::debug!(views = views.len(), "compiled every proxy");
+        tracing::debug!(
+            views = views.len(),
+            routes_compiled = views.routes_compiled(),
+            "compiled every proxy"
+        );
         configs
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use skiff_api::Error as LoadError;
-use skiff_model::{Mesh, MeshOptions};
+use skiff_model::{Incremental, MeshOptions};
 
 use super::keep::{KEPT_NOTE, LastGood};
 use crate::{Compiled, ConfigCompiler, Finding, Severity};
@@ -31,6 +31,9 @@ pub struct MeshCompiler {
     /// The files parsed by earlier reloads: a reload parses only the files that
     /// changed (shared by clones of this compiler).
     pub files: Arc<skiff_api::LoadCache>,
+    /// The routes of the last compile: a reload that changes only endpoints builds
+    /// only clusters again (shared by clones of this compiler).
+    pub incremental: Arc<std::sync::Mutex<Incremental>>,
 }
 
 impl ConfigCompiler for MeshCompiler {
@@ -83,20 +86,30 @@ impl ConfigCompiler for MeshCompiler {
             None => merged.resources,
         };
         let load_took = started.elapsed();
-        let mesh = Mesh::build(&resources, self.options.clone());
-        let build_took = started.elapsed() - load_took;
-        findings.extend(mesh.diagnostics().iter().map(|d| from_model(dir, d)));
-        let configs = mesh.compile_all();
+        let compiled = self
+            .incremental
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .compile(&resources, self.options.clone());
+        findings.extend(
+            compiled
+                .mesh
+                .diagnostics()
+                .iter()
+                .map(|d| from_model(dir, d)),
+        );
         tracing::debug!(
             resources = resources.len(),
             load_ms = load_took.as_millis() as u64,
-            build_ms = build_took.as_millis() as u64,
-            compile_ms = (started.elapsed() - load_took - build_took).as_millis() as u64,
+            compile_ms = (started.elapsed() - load_took).as_millis() as u64,
+            endpoints_only = compiled.endpoints_only,
+            views = compiled.views,
+            routes_compiled = compiled.routes_compiled,
             "compiled the configuration"
         );
         sort(&mut findings);
         Compiled {
-            configs: Some(configs),
+            configs: Some(compiled.configs),
             findings,
         }
     }

@@ -236,6 +236,11 @@ fn endpoints_name(cluster: &str) -> String {
     format!("endpoints/{cluster}")
 }
 
+/// Whether `name` names the endpoints of a cluster (`endpoints/<cluster>`).
+pub fn is_endpoints_piece(name: &str) -> bool {
+    name.starts_with("endpoints/")
+}
+
 impl SharedConfig {
     /// The config as named pieces, sorted by name. Names are unique.
     pub fn pieces(&self) -> Vec<(String, SharedPiece)> {

@@ -8,6 +8,7 @@ mod deployments;
 mod diagnostics;
 mod fault;
 mod gateway;
+mod incremental;
 mod policies;
 mod security;
 mod traffic;

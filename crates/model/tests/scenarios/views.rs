@@ -30,7 +30,7 @@ fn assert_shared_compile_matches(name: &str, mesh: &Mesh) -> usize {
     all.len()
 }
 
-fn directories(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn directories(root: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .flatten()
