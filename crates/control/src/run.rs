@@ -27,6 +27,9 @@ pub struct ControlOptions {
     pub debug_listen: SocketAddr,
     /// When a burst of file changes becomes a reload.
     pub debounce: crate::watch::Debounce,
+    /// How many proxies are pushed to at once (istiod's `PILOT_PUSH_THROTTLE`, 100);
+    /// pushes that change only endpoints go first.
+    pub push_limit: usize,
     /// The mesh CA, served beside xDS on the gRPC port, over TLS. `None`: no CA, and
     /// xDS in plain text to anyone who connects; for tests of the push protocol and
     /// `skiff control --insecure-xds` only.
@@ -47,13 +50,14 @@ pub struct ControlIdentity {
 
 impl ControlOptions {
     /// The defaults for a directory: xDS on 127.0.0.1:15010, debug on 127.0.0.1:15014,
-    /// Istio's debounce (100 ms quiet, 10 s at most).
+    /// Istio's debounce (100 ms quiet, 10 s at most) and push limit (100 at once).
     pub fn new(config_dir: impl Into<PathBuf>) -> Self {
         ControlOptions {
             config_dir: config_dir.into(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
             debug_listen: SocketAddr::from(([127, 0, 0, 1], 15014)),
             debounce: crate::watch::Debounce::DEFAULT,
+            push_limit: skiff_xds::server::DEFAULT_PUSH_LIMIT,
             identity: None,
         }
     }
@@ -106,7 +110,8 @@ pub async fn start(
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let server = XdsServer::new(plane.subscribe(), plane.sync().clone());
+    let server = XdsServer::new(plane.subscribe(), plane.sync().clone())
+        .with_push_limit(options.push_limit, skiff_xds::server::DEFAULT_PUSH_HOLD);
     let xds_stop = until(stopped.clone());
     match &options.identity {
         Some(identity) => {

@@ -37,8 +37,11 @@ use crate::proto::aggregated_discovery_service_server::{
 use crate::proto::{DiscoveryRequest, DiscoveryResponse};
 use crate::{PushSnapshot, SyncTable, XdsError};
 
+mod gate;
 mod input;
 mod stream;
+
+pub use gate::{DEFAULT_PUSH_HOLD, DEFAULT_PUSH_LIMIT, PushGate};
 
 pub use input::{MAX_REQUEST_BYTES, printable};
 
@@ -66,6 +69,8 @@ struct Shared {
     stop: watch::Receiver<bool>,
     stop_tx: watch::Sender<bool>,
     first_request_timeout: Duration,
+    /// How many streams push at once.
+    gate: Arc<PushGate>,
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
@@ -83,6 +88,7 @@ impl XdsServer {
                 stop,
                 stop_tx,
                 first_request_timeout: FIRST_REQUEST_TIMEOUT,
+                gate: PushGate::new(DEFAULT_PUSH_LIMIT, DEFAULT_PUSH_HOLD),
             }),
         }
     }
@@ -104,6 +110,22 @@ impl XdsServer {
             shared.first_request_timeout = timeout;
         }
         self
+    }
+
+    /// How many pushes run at once (default [`DEFAULT_PUSH_LIMIT`], Istio's
+    /// `PILOT_PUSH_THROTTLE`), and how long one may hold its place while its proxy
+    /// takes no response (default [`DEFAULT_PUSH_HOLD`]). Pushes that change only
+    /// endpoints go before the others.
+    pub fn with_push_limit(mut self, limit: usize, hold: Duration) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.gate = PushGate::new(limit, hold);
+        }
+        self
+    }
+
+    /// The gate pushes pass through (how many run and wait now).
+    pub fn push_gate(&self) -> &Arc<PushGate> {
+        &self.shared.gate
     }
 
     /// A tonic server builder with the HTTP/2 keepalive this server uses, for serving
@@ -205,6 +227,7 @@ impl AggregatedDiscoveryService for XdsServer {
             stop: self.shared.stop.clone(),
             sync: self.shared.sync.clone(),
             wanted: None,
+            gate: self.shared.gate.clone(),
         };
         let span = tracing::info_span!(
             "xds_stream",

@@ -34,16 +34,26 @@ fn config(id: &str, label: &str) -> ProxyConfig {
 struct Server {
     addr: SocketAddr,
     sync: SyncTable,
+    gate: Arc<skiff_xds::server::PushGate>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Server {
     async fn start(addr: SocketAddr, snapshots: watch::Receiver<Arc<PushSnapshot>>) -> Server {
+        Self::start_with(addr, snapshots, |s| s).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        snapshots: watch::Receiver<Arc<PushSnapshot>>,
+        options: impl FnOnce(XdsServer) -> XdsServer,
+    ) -> Server {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sync = SyncTable::new();
-        let server = XdsServer::new(snapshots, sync.clone());
+        let server = options(XdsServer::new(snapshots, sync.clone()));
+        let gate = server.push_gate().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -56,6 +66,7 @@ impl Server {
         Server {
             addr,
             sync,
+            gate,
             stop: Some(stop),
             task,
         }
@@ -896,24 +907,67 @@ async fn the_client_applies_deltas_into_the_config_the_server_holds() {
     server.stop().await;
 }
 
+/// A config whose one cluster has 2,000 endpoints (~200 KB), different each round.
+fn big_endpoints(id: &str, round: usize) -> ProxyConfig {
+    let mut c = with_clusters(id, &[("c1", 0)]);
+    let template = with_clusters(id, &[("c1", 1)]).clusters[0].endpoints[0].clone();
+    c.clusters[0].endpoints = (0..2000)
+        .map(|i| {
+            let mut e = template.clone();
+            e.address = format!("10.{}.{}.{}:8080", round % 250, i / 250, i % 250)
+                .parse()
+                .unwrap();
+            e
+        })
+        .collect();
+    c
+}
+
+#[tokio::test]
+async fn with_one_push_at_a_time_a_proxy_that_stops_reading_gives_its_place_on() -> Result<()> {
+    // The stuck proxy's first config (500 clusters of 200 endpoints, ~10 MB in ~160
+    // responses) is far more than the HTTP/2 windows and the stream's queue hold: its
+    // push blocks, holding the only place.
+    let names: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
+    let clusters: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 200)).collect();
+    let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
+    publish(
+        &tx,
+        1,
+        vec![
+            with_clusters("stuck.prod", &clusters),
+            config("b.prod", "0"),
+        ],
+    );
+    let server = Server::start_with("127.0.0.1:0".parse().unwrap(), rx, |s| {
+        s.with_push_limit(1, Duration::from_millis(300))
+    })
+    .await;
+    let stuck = RawProxy::connect(server.addr, "stuck.prod").await?;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.gate.load() != (1, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck push never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another proxy gets its config once the stuck push gives its place up.
+    let b = proxy(server.addr, "b.prod");
+    let want = version(&tx, "b.prod");
+    b.status_until("its first config", |s| s.version.as_deref() == Some(&want))
+        .await;
+    assert_eq!(server.gate.load(), (0, 0), "the stuck push holds no place");
+    drop(stuck);
+    server.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_proxy_that_stops_reading_holds_a_bounded_amount_and_delays_no_one() -> Result<()> {
     // Each snapshot gives the stuck proxy ~200 KB of new endpoints: far more, over
     // all of them, than the HTTP/2 windows and the stream's queue hold.
-    let big = |id: &str, round: usize| {
-        let mut c = with_clusters(id, &[("c1", 0)]);
-        let template = with_clusters(id, &[("c1", 1)]).clusters[0].endpoints[0].clone();
-        c.clusters[0].endpoints = (0..2000)
-            .map(|i| {
-                let mut e = template.clone();
-                e.address = format!("10.{}.{}.{}:8080", round % 250, i / 250, i % 250)
-                    .parse()
-                    .unwrap();
-                e
-            })
-            .collect();
-        c
-    };
+    let big = big_endpoints;
     let (tx, rx) = watch::channel(Arc::new(PushSnapshot::default()));
     publish(&tx, 1, vec![big("stuck.prod", 0), config("b.prod", "0")]);
     let server = Server::start("127.0.0.1:0".parse().unwrap(), rx).await;

@@ -73,6 +73,10 @@ pub(crate) struct Args {
     /// (istiod's `PILOT_DEBOUNCE_MAX`).
     #[arg(long, default_value = "10s", env = "PILOT_DEBOUNCE_MAX", value_parser = parse_debounce)]
     debounce_max: std::time::Duration,
+    /// How many proxies are pushed to at once (istiod's `PILOT_PUSH_THROTTLE`); the
+    /// others wait, and pushes that change only endpoints go first.
+    #[arg(long, default_value_t = 100, env = "PILOT_PUSH_THROTTLE", value_parser = clap::value_parser!(u32).range(1..))]
+    push_limit: u32,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -163,6 +167,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             after: args.debounce_after,
             max: args.debounce_max.max(args.debounce_after),
         },
+        push_limit: args.push_limit as usize,
         ..ControlOptions::new(&args.config)
     };
     let (access_log, tracing) = match &args.mesh_config {

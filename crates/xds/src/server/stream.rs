@@ -38,6 +38,8 @@ pub(super) struct ProxyStream {
     pub(super) sync: SyncTable,
     /// With on-demand discovery: the names the proxy asked for.
     pub(super) wanted: Option<BTreeSet<String>>,
+    /// Shared by all streams: how many push at once.
+    pub(super) gate: Arc<super::gate::PushGate>,
 }
 
 /// What a proxy should hold of an entry: everything, or (on demand) a subset.
@@ -105,6 +107,15 @@ struct Delta {
 impl Delta {
     fn is_empty(&self) -> bool {
         self.resources.is_empty() && self.removed.is_empty()
+    }
+
+    /// Whether it only changes endpoints (such a push goes first).
+    fn endpoints_only(&self) -> bool {
+        self.removed.is_empty()
+            && self
+                .resources
+                .iter()
+                .all(|r| skiff_model::config::is_endpoints_piece(&r.name))
     }
 
     fn send(&mut self, name: &str, version: &str, body: &bytes::Bytes) {
@@ -613,6 +624,8 @@ impl ProxyStream {
             return Ok(());
         }
         let (count, removed, bytes) = (delta.resources.len(), delta.removed.len(), delta.bytes);
+        let urgent = delta.endpoints_only();
+        let mut place = Some(self.gate.enter(urgent).await);
         let mut parts = split(delta.resources).into_iter().peekable();
         let mut nonce = String::new();
         while let Some(resources) = parts.next() {
@@ -631,11 +644,33 @@ impl ProxyStream {
                 },
                 more: !last,
             };
-            if self.responses.send(Ok(response)).await.is_err() {
-                self.sync.push_failed();
-                return Err(End::ProxyGone);
+            let slot = match place {
+                Some(_) => {
+                    match tokio::time::timeout(self.gate.hold(), self.responses.reserve()).await {
+                        Ok(slot) => slot,
+                        Err(_slow) => {
+                            // The proxy does not read: let other pushes go on.
+                            tracing::warn!(
+                                proxy,
+                                hold = ?self.gate.hold(),
+                                "the proxy takes no response; its push gives its place to others"
+                            );
+                            place = None;
+                            self.responses.reserve().await
+                        }
+                    }
+                }
+                None => self.responses.reserve().await,
+            };
+            match slot {
+                Ok(slot) => slot.send(Ok(response)),
+                Err(_) => {
+                    self.sync.push_failed();
+                    return Err(End::ProxyGone);
+                }
             }
         }
+        drop(place);
         tracing::info!(proxy, %version, nonce = %nonce, resources = count, removed, bytes, "pushed config");
         self.sync.pushed(
             proxy,
