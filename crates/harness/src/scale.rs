@@ -411,6 +411,12 @@ impl Report {
                 mib(mean(|u| u.anon_bytes)),
                 mib(max(|u| u.anon_bytes)),
             );
+            let _ = writeln!(
+                out,
+                "skiff proxy PSS (shared pages divided among the processes sharing them): {:.1} MiB mean, {:.1} MiB max",
+                mib(mean(|u| u.pss_bytes)),
+                mib(max(|u| u.pss_bytes)),
+            );
         }
         let _ = writeln!(
             out,

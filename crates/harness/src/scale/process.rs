@@ -33,6 +33,10 @@ pub struct Usage {
     /// The anonymous part of the resident set (heap and stacks): what this process
     /// holds alone.
     pub anon_bytes: u64,
+    /// Proportional set size: its own pages, plus each page it shares divided by the
+    /// number of processes sharing it; what it costs the machine (0 when the kernel
+    /// does not say).
+    pub pss_bytes: u64,
 }
 
 impl Control {
@@ -189,10 +193,20 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
+    let pss_kib = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|rollup| {
+            rollup
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
     Ok(Usage {
         cpu_seconds,
         rss_bytes: kib("VmRSS:") * 1024,
         anon_bytes: kib("RssAnon:") * 1024,
+        pss_bytes: pss_kib * 1024,
     })
 }
 
