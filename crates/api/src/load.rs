@@ -46,16 +46,60 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, Error> {
     load_cached(paths, &LoadCache::default())
 }
 
-/// What [`load_cached`] keeps of the files it parsed: for each, a hash of its text
-/// and what it gave. Shared by the loads of one configuration source, so that a
-/// reload parses only the files whose text changed.
+/// What [`load_cached`] keeps of the files it parsed: for each, its metadata when it
+/// was read, a hash of its text and what it gave. Shared by the loads of one
+/// configuration source, so that a reload reads only the files whose metadata changed
+/// and parses only those whose text did.
 #[derive(Debug, Default)]
 pub struct LoadCache {
-    files: Mutex<HashMap<PathBuf, (u64, Arc<document::FileLoad>)>>,
+    files: Mutex<HashMap<PathBuf, Cached>>,
 }
 
-/// [`load`], parsing again only the files whose text differs from what `cache` holds
-/// for them (every file is still read). The result is the same as [`load`]'s.
+#[derive(Debug)]
+struct Cached {
+    stamp: Option<Stamp>,
+    hash: u64,
+    load: Arc<document::FileLoad>,
+}
+
+/// What says a file is the one read before without reading it: modification time,
+/// size, inode and change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: u64,
+    changed: i64,
+    changed_ns: i64,
+}
+
+/// A file modified this close to when it was read may change again within the same
+/// timestamp tick with the same size; such a file is read again on the next load (as
+/// git treats "racily clean" files).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Stamp {
+            modified: meta.modified().ok()?,
+            len: meta.len(),
+            inode: meta.ino(),
+            changed: meta.ctime(),
+            changed_ns: meta.ctime_nsec(),
+        })
+    }
+
+    /// Whether a file with this stamp, read at `read_at`, cannot have changed
+    /// unseen since.
+    fn settled(&self, read_at: std::time::SystemTime) -> bool {
+        self.modified + RACY <= read_at
+    }
+}
+
+/// [`load`], reading again only the files whose metadata (modification and change
+/// time, size, inode) differs from when `cache` read them, and parsing only those
+/// whose text differs. The result is the same as [`load`]'s.
 pub fn load_cached<P: AsRef<Path>>(paths: &[P], cache: &LoadCache) -> Result<Loaded, Error> {
     let _span = tracing::debug_span!("load", paths = paths.len()).entered();
     let mut files = Vec::new();
@@ -83,29 +127,47 @@ pub fn load_cached<P: AsRef<Path>>(paths: &[P], cache: &LoadCache) -> Result<Loa
     let mut documents = 0;
     let mut cached = cache.files.lock().unwrap_or_else(|e| e.into_inner());
     let mut seen = HashMap::with_capacity(files.len());
+    let now = std::time::SystemTime::now();
+    let mut read = 0usize;
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut hasher);
-        let hash = hasher.finish();
-        let loaded = match cached.get(file) {
-            Some((h, loaded)) if *h == hash => loaded.clone(),
-            _ => {
-                let _file = tracing::debug_span!("file", file = %file.display()).entered();
-                let loaded = Arc::new(document::load_file(Arc::from(file.as_path()), &text));
-                debug!(file = %file.display(), resources = loaded.resources.len(), "loaded file");
-                loaded
+        let stamp = std::fs::metadata(file).ok().as_ref().and_then(Stamp::of);
+        let before = cached.remove(file);
+        let entry = match before {
+            Some(before) if stamp.is_some() && before.stamp == stamp => before,
+            before => {
+                read += 1;
+                let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                text.hash(&mut hasher);
+                let hash = hasher.finish();
+                let load = match before {
+                    Some(before) if before.hash == hash => before.load,
+                    _ => {
+                        let _file = tracing::debug_span!("file", file = %file.display()).entered();
+                        let load = Arc::new(document::load_file(Arc::from(file.as_path()), &text));
+                        debug!(file = %file.display(), resources = load.resources.len(), "loaded file");
+                        load
+                    }
+                };
+                Cached {
+                    // A file changed too recently to trust its stamp is read again.
+                    stamp: stamp.filter(|s| s.settled(now)),
+                    hash,
+                    load,
+                }
             }
         };
+        let loaded = &entry.load;
         documents += loaded.documents;
         resources.extend(loaded.resources.iter().cloned());
         rejected.extend(loaded.rejected.iter().cloned());
         diagnostics.extend(loaded.diagnostics.iter().cloned());
-        seen.insert(file.clone(), (hash, loaded));
+        seen.insert(file.clone(), entry);
     }
+    debug!(files = files.len(), read, "read the changed files");
     // Files gone since the last load are forgotten.
     *cached = seen;
     Ok(finish(resources, rejected, diagnostics, files, documents))

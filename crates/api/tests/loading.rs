@@ -633,3 +633,39 @@ fn a_cached_load_gives_what_a_fresh_one_does_and_sees_every_change() {
     assert!(!errors(&next).is_empty(), "the broken file is reported");
     assert!(format!("{:?}", next.resources).contains("81"));
 }
+
+#[test]
+fn a_cached_load_sees_a_file_rewritten_with_its_old_modification_time() {
+    // Files whose stamp has settled are not read again: a rewrite must still show,
+    // even by a tool that puts the old modification time back (`cp -p`, `touch -r`).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    let service = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  namespace: prod\nspec:\n  ports:\n  - name: http\n    port: {port}\n"
+        )
+    };
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let write = |port: u16| {
+        fs::write(&path, service(port)).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    };
+    write(80);
+    let cache = skiff_api::LoadCache::default();
+    let paths = [dir.path()];
+    let first = skiff_api::load_cached(&paths, &cache).unwrap();
+    assert!(format!("{:?}", first.resources).contains("port: 80"));
+    assert_eq!(skiff_api::load_cached(&paths, &cache).unwrap(), first);
+    write(81);
+    let next = skiff_api::load_cached(&paths, &cache).unwrap();
+    assert_eq!(next, skiff_api::load(&paths).unwrap());
+    assert!(
+        format!("{:?}", next.resources).contains("port: 81"),
+        "{next:?}"
+    );
+}

@@ -10,7 +10,7 @@ mod keep;
 mod mesh;
 
 pub use keep::{KEPT_NOTE, LastGood, Merged};
-pub use mesh::MeshCompiler;
+pub use mesh::{CompileState, MeshCompiler};
 
 /// The result of compiling a configuration directory.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,9 @@ pub struct Compiled {
     /// errors may still give configs (the real compiler leaves the refused resources
     /// out): they are published, and the errors reported.
     pub configs: Option<Vec<ProxyParts>>,
+    /// True when the configuration is the one compiled last (`configs` is then
+    /// `None`): the snapshot being served stays, and nothing is pushed.
+    pub unchanged: bool,
     /// Everything worth reporting, errors first.
     pub findings: Vec<Finding>,
 }

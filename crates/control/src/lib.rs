@@ -29,7 +29,9 @@ mod status;
 pub mod watch;
 
 pub use builtin::{BUILTIN_GATEWAY_NAME, BUILTIN_GATEWAY_NAMESPACE, with_builtin_gateway};
-pub use compile::{Compiled, ConfigCompiler, KEPT_NOTE, LastGood, Merged, MeshCompiler};
+pub use compile::{
+    CompileState, Compiled, ConfigCompiler, KEPT_NOTE, LastGood, Merged, MeshCompiler,
+};
 pub use error::ControlError;
 pub use finding::{Finding, Severity};
 pub use plane::ControlPlane;

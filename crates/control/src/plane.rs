@@ -102,7 +102,7 @@ impl ControlPlane {
         let mut status = ConfigStatus {
             config_dir: self.dir.display().to_string(),
             reloads: previous.reloads + 1,
-            ok: compiled.configs.is_some()
+            ok: (compiled.configs.is_some() || compiled.unchanged)
                 && !compiled
                     .findings
                     .iter()
@@ -128,6 +128,14 @@ impl ControlPlane {
             }
         }
         match compiled.configs {
+            None if compiled.unchanged => {
+                tracing::info!(
+                    generation = status.serving_generation,
+                    errors = status.errors.len(),
+                    warnings = status.warnings.len(),
+                    "the configuration is unchanged: nothing to push"
+                );
+            }
             Some(configs) => {
                 let generation = previous.serving_generation + 1;
                 let encoding = Instant::now();

@@ -45,6 +45,7 @@ impl ConfigCompiler for JsonFiles {
         }
         Compiled {
             configs: findings.is_empty().then_some(configs),
+            unchanged: false,
             findings,
         }
     }

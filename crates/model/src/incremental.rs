@@ -12,19 +12,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use skiff_api::{Kind, Resource, ResourceSet};
+use skiff_api::{Kind, ResourceEvent, ResourceStore};
 
 use crate::compile::{ViewCache, ViewKey, ViewRoutes};
 use crate::config::ProxyParts;
 use crate::{Mesh, MeshOptions};
 
-/// Builds and compiles meshes one after another, each from the whole set of
-/// resources, reusing the routes of the one before when only endpoints changed. The
-/// result is always what [`Mesh::build`] and [`Mesh::compile_all`] give.
+/// Builds and compiles meshes one after another, each from the resources of a
+/// [`ResourceStore`], reusing the routes of the one before when the events since
+/// then touched only endpoints. The result is always what [`Mesh::build`] and
+/// [`Mesh::compile_all`] give.
 #[derive(Debug, Default)]
 pub struct Incremental {
-    /// The options and the resources routes were built from, for the last compile.
-    inputs: Option<(MeshOptions, Vec<Resource>)>,
+    /// The options and the store generation of the last compile.
+    last: Option<(MeshOptions, u64)>,
     /// The routes of every view of the last compile.
     routes: HashMap<ViewKey, Arc<ViewRoutes>>,
 }
@@ -56,26 +57,30 @@ impl Incremental {
         Self::default()
     }
 
-    /// Builds the mesh of `resources` and compiles every proxy.
-    pub fn compile(&mut self, resources: &ResourceSet, options: MeshOptions) -> Compiled {
-        let inputs: Vec<&Resource> = resources
-            .iter()
-            .filter(|r| !makes_only_endpoints(r.kind()))
-            .collect();
-        let endpoints_only = self.inputs.as_ref().is_some_and(|(o, before)| {
+    /// Builds the mesh of `store`'s resources and compiles every proxy. `changes` are
+    /// the events the store applied since the last compile (one batch): when they are
+    /// all about endpoints, the routes of the last compile are kept.
+    pub fn compile(
+        &mut self,
+        store: &ResourceStore,
+        changes: &[ResourceEvent],
+        options: MeshOptions,
+    ) -> Compiled {
+        let endpoints_only = self.last.as_ref().is_some_and(|(o, generation)| {
             *o == options
-                && before.len() == inputs.len()
-                && before.iter().zip(&inputs).all(|(a, b)| a == *b)
+                && store.generation() <= generation + 1
+                && changes.iter().all(|c| makes_only_endpoints(c.kind()))
         });
+        self.last = Some((options.clone(), store.generation()));
         let routes = std::mem::take(&mut self.routes);
         let mut views = if endpoints_only {
             ViewCache::with_routes(routes)
         } else {
             drop(routes);
-            self.inputs = Some((options.clone(), inputs.into_iter().cloned().collect()));
             ViewCache::default()
         };
-        let mesh = Mesh::build(resources, options);
+        let resources = store.resources();
+        let mesh = Mesh::build(&resources, options);
         let configs = mesh.compile_all_in(&mut views);
         let (count, routes_compiled) = (views.len(), views.routes_compiled());
         self.routes = views.into_routes();

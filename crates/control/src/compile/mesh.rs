@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use skiff_api::Error as LoadError;
+use skiff_api::{Error as LoadError, ResourceStore};
 use skiff_model::{Incremental, MeshOptions};
 
 use super::keep::{KEPT_NOTE, LastGood};
@@ -31,9 +31,21 @@ pub struct MeshCompiler {
     /// The files parsed by earlier reloads: a reload parses only the files that
     /// changed (shared by clones of this compiler).
     pub files: Arc<skiff_api::LoadCache>,
-    /// The routes of the last compile: a reload that changes only endpoints builds
-    /// only clusters again (shared by clones of this compiler).
-    pub incremental: Arc<std::sync::Mutex<Incremental>>,
+    /// The resources in force and the routes of the last compile: a reload that
+    /// changes nothing compiles nothing, one that changes only endpoints builds only
+    /// clusters again (shared by clones of this compiler).
+    pub state: Arc<std::sync::Mutex<CompileState>>,
+}
+
+/// What a [`MeshCompiler`] keeps from one reload to the next.
+#[derive(Debug, Default)]
+pub struct CompileState {
+    /// The resources in force, as the directory's events left them.
+    pub store: ResourceStore,
+    /// The routes of the last compile.
+    pub incremental: Incremental,
+    /// The model's findings of the last compile.
+    findings: Vec<Finding>,
 }
 
 impl ConfigCompiler for MeshCompiler {
@@ -49,14 +61,18 @@ impl ConfigCompiler for MeshCompiler {
                         path.display()
                     ),
                 );
+                // Nothing is in force any more: the next files are all new.
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = CompileState::default();
                 return Compiled {
                     configs: Some(Vec::new()),
+                    unchanged: false,
                     findings: vec![warning],
                 };
             }
             Err(error) => {
                 return Compiled {
                     configs: None,
+                    unchanged: false,
                     findings: vec![Finding::new(Severity::Error, error.to_string())],
                 };
             }
@@ -86,20 +102,39 @@ impl ConfigCompiler for MeshCompiler {
             None => merged.resources,
         };
         let load_took = started.elapsed();
-        let compiled = self
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
+        let changes = state.store.diff(&resources);
+        if changes.is_empty() && state.store.generation() > 0 {
+            // The directory holds what it held: the model's findings are those of
+            // the last compile, and nothing is compiled or pushed.
+            tracing::debug!(
+                resources = resources.len(),
+                load_ms = load_took.as_millis() as u64,
+                "the configuration is unchanged"
+            );
+            findings.extend(state.findings.iter().cloned());
+            sort(&mut findings);
+            return Compiled {
+                configs: None,
+                unchanged: true,
+                findings,
+            };
+        }
+        state.store.apply(changes.iter().cloned());
+        let compiled = state
             .incremental
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .compile(&resources, self.options.clone());
-        findings.extend(
-            compiled
-                .mesh
-                .diagnostics()
-                .iter()
-                .map(|d| from_model(dir, d)),
-        );
+            .compile(&state.store, &changes, self.options.clone());
+        state.findings = compiled
+            .mesh
+            .diagnostics()
+            .iter()
+            .map(|d| from_model(dir, d))
+            .collect();
+        findings.extend(state.findings.iter().cloned());
         tracing::debug!(
             resources = resources.len(),
+            changes = changes.len(),
             load_ms = load_took.as_millis() as u64,
             compile_ms = (started.elapsed() - load_took).as_millis() as u64,
             endpoints_only = compiled.endpoints_only,
@@ -110,6 +145,7 @@ impl ConfigCompiler for MeshCompiler {
         sort(&mut findings);
         Compiled {
             configs: Some(compiled.configs),
+            unchanged: false,
             findings,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use skiff_api::{Resource, ResourceSet, Spec};
+use skiff_api::{Resource, ResourceSet, ResourceStore, Spec};
 use skiff_model::{Incremental, makes_only_endpoints};
 
 use super::*;
@@ -12,11 +12,13 @@ use super::*;
 /// build; returns whether routes were kept and how many views compiled routes.
 fn compile_and_compare(
     name: &str,
-    incremental: &mut Incremental,
+    (incremental, store): &mut (Incremental, ResourceStore),
     resources: Vec<Resource>,
 ) -> (bool, usize, usize) {
     let set = ResourceSet::new(resources);
-    let compiled = incremental.compile(&set, MeshOptions::default());
+    let changes = store.diff(&set);
+    store.apply(changes.clone());
+    let compiled = incremental.compile(store, &changes, MeshOptions::default());
     // Each proxy compiled alone in a fresh mesh: no view shared, nothing kept.
     let fresh = Mesh::build(&set, MeshOptions::default());
     let alone: Vec<ProxyConfig> = fresh.proxies().map(|id| compile(&fresh, id)).collect();
@@ -85,7 +87,7 @@ fn an_endpoint_change_keeps_the_routes_and_compiles_as_a_fresh_build_does() {
         let base: Vec<Resource> = loaded.resources.iter().cloned().collect();
         for (change, resources) in endpoint_changes(&base) {
             let name = format!("{}: {change}", dir.display());
-            let mut incremental = Incremental::new();
+            let mut incremental = (Incremental::new(), ResourceStore::new());
             let (first, views, compiled) =
                 compile_and_compare(&name, &mut incremental, base.clone());
             assert!(!first, "{name}: the first compile is whole");
@@ -123,7 +125,7 @@ fn any_other_change_compiles_every_view() {
         .expect("the canary fixture has a VirtualService");
     let mut without = base.clone();
     without.remove(vs);
-    let mut incremental = Incremental::new();
+    let mut incremental = (Incremental::new(), ResourceStore::new());
     compile_and_compare("canary", &mut incremental, base.clone());
     let (endpoints_only, views, compiled) = compile_and_compare(
         "canary without its VirtualService",
