@@ -25,7 +25,13 @@ pub struct PushSnapshot {
     proxies: BTreeMap<String, ProxyEntry>,
     shared: usize,
     pieces: usize,
+    /// The typed value of each piece, for the next snapshot to compare with.
+    typed: Arc<Typed>,
 }
+
+/// Pieces by name, with their typed values: a name may have several values (one
+/// cluster seen with different endpoints from two localities).
+type Typed = HashMap<String, Vec<(SharedPiece, Arc<Piece>)>>;
 
 /// One proxy's configuration, encoded once for every push.
 #[derive(Debug, Clone)]
@@ -77,10 +83,13 @@ struct Interned {
     pieces: HashMap<u64, Arc<Piece>>,
     /// The pieces the new snapshot holds (each kept alive by `pieces`).
     used: HashSet<*const Piece>,
-    /// The pieces encoded for the new snapshot, by name, as values: most pieces are
-    /// alike in every view (a cluster and its endpoints are), and comparing values
-    /// costs less than encoding them again.
-    typed: HashMap<String, Vec<(SharedPiece, Arc<Piece>)>>,
+    /// The pieces of the new snapshot, by name, as values: most pieces are alike in
+    /// every view (a cluster and its endpoints are), and comparing values costs less
+    /// than encoding them again.
+    typed: Typed,
+    /// The same for the snapshot before: a piece a change did not touch is found
+    /// here and not encoded again.
+    before: Arc<Typed>,
 }
 
 impl Interned {
@@ -97,20 +106,30 @@ impl Interned {
         }
         Interned {
             pieces,
+            before: snapshot.typed.clone(),
             ..Interned::default()
         }
     }
 
-    /// The one value of this piece, encoded only if no view had it before.
+    /// The one value of this piece, encoded only if neither a view of this snapshot
+    /// nor the snapshot before had it.
     fn intern_typed(&mut self, name: String, piece: SharedPiece) -> Arc<Piece> {
-        if let Some(found) = self
-            .typed
-            .get(&name)
-            .and_then(|alike| alike.iter().find(|(p, _)| *p == piece))
-        {
-            return found.1.clone();
+        let find = |typed: &Typed| {
+            typed
+                .get(&name)
+                .and_then(|alike| alike.iter().find(|(p, _)| *p == piece))
+                .map(|(_, encoded)| encoded.clone())
+        };
+        if let Some(found) = find(&self.typed) {
+            return found;
         }
-        let encoded = self.intern(name.clone(), encode_piece(&piece), &piece);
+        let encoded = match find(&self.before) {
+            Some(kept) => {
+                self.used.insert(Arc::as_ptr(&kept));
+                kept
+            }
+            None => self.intern(name.clone(), encode_piece(&piece), &piece),
+        };
         self.typed
             .entry(name)
             .or_default()
@@ -330,6 +349,7 @@ impl PushSnapshot {
             proxies,
             shared: by_version.len(),
             pieces: interned.used.len(),
+            typed: Arc::new(interned.typed),
         }
     }
 
