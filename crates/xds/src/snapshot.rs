@@ -25,13 +25,7 @@ pub struct PushSnapshot {
     proxies: BTreeMap<String, ProxyEntry>,
     shared: usize,
     pieces: usize,
-    /// The typed value of each piece, for the next snapshot to compare with.
-    typed: Arc<Typed>,
 }
-
-/// Pieces by name, with their typed values: a name may have several values (one
-/// cluster seen with different endpoints from two localities).
-type Typed = HashMap<String, Vec<(SharedPiece, Arc<Piece>)>>;
 
 /// One proxy's configuration, encoded once for every push.
 #[derive(Debug, Clone)]
@@ -73,7 +67,24 @@ pub struct SharedEntry {
     pub digest: PieceDigest,
     /// Bytes of all pieces' bodies.
     pub size: usize,
+    /// The changes from shared parts proxies held before, each worked out once for
+    /// all the proxies that held it (see [`SharedEntry::changes_from`]).
+    changes: std::sync::Mutex<Vec<(std::sync::Weak<SharedEntry>, Arc<Changes>)>>,
 }
+
+/// What turns one shared part into another: the pieces to send and the names to
+/// remove, both sorted by name.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Pieces new or changed.
+    pub changed: Vec<Arc<Piece>>,
+    /// Names of pieces gone.
+    pub removed: Vec<String>,
+}
+
+/// How many earlier shared parts an entry keeps the changes from (the views of the
+/// snapshots before it; a few per view).
+const KEPT_CHANGES: usize = 64;
 
 /// Pieces already encoded, by the [`piece_hash`] of their name and version: those of
 /// the snapshot being built and of the one before it, so that a piece a change did
@@ -83,13 +94,10 @@ struct Interned {
     pieces: HashMap<u64, Arc<Piece>>,
     /// The pieces the new snapshot holds (each kept alive by `pieces`).
     used: HashSet<*const Piece>,
-    /// The pieces of the new snapshot, by name, as values: most pieces are alike in
-    /// every view (a cluster and its endpoints are), and comparing values costs less
-    /// than encoding them again.
-    typed: Typed,
-    /// The same for the snapshot before: a piece a change did not touch is found
-    /// here and not encoded again.
-    before: Arc<Typed>,
+    /// The pieces encoded for the new snapshot, by name, as values: most pieces are
+    /// alike in every view (a cluster and its endpoints are), and comparing values
+    /// costs less than encoding them again.
+    typed: HashMap<String, Vec<(SharedPiece, Arc<Piece>)>>,
 }
 
 impl Interned {
@@ -106,30 +114,20 @@ impl Interned {
         }
         Interned {
             pieces,
-            before: snapshot.typed.clone(),
             ..Interned::default()
         }
     }
 
-    /// The one value of this piece, encoded only if neither a view of this snapshot
-    /// nor the snapshot before had it.
+    /// The one value of this piece, encoded only if no view had it before.
     fn intern_typed(&mut self, name: String, piece: SharedPiece) -> Arc<Piece> {
-        let find = |typed: &Typed| {
-            typed
-                .get(&name)
-                .and_then(|alike| alike.iter().find(|(p, _)| *p == piece))
-                .map(|(_, encoded)| encoded.clone())
-        };
-        if let Some(found) = find(&self.typed) {
-            return found;
+        if let Some(found) = self
+            .typed
+            .get(&name)
+            .and_then(|alike| alike.iter().find(|(p, _)| *p == piece))
+        {
+            return found.1.clone();
         }
-        let encoded = match find(&self.before) {
-            Some(kept) => {
-                self.used.insert(Arc::as_ptr(&kept));
-                kept
-            }
-            None => self.intern(name.clone(), encode_piece(&piece), &piece),
-        };
+        let encoded = self.intern(name.clone(), encode_piece(&piece), &piece);
         self.typed
             .entry(name)
             .or_default()
@@ -178,7 +176,27 @@ impl SharedEntry {
             pieces,
             digest,
             size,
+            changes: std::sync::Mutex::default(),
         }
+    }
+
+    /// What turns `held` into this part. After a change, every proxy of a view holds
+    /// the same part and wants the same one: the walk over both is done once, for the
+    /// first of them, and kept for the others.
+    pub fn changes_from(&self, held: &Arc<SharedEntry>) -> Arc<Changes> {
+        let mut kept = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, changes)) = kept
+            .iter()
+            .find(|(from, _)| std::ptr::eq(from.as_ptr(), Arc::as_ptr(held)))
+        {
+            return changes.clone();
+        }
+        let changes = Arc::new(diff_pieces(&held.pieces, &self.pieces));
+        kept.retain(|(from, _)| from.strong_count() > 0);
+        if kept.len() < KEPT_CHANGES {
+            kept.push((Arc::downgrade(held), changes.clone()));
+        }
+        changes
     }
 
     /// The part, decoded from its pieces (for dumps and debugging).
@@ -242,6 +260,41 @@ impl SharedEntry {
             .ok()
             .map(|i| &self.pieces[i])
     }
+}
+
+/// The pieces of `want` that `held` lacks or holds in another version, and the names
+/// `held` has that `want` lacks; both lists sorted by name. A piece that is the very
+/// value held (successive snapshots share what a change did not touch) is passed
+/// over without comparing.
+fn diff_pieces(held: &[Arc<Piece>], want: &[Arc<Piece>]) -> Changes {
+    let mut changes = Changes::default();
+    let (mut h, mut w) = (held.iter().peekable(), want.iter().peekable());
+    loop {
+        match (h.peek(), w.peek()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
+                h.next();
+                w.next();
+            }
+            (Some(a), Some(b)) => match a.name.cmp(&b.name) {
+                std::cmp::Ordering::Less => {
+                    changes.removed.push(h.next().expect("peeked").name.clone())
+                }
+                std::cmp::Ordering::Greater => {
+                    changes.changed.push(w.next().expect("peeked").clone())
+                }
+                std::cmp::Ordering::Equal => {
+                    let (a, b) = (h.next().expect("peeked"), w.next().expect("peeked"));
+                    if a.version != b.version {
+                        changes.changed.push(b.clone());
+                    }
+                }
+            },
+            (Some(_), None) => changes.removed.push(h.next().expect("peeked").name.clone()),
+            (None, Some(_)) => changes.changed.push(w.next().expect("peeked").clone()),
+        }
+    }
+    changes
 }
 
 impl ProxyEntry {
@@ -349,7 +402,6 @@ impl PushSnapshot {
             proxies,
             shared: by_version.len(),
             pieces: interned.used.len(),
-            typed: Arc::new(interned.typed),
         }
     }
 

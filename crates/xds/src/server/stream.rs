@@ -167,6 +167,15 @@ impl Held {
         let want = subset.unwrap_or(&entry.shared.pieces);
         match &self.pieces {
             HeldPieces::Entry(held) if subset.is_none() && Arc::ptr_eq(held, &entry.shared) => {}
+            // The common case: the proxy holds a part that others of its view hold
+            // too, and wants the part they want, refusing nothing.
+            HeldPieces::Entry(held) if subset.is_none() && self.rejected.is_empty() => {
+                let changes = entry.shared.changes_from(held);
+                for piece in &changes.changed {
+                    delta.send(&piece.name, &piece.version, &piece.body);
+                }
+                delta.removed.extend(changes.removed.iter().cloned());
+            }
             HeldPieces::Subset(held) => self.merge(
                 held.iter()
                     .map(|p| (p.name.as_str(), p.version.as_str(), Arc::as_ptr(p))),

@@ -131,3 +131,64 @@ fn the_next_snapshot_keeps_the_pieces_a_change_did_not_touch() {
         "what the new snapshot holds, not the old"
     );
 }
+
+fn with_missing(id: &str, clusters: &[(&str, &str)]) -> ProxyConfig {
+    let mut c = ProxyConfig::default();
+    c.node.id = id.to_owned();
+    for (name, why) in clusters {
+        c.missing_clusters
+            .insert((*name).to_owned(), (*why).to_owned());
+    }
+    c
+}
+
+#[test]
+fn the_changes_between_two_parts_are_worked_out_once_for_every_proxy() {
+    let before = PushSnapshot::new(
+        1,
+        [
+            with_missing(
+                "a.prod",
+                &[("outbound|80||a", "x"), ("outbound|80||b", "x")],
+            ),
+            with_missing(
+                "b.prod",
+                &[("outbound|80||a", "x"), ("outbound|80||b", "x")],
+            ),
+        ],
+    );
+    // a's cluster changed, b's is gone, c's is new.
+    let after = before.next(
+        2,
+        [
+            with_missing(
+                "a.prod",
+                &[("outbound|80||a", "y"), ("outbound|80||c", "x")],
+            ),
+            with_missing(
+                "b.prod",
+                &[("outbound|80||a", "y"), ("outbound|80||c", "x")],
+            ),
+        ]
+        .map(ProxyParts::from),
+    );
+    let held = &before.get("a.prod").unwrap().shared;
+    let want = &after.get("a.prod").unwrap().shared;
+    let changes = want.changes_from(held);
+    let changed: Vec<&str> = changes.changed.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["cluster/outbound|80||a", "cluster/outbound|80||c"]
+    );
+    assert_eq!(changes.removed, ["cluster/outbound|80||b"]);
+    // The other proxy of the view gets the same value, not another walk.
+    let again = after
+        .get("b.prod")
+        .unwrap()
+        .shared
+        .changes_from(&before.get("b.prod").unwrap().shared);
+    assert!(Arc::ptr_eq(&changes, &again));
+    // Nothing between a part and itself.
+    let none = want.changes_from(want);
+    assert!(none.changed.is_empty() && none.removed.is_empty());
+}
