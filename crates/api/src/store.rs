@@ -131,6 +131,11 @@ impl ResourceStore {
         ResourceSet::new(self.resources.values().cloned().collect())
     }
 
+    /// The resources in force, in [`ResourceSet`] order.
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> + '_ {
+        self.resources.values()
+    }
+
     /// How many resources it holds.
     pub fn len(&self) -> usize {
         self.resources.len()

@@ -47,6 +47,17 @@ impl LastGood {
     /// next reload and returns it.
     pub fn merge(&self, loaded: &Loaded) -> Merged {
         let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        let merged = Self::merge_over(loaded, serving.iter());
+        *serving = merged.resources.iter().cloned().collect();
+        merged
+    }
+
+    /// [`LastGood::merge`] over the resources `serving` now, kept by the caller (a
+    /// store of the resources in force): nothing is remembered here.
+    pub fn merge_over<'a>(
+        loaded: &Loaded,
+        serving: impl IntoIterator<Item = &'a Resource>,
+    ) -> Merged {
         let mut refused: BTreeSet<&str> = BTreeSet::new();
         let mut unreadable: BTreeSet<&Path> = BTreeSet::new();
         for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
@@ -67,7 +78,7 @@ impl LastGood {
         let mut resources: Vec<Resource> = loaded.resources.iter().cloned().collect();
         let mut kept = Vec::new();
         if !refused.is_empty() || !unreadable.is_empty() {
-            for old in serving.iter() {
+            for old in serving {
                 if present.contains(&(old.kind(), old.namespace(), old.name())) {
                     continue;
                 }
@@ -78,9 +89,10 @@ impl LastGood {
                 }
             }
         }
-        let resources = ResourceSet::new(resources);
-        *serving = resources.iter().cloned().collect();
-        Merged { resources, kept }
+        Merged {
+            resources: ResourceSet::new(resources),
+            kept,
+        }
     }
 }
 

@@ -26,8 +26,6 @@ pub struct MeshCompiler {
     /// When set, the built-in ingress gateway workload is added at this address if a
     /// Gateway selects labels no workload has (see [`crate::with_builtin_gateway`]).
     pub builtin_gateway: Option<std::net::IpAddr>,
-    /// The resources served by the previous reload (shared by clones of this compiler).
-    pub last_good: Arc<LastGood>,
     /// The files parsed by earlier reloads: a reload parses only the files that
     /// changed (shared by clones of this compiler).
     pub files: Arc<skiff_api::LoadCache>,
@@ -82,7 +80,9 @@ impl ConfigCompiler for MeshCompiler {
             .iter()
             .map(|d| from_api(dir, d))
             .collect();
-        let merged = self.last_good.merge(&loaded);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
+        let merged = LastGood::merge_over(&loaded, state.store.iter());
         for kept in &merged.kept {
             let at = &kept.origin;
             findings.push(
@@ -102,8 +102,6 @@ impl ConfigCompiler for MeshCompiler {
             None => merged.resources,
         };
         let load_took = started.elapsed();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let state = &mut *state;
         let changes = state.store.diff(&resources);
         if changes.is_empty() && state.store.generation() > 0 {
             // The directory holds what it held: the model's findings are those of
