@@ -48,7 +48,7 @@ impl ResourceKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceEvent {
     /// The resource was added, or replaced the one with its key.
-    Applied(Resource),
+    Applied(Box<Resource>),
     /// The resource with this key is gone.
     Deleted(ResourceKey),
 }
@@ -86,8 +86,8 @@ impl ResourceStore {
             match event {
                 ResourceEvent::Applied(resource) => {
                     let key = ResourceKey::of(&resource);
-                    if self.resources.get(&key) != Some(&resource) {
-                        self.resources.insert(key, resource);
+                    if self.resources.get(&key) != Some(&*resource) {
+                        self.resources.insert(key, *resource);
                         changed += 1;
                     }
                 }
@@ -119,7 +119,7 @@ impl ResourceStore {
             }
             match held.next_if(|(old, _)| **old == key) {
                 Some((_, old)) if old == resource => {}
-                _ => events.push(ResourceEvent::Applied(resource.clone())),
+                _ => events.push(ResourceEvent::Applied(Box::new(resource.clone()))),
             }
         }
         events.extend(held.map(|(old, _)| ResourceEvent::Deleted(old.clone())));

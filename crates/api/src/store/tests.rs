@@ -56,9 +56,15 @@ fn the_diff_of_a_set_is_what_turns_the_store_into_it() {
 fn events_apply_one_by_one_as_a_watch_sends_them() {
     let mut store = ResourceStore::new();
     let a = service("a", 80, "a.yaml");
-    assert_eq!(store.apply([ResourceEvent::Applied(a.clone())]), 1);
+    assert_eq!(
+        store.apply([ResourceEvent::Applied(Box::new(a.clone()))]),
+        1
+    );
     // The same object again (a resync) changes nothing.
-    assert_eq!(store.apply([ResourceEvent::Applied(a.clone())]), 0);
+    assert_eq!(
+        store.apply([ResourceEvent::Applied(Box::new(a.clone()))]),
+        0
+    );
     assert_eq!(
         store.apply([ResourceEvent::Deleted(ResourceKey::of(&a))]),
         1
