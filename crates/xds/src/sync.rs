@@ -375,6 +375,11 @@ impl SyncTable {
         });
     }
 
+    /// A push waited `waited` for its place among the pushes running at once.
+    pub(crate) fn queued(&self, waited: Duration) {
+        self.metrics.queue_time.observe(waited.as_secs_f64());
+    }
+
     /// The version `generation` holds for the proxy was handed to its stream: `size`
     /// bytes, after `took` (building the response and waiting for room in the stream).
     pub(crate) fn pushed(

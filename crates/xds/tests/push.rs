@@ -958,6 +958,12 @@ async fn with_one_push_at_a_time_a_proxy_that_stops_reading_gives_its_place_on()
     b.status_until("its first config", |s| s.version.as_deref() == Some(&want))
         .await;
     assert_eq!(server.gate.load(), (0, 0), "the stuck push holds no place");
+    let text = metrics(&server.sync);
+    assert_eq!(
+        value(&text, "pilot_proxy_queue_time_count"),
+        2.0,
+        "both pushes passed the gate: {text}"
+    );
     drop(stuck);
     server.stop().await;
     Ok(())

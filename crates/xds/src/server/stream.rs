@@ -634,7 +634,9 @@ impl ProxyStream {
         }
         let (count, removed, bytes) = (delta.resources.len(), delta.removed.len(), delta.bytes);
         let urgent = delta.endpoints_only();
+        let queued = tokio::time::Instant::now();
         let mut place = Some(self.gate.enter(urgent).await);
+        self.sync.queued(queued.elapsed());
         let mut parts = split(delta.resources).into_iter().peekable();
         let mut nonce = String::new();
         while let Some(resources) = parts.next() {

@@ -16,6 +16,8 @@ use prometheus_client::registry::{Registry, Unit};
 const CONVERGENCE_BUCKETS: [f64; 8] = [0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
 /// Istio's buckets for `pilot_xds_push_time`, in seconds.
 const PUSH_TIME_BUCKETS: [f64; 8] = [0.01, 0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
+/// Istio's buckets for `pilot_proxy_queue_time`, in seconds.
+const QUEUE_TIME_BUCKETS: [f64; 8] = [0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
 /// Istio's buckets for `pilot_xds_config_size_bytes`: 10 kB, 1 MB, 4 MB (gRPC's default
 /// message limit), 10 MB, 40 MB.
 const CONFIG_SIZE_BUCKETS: [f64; 6] = [1.0, 1e4, 1e6, 4e6, 1e7, 4e7];
@@ -92,6 +94,7 @@ pub(super) struct Metrics {
     pub(super) push_time: Family<TypeLabel, Histogram, fn() -> Histogram>,
     pub(super) config_size: Family<TypeLabel, Histogram, fn() -> Histogram>,
     pub(super) convergence: Histogram,
+    pub(super) queue_time: Histogram,
     pub(super) propagation: Histogram,
     pub(super) incomplete: Family<ReasonLabel, Counter>,
     /// The versions `pilot_xds` labels so far (at most [`MAX_VERSIONS`]).
@@ -107,6 +110,7 @@ impl Default for Metrics {
             push_time: Family::new_with_constructor(|| Histogram::new(PUSH_TIME_BUCKETS)),
             config_size: Family::new_with_constructor(|| Histogram::new(CONFIG_SIZE_BUCKETS)),
             convergence: Histogram::new(CONVERGENCE_BUCKETS),
+            queue_time: Histogram::new(QUEUE_TIME_BUCKETS),
             propagation: Histogram::new(PROPAGATION_BUCKETS),
             incomplete: Family::default(),
             versions: Mutex::default(),
@@ -165,6 +169,11 @@ impl Metrics {
             "pilot_proxy_convergence_time",
             "Delay in seconds between config change and a proxy receiving all required configuration",
             self.convergence.clone(),
+        );
+        registry.register(
+            "pilot_proxy_queue_time",
+            "Time in seconds, a proxy is in the push queue before being dequeued",
+            self.queue_time.clone(),
         );
         registry.register_with_unit(
             "skiff_config_propagation",
