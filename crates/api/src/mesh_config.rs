@@ -37,6 +37,9 @@ pub struct MeshConfig {
     /// `defaultConfig.tracing.sampling`: the sampling percentage (0 to 100) where no
     /// Telemetry sets `randomSamplingPercentage` (Istio's default: 1).
     pub default_tracing_sampling: Option<f64>,
+    /// `localityLbSetting`: locality load balancing where no DestinationRule sets it;
+    /// `None` when not written (Istio's default then applies: on).
+    pub locality_lb_setting: Option<crate::networking::LocalityLoadBalancerSetting>,
 }
 
 // The sampling is checked to lie in [0, 100] when read: never NaN.
@@ -121,6 +124,8 @@ struct Raw {
     default_config: RawDefaultConfig,
     #[serde(default)]
     enable_tracing: Option<bool>,
+    #[serde(default)]
+    locality_lb_setting: Option<crate::networking::LocalityLoadBalancerSetting>,
     #[serde(flatten)]
     other: std::collections::BTreeMap<String, serde_json::Value>,
 }
@@ -213,6 +218,9 @@ pub fn parse(text: &str) -> Result<(MeshConfig, Vec<String>), String> {
             "defaultConfig.tracing.sampling: {s} is not a percentage between 0 and 100"
         ));
     }
+    if let Some(l) = &raw.locality_lb_setting {
+        check_locality(l)?;
+    }
     Ok((
         MeshConfig {
             access_log_file: raw.access_log_file,
@@ -221,9 +229,54 @@ pub fn parse(text: &str) -> Result<(MeshConfig, Vec<String>), String> {
             extension_providers,
             default_tracing_providers: raw.default_providers.tracing,
             default_tracing_sampling: tracing.sampling,
+            locality_lb_setting: raw.locality_lb_setting,
         },
         warnings,
     ))
+}
+
+/// What Istio's MeshConfig validation refuses in `localityLbSetting` (the checks a
+/// DestinationRule's setting gets too).
+fn check_locality(l: &crate::networking::LocalityLoadBalancerSetting) -> Result<(), String> {
+    let p = "localityLbSetting";
+    if !l.distribute.is_empty() && !l.failover.is_empty() {
+        return Err(format!(
+            "{p}: can not simultaneously specify 'distribute' and 'failover'"
+        ));
+    }
+    for (i, d) in l.distribute.iter().enumerate() {
+        let total: u32 = d.to.values().sum();
+        if d.to.values().any(|w| *w == 0 || *w > 100) {
+            return Err(format!(
+                "{p}.distribute[{i}].to: locality weight must be in range [1, 100]"
+            ));
+        }
+        if total != 100 {
+            return Err(format!(
+                "{p}.distribute[{i}].to: total locality weight {total} != 100"
+            ));
+        }
+    }
+    for (i, f) in l.failover.iter().enumerate() {
+        let (from, to) = (
+            f.from.as_deref().unwrap_or(""),
+            f.to.as_deref().unwrap_or(""),
+        );
+        if from == to {
+            return Err(format!(
+                "{p}.failover[{i}]: locality lb failover settings must specify different regions"
+            ));
+        }
+        if [from, to]
+            .iter()
+            .any(|s| s.contains('/') || s.contains('*'))
+        {
+            return Err(format!(
+                "{p}.failover[{i}]: locality lb failover only specifies regions, without '/' or '*'"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,6 +295,26 @@ mod tests {
         assert!(w[0].contains("trustDomain"));
         assert_eq!(parse("").unwrap().0, MeshConfig::default());
         assert!(parse("accessLogEncoding: XML\n").is_err());
+    }
+
+    #[test]
+    fn reads_the_locality_setting_and_refuses_what_istio_refuses() {
+        let (c, w) = parse(
+            "localityLbSetting:\n  enabled: true\n  distribute:\n  - from: r1/*\n    to:\n      r1/*: 80\n      r2/*: 20\n",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let l = c.locality_lb_setting.expect("read");
+        assert_eq!(l.enabled, Some(true));
+        assert_eq!(l.distribute[0].to["r2/*"], 20);
+        let e =
+            parse("localityLbSetting:\n  distribute:\n  - from: r1/*\n    to:\n      r1/*: 80\n")
+                .unwrap_err();
+        assert!(e.contains("total locality weight 80 != 100"), "{e}");
+        let e = parse("localityLbSetting:\n  failover:\n  - from: r1\n    to: r1\n").unwrap_err();
+        assert!(e.contains("different regions"), "{e}");
+        assert!(parse("localityLbSetting:\n  bogus: 1\n").is_err());
+        assert_eq!(parse("").unwrap().0.locality_lb_setting, None);
     }
 
     #[test]

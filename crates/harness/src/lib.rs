@@ -244,7 +244,7 @@ impl Mesh {
             }),
             ..ControlOptions::new(mesh.config_dir.path())
         };
-        let (access_log, tracing) = match &options.mesh_config {
+        let (access_log, tracing, locality_lb) = match &options.mesh_config {
             Some(text) => {
                 let mesh = skiff_api::mesh_config::parse(text)
                     .map_err(|e| anyhow::anyhow!("the mesh config: {e}"))?
@@ -252,14 +252,22 @@ impl Mesh {
                 (
                     Some(skiff_model::config::MeshAccessLog::of(&mesh)),
                     skiff_model::config::MeshTracing::of(&mesh),
+                    mesh.locality_lb_setting
+                        .clone()
+                        .unwrap_or_else(skiff_model::locality::mesh_default),
                 )
             }
-            None => (None, skiff_model::config::MeshTracing::default()),
+            None => (
+                None,
+                skiff_model::config::MeshTracing::default(),
+                skiff_model::locality::mesh_default(),
+            ),
         };
         let compiler = MeshCompiler {
             options: skiff_model::MeshOptions {
                 access_log,
                 tracing,
+                locality_lb,
                 ..skiff_model::MeshOptions::default()
             },
             ..MeshCompiler::default()

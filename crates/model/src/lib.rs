@@ -50,6 +50,9 @@ pub struct MeshOptions {
     /// MeshConfig's tracing: `extensionProviders` (OpenTelemetry collectors),
     /// `defaultProviders.tracing`, `defaultConfig.tracing.sampling`.
     pub tracing: config::MeshTracing,
+    /// MeshConfig `localityLbSetting`: locality load balancing where no
+    /// DestinationRule sets it (Istio's default: on, with no distribute or failover).
+    pub locality_lb: skiff_api::networking::LocalityLoadBalancerSetting,
 }
 
 impl Default for MeshOptions {
@@ -63,6 +66,7 @@ impl Default for MeshOptions {
             outbound_traffic_policy: config::OutboundTrafficPolicy::AllowAny,
             access_log: None,
             tracing: config::MeshTracing::default(),
+            locality_lb: locality::mesh_default(),
         }
     }
 }

@@ -163,19 +163,25 @@ pub struct Plan {
     pub weights: BTreeMap<String, u32>,
 }
 
+/// The mesh's locality setting when its MeshConfig says nothing: Istio's default mesh
+/// config has `localityLbSetting: {enabled: true}`.
+pub fn mesh_default() -> LocalityLoadBalancerSetting {
+    LocalityLoadBalancerSetting {
+        enabled: Some(true),
+        ..Default::default()
+    }
+}
+
 /// The locality setting that applies, Istio's `GetLocalityLbSetting`: the rule's unless
-/// it says `enabled: false`; without one, the mesh's, which skiff does not read:
-/// Istio's default mesh config has `localityLbSetting: {enabled: true}`.
+/// it says `enabled: false`; without one, the mesh's (MeshConfig `localityLbSetting`)
+/// unless that says `enabled: false`.
 pub fn effective(
     rule: Option<&LocalityLoadBalancerSetting>,
+    mesh: &LocalityLoadBalancerSetting,
 ) -> Option<LocalityLoadBalancerSetting> {
-    match rule {
-        Some(s) if s.enabled == Some(false) => None,
-        Some(s) => Some(s.clone()),
-        None => Some(LocalityLoadBalancerSetting {
-            enabled: Some(true),
-            ..Default::default()
-        }),
+    match rule.unwrap_or(mesh) {
+        s if s.enabled == Some(false) => None,
+        s => Some(s.clone()),
     }
 }
 

@@ -170,8 +170,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         push_limit: args.push_limit as usize,
         ..ControlOptions::new(&args.config)
     };
-    let (access_log, tracing) = match &args.mesh_config {
-        None => (None, skiff_model::config::MeshTracing::default()),
+    let (access_log, tracing, locality_lb) = match &args.mesh_config {
+        None => (
+            None,
+            skiff_model::config::MeshTracing::default(),
+            skiff_model::locality::mesh_default(),
+        ),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the mesh config {}", path.display()))?;
@@ -183,6 +187,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             (
                 Some(skiff_model::config::MeshAccessLog::of(&mesh)),
                 skiff_model::config::MeshTracing::of(&mesh),
+                mesh.locality_lb_setting
+                    .clone()
+                    .unwrap_or_else(skiff_model::locality::mesh_default),
             )
         }
     };
@@ -192,6 +199,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             trust_domain: args.trust_domain,
             access_log,
             tracing,
+            locality_lb,
             ..MeshOptions::default()
         },
         builtin_gateway: args.builtin_gateway,

@@ -58,8 +58,9 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                 (Some(_), None) => return cluster,
                 (None, _) => None,
             };
-            // Istio's mesh default turns locality load balancing on without a rule.
-            let mut locality = crate::locality::effective(None);
+            // Without a rule, the mesh's setting (Istio's default turns it on).
+            let mesh_locality = &c.mesh.options().locality_lb;
+            let mut locality = crate::locality::effective(None, mesh_locality);
             let mut failover = false;
             if let Some(dr) = dr {
                 let policy = dr.policy_for(key.port, subset);
@@ -68,6 +69,7 @@ pub(super) fn build(c: &Compiler<'_>) -> Vec<Cluster> {
                         .load_balancer
                         .as_ref()
                         .and_then(|l| l.locality.as_ref()),
+                    mesh_locality,
                 );
                 // Istio: failover only with outlier detection, or Envoy would never
                 // leave the first priority.

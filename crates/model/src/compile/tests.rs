@@ -498,3 +498,71 @@ spec:
         ]
     );
 }
+
+#[test]
+fn the_mesh_locality_setting_applies_where_no_rule_sets_one() {
+    let of = |setting: &str, dr: &str| {
+        let yaml = format!("{LOCALITIES}---\n{dr}");
+        let loaded = skiff_api::load_str("test.yaml", &yaml);
+        let (mesh_config, _) = skiff_api::mesh_config::parse(setting).unwrap();
+        let options = crate::MeshOptions {
+            locality_lb: mesh_config
+                .locality_lb_setting
+                .unwrap_or_else(crate::locality::mesh_default),
+            ..crate::MeshOptions::default()
+        };
+        let mesh = crate::Mesh::build(&loaded.resources, options);
+        let config = mesh.compile("client.a").unwrap();
+        let c = config
+            .clusters
+            .iter()
+            .find(|c| c.name == "outbound|80||api.a.svc.cluster.local")
+            .unwrap()
+            .clone();
+        let eps: Vec<(String, u32)> = c
+            .endpoints
+            .iter()
+            .map(|e| (e.workload.clone(), e.priority))
+            .collect();
+        (eps, c.traffic.locality_weighted.is_some())
+    };
+    let outlier = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}}
+"#;
+    let prioritized = vec![
+        ("near.a".to_string(), 0),
+        ("zone.a".to_string(), 1),
+        ("far.a".to_string(), 2),
+    ];
+    // Not written: Istio's default, on.
+    assert_eq!(of("", outlier).0, prioritized);
+    // Turned off for the mesh: no priorities, though the rule has outlier detection.
+    let off = "localityLbSetting: {enabled: false}\n";
+    assert!(of(off, outlier).0.iter().all(|(_, p)| *p == 0));
+    // A rule's own setting wins over the mesh's.
+    let rule_on = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec:
+  host: api
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1}
+    loadBalancer: {localityLbSetting: {enabled: true}}
+"#;
+    assert_eq!(of(off, rule_on).0, prioritized);
+    // The mesh's distribute, with no DestinationRule at all.
+    let distribute =
+        "localityLbSetting:\n  distribute:\n  - from: r1/*\n    to: {r1/z2: 70, r2/*: 30}\n";
+    let (eps, weighted) = of(distribute, "");
+    assert!(weighted);
+    assert_eq!(
+        eps,
+        vec![("zone.a".to_string(), 0), ("far.a".to_string(), 0)]
+    );
+}

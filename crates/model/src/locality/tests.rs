@@ -41,7 +41,7 @@ fn priorities(
 }
 
 fn default_setting() -> LocalityLoadBalancerSetting {
-    effective(None).expect("the mesh default is on")
+    effective(None, &mesh_default()).expect("the mesh default is on")
 }
 
 #[test]
@@ -160,9 +160,21 @@ fn disabled_settings_apply_nothing() {
         }],
         ..Default::default()
     };
-    assert_eq!(effective(Some(&off)), None);
+    let mesh = mesh_default();
+    assert_eq!(effective(Some(&off), &mesh), None);
     let on = LocalityLoadBalancerSetting::default();
-    assert_eq!(effective(Some(&on)), Some(on));
+    assert_eq!(effective(Some(&on), &mesh), Some(on.clone()));
+    // Without a rule, the mesh's setting; a rule wins over a mesh that turns it off.
+    assert_eq!(effective(None, &off), None);
+    assert_eq!(effective(Some(&on), &off), Some(on));
+    let mesh_distribute = LocalityLoadBalancerSetting {
+        enabled: None,
+        ..off.clone()
+    };
+    assert_eq!(
+        effective(None, &mesh_distribute),
+        Some(mesh_distribute.clone())
+    );
 }
 
 #[test]
