@@ -772,15 +772,22 @@ pub(crate) struct ClusterRt {
 type Monitored = (Arc<outlier::Detector>, Vec<Arc<outlier::HostMonitor>>);
 
 /// How the proxy speaks to a cluster's endpoints: by its protocol, or HTTP/2 for an
-/// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`.
-pub(crate) fn proto_of(c: &Cluster) -> UpstreamProto {
+/// HTTP/1.1 port under `h2UpgradePolicy: UPGRADE`, or in the downstream's protocol
+/// under `useClientProtocol` and, on a `sidecar`, for a port whose protocol is
+/// detected (unnamed): as istiod sets `use_downstream_protocol` for such a port on
+/// sidecars only (a gateway's clients negotiate h2 by ALPN, which the app may not
+/// speak).
+pub(crate) fn proto_of(c: &Cluster, sidecar: bool) -> UpstreamProto {
     let pool = c.traffic.connection_pool.as_ref();
     let upgrade = pool.is_some_and(|p| p.h2_upgrade);
     let by_port = proto_of_port(c);
+    let detected = sidecar && c.protocol == Protocol::Unspecified;
     if upgrade && c.protocol == Protocol::Http {
         // Istio applies the upgrade after `useClientProtocol` (validation refuses both).
         UpstreamProto::Http2
-    } else if pool.is_some_and(|p| p.use_client_protocol) && by_port != UpstreamProto::Opaque {
+    } else if (detected || pool.is_some_and(|p| p.use_client_protocol))
+        && by_port != UpstreamProto::Opaque
+    {
         UpstreamProto::Client
     } else {
         by_port
@@ -802,6 +809,7 @@ fn proto_of_port(c: &Cluster) -> UpstreamProto {
 impl ClusterRt {
     pub(crate) fn new(
         c: &Cluster,
+        proto: UpstreamProto,
         mut endpoints: Vec<(Arc<EndpointState>, u32)>,
         registry: &EndpointRegistry,
         breaker: Option<Arc<Breaker>>,
@@ -860,7 +868,7 @@ impl ClusterRt {
         ClusterRt {
             name: c.name.as_str().into(),
             service: Some(crate::metrics::Service::from_host(&c.service)),
-            proto: proto_of(c),
+            proto,
             connect_timeout: if c.connect_timeout.is_zero() {
                 Duration::from_secs(10)
             } else {

@@ -56,7 +56,8 @@ pub(super) fn compile_clusters(
                 "defined twice",
             ));
         }
-        let proto = crate::upstream::proto_of(c);
+        let sidecar = config.node.kind == model::ProxyKind::Sidecar;
+        let proto = crate::upstream::proto_of(c, sidecar);
         let breaker = registry.breaker(c);
         let pool: Option<Arc<str>> = breaker.as_ref().map(|_| c.name.as_str().into());
         let origination = match &c.tls {
@@ -150,7 +151,7 @@ pub(super) fn compile_clusters(
         if let Some(p) = &c.traffic.connection_pool {
             pool_warnings(c, p, proto, warnings);
         }
-        clusters.push(ClusterRt::new(c, endpoints, registry, breaker));
+        clusters.push(ClusterRt::new(c, proto, endpoints, registry, breaker));
     }
     if plain_instead_of_mtls > 0 {
         warnings.push(format!(
@@ -191,7 +192,13 @@ pub(super) fn missing_clusters(
             traffic: Default::default(),
         };
         out.push((clusters.len(), Arc::from(why.as_str())));
-        clusters.push(ClusterRt::new(&stand_in, Vec::new(), registry, None));
+        clusters.push(ClusterRt::new(
+            &stand_in,
+            UpstreamProto::Http1,
+            Vec::new(),
+            registry,
+            None,
+        ));
     }
     out
 }

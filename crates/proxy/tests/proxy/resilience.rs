@@ -687,6 +687,55 @@ async fn use_client_protocol_keeps_the_downstreams_protocol() {
     assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
 }
 
+/// A port whose protocol is detected (unnamed): a sidecar speaks to the upstream in
+/// the downstream's protocol, as istiod's `use_downstream_protocol`; a gateway speaks
+/// HTTP/1.1 (istiod sets it on sidecars only).
+#[tokio::test]
+async fn a_detected_port_keeps_the_downstreams_protocol_on_sidecars_only() {
+    let ip = fresh_ip();
+    let b = backend("b", ip).await;
+    let auto = cluster("auto", Protocol::Unspecified, vec![endpoint(b.addr)]);
+    let mut config = one_service(
+        ip,
+        vec![route("auto", vec![], to("auto"))],
+        vec![auto.clone()],
+    );
+    config.outbound[0].protocol = Protocol::Unspecified;
+    let p = TestProxy::with_config(ip, config).await;
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
+    let r = h2_get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("x-seen-version"),
+        "HTTP/2.0",
+        "h2 from the app stays h2"
+    );
+
+    let gw_ip = fresh_ip();
+    let mut gw = sidecar(gw_ip, vec![], vec![auto]);
+    gw.node.kind = ProxyKind::Gateway;
+    gw.gateway = vec![GatewayPort {
+        tcp: vec![],
+        tls: vec![],
+        port: 80,
+        protocol: Protocol::Http,
+        gateways: vec!["ns/gw".into()],
+        virtual_hosts: vec![vhost(&["backend"], vec![route("auto", vec![], to("auto"))])],
+    }];
+    let g = TestProxy::start_with(gw_ip, |o| o.gateway_port_offset = 8000).await;
+    g.proxy.apply("1", gw).unwrap();
+    let addr = g.proxy.gateway_addr(80).unwrap();
+    let r = h2_get(addr, "http://backend/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("x-seen-version"),
+        "HTTP/1.1",
+        "a gateway speaks HTTP/1.1"
+    );
+}
+
 /// Waits until `n` requests are at the held backend (a guard, not a measurement).
 async fn wait_arrived(b: &Held, n: usize) {
     for _ in 0..500 {
