@@ -24,6 +24,9 @@ pub struct Compiled {
     /// True when the configuration is the one compiled last (`configs` is then
     /// `None`): the snapshot being served stays, and nothing is pushed.
     pub unchanged: bool,
+    /// True when only endpoints changed since the last compile (the push is
+    /// counted as an `endpoint` trigger, else as `config`).
+    pub endpoints_only: bool,
     /// Everything worth reporting, errors first.
     pub findings: Vec<Finding>,
 }

@@ -148,6 +148,11 @@ impl ControlPlane {
                 );
                 status.serving_generation = generation;
                 status.proxies = snapshot.len();
+                self.sync.triggered(if compiled.endpoints_only {
+                    skiff_xds::Trigger::Endpoint
+                } else {
+                    skiff_xds::Trigger::Config
+                });
                 let affected = self.sync.publish(&self.snapshot(), &snapshot, seen);
                 self.snapshots.send_replace(Arc::new(snapshot));
                 tracing::info!(

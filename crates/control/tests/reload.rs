@@ -46,6 +46,7 @@ impl ConfigCompiler for JsonFiles {
         Compiled {
             configs: findings.is_empty().then_some(configs),
             unchanged: false,
+            endpoints_only: false,
             findings,
         }
     }

@@ -192,6 +192,22 @@ async fn an_endpoint_change_reaches_only_the_proxies_that_see_it_and_a_no_op_rel
         vec![2, 2, 1],
         "pushes after the endpoint change"
     );
+    let triggers = |kind: &str| {
+        let mut registry = prometheus_client::registry::Registry::default();
+        running.plane.sync().register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        let series = format!("pilot_push_triggers_total{{type=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    assert!(
+        triggers("endpoint") >= 1.0,
+        "the endpoint change counts as one"
+    );
+    let configs = triggers("config");
+    assert!(configs >= 1.0, "the first load counts as a config push");
 
     // A change everyone sees: the next thing client-3 receives is this change, so
     // the endpoint change never reached it.
@@ -203,6 +219,10 @@ async fn an_endpoint_change_reaches_only_the_proxies_that_see_it_and_a_no_op_rel
         assert_eq!(api_endpoints(&update), expected, "{id}");
     }
     assert_eq!(synced_pushes(&running).await, vec![3, 3, 2]);
+    assert!(
+        triggers("config") > configs,
+        "a port change counts as a config push"
+    );
     running.shutdown().await?;
     Ok(())
 }

@@ -31,4 +31,4 @@ pub use error::XdsError;
 pub use resource::PROXY_CONFIG_TYPE_URL;
 pub use server::XdsServer;
 pub use snapshot::{Piece, ProxyEntry, PushSnapshot, SharedEntry};
-pub use sync::{ChangeRow, ChangeState, SyncRow, SyncStatus, SyncTable};
+pub use sync::{ChangeRow, ChangeState, SyncRow, SyncStatus, SyncTable, Trigger};

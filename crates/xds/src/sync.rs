@@ -18,6 +18,7 @@ use crate::PushSnapshot;
 mod metrics;
 mod propagation;
 
+pub use metrics::Trigger;
 use metrics::{Incomplete, Metrics, PROXY_CONFIG, PROXY_CONFIG_SEND_ERROR, VersionLabel};
 use propagation::Changes;
 
@@ -373,6 +374,11 @@ impl SyncTable {
             s.applied_at = Some(SystemTime::now());
             self.apply(proxy_id, s, changes);
         });
+    }
+
+    /// A new snapshot is published, for this reason (`pilot_push_triggers`).
+    pub fn triggered(&self, why: Trigger) {
+        self.metrics.triggers.get_or_create(&why.label()).inc();
     }
 
     /// A push waited `waited` for its place among the pushes running at once.

@@ -64,6 +64,7 @@ impl ConfigCompiler for MeshCompiler {
                 return Compiled {
                     configs: Some(Vec::new()),
                     unchanged: false,
+                    endpoints_only: false,
                     findings: vec![warning],
                 };
             }
@@ -71,6 +72,7 @@ impl ConfigCompiler for MeshCompiler {
                 return Compiled {
                     configs: None,
                     unchanged: false,
+                    endpoints_only: false,
                     findings: vec![Finding::new(Severity::Error, error.to_string())],
                 };
             }
@@ -116,6 +118,7 @@ impl ConfigCompiler for MeshCompiler {
             return Compiled {
                 configs: None,
                 unchanged: true,
+                endpoints_only: false,
                 findings,
             };
         }
@@ -144,6 +147,7 @@ impl ConfigCompiler for MeshCompiler {
         Compiled {
             configs: Some(compiled.configs),
             unchanged: false,
+            endpoints_only: compiled.endpoints_only,
             findings,
         }
     }

@@ -46,6 +46,33 @@ pub(super) const PROXY_CONFIG_SEND_ERROR: TypeLabel = TypeLabel {
     r#type: "ProxyConfig_senderr",
 };
 
+/// `type="…"` of `pilot_push_triggers`: why a push happened, Istio's trigger reasons
+/// `endpoint` (only endpoints changed) and `config` (anything else).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct TriggerLabel {
+    r#type: &'static str,
+}
+
+/// Why a new snapshot was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Only endpoints changed (WorkloadEntries, Pods, Deployments).
+    Endpoint,
+    /// Services, routes, policies or anything else changed.
+    Config,
+}
+
+impl Trigger {
+    pub(super) fn label(self) -> TriggerLabel {
+        TriggerLabel {
+            r#type: match self {
+                Trigger::Endpoint => "endpoint",
+                Trigger::Config => "config",
+            },
+        }
+    }
+}
+
 /// `version="…"` of `pilot_xds`: the skiff version the proxy reports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct VersionLabel {
@@ -97,6 +124,7 @@ pub(super) struct Metrics {
     pub(super) queue_time: Histogram,
     pub(super) propagation: Histogram,
     pub(super) incomplete: Family<ReasonLabel, Counter>,
+    pub(super) triggers: Family<TriggerLabel, Counter>,
     /// The versions `pilot_xds` labels so far (at most [`MAX_VERSIONS`]).
     versions: Mutex<BTreeSet<String>>,
 }
@@ -113,6 +141,7 @@ impl Default for Metrics {
             queue_time: Histogram::new(QUEUE_TIME_BUCKETS),
             propagation: Histogram::new(PROPAGATION_BUCKETS),
             incomplete: Family::default(),
+            triggers: Family::default(),
             versions: Mutex::default(),
         }
     }
@@ -169,6 +198,11 @@ impl Metrics {
             "pilot_proxy_convergence_time",
             "Delay in seconds between config change and a proxy receiving all required configuration",
             self.convergence.clone(),
+        );
+        registry.register(
+            "pilot_push_triggers",
+            "Total number of times a push was triggered, labeled by reason for the push",
+            self.triggers.clone(),
         );
         registry.register(
             "pilot_proxy_queue_time",
