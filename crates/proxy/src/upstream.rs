@@ -194,6 +194,8 @@ pub(crate) struct EndpointState {
     /// HTTP/1.1 connections open (or opening) under `connectionPool` limits.
     h1_open: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
+    /// A task closes idle HTTP/1.1 connections past `idleTimeout` (one at a time).
+    sweeping: std::sync::atomic::AtomicBool,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
     h2_connect: tokio::sync::Mutex<()>,
     /// HTTP/2 connections under `connectionPool` limits (then `h2` is unused).
@@ -229,6 +231,7 @@ impl EndpointState {
             active: AtomicUsize::new(0),
             h1_open: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
             h2: Mutex::new(None),
             h2_connect: tokio::sync::Mutex::new(()),
             h2_pool: h2::H2Pool::default(),
@@ -424,7 +427,7 @@ impl EndpointState {
         past(c.born, b.max_connection_duration()) || (idle && past(c.since, b.idle_timeout()))
     }
 
-    fn put_idle(&self, mut c: Idle) {
+    fn put_idle(self: &Arc<Self>, mut c: Idle) {
         if self.breaker.is_some() {
             if self.expired(&c, false) {
                 // Dropped: the connection closes, and its slot frees another.
@@ -439,7 +442,62 @@ impl EndpointState {
         drop(idle);
         if let Some(b) = &self.breaker {
             b.freed();
+            if let Some(timeout) = b.idle_timeout() {
+                self.sweep_later(timeout);
+            }
         }
+    }
+
+    /// Closes the idle HTTP/1.1 connections past `idleTimeout` when they pass it, as
+    /// Envoy's idle timer does, rather than when the pool is next used. One task per
+    /// endpoint, while it has idle connections; it holds the endpoint weakly.
+    fn sweep_later(self: &Arc<Self>, first: Duration) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let endpoint = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut wait = first;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(ep) = endpoint.upgrade() else {
+                    return;
+                };
+                match ep.sweep() {
+                    Some(next) => wait = next,
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Drops the idle connections past `idleTimeout` (or otherwise spent); returns
+    /// how long until the next one is due, or `None` (and stops sweeping) when none
+    /// is left to watch.
+    fn sweep(&self) -> Option<Duration> {
+        let timeout = self.breaker.as_ref().and_then(|b| b.idle_timeout());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        idle.retain(|c| !c.sr.is_closed() && !self.expired(c, true));
+        if idle.len() < before {
+            tracing::debug!(upstream = %self.display, closed = before - idle.len(), "idle connections closed");
+        }
+        let now = tokio::time::Instant::now();
+        let next = timeout.and_then(|t| {
+            idle.iter()
+                .filter_map(|c| c.since)
+                .map(|since| (since + t).saturating_duration_since(now))
+                .min()
+        });
+        if next.is_none() {
+            // Under the lock: a connection put back from now on starts a new sweep.
+            self.sweeping.store(false, Ordering::Release);
+        }
+        next.map(|d| d.max(Duration::from_millis(1)))
     }
 
     fn overflow(&self, o: Overflow) -> Error {

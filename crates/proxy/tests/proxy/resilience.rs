@@ -28,6 +28,8 @@ struct Held {
     arrived: Arc<AtomicUsize>,
     /// Connections it accepted.
     conns: Arc<AtomicUsize>,
+    /// Connections that ended.
+    closed: Arc<AtomicUsize>,
     status: Arc<AtomicU16>,
     gate: Option<Arc<Semaphore>>,
 }
@@ -38,6 +40,7 @@ async fn held_backend(name: &'static str, ip: IpAddr, gated: bool) -> Held {
         addr: listener.local_addr().unwrap(),
         arrived: Arc::default(),
         conns: Arc::default(),
+        closed: Arc::default(),
         status: Arc::new(AtomicU16::new(200)),
         gate: gated.then(|| Arc::new(Semaphore::new(0))),
     };
@@ -46,6 +49,7 @@ async fn held_backend(name: &'static str, ip: IpAddr, gated: bool) -> Held {
         while let Ok((s, _)) = listener.accept().await {
             state.conns.fetch_add(1, Ordering::Relaxed);
             let state = state.clone();
+            let closed = state.closed.clone();
             tokio::spawn(async move {
                 let svc =
                     hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
@@ -66,6 +70,7 @@ async fn held_backend(name: &'static str, ip: IpAddr, gated: bool) -> Held {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc)
                     .await;
+                closed.fetch_add(1, Ordering::Relaxed);
             });
         }
     });
@@ -938,6 +943,50 @@ async fn h2_connections_are_drained_by_uses_age_and_idleness() {
     jump(Duration::from_secs(31)).await;
     ok("/idle").await;
     assert_eq!(conns(), 6);
+}
+
+/// `idleTimeout` on an HTTP/1.1 upstream: an idle connection is closed when it has
+/// idled that long, with no request needed to notice (paused time), and not before.
+#[tokio::test]
+async fn idle_h1_connections_are_closed_when_they_pass_the_idle_timeout() {
+    let ip = fresh_ip();
+    let b = held_backend("b", ip, false).await;
+    let mut c = cluster("idle", Protocol::Http, vec![endpoint(b.addr)]);
+    c.traffic.connection_pool = Some(pool(|p| p.idle_timeout = Some(Duration::from_secs(30))));
+    let p = TestProxy::with_config(
+        ip,
+        one_service(ip, vec![route("r", vec![], to("idle"))], vec![c]),
+    )
+    .await;
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let closed = || b.closed.load(Ordering::Relaxed);
+    jump(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(closed(), 0, "idle for 20 s of 30: still open");
+    // A request at 20 s makes it busy, then idle again from then.
+    let r = get(p.outbound(), "http://backend/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(b.conns.load(Ordering::Relaxed), 1, "reused");
+    jump(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        closed(),
+        0,
+        "idle for 20 s since the last request: still open"
+    );
+    jump(Duration::from_secs(11)).await;
+    for _ in 0..500 {
+        if closed() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        closed(),
+        1,
+        "closed once idle for 31 s, with no request to notice"
+    );
 }
 
 /// At `maxConnections: 1`, with the one connection idle at one endpoint, a request
